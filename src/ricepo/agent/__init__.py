@@ -1,0 +1,1 @@
+"""The retrieval agent: prompt template, model loading, sampling, multi-turn rollouts."""

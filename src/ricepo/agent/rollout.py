@@ -1,0 +1,188 @@
+"""Multi-turn rollouts of the retrieval agent, kept token-exact for training.
+
+One round (step) of the transcript:
+
+    <think>\n  REASONING </think>  \n<summary>  SUMMARY </summary>  \n<tool_response>\n DOCS \n</tool_response>\n
+    ^glue      ^policy               ^glue      ^policy             ^observation (never trained on)
+
+The harness writes the opening tags (glue) and the policy writes each span's contents and its
+closing tag; when the policy reaches the span's token budget or emits eos without closing it,
+the harness appends the closing tag as glue and flags the step. Only policy-sampled tokens are
+trained on. Retrieval uses "query ⊕ summary"; an empty summary retrieves with the query alone
+and marks the step unparseable (config `rollout.format_penalty` is then subtracted from the final
+reward). The final reward is NDCG@10 of the last step's retrieval. A trajectory is one flat
+token list with typed segments, so any step's context can be sliced out and continued.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+from ..retrieval.retriever import TaskEnvironment
+from .sampling import sample
+from .template import build_messages, format_documents
+
+TRAINED_KINDS = ("reasoning", "summary")
+_TAGS = re.compile(r"</?(think|summary|tool_response)>")
+
+
+def strip_tags(text: str) -> str:
+    """A span's text without agent tags: a summary made only of tags is empty (unparseable)."""
+    return " ".join(_TAGS.sub(" ", text).split())
+
+
+@dataclass
+class RolloutSettings:
+    max_depth: int = 3                 # D: retrieval rounds per trajectory
+    temperature: float = 1.0           # sampling temperature (0 = greedy)
+    max_reasoning_tokens: int = 512    # budget before the harness closes </think>
+    max_summary_tokens: int = 128      # budget before the harness closes </summary>
+    docs_in_observation: int = 5       # documents shown inside <tool_response>
+    doc_max_chars: int = 600           # characters kept of each shown document
+    format_penalty: float = 0.0        # subtracted from the final reward if a step is unparseable
+
+    @classmethod
+    def from_config(cls, rollout: dict, temperature: float | None = None) -> "RolloutSettings":
+        keys = cls.__dataclass_fields__
+        s = cls(**{k: v for k, v in rollout.items() if k in keys})
+        if temperature is not None:
+            s.temperature = temperature
+        return s
+
+
+@dataclass
+class Segment:
+    kind: str    # prompt | glue | reasoning | summary | observation
+    start: int
+    end: int
+    step: int    # -1 for the prompt
+
+
+@dataclass
+class Step:
+    reasoning: str
+    summary: str
+    closed_think: bool       # the policy closed </think> itself
+    closed_summary: bool     # the policy closed </summary> itself
+    parseable: bool          # a non-empty summary was produced
+    state: list[str]         # document ids returned before this step (GiGPO/HGPO anchor state)
+    retrieved: list[str] = field(default_factory=list)
+    local_reward: float = 0.0
+    summary_entropy: float = math.nan
+
+
+@dataclass
+class Trajectory:
+    id: str
+    query_id: str
+    task: str
+    query: str
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)   # NaN where not sampled by the policy
+    entropies: list[float] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    final_reward: float = 0.0
+    final_ranking: list[tuple[str, float]] = field(default_factory=list)
+    next_state: list[str] = field(default_factory=list)   # anchor state of the next step
+    search_text: str = ""                                  # query ⊕ latest summary
+
+    def append(self, kind: str, ids: list[int], step: int, logprobs=None, entropies=None) -> None:
+        if not ids:
+            return
+        start = len(self.tokens)
+        self.tokens.extend(ids)
+        self.logprobs.extend(logprobs if logprobs is not None else [math.nan] * len(ids))
+        self.entropies.extend(entropies if entropies is not None else [math.nan] * len(ids))
+        self.segments.append(Segment(kind, start, len(self.tokens), step))
+
+    def loss_mask(self) -> list[bool]:
+        mask = [False] * len(self.tokens)
+        for seg in self.segments:
+            if seg.kind in TRAINED_KINDS:
+                mask[seg.start:seg.end] = [True] * (seg.end - seg.start)
+        return mask
+
+    def span(self, kind: str, step: int) -> Segment | None:
+        return next((s for s in self.segments if s.kind == kind and s.step == step), None)
+
+    def context_before(self, step: int) -> list[int]:
+        """Tokens up to (excluding) step `step`'s reasoning: where a branch restarts."""
+        seg = self.span("reasoning", step)
+        return list(self.tokens[: seg.start]) if seg else list(self.tokens)
+
+    @property
+    def generated_tokens(self) -> int:
+        return sum(s.end - s.start for s in self.segments if s.kind in TRAINED_KINDS)
+
+
+class Agent:
+    """Runs the multi-turn loop for many trajectories at once (batched across the group)."""
+
+    def __init__(self, model, tokenizer, template: dict, settings: RolloutSettings):
+        self.model, self.tok, self.template, self.s = model, tokenizer, template, settings
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def _prompt(self, traj: Trajectory, env: TaskEnvironment) -> None:
+        first = env.ranking_for(traj.query_id, traj.query)
+        docs = format_documents(first, env.corpus, self.s.docs_in_observation, self.s.doc_max_chars)
+        text = self.tok.apply_chat_template(build_messages(self.template, traj.query, docs),
+                                            tokenize=False, add_generation_prompt=True)
+        traj.append("prompt", self._encode(text), -1)
+        # R1-distill and Qwen3-thinking templates already open the reasoning block.
+        traj.append("glue", self._encode("" if text.rstrip().endswith("<think>") else "<think>\n"), 0)
+        traj.next_state = [f"query:{traj.query_id}"]
+
+    def rollout(self, jobs: list[tuple[str, str, str, str]], envs: dict[str, TaskEnvironment],
+                generator: torch.Generator | None = None) -> list[Trajectory]:
+        """jobs: (trajectory id, task, query id, query text). Returns finished trajectories."""
+        trajs = [Trajectory(id=tid, query_id=qid, task=task, query=q) for tid, task, qid, q in jobs]
+        for t in trajs:
+            self._prompt(t, envs[t.task])
+        for step in range(self.s.max_depth):
+            self.step(trajs, envs, step, generator)
+        for t in trajs:
+            self.finish(t, envs[t.task])
+        return trajs
+
+    def step(self, trajs: list[Trajectory], envs: dict[str, TaskEnvironment], step: int,
+             generator: torch.Generator | None) -> None:
+        """One round for every trajectory: reasoning, summary, retrieval (+ observation if not last)."""
+        reasoning = sample(self.model, self.tok, [t.tokens for t in trajs], max_new_tokens=self.s.max_reasoning_tokens,
+                           stop="</think>", temperature=self.s.temperature, generator=generator)
+        for t, r in zip(trajs, reasoning):
+            t.append("reasoning", r.ids, step, r.logprobs, r.entropies)
+            t.append("glue", self._encode(("" if r.stopped else "</think>") + "\n<summary>"), step)
+        summaries = sample(self.model, self.tok, [t.tokens for t in trajs], max_new_tokens=self.s.max_summary_tokens,
+                           stop="</summary>", temperature=self.s.temperature, generator=generator)
+        for t, r, s in zip(trajs, reasoning, summaries):
+            t.append("summary", s.ids, step, s.logprobs, s.entropies)
+            if not s.stopped:
+                t.append("glue", self._encode("</summary>"), step)
+            env = envs[t.task]
+            summary_text = strip_tags(self.tok.decode(s.ids, skip_special_tokens=True))
+            reasoning_text = strip_tags(self.tok.decode(r.ids, skip_special_tokens=True))
+            search_text = f"{t.query} {summary_text}" if summary_text else t.query
+            ranking = env.ranking_for(t.query_id, search_text)
+            content = s.entropies[:-1] if s.stopped else s.entropies   # the closing tag is not content
+            t.steps.append(Step(reasoning=reasoning_text, summary=summary_text, closed_think=r.stopped,
+                                closed_summary=s.stopped, parseable=bool(summary_text), state=t.next_state,
+                                retrieved=[d for d, _ in ranking[:10]], local_reward=env.reward(t.query_id, search_text),
+                                summary_entropy=sum(content) / len(content) if content else math.nan))
+            t.search_text = search_text
+            if step + 1 < self.s.max_depth:
+                docs = format_documents(ranking, env.corpus, self.s.docs_in_observation, self.s.doc_max_chars)
+                t.append("observation", self._encode(f"\n<tool_response>\n{docs}\n</tool_response>\n"), step)
+                t.append("glue", self._encode("<think>\n"), step + 1)
+                t.next_state = [d for d, _ in ranking[: self.s.docs_in_observation]]
+
+    def finish(self, t: Trajectory, env: TaskEnvironment) -> None:
+        t.final_ranking = env.ranking_for(t.query_id, t.search_text)
+        t.final_reward = t.steps[-1].local_reward
+        if not all(s.parseable for s in t.steps):
+            t.final_reward -= self.s.format_penalty

@@ -1,0 +1,239 @@
+"""`ricepo VERB ...`: the commands the Snakemake rules (and people) call.
+
+Expected failures (bad input, missing files, offline hub) print one line `ricepo: error: ...`
+and exit 2; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import RicepoError
+
+
+def _read_json_input(source: str):
+    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RicepoError(f"{source}: line {e.lineno}: malformed JSON ({e.msg})") from None
+
+
+def cmd_credit(args) -> None:
+    from .credit import compute_credit
+    from .credit.registry import parse_value
+
+    data = _read_json_input(args.file)
+    if args.select is not None:
+        raise RicepoError("--select (anchor selection) comes with the RICE-PO estimator (planned: issue 5)")
+    if not args.method:
+        raise RicepoError("credit: give --method NAME (or --select K)")
+    params = {}
+    for item in args.set or []:
+        if "=" not in item:
+            raise RicepoError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        params[key] = parse_value(value)
+    groups = data if isinstance(data, list) else [data]
+    out = [compute_credit(args.method, g, **params) for g in groups]
+    print(json.dumps(out if isinstance(data, list) else out[0]))
+
+
+def cmd_evaluate(args) -> None:
+    from .data.canonical import read_qrels
+    from .evaluate.metrics import evaluate_run, read_excluded, read_run
+
+    excluded = read_excluded(args.excluded) if args.excluded else {}
+    result = evaluate_run(read_qrels(args.qrels), read_run(args.run), excluded)
+    print(json.dumps(result))
+
+
+def cmd_retrieve(args) -> None:
+    from .environments import load_environment
+    from .evaluate.metrics import write_run
+    from .retrieval.bm25 import BM25Index
+    from .data.canonical import Dataset
+
+    if args.retriever != "bm25":
+        raise RicepoError(f"retriever {args.retriever!r} is not implemented yet (planned: issue 4); use bm25")
+    t0 = time.time()
+    ds = Dataset(args.dataset)
+    index = BM25Index.load(args.index) if args.index else BM25Index.build(ds.corpus, args.k1, args.b)
+    run = {}
+    for qid, q in ds.split_queries(args.split).items():
+        drop = ds.excluded.get(qid, set()) | {qid}
+        run[qid] = [(d, s) for d, s in index.search(q["text"], args.k + len(drop)) if d not in drop][: args.k]
+    write_run(args.out, run, f"bm25-k1={args.k1}-b={args.b}")
+    print(json.dumps({"queries": len(run), "out": args.out, "seconds": round(time.time() - t0, 2)}))
+
+
+def cmd_index(args) -> None:
+    from .data.canonical import read_corpus
+    from .retrieval.bm25 import BM25Index
+
+    t0 = time.time()
+    corpus = read_corpus(Path(args.dataset) / "corpus.jsonl")
+    BM25Index.build(corpus, args.k1, args.b).save(args.out)
+    print(json.dumps({"docs": len(corpus), "k1": args.k1, "b": args.b, "seconds": round(time.time() - t0, 2)}))
+
+
+def cmd_data(args) -> None:
+    if args.data_cmd == "prepare":
+        from .data.prepare import prepare
+        print(json.dumps(prepare(args.benchmark, args.task, json.loads(args.spec), args.out)))
+    elif args.data_cmd == "split":
+        from .data.splits import build_split
+        manifest = build_split(args.dataset, args.out, benchmark=args.benchmark, task=args.task,
+                               counts={"train": args.train, "test": args.test}, seed=args.seed)
+        print(json.dumps({k: manifest[k] for k in ("benchmark", "task", "counts", "judgments")}))
+    elif args.data_cmd == "inspect":
+        from .data.inspect import inspect_source
+        print(json.dumps(inspect_source(args.source, args.benchmark, args.task)))
+
+
+def cmd_model(args) -> None:
+    from .agent.models import build_tiny_backbone
+    from .data.canonical import read_corpus
+    from .retrieval.bm25 import doc_text
+
+    texts = []
+    for path in args.corpus:
+        texts += [doc_text(d) for d in read_corpus(path).values()]
+    info = build_tiny_backbone(args.out, texts, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
+                               layers=args.layers, seed=args.seed)
+    print(json.dumps(info))
+
+
+def cmd_train(args) -> None:
+    from .environments import parse_task_args
+    from .train.run import run_training
+
+    log = run_training(json.loads(args.spec), parse_task_args(args.task), args.out)
+    print(json.dumps({"steps": len(log), "first_reward": log[0]["reward_mean"], "last_reward": log[-1]["reward_mean"]}))
+
+
+def cmd_agent_eval(args) -> None:
+    from .environments import parse_task_args
+    from .evaluate.agent_eval import run_agent_eval
+
+    (task, (split_dir, index_dir)), = parse_task_args([args.task]).items()
+    result = run_agent_eval(json.loads(args.spec), args.model, task, split_dir, index_dir, args.out,
+                            batch_size=args.batch_size)
+    print(json.dumps({k: result[k] for k in ("ndcg_cut_10", "n_queries", "parseable_rate")}))
+
+
+def cmd_report(args) -> None:
+    from .report import build
+
+    config = json.loads(Path(args.config_json).read_text()) if args.config_json else None
+    build.run(args.what, config=config, results=Path(args.results), out=Path(args.out), extra=args.extra or [])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ricepo", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("credit", help="span advantages of one group (or a list of groups), as JSON")
+    c.add_argument("file", nargs="?", default="-", help="JSON group(s); - for stdin")
+    c.add_argument("--method", help="grpo | gigpo | hgpo | tree_grpo | ricepo")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method parameter (repeatable)")
+    c.add_argument("--select", type=int, metavar="K", help="print the K anchors RICE-PO would choose")
+    c.add_argument("--trigger", choices=["entropy", "random"], default="entropy")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=cmd_credit)
+
+    e = sub.add_parser("evaluate", help="NDCG@10 of a TREC run (pytrec_eval)")
+    e.add_argument("--qrels", required=True, help="BEIR qrels tsv (with header) or TREC qrels")
+    e.add_argument("--run", required=True, help="TREC run file")
+    e.add_argument("--excluded", help="tsv of `query-id<TAB>corpus-id` pairs removed before scoring")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("retrieve", help="run a retriever over a canonical dataset, write a TREC run")
+    r.add_argument("--dataset", required=True, help="canonical (BEIR layout) dataset folder")
+    r.add_argument("--split", default="test")
+    r.add_argument("--retriever", default="bm25")
+    r.add_argument("--out", required=True)
+    r.add_argument("--k", type=int, default=1000)
+    r.add_argument("--index", help="a saved BM25 index (built on the fly if absent)")
+    r.add_argument("--k1", type=float, default=0.9)
+    r.add_argument("--b", type=float, default=0.4)
+    r.set_defaults(func=cmd_retrieve)
+
+    i = sub.add_parser("index", help="build and save a BM25 index of a canonical corpus")
+    i.add_argument("--dataset", required=True)
+    i.add_argument("--out", required=True)
+    i.add_argument("--k1", type=float, default=0.9)
+    i.add_argument("--b", type=float, default=0.4)
+    i.set_defaults(func=cmd_index)
+
+    d = sub.add_parser("data", help="prepare, split and inspect datasets")
+    dsub = d.add_subparsers(dest="data_cmd", required=True)
+    dp = dsub.add_parser("prepare", help="write one task in the canonical layout")
+    dp.add_argument("--benchmark", required=True)
+    dp.add_argument("--task", required=True)
+    dp.add_argument("--spec", required=True, help="the benchmark's config entry, as JSON")
+    dp.add_argument("--out", required=True)
+    ds = dsub.add_parser("split", help="build the train/test split of one task, with a manifest")
+    ds.add_argument("--dataset", required=True)
+    ds.add_argument("--benchmark", required=True)
+    ds.add_argument("--task", required=True)
+    ds.add_argument("--train", type=int, required=True)
+    ds.add_argument("--test", type=int, required=True)
+    ds.add_argument("--seed", type=int, default=42)
+    ds.add_argument("--out", required=True)
+    di = dsub.add_parser("inspect", help="print counts of a source (a local folder, or hub)")
+    di.add_argument("source")
+    di.add_argument("--benchmark", required=True, choices=["bright", "beir", "reasonir"])
+    di.add_argument("--task")
+    d.set_defaults(func=cmd_data)
+
+    m = sub.add_parser("model", help="build the tiny random backbone used by the offline configs")
+    msub = m.add_subparsers(dest="model_cmd", required=True)
+    mb = msub.add_parser("build-tiny")
+    mb.add_argument("--corpus", nargs="+", required=True, help="corpus.jsonl files to train the tokenizer on")
+    mb.add_argument("--out", required=True)
+    mb.add_argument("--vocab-size", type=int, default=1024)
+    mb.add_argument("--hidden-size", type=int, default=64)
+    mb.add_argument("--layers", type=int, default=2)
+    mb.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=cmd_model)
+
+    t = sub.add_parser("train", help="train one policy (one benchmark, backbone, method, seed)")
+    t.add_argument("--spec", required=True, help="job spec JSON (see workflow/rules/common.smk)")
+    t.add_argument("--task", action="append", required=True, metavar="TASK=SPLIT_DIR:INDEX_DIR")
+    t.add_argument("--out", required=True)
+    t.set_defaults(func=cmd_train)
+
+    a = sub.add_parser("agent-eval", help="run a policy on a task's test queries; TREC run + NDCG@10")
+    a.add_argument("--spec", required=True)
+    a.add_argument("--model", required=True, help="Hub id or folder of the policy")
+    a.add_argument("--task", required=True, metavar="TASK=SPLIT_DIR:INDEX_DIR")
+    a.add_argument("--out", required=True)
+    a.add_argument("--batch-size", type=int, default=16)
+    a.set_defaults(func=cmd_agent_eval)
+
+    rp = sub.add_parser("report", help="tables, figures and the HTML report")
+    rp.add_argument("what", help="a table or figure target name, or `html`")
+    rp.add_argument("--config-json", help="the validated config as a JSON file")
+    rp.add_argument("--results", default="results")
+    rp.add_argument("--out", required=True)
+    rp.add_argument("--extra", nargs="*", help="further inputs (html: table and figure files)")
+    rp.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except RicepoError as e:
+        print(f"ricepo: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Config validation against workflow/schemas/config.schema.yaml, with one-line errors.
+
+Snakemake's own `validate` fills the defaults; this module adds what a schema cannot say
+(cross references between sections) and turns a schema violation into one line that names
+the key, so a typo stops the run before any job starts.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import RicepoError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+METHODS_NEEDING_TRAINING = ("grpo", "gigpo", "hgpo", "tree_grpo", "ricepo")
+# Methods the trainer implements today; the others are planned by the DAG but refuse to run.
+IMPLEMENTED_METHODS = ("prompting", "grpo")
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = []
+    for p in error.absolute_path:
+        parts.append(f"[{p}]" if isinstance(p, int) else (("." if parts else "") + str(p)))
+    return "".join(parts) or "<top level>"
+
+
+def _one_line(error: jsonschema.ValidationError) -> str:
+    where = _key_path(error)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return f"config error at {where}: unknown key(s) {', '.join(map(repr, extra))}"
+    if error.validator == "enum":
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"config error at {where}: {error.instance!r} is not one of [{allowed}]"
+    return f"config error at {where}: {error.message}"
+
+
+def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
+    """Recursively insert `default` values of the schema's object properties."""
+    if "$ref" in schema:
+        ref = schema["$ref"].lstrip("#/").split("/")
+        target = root
+        for part in ref:
+            target = target[part]
+        schema = target
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub, root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra, root)
+
+
+def check_config(config: dict, schema: dict | None = None) -> dict:
+    """Validate `config`; return a copy with defaults filled. Raises RicepoError (one line)."""
+    schema = schema or load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        raise RicepoError(_one_line(jsonschema.exceptions.best_match(errors) or errors[0]))
+    config = copy.deepcopy(config)
+    _fill_defaults(config, schema, schema)
+    _check_references(config)
+    return config
+
+
+def _check_references(config: dict) -> None:
+    backbones = config["backbones"]
+    templates = config.get("templates", {})
+    for bench, spec in config["benchmarks"].items():
+        for i, bb in enumerate(spec["backbones"]):
+            if bb not in backbones:
+                raise RicepoError(f"config error at benchmarks.{bench}.backbones[{i}]: unknown backbone {bb!r} "
+                                  f"(defined: {', '.join(sorted(backbones))})")
+        for task in spec["tasks"]:
+            if task not in spec["split_counts"]:
+                raise RicepoError(f"config error at benchmarks.{bench}.split_counts: no counts for task {task!r}")
+        if spec["source"] == "local" and not spec.get("path"):
+            raise RicepoError(f"config error at benchmarks.{bench}.path: source 'local' needs a path")
+        if spec.get("retriever", {}).get("name") in ("dense", "hybrid") and not spec["retriever"].get("dense_model"):
+            raise RicepoError(f"config error at benchmarks.{bench}.retriever.dense_model: needed for dense/hybrid")
+    abl = config.get("ablations")
+    if abl and abl.get("variants"):
+        if abl.get("benchmark") not in config["benchmarks"]:
+            raise RicepoError(f"config error at ablations.benchmark: {abl.get('benchmark')!r} is not a configured benchmark")
+        if abl.get("backbone") not in config["benchmarks"][abl["benchmark"]]["backbones"]:
+            raise RicepoError(f"config error at ablations.backbone: {abl.get('backbone')!r} is not a backbone "
+                              f"of benchmark {abl['benchmark']!r}")
+    for name, bb in backbones.items():
+        if bb["family"] not in templates and "default" not in templates:
+            raise RicepoError(f"config error at backbones.{name}.family: no template for {bb['family']!r}")
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a YAML config file and validate it (what the CLI uses outside Snakemake)."""
+    path = Path(path)
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise RicepoError(f"config file {path} not found") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise RicepoError(f"config file {path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    return check_config(raw)
+
+
+def run_methods(config: dict, bench: str) -> list[str]:
+    """Method run names of a benchmark: its methods, plus `ricepo_<variant>` ablations."""
+    methods = list(config["benchmarks"][bench]["methods"])
+    abl = config.get("ablations") or {}
+    if abl.get("benchmark") == bench:
+        methods += [f"ricepo_{v}" for v in abl.get("variants", [])]
+    return methods
+
+
+def runs(config: dict) -> list[dict]:
+    """Every (benchmark, backbone, method, seed) the config asks for; ablations only on their backbone."""
+    out = []
+    abl = config.get("ablations") or {}
+    for bench, spec in config["benchmarks"].items():
+        for bb in spec["backbones"]:
+            methods = list(spec["methods"])
+            if abl.get("benchmark") == bench and abl.get("backbone") == bb:
+                methods += [f"ricepo_{v}" for v in abl.get("variants", [])]
+            for method in methods:
+                seeds = [0] if method == "prompting" and config["evaluate"]["temperature"] == 0 else config["seeds"]
+                for seed in seeds:
+                    out.append({"benchmark": bench, "backbone": bb, "method": method, "seed": seed})
+    return out
+
+
+def base_method(method: str) -> tuple[str, str | None]:
+    """`ricepo_case1` -> ('ricepo', 'case1'); `grpo` -> ('grpo', None)."""
+    if method.startswith("ricepo_"):
+        return "ricepo", method[len("ricepo_"):]
+    return method, None
+
+
+def dumps(config: dict) -> str:
+    return json.dumps(config, sort_keys=True)

@@ -1,0 +1,28 @@
+"""GRPO (Shao et al. 2024, DeepSeekMath), as verl's `compute_grpo_outcome_advantage`.
+
+A_i = (R_i - mean_group R) / (std_group R + 1e-6), std with n-1 (torch.std's default, as verl).
+A group of one has mean 0 and std 1 in verl, so its advantage is R itself. `norm_by_std=False` is
+Dr. GRPO (A_i = R_i - mean). Every span (reasoning and summary) of every step of trajectory i
+receives A_i.
+"""
+from __future__ import annotations
+
+from .registry import register
+from .stats import EPS, mean, std
+
+
+def trajectory_advantages(group: dict, norm_by_std: bool = True) -> dict[str, float]:
+    rewards = [float(t["final_reward"]) for t in group["trajectories"]]
+    if len(rewards) == 1:
+        m, s = 0.0, 1.0
+    else:
+        m, s = mean(rewards), std(rewards, bessel=True)
+    denom = s + EPS if norm_by_std else 1.0
+    return {t["id"]: (r - m) / denom for t, r in zip(group["trajectories"], rewards)}
+
+
+@register("grpo")
+def grpo(group: dict, norm_by_std: bool = True) -> dict[str, list[dict]]:
+    adv = trajectory_advantages(group, norm_by_std)
+    return {t["id"]: [{"reasoning": adv[t["id"]], "summary": adv[t["id"]]} for _ in t["steps"]]
+            for t in group["trajectories"]}

@@ -1,0 +1,1 @@
+"""Datasets in one canonical (BEIR) layout: readers, writers, the offline fixture, splits."""

@@ -1,0 +1,186 @@
+"""The canonical dataset layout of DESIGN.md, read and written with line-level integrity errors.
+
+    corpus.jsonl      {"_id", "title", "text"}
+    queries.jsonl     {"_id", "text", "metadata": {...}}   (BRIGHT: metadata.excluded_ids)
+    qrels/{split}.tsv query-id  corpus-id  score           (header line, as BEIR)
+
+QRELS may also be TREC's four columns (`qid Q0 docid rel`), which is how several BEIR topic
+files are distributed.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import RicepoError
+
+
+def _open(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object); a malformed line is an error naming file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise RicepoError(f"{path}: file not found")
+    with _open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RicepoError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise RicepoError(f"{path}:{lineno}: expected a JSON object")
+            yield lineno, obj
+
+
+def _require_id(path: Path, lineno: int, obj: dict, seen: set) -> str:
+    if "_id" not in obj:
+        raise RicepoError(f"{path}:{lineno}: missing key '_id'")
+    doc_id = str(obj["_id"])
+    if doc_id in seen:
+        raise RicepoError(f"{path}:{lineno}: duplicate id {doc_id!r}")
+    seen.add(doc_id)
+    return doc_id
+
+
+def read_corpus(path: str | Path) -> dict[str, dict]:
+    """{doc_id: {"title", "text"}} in file order."""
+    path = Path(path)
+    corpus: dict[str, dict] = {}
+    seen: set = set()
+    for lineno, obj in iter_jsonl(path):
+        doc_id = _require_id(path, lineno, obj, seen)
+        title, text = str(obj.get("title") or ""), str(obj.get("text") or "")
+        if not (title.strip() or text.strip()):
+            raise RicepoError(f"{path}:{lineno}: document {doc_id!r} has empty title and text")
+        corpus[doc_id] = {"title": title, "text": text}
+    return corpus
+
+
+def read_queries(path: str | Path) -> dict[str, dict]:
+    """{query_id: {"text", "metadata"}} in file order."""
+    path = Path(path)
+    queries: dict[str, dict] = {}
+    seen: set = set()
+    for lineno, obj in iter_jsonl(path):
+        qid = _require_id(path, lineno, obj, seen)
+        text = str(obj.get("text") or "")
+        if not text.strip():
+            raise RicepoError(f"{path}:{lineno}: query {qid!r} has empty text")
+        queries[qid] = {"text": text, "metadata": obj.get("metadata") or {}}
+    return queries
+
+
+def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """{query_id: {doc_id: relevance}} from BEIR tsv (header) or TREC four-column qrels."""
+    path = Path(path)
+    if not path.exists():
+        raise RicepoError(f"{path}: file not found")
+    qrels: dict[str, dict[str, int]] = {}
+    with _open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if lineno == 1 and parts[0] in ("query-id", "query_id", "qid"):
+                continue
+            if len(parts) == 3:
+                qid, doc_id, rel = parts
+            elif len(parts) == 4:
+                qid, _, doc_id, rel = parts
+            else:
+                raise RicepoError(f"{path}:{lineno}: expected 3 (BEIR) or 4 (TREC) columns, got {len(parts)}")
+            try:
+                rel_value = int(float(rel))
+            except ValueError:
+                raise RicepoError(f"{path}:{lineno}: relevance {rel!r} is not a number") from None
+            if doc_id in qrels.setdefault(qid, {}):
+                raise RicepoError(f"{path}:{lineno}: duplicate judgment for ({qid}, {doc_id})")
+            qrels[qid][doc_id] = rel_value
+    return qrels
+
+
+def check_qrels(qrels: dict, queries: dict, corpus: dict | None, path: str | Path) -> None:
+    """Every judged query and document must exist; names the first offender."""
+    for qid, docs in qrels.items():
+        if qid not in queries:
+            raise RicepoError(f"{path}: judged query {qid!r} is not in queries.jsonl")
+        if corpus is not None:
+            for doc_id in docs:
+                if doc_id not in corpus:
+                    raise RicepoError(f"{path}: query {qid!r} judges unknown document {doc_id!r}")
+
+
+def write_jsonl(path: str | Path, rows) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def write_corpus(path, corpus: dict[str, dict]) -> None:
+    write_jsonl(path, ({"_id": d, "title": v["title"], "text": v["text"]} for d, v in corpus.items()))
+
+
+def write_queries(path, queries: dict[str, dict]) -> None:
+    write_jsonl(path, ({"_id": q, "text": v["text"], "metadata": v.get("metadata", {})} for q, v in queries.items()))
+
+
+def write_qrels(path, qrels: dict[str, dict[str, int]]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid, docs in qrels.items():
+            for doc_id, rel in docs.items():
+                f.write(f"{qid}\t{doc_id}\t{rel}\n")
+    tmp.replace(path)
+
+
+def excluded_ids(queries: dict[str, dict]) -> dict[str, set[str]]:
+    """BRIGHT's per-query excluded documents (the "N/A" sentinel dropped)."""
+    out = {}
+    for qid, q in queries.items():
+        ids = {str(x) for x in q.get("metadata", {}).get("excluded_ids", []) or [] if str(x) != "N/A"}
+        if ids:
+            out[qid] = ids
+    return out
+
+
+class Dataset:
+    """One benchmark task in the canonical layout, loaded and cross-checked."""
+
+    def __init__(self, root: str | Path, splits: tuple[str, ...] = ("train", "test")):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise RicepoError(f"dataset folder {self.root} not found")
+        self.corpus = read_corpus(self.root / "corpus.jsonl")
+        self.queries = read_queries(self.root / "queries.jsonl")
+        self.qrels: dict[str, dict[str, dict[str, int]]] = {}
+        for split in splits:
+            qpath = self.root / "qrels" / f"{split}.tsv"
+            if qpath.exists():
+                self.qrels[split] = read_qrels(qpath)
+                check_qrels(self.qrels[split], self.queries, self.corpus, qpath)
+        self.excluded = excluded_ids(self.queries)
+        for qid, ids in self.excluded.items():
+            for split_qrels in self.qrels.values():
+                gold = {d for d, r in split_qrels.get(qid, {}).items() if r > 0}
+                if gold & ids:
+                    raise RicepoError(f"{self.root}/queries.jsonl: query {qid!r} excludes its own gold "
+                                      f"document(s) {sorted(gold & ids)}")
+
+    def split_queries(self, split: str) -> dict[str, dict]:
+        if split not in self.qrels:
+            raise RicepoError(f"{self.root}: no qrels/{split}.tsv")
+        return {q: self.queries[q] for q in self.qrels[split]}

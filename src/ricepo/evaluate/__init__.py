@@ -1,0 +1,1 @@
+"""Scoring: NDCG@10 through pytrec_eval, TREC run files."""

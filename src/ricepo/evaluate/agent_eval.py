@@ -1,0 +1,47 @@
+"""`ricepo agent-eval`: run a policy (trained, or the untrained backbone for prompting) on test
+queries with the training rollout code, write the TREC run of the final retrieval and NDCG@10."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..agent.models import load_backbone
+from ..agent.rollout import Agent, RolloutSettings
+from ..environments import load_environment
+from .metrics import evaluate_run, write_run
+
+
+def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path,
+                   batch_size: int = 16, keep_transcripts: int = 5) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env, queries = load_environment(task, split_dir, index_dir, "test")
+    model, tokenizer = load_backbone(model_path, spec["backbone"].get("dtype", "auto"))
+    model.eval()
+    settings = RolloutSettings.from_config(spec["rollout"], temperature=spec["evaluate"]["temperature"])
+    agent = Agent(model, tokenizer, spec["template"], settings)
+    generator = torch.Generator().manual_seed(spec["seed"])
+    run, transcripts, steps = {}, [], []
+    items = list(queries.items())
+    for i in tqdm(range(0, len(items), batch_size), desc=f"eval {task}", mininterval=5):
+        jobs = [(qid, task, qid, q["text"]) for qid, q in items[i:i + batch_size]]
+        for t in agent.rollout(jobs, {task: env}, generator):
+            run[t.query_id] = t.final_ranking
+            steps += t.steps
+            if len(transcripts) < keep_transcripts:
+                transcripts.append({"query_id": t.query_id, "query": t.query,
+                                    "transcript": tokenizer.decode(t.tokens[t.segments[0].end:]),
+                                    "final_reward": t.final_reward})
+    tag = f"{spec['method']}-{spec['seed']}"
+    write_run(out_dir / "run.trec", run, tag)
+    result = evaluate_run(env.qrels, {q: dict(r) for q, r in run.items()}, env.excluded)
+    result["parseable_rate"] = sum(s.parseable for s in steps) / max(1, len(steps))
+    result["model"] = model_path
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    with open(out_dir / "transcripts.jsonl", "w") as f:
+        for row in transcripts:
+            f.write(json.dumps(row) + "\n")
+    return result

@@ -1,0 +1,51 @@
+"""Reading measured results (eval metrics, train logs) and the paper's numbers."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import yaml
+
+from ..config import runs
+
+PAPER_RESULTS = Path(__file__).resolve().parents[3] / "config" / "paper_results.yaml"
+
+
+def load_paper(path: Path = PAPER_RESULTS) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f)["tables"]
+
+
+def metrics_path(results: Path, benchmark: str, backbone: str, method: str, seed: int, task: str) -> Path:
+    return results / "eval" / benchmark / backbone / method / f"seed{seed}" / task / "metrics.json"
+
+
+def read_ndcg(path: Path) -> float:
+    return float(json.loads(path.read_text())["ndcg_cut_10"])
+
+
+def measured(config: dict, results: Path, benchmark: str, backbone: str, method: str) -> dict[int, dict[str, float]]:
+    """{seed: {task: NDCG@10 x 100}} for every planned run of this cell whose metrics exist."""
+    out: dict[int, dict[str, float]] = {}
+    for r in runs(config):
+        if (r["benchmark"], r["backbone"], r["method"]) != (benchmark, backbone, method):
+            continue
+        for task in config["benchmarks"][benchmark]["tasks"]:
+            path = metrics_path(results, benchmark, backbone, method, r["seed"], task)
+            if path.exists():
+                out.setdefault(r["seed"], {})[task] = 100 * read_ndcg(path)
+    return out
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def train_log(results: Path, benchmark: str, backbone: str, method: str, seed: int) -> list[dict]:
+    path = results / "train" / benchmark / backbone / method / f"seed{seed}" / "log.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

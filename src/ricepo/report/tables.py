@@ -1,0 +1,139 @@
+"""The paper's tables rebuilt from result files: ours (mean ± std over seeds) beside the paper's.
+
+A cell is `measured` (our number, from metrics.json files), `cited` (a baseline the paper quotes;
+we show its number as the paper's), or `not run` (no result file: never a number).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from ..config import runs
+from .results import load_paper, mean_std, measured
+
+MAIN_METHODS = ["prompting", "grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"]
+METHOD_LABELS = {"prompting": "Prompting agent", "grpo": "GRPO", "gigpo": "GiGPO", "hgpo": "HGPO",
+                 "tree_grpo": "Tree-GRPO", "ricepo": "RICE-PO", "ricepo_case1": "Case 1", "ricepo_case2": "Case 2",
+                 "ricepo_random_case": "Random", "ricepo_random_trigger": "Random Trigger",
+                 "ricepo_effect_only": "Effect Only", "ricepo_influence_only": "Influence Only",
+                 "bm25_measured": "BM25 (measured here)"}
+SPECS = {
+    "table_bright_main": {"title": "BRIGHT: NDCG@10 per task", "benchmark": "bright", "methods": MAIN_METHODS},
+    "table_beir_main": {"title": "BEIR: NDCG@10 per dataset", "benchmark": "beir", "methods": MAIN_METHODS},
+    "table_ablation_credit": {"title": "Ablation: credit propagation (BRIGHT)", "ablation": True,
+                              "methods": ["ricepo_case2", "ricepo_case1", "ricepo_random_case", "ricepo"]},
+    "table_ablation_trigger": {"title": "Ablation: anchor trigger (BRIGHT)", "ablation": True,
+                               "methods": ["ricepo_random_trigger", "ricepo"]},
+    "table_ablation_gates": {"title": "Ablation: gates (BRIGHT)", "ablation": True,
+                             "methods": ["ricepo_effect_only", "ricepo_influence_only", "ricepo"]},
+}
+
+
+def _cell(paper, values_by_seed: list[float]) -> dict:
+    ours, std = mean_std(values_by_seed)
+    return {"paper": paper, "ours": ours, "ours_std": std, "n_seeds": len(values_by_seed),
+            "diff": (ours - paper) if (ours is not None and paper is not None) else None,
+            "status": "measured" if ours is not None else "not run"}
+
+
+def build_table(name: str, config: dict, results: Path) -> dict:
+    spec = SPECS[name]
+    paper = load_paper()[name]
+    abl = config.get("ablations") or {}
+    benchmark = abl.get("benchmark", "bright") if spec.get("ablation") else spec["benchmark"]
+    configured = config["benchmarks"].get(benchmark)
+    paper_tasks = list(paper["rows"][0]["values"])
+    tasks = paper_tasks + [t for t in (configured or {}).get("tasks", []) if t not in paper_tasks]
+    columns = tasks + ["avg"]
+
+    paper_groups = list(dict.fromkeys(r["group"] for r in paper["rows"]))
+    if spec.get("ablation"):
+        ours_groups = [abl["backbone"]] if abl.get("backbone") and configured else []
+    else:
+        ours_groups = list(configured["backbones"]) if configured else []
+    rows = []
+    for r in paper["rows"]:
+        if r["group"] == "cited":
+            rows.append({"group": "cited", "method": r["method"], "label": r["method"],
+                         "provenance": f"cited by the paper: {r.get('cited', '')}",
+                         "cells": {t: {"paper": r["values"].get(t), "ours": None, "ours_std": None, "n_seeds": 0,
+                                       "diff": None, "status": "cited"} for t in tasks}
+                         | {"avg": {"paper": r["avg"], "ours": None, "ours_std": None, "n_seeds": 0, "diff": None,
+                                    "status": "cited"}}})
+    if configured and not spec.get("ablation"):
+        rows.append(_bm25_row(benchmark, tasks, configured, results))
+    planned = {(x["backbone"], x["method"]) for x in runs(config) if x["benchmark"] == benchmark}
+    for group in paper_groups + [g for g in ours_groups if g not in paper_groups]:
+        if group == "cited":
+            continue
+        for method in spec["methods"]:
+            prow = next((r for r in paper["rows"] if r["group"] == group and r["method"] == method), None)
+            seeds = measured(config, results, benchmark, group, method) if (group, method) in planned else {}
+            cells = {t: _cell(prow["values"].get(t) if prow else None,
+                              [v[t] for v in seeds.values() if t in v]) for t in tasks}
+            ran = [t for t in tasks if cells[t]["status"] == "measured"]
+            avg = _cell(prow["avg"] if prow else None,
+                        [sum(v[t] for t in ran) / len(ran) for v in seeds.values()] if ran else [])
+            avg["tasks_in_avg"] = len(ran)
+            if prow and prow.get("avg_note"):
+                avg["note"] = prow["avg_note"]
+            cells["avg"] = avg
+            prov = (f"measured here: config `{config.get('run_name')}`, seeds {sorted(seeds)}" if seeds
+                    else "not run in this configuration")
+            rows.append({"group": group, "method": method, "label": METHOD_LABELS.get(method, method),
+                         "provenance": prov + ("; paper value transcribed in config/paper_results.yaml" if prow else ""),
+                         "cells": cells})
+    source = (configured or {}).get("source", "none")
+    return {"id": name, "title": spec["title"], "paper_ref": paper["paper_ref"], "benchmark": benchmark,
+            "columns": columns, "rows": rows, "data_source": source,
+            "comparable": source != "fixture",
+            "data_note": ("Our numbers come from the synthetic offline fixture; they test the harness and are "
+                          "not comparable with the paper's." if source == "fixture" else "")}
+
+
+def _bm25_row(benchmark: str, tasks: list[str], configured: dict, results: Path) -> dict:
+    cells = {}
+    for t in tasks:
+        path = results / "baselines" / benchmark / "bm25" / t / "metrics.json"
+        value = 100 * json.loads(path.read_text())["ndcg_cut_10"] if path.exists() else None
+        cells[t] = _cell(None, [value] if value is not None else [])
+    ran = [cells[t]["ours"] for t in tasks if cells[t]["ours"] is not None]
+    cells["avg"] = _cell(None, [sum(ran) / len(ran)] if ran else [])
+    cells["avg"]["tasks_in_avg"] = len(ran)
+    r = configured["retriever"]
+    return {"group": "cited", "method": "bm25_measured", "label": METHOD_LABELS["bm25_measured"],
+            "provenance": f"measured here: bm25s, k1={r['k1']}, b={r['b']}, query text only", "cells": cells}
+
+
+def fmt(value, digits=2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def cell_text(cell: dict) -> str:
+    if cell["status"] == "cited":
+        return f"paper {fmt(cell['paper'])}" if cell["paper"] is not None else ""
+    ours = "not run" if cell["ours"] is None else fmt(cell["ours"]) + (f" ± {fmt(cell['ours_std'])}" if cell["ours_std"] is not None else "")
+    paper = f" / paper {fmt(cell['paper'])}" if cell["paper"] is not None else ""
+    diff = f" ({cell['diff']:+.2f})" if cell["diff"] is not None else ""
+    return ours + paper + diff
+
+
+def write_table(table: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = table["id"]
+    (out_dir / f"{name}.json").write_text(json.dumps(table, indent=1))
+    with open(out_dir / f"{name}.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["group", "method", "column", "ours", "ours_std", "n_seeds", "paper", "diff", "status"])
+        for r in table["rows"]:
+            for col in table["columns"]:
+                c = r["cells"][col]
+                w.writerow([r["group"], r["method"], col, fmt(c["ours"], 4), fmt(c["ours_std"], 4), c["n_seeds"],
+                            fmt(c["paper"]), fmt(c["diff"], 4), c["status"]])
+    lines = [f"# {table['title']}", "", f"Paper: {table['paper_ref']}. Cells: ours (mean ± std over seeds) / paper (difference).",
+             table["data_note"], "", "| group | method | " + " | ".join(table["columns"]) + " |",
+             "|" + "---|" * (len(table["columns"]) + 2)]
+    for r in table["rows"]:
+        lines.append(f"| {r['group']} | {r['label']} | " + " | ".join(cell_text(r["cells"][c]) for c in table["columns"]) + " |")
+    (out_dir / f"{name}.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,54 @@
+"""The agent's retriever: one interface, a cache keyed on the exact query text, NDCG@10 rewards."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from ..evaluate.metrics import ndcg10_single
+from .bm25 import BM25Index
+
+
+@dataclass
+class CacheStats:
+    calls: int = 0
+    hits: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.calls if self.calls else 0.0
+
+
+@dataclass
+class TaskEnvironment:
+    """One benchmark task as the agent sees it: a retriever over its corpus and its judgments."""
+
+    name: str
+    index: BM25Index
+    corpus: dict[str, dict]
+    qrels: dict[str, dict[str, int]]
+    excluded: dict[str, set[str]]
+    depth: int = 1000
+    cache_size: int = 100_000
+    stats: CacheStats = field(default_factory=CacheStats)
+    _cache: OrderedDict = field(default_factory=OrderedDict)
+
+    def search(self, text: str) -> list[tuple[str, float]]:
+        self.stats.calls += 1
+        if text in self._cache:
+            self.stats.hits += 1
+            self._cache.move_to_end(text)
+            return self._cache[text]
+        result = self.index.search(text, self.depth)
+        self._cache[text] = result
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return result
+
+    def ranking_for(self, query_id: str, text: str) -> list[tuple[str, float]]:
+        """The ranking as scored: the query's excluded documents and its own id removed."""
+        drop = self.excluded.get(query_id, set()) | {query_id}
+        return [(d, s) for d, s in self.search(text) if d not in drop]
+
+    def reward(self, query_id: str, text: str) -> float:
+        """NDCG@10 of retrieving with `text` for query `query_id` (pytrec_eval)."""
+        return ndcg10_single(self.qrels.get(query_id, {}), self.ranking_for(query_id, text))

@@ -1,0 +1,43 @@
+"""`ricepo train`: one (benchmark, backbone, method, seed) training run from a job spec."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..agent.models import load_backbone
+from ..agent.rollout import Agent, RolloutSettings
+from ..config import IMPLEMENTED_METHODS
+from ..environments import load_environment
+from ..errors import RicepoError
+from .trainer import TrainConfig, Trainer
+
+
+def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str | Path) -> list[dict]:
+    method, variant = spec["method"], spec.get("variant")
+    if method not in IMPLEMENTED_METHODS or method == "prompting":
+        raise RicepoError(f"method {method!r} cannot be trained yet (implemented: grpo; planned: issue 5)")
+    envs, queries = {}, []
+    for task, (split_dir, index_dir) in tasks.items():
+        env, split_queries = load_environment(task, split_dir, index_dir, "train")
+        envs[task] = env
+        queries += [(task, qid, q["text"]) for qid, q in split_queries.items()]
+    model, tokenizer = load_backbone(spec["backbone"]["model"], spec["backbone"].get("dtype", "auto"))
+    settings = RolloutSettings.from_config(spec["rollout"])
+    agent = Agent(model, tokenizer, spec["template"], settings)
+    train = spec["train"]
+    keys = TrainConfig.__dataclass_fields__
+    credit_params = dict(spec.get("credit", {}))
+    if variant:
+        credit_params["variant"] = variant
+    cfg = TrainConfig(method=method, group_size=spec["rollout"]["group_size"], seed=spec["seed"],
+                      credit_params=credit_params, **{k: v for k, v in train.items() if k in keys})
+    out_dir = Path(out_dir)
+    trainer = Trainer(model, tokenizer, agent, envs, queries, cfg, out_dir,
+                      run_info={"backbone": spec["backbone"], "template": spec["template"], "tasks": sorted(tasks)})
+    log = trainer.fit()
+    model.save_pretrained(out_dir / "model")
+    tokenizer.save_pretrained(out_dir / "model")
+    with open(out_dir / "log.jsonl", "w") as f:
+        for record in log:
+            f.write(json.dumps(record) + "\n")
+    return log

@@ -1,0 +1,43 @@
+# Data: each task in the canonical layout, then the paper's train/test split with a manifest.
+
+
+rule prepare_data:
+    output:
+        directory(f"{DATA}/{{benchmark}}/{{task}}"),
+    params:
+        spec=lambda wc: json.dumps(bench(wc), sort_keys=True),
+    log:
+        "results/logs/data/{benchmark}/{task}.log",
+    shell:
+        "ricepo data prepare --benchmark {wildcards.benchmark} --task {wildcards.task} "
+        "--spec {params.spec:q} --out {output} > {log} 2>&1"
+
+
+rule split:
+    input:
+        f"{DATA}/{{benchmark}}/{{task}}",
+    output:
+        directory("results/splits/{benchmark}/{task}"),
+    params:
+        train=lambda wc: bench(wc)["split_counts"][wc.task]["train"],
+        test=lambda wc: bench(wc)["split_counts"][wc.task]["test"],
+        seed=config["data"]["split_seed"],
+    log:
+        "results/logs/splits/{benchmark}/{task}.log",
+    shell:
+        "ricepo data split --dataset {input} --benchmark {wildcards.benchmark} --task {wildcards.task} "
+        "--train {params.train} --test {params.test} --seed {params.seed} --out {output} > {log} 2>&1"
+
+
+rule build_tiny_backbone:
+    # Tiny random Qwen2 + a tokenizer trained on the configured corpora (offline configs only).
+    input:
+        _fixture_corpora,
+    output:
+        directory("resources/models/{backbone}"),
+    params:
+        corpora=lambda wc, input: " ".join(f"{d}/corpus.jsonl" for d in input),
+    log:
+        "results/logs/models/{backbone}.log",
+    shell:
+        "ricepo model build-tiny --corpus {params.corpora} --out {output} > {log} 2>&1"

@@ -1,0 +1,22 @@
+# Training: one policy per (benchmark, backbone, method, seed) on all of the benchmark's tasks.
+
+
+rule train:
+    input:
+        _train_inputs,
+    output:
+        model=directory("results/train/{benchmark}/{backbone}/{method}/seed{seed}/model"),
+        log="results/train/{benchmark}/{backbone}/{method}/seed{seed}/log.jsonl",
+    params:
+        spec=lambda wc: job_spec(wc.benchmark, wc.backbone, wc.method, wc.seed),
+        tasks=lambda wc: _task_args(wc.benchmark),
+        out=lambda wc: f"results/train/{wc.benchmark}/{wc.backbone}/{wc.method}/seed{wc.seed}",
+    threads: 2
+    resources:
+        gpus=1,
+    log:
+        "results/logs/train/{benchmark}/{backbone}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{benchmark}/{backbone}/{method}/seed{seed}.tsv"
+    shell:
+        "OMP_NUM_THREADS={threads} ricepo train --spec {params.spec:q} {params.tasks} --out {params.out} > {log} 2>&1"
