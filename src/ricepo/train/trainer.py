@@ -181,7 +181,7 @@ class Trainer:
                 loss = aggregate(loss_tok, mask[c], cfg.loss_agg, total_tokens=total_tokens, total_seqs=total_seqs)
                 loss.backward()
                 m = mask[c].float()
-                stats["loss"] += float(loss) / cfg.ppo_epochs
+                stats["loss"] += float(loss.detach()) / cfg.ppo_epochs
                 stats["pg_loss"] += float((pg * m).sum()) / total_tokens / cfg.ppo_epochs
                 stats["kl"] += float((kl * m).sum()) / total_tokens / cfg.ppo_epochs
                 stats["clip_frac"] += float((clipped * m).sum()) / total_tokens / cfg.ppo_epochs

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real data folder, a fixture task with split and index, a tiny backbone."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} (../shared/data beside the project)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fixture_task(tmp_path_factory):
+    """A BRIGHT-style fixture task (with excluded ids), split 16/12, BM25-indexed."""
+    from ricepo.data.fixture import make_fixture
+    from ricepo.data.splits import build_split
+    from ricepo.retrieval.bm25 import BM25Index
+    from ricepo.data.canonical import read_corpus
+
+    root = tmp_path_factory.mktemp("fixture")
+    make_fixture(root / "data", "bright", "leetcode", n_docs=200, n_topics=8, n_train=24, n_test=12,
+                 excluded=True, seed=0)
+    build_split(root / "data", root / "split", benchmark="bright", task="leetcode",
+                counts={"train": 16, "test": 12}, seed=42)
+    BM25Index.build(read_corpus(root / "split" / "corpus.jsonl"), 0.9, 0.4).save(root / "index")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(fixture_task, tmp_path_factory):
+    from ricepo.agent.models import build_tiny_backbone
+    from ricepo.data.canonical import read_corpus
+    from ricepo.retrieval.bm25 import doc_text
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny_qwen2"
+    texts = [doc_text(d) for d in read_corpus(fixture_task / "data" / "corpus.jsonl").values()]
+    build_tiny_backbone(out, texts, seed=0)
+    return out
+
+
+TEMPLATE = {"system": "You are a search agent.", "user": "Question: {query}\n\nInitial search results:\n{documents}"}
+ROLLOUT = {"group_size": 4, "max_depth": 2, "temperature": 1.0, "max_reasoning_tokens": 12,
+           "max_summary_tokens": 6, "docs_in_observation": 2, "doc_max_chars": 80, "format_penalty": 0.0}

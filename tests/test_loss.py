@@ -1,0 +1,44 @@
+import math
+
+import pytest
+import torch
+
+from ricepo.train.loss import aggregate, token_losses
+
+
+def test_ppo_clip_dual_clip_and_k3_by_hand():
+    # token 0: A=+1, ratio e^0.5=1.6487 -> clipped at 1.2: pg = max(-1.6487, -1.2) = -1.2
+    # token 1: A=-1, ratio e^0.5 -> pg1 = 1.6487, pg2 = 1.2 -> 1.6487 (< dual cap 3)
+    # token 2: A=-1, ratio e^2=7.389 -> max(7.389, 1.2) = 7.389 -> dual clip caps at 3.0
+    # token 3: A=+2, ratio 1 -> -2
+    logp = torch.tensor([0.5, 0.5, 2.0, 0.0])
+    old = torch.zeros(4)
+    adv = torch.tensor([1.0, -1.0, -1.0, 2.0])
+    ref = torch.tensor([0.5, 0.0, 2.0, 0.0])   # d = ref - logp = [0, -0.5, 0, 0]
+    loss, pg, kl, clipped = token_losses(logp, old, ref, adv, clip_eps=0.2, dual_clip=3.0, kl_coef=0.1)
+    assert pg.tolist() == pytest.approx([-1.2, math.exp(0.5), 3.0, -2.0], rel=1e-6)
+    # k3 at d=-0.5: e^-0.5 + 0.5 - 1 = 0.106531
+    assert kl.tolist() == pytest.approx([0.0, math.exp(-0.5) + 0.5 - 1, 0.0, 0.0], abs=1e-6)
+    assert loss[1].item() == pytest.approx(math.exp(0.5) + 0.1 * (math.exp(-0.5) + 0.5 - 1), rel=1e-6)
+    assert clipped.tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_aggregation_modes_by_hand():
+    values = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]], dtype=torch.bool)
+    # token-mean: (1+2+3+4) / 4 = 2.5
+    assert aggregate(values, mask, "token-mean", total_tokens=4, total_seqs=2).item() == pytest.approx(2.5)
+    # seq-mean-token-mean: (2 + 4) / 2 = 3
+    assert aggregate(values, mask, "seq-mean-token-mean", total_tokens=4, total_seqs=2).item() == pytest.approx(3.0)
+    # seq-mean-token-sum: (6 + 4) / 2 = 5
+    assert aggregate(values, mask, "seq-mean-token-sum", total_tokens=4, total_seqs=2).item() == pytest.approx(5.0)
+
+
+def test_microbatch_shares_add_up_to_the_batch_loss():
+    values = torch.rand(4, 5)
+    mask = torch.rand(4, 5) > 0.3
+    total = float(mask.sum())
+    whole = aggregate(values, mask, "token-mean", total_tokens=total, total_seqs=4)
+    parts = aggregate(values[:2], mask[:2], "token-mean", total_tokens=total, total_seqs=4) + \
+        aggregate(values[2:], mask[2:], "token-mean", total_tokens=total, total_seqs=4)
+    assert parts.item() == pytest.approx(whole.item(), rel=1e-6)

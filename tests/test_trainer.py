@@ -1,0 +1,64 @@
+import json
+
+import pytest
+
+from conftest import ROLLOUT, TEMPLATE
+from ricepo.errors import RicepoError
+
+
+def spec(tiny_backbone, **train):
+    base = {"steps": 2, "queries_per_step": 2, "learning_rate": 1e-3, "kl_coef": 0.001, "clip_eps": 0.2,
+            "dual_clip": 3.0, "loss_agg": "token-mean", "ppo_epochs": 1, "micro_batch_size": 4, "grad_clip": 1.0,
+            "weight_decay": 0.0}
+    base.update(train)
+    return {"method": "grpo", "variant": None, "seed": 0, "backbone": {"model": str(tiny_backbone), "family": "tiny"},
+            "template": TEMPLATE, "rollout": ROLLOUT, "train": base, "credit": {"norm_by_std": True},
+            "evaluate": {"temperature": 0.0}}
+
+
+def tasks(fixture_task):
+    return {"leetcode": (fixture_task / "split", fixture_task / "index")}
+
+
+def test_training_logs_every_step_and_saves_a_loadable_model(fixture_task, tiny_backbone, tmp_path):
+    from ricepo.agent.models import load_backbone
+    from ricepo.train.run import run_training
+
+    log = run_training(spec(tiny_backbone), tasks(fixture_task), tmp_path / "run")
+    assert [r["step"] for r in log] == [1, 2]
+    for key in ("reward_mean", "kl", "loss", "tokens_generated", "retriever_calls", "retriever_cache_hits",
+                "rollout_s", "update_s", "wall_s"):
+        assert key in log[0]
+    assert log[0]["trajectories"] == 2 * ROLLOUT["group_size"]
+    lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(x) for x in lines] == log
+    model, _ = load_backbone(str(tmp_path / "run" / "model"))
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_resume_continues_and_matches_an_uninterrupted_run(fixture_task, tiny_backbone, tmp_path):
+    from ricepo.train.run import run_training
+
+    straight = run_training(spec(tiny_backbone, steps=2), tasks(fixture_task), tmp_path / "a")
+    run_training(spec(tiny_backbone, steps=1), tasks(fixture_task), tmp_path / "b")   # "interrupted" after step 1
+    resumed = run_training(spec(tiny_backbone, steps=2), tasks(fixture_task), tmp_path / "b")
+    assert [r["step"] for r in resumed] == [1, 2]
+    for key in ("reward_mean", "loss", "kl", "tokens_generated"):
+        assert resumed[1][key] == pytest.approx(straight[1][key], rel=1e-5, abs=1e-7)
+
+
+def test_resume_with_a_different_config_is_refused(fixture_task, tiny_backbone, tmp_path):
+    from ricepo.train.run import run_training
+
+    run_training(spec(tiny_backbone, steps=1), tasks(fixture_task), tmp_path / "c")
+    with pytest.raises(RicepoError, match="a run with a different config is here"):
+        run_training(spec(tiny_backbone, steps=2, learning_rate=5e-4), tasks(fixture_task), tmp_path / "c")
+
+
+def test_unimplemented_method_refuses_to_train(fixture_task, tiny_backbone, tmp_path):
+    from ricepo.train.run import run_training
+
+    bad = spec(tiny_backbone)
+    bad["method"] = "gigpo"
+    with pytest.raises(RicepoError, match="cannot be trained yet"):
+        run_training(bad, tasks(fixture_task), tmp_path / "d")
