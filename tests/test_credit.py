@@ -33,8 +33,8 @@ def test_grpo_ties_singleton_and_dr_grpo():
 
 
 def test_unknown_and_unimplemented_methods_are_clear():
-    with pytest.raises(RicepoError, match="not implemented yet"):
-        compute_credit("gigpo", group([1.0, 0.0]))
+    with pytest.raises(RicepoError, match="credit method 'ricepo': variant must be one of"):
+        compute_credit("ricepo", group([1.0, 0.0]), variant="case3")
     with pytest.raises(RicepoError, match="unknown credit method 'foo'"):
         compute_credit("foo", group([1.0]))
     with pytest.raises(RicepoError, match="takes no parameter"):

@@ -55,10 +55,20 @@ def test_resume_with_a_different_config_is_refused(fixture_task, tiny_backbone, 
         run_training(spec(tiny_backbone, steps=2, learning_rate=5e-4), tasks(fixture_task), tmp_path / "c")
 
 
+@pytest.mark.parametrize("method", ["gigpo", "hgpo"])
+def test_step_level_methods_train_on_the_same_rollouts(fixture_task, tiny_backbone, tmp_path, method):
+    from ricepo.train.run import run_training
+
+    s = spec(tiny_backbone, steps=1)
+    s["method"], s["credit"] = method, {"gamma": 0.95, "step_reward": "final_only"}
+    log = run_training(s, tasks(fixture_task), tmp_path / method)
+    assert log[0]["trajectories"] == 2 * ROLLOUT["group_size"] and log[0]["grad_norm"] >= 0
+
+
 def test_unimplemented_method_refuses_to_train(fixture_task, tiny_backbone, tmp_path):
     from ricepo.train.run import run_training
 
     bad = spec(tiny_backbone)
-    bad["method"] = "gigpo"
+    bad["method"] = "tree_grpo"
     with pytest.raises(RicepoError, match="cannot be trained yet"):
         run_training(bad, tasks(fixture_task), tmp_path / "d")

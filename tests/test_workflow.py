@@ -91,7 +91,7 @@ def test_smoke_workflow_end_to_end(tmp_path):
         tasks = config["benchmarks"][bench]["tasks"]
         rows = {r[0]: r for r in parser.rows[section] if len(r) > 1}
         header_tasks = json.loads((tmp_path / "results" / "tables" / f"{section.replace('-', '_')}.json").read_text())["columns"]
-        for method, label in (("prompting", "Prompting agent"), ("grpo", "GRPO")):
+        for method, label in (("prompting", "Prompting agent"), ("grpo", "GRPO"), ("gigpo", "GiGPO"), ("hgpo", "HGPO")):
             seeds = [0] if method == "prompting" else config["seeds"]
             row = [r for r in parser.rows[section] if r[0] == label][-1]   # the tiny_qwen2 group comes last
             for task in tasks:
@@ -101,8 +101,8 @@ def test_smoke_workflow_end_to_end(tmp_path):
                 cell = row[1 + header_tasks.index(task)]
                 assert cell.startswith(f"{mean:.2f}"), (bench, method, task, cell, values)
                 checked += 1
-        assert "not run" in " ".join(rows["GiGPO"])
-    assert checked == 2 * 3
+        assert "not run" in " ".join(rows["Tree-GRPO"])
+    assert checked == 4 * 3
     log = [json.loads(x) for x in (tmp_path / "results" / "train" / "bright" / "tiny_qwen2" / "grpo" / "seed0" /
                                    "log.jsonl").read_text().splitlines()]
     assert len(log) == config["train"]["steps"]
@@ -121,4 +121,4 @@ def test_lint_has_only_the_answered_complaint(tmp_path):
     out = snakemake("--lint", "--configfile", str(ROOT / "config" / "smoke.yaml"), cwd=tmp_path, check=False)
     titles = {line.strip() for line in (out.stdout + out.stderr).splitlines() if line.startswith("    * ")}
     assert titles <= {"* Specify a conda environment or container for each rule.:"}, titles
-    assert "answered" in (ROOT / "Snakefile").read_text()
+    assert "Answered" in (ROOT / "Snakefile").read_text()

@@ -28,7 +28,11 @@ def cmd_credit(args) -> None:
 
     data = _read_json_input(args.file)
     if args.select is not None:
-        raise RicepoError("--select (anchor selection) comes with the RICE-PO estimator (planned: issue 5)")
+        from .credit.ricepo import select_anchors
+        groups = data if isinstance(data, list) else [data]
+        out = [select_anchors(g, args.select, args.trigger, args.seed) for g in groups]
+        print(json.dumps(out if isinstance(data, list) else out[0]))
+        return
     if not args.method:
         raise RicepoError("credit: give --method NAME (or --select K)")
     params = {}

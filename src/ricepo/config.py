@@ -19,7 +19,7 @@ from .errors import RicepoError
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 METHODS_NEEDING_TRAINING = ("grpo", "gigpo", "hgpo", "tree_grpo", "ricepo")
 # Methods the trainer implements today; the others are planned by the DAG but refuse to run.
-IMPLEMENTED_METHODS = ("prompting", "grpo")
+IMPLEMENTED_METHODS = ("prompting", "grpo", "gigpo", "hgpo")
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:

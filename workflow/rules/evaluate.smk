@@ -13,7 +13,7 @@ rule agent_eval:
         split=lambda wc: split_dir(wc.benchmark, wc.task),
         index=lambda wc: index_dir(wc.benchmark, wc.task),
         out=lambda wc, output: str(Path(output.metrics).parent),
-    threads: 2
+    threads: 1
     resources:
         gpus=1,
     log:

@@ -11,7 +11,7 @@ rule train:
         spec=lambda wc: job_spec(wc.benchmark, wc.backbone, wc.method, wc.seed),
         tasks=lambda wc: _task_args(wc.benchmark),
         out=lambda wc: f"results/train/{wc.benchmark}/{wc.backbone}/{wc.method}/seed{wc.seed}",
-    threads: 2
+    threads: 1
     resources:
         gpus=1,
     log:

@@ -5,4 +5,4 @@ Every estimator takes one *group* in the JSON form of DESIGN.md's credit CLI and
 `ricepo credit` CLI call the same functions.
 """
 from .registry import REGISTRY, compute_credit, register  # noqa: F401
-from . import grpo  # noqa: F401  (registers itself)
+from . import gigpo, grpo, hgpo, ricepo, tree_grpo  # noqa: F401  (each registers itself)

@@ -18,10 +18,6 @@ def register(name: str):
 
 def compute_credit(method: str, group: dict, **params) -> dict[str, list[dict]]:
     if method not in REGISTRY:
-        planned = {"gigpo", "hgpo", "tree_grpo", "ricepo"}
-        if method in planned:
-            raise RicepoError(f"credit method {method!r} is not implemented yet (planned: issue 5); "
-                              f"implemented: {', '.join(sorted(REGISTRY))}")
         raise RicepoError(f"unknown credit method {method!r}; known: {', '.join(sorted(REGISTRY))}")
     fn = REGISTRY[method]
     accepted = set(inspect.signature(fn).parameters) - {"group"}
@@ -30,7 +26,10 @@ def compute_credit(method: str, group: dict, **params) -> dict[str, list[dict]]:
         raise RicepoError(f"credit method {method!r} takes no parameter(s) {', '.join(sorted(unknown))}; "
                           f"it takes: {', '.join(sorted(accepted)) or 'none'}")
     _check_group(group)
-    return fn(group, **params)
+    try:
+        return fn(group, **params)
+    except ValueError as e:
+        raise RicepoError(f"credit method {method!r}: {e}") from None
 
 
 def _check_group(group: dict) -> None:

@@ -15,7 +15,9 @@ from .trainer import TrainConfig, Trainer
 def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str | Path) -> list[dict]:
     method, variant = spec["method"], spec.get("variant")
     if method not in IMPLEMENTED_METHODS or method == "prompting":
-        raise RicepoError(f"method {method!r} cannot be trained yet (implemented: grpo; planned: issue 5)")
+        raise RicepoError(f"method {method!r} cannot be trained yet: its rollouts (tree expansions, RICE-PO "
+                          f"branches) are planned in issue 5; trainable: "
+                          f"{', '.join(m for m in IMPLEMENTED_METHODS if m != 'prompting')}")
     envs, queries = {}, []
     for task, (split_dir, index_dir) in tasks.items():
         env, split_queries = load_environment(task, split_dir, index_dir, "train")

@@ -28,7 +28,7 @@ from .loss import aggregate, token_losses
 
 @dataclass
 class TrainConfig:
-    method: str                       # credit method (grpo; gigpo, hgpo, tree_grpo, ricepo come later)
+    method: str                       # credit method name in the registry (grpo, gigpo, hgpo, ...)
     steps: int = 125                  # optimizer steps, one rollout batch each
     queries_per_step: int = 32        # queries per batch; each gets `group_size` trajectories
     group_size: int = 8               # G trajectories per query
@@ -180,11 +180,12 @@ class Trainer:
                                                          dual_clip=cfg.dual_clip, kl_coef=cfg.kl_coef)
                 loss = aggregate(loss_tok, mask[c], cfg.loss_agg, total_tokens=total_tokens, total_seqs=total_seqs)
                 loss.backward()
-                m = mask[c].float()
-                stats["loss"] += float(loss.detach()) / cfg.ppo_epochs
-                stats["pg_loss"] += float((pg * m).sum()) / total_tokens / cfg.ppo_epochs
-                stats["kl"] += float((kl * m).sum()) / total_tokens / cfg.ppo_epochs
-                stats["clip_frac"] += float((clipped * m).sum()) / total_tokens / cfg.ppo_epochs
+                with torch.no_grad():
+                    m = mask[c].float()
+                    stats["loss"] += float(loss) / cfg.ppo_epochs
+                    stats["pg_loss"] += float((pg * m).sum()) / total_tokens / cfg.ppo_epochs
+                    stats["kl"] += float((kl * m).sum()) / total_tokens / cfg.ppo_epochs
+                    stats["clip_frac"] += float((clipped * m).sum()) / total_tokens / cfg.ppo_epochs
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.opt.step()
         t_update = time.time() - t1

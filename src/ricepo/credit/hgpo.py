@@ -1,0 +1,51 @@
+"""HGPO (He et al. 2026, "Hierarchy-of-Groups Policy Optimization"; verl-agent recipe/hgpo).
+
+Same step rows and returns G as GiGPO. For step s and level k = 1..min(K+1, s+1) the key is
+(k, states of steps s-k+1..s of the same trajectory); k = 1 is GiGPO's anchor group. Each key
+group of size ≥ 2 gives a_k = z-score of G with the *population* std; groups of one give
+nothing, and items whose value is exactly 0 are dropped. A = Σ_k w_k a_k with
+w_k = (k+1)^α / Σ_j (k_j+1)^α over the kept items; 0 when none is kept. `base_group: true` adds
+the GRPO trajectory advantage as level k = 0.
+"""
+from __future__ import annotations
+
+from .grpo import trajectory_advantages
+from .registry import register
+from .stats import EPS, mean, std
+from .steps import returns, step_rewards
+
+
+@register("hgpo")
+def hgpo(group: dict, gamma: float = 0.95, history: int = 2, alpha: float = 1.0, base_group: bool = False,
+         step_reward: str = "final_only") -> dict[str, list[dict]]:
+    g, states = {}, {}
+    for t in group["trajectories"]:
+        states[t["id"]] = [str(s["state"]) for s in t["steps"]]
+        for s, value in enumerate(returns(step_rewards(t, step_reward), gamma)):
+            g[(t["id"], s)] = value
+    keyed: dict[tuple, list[tuple[str, int]]] = {}
+    for tid, sts in states.items():
+        for s in range(len(sts)):
+            for k in range(1, min(history + 1, s + 1) + 1):
+                keyed.setdefault((k, tuple(sts[s - k + 1: s + 1])), []).append((tid, s))
+    levels: dict[tuple[str, int], list[tuple[int, float]]] = {row: [] for row in g}
+    for (k, _), members in keyed.items():
+        if len(members) < 2:
+            continue
+        values = [g[m] for m in members]
+        m, sd = mean(values), std(values, bessel=False)
+        for row, v in zip(members, values):
+            levels[row].append((k, (v - m) / (sd + EPS)))
+    if base_group:
+        base = trajectory_advantages(group)
+        for (tid, s) in levels:
+            levels[(tid, s)].append((0, base[tid]))
+
+    out = {t["id"]: [] for t in group["trajectories"]}
+    for t in group["trajectories"]:
+        for s in range(len(t["steps"])):
+            kept = [(k, a) for k, a in levels[(t["id"], s)] if a != 0.0]
+            total = sum((k + 1) ** alpha for k, _ in kept)
+            adv = sum((k + 1) ** alpha / total * a for k, a in kept) if kept else 0.0
+            out[t["id"]].append({"reasoning": adv, "summary": adv})
+    return out

@@ -1,0 +1,21 @@
+"""Step rows shared by GiGPO and HGPO: per-step rewards and discounted returns."""
+from __future__ import annotations
+
+
+def step_rewards(traj: dict, step_reward: str) -> list[float]:
+    """`final_only`: R at the last step, 0 before; `local`: each step's r_loc."""
+    steps = traj["steps"]
+    if step_reward == "local":
+        return [float(s["local_reward"]) for s in steps]
+    if step_reward != "final_only":
+        raise ValueError(f"step_reward must be final_only or local, not {step_reward!r}")
+    return [0.0] * (len(steps) - 1) + [float(traj["final_reward"])] if steps else []
+
+
+def returns(rewards: list[float], gamma: float) -> list[float]:
+    """G_t = Σ_k γ^k r_{t+k}."""
+    out, acc = [0.0] * len(rewards), 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = rewards[t] + gamma * acc
+        out[t] = acc
+    return out

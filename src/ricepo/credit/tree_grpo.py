@@ -1,0 +1,30 @@
+"""Tree-GRPO (Ji et al., "Tree Search for LLM Agent Reinforcement Learning"; AMAP-ML/Tree-GRPO).
+
+Each trajectory is a root-to-leaf path of one of the query's trees (field `tree`). A_leaf =
+z-score (n-1) of R over all leaves of the query (a lone leaf: mean 0, std 1, as GRPO) + z-score
+(n-1) of R over the leaves of its own tree (our choice: a tree with one leaf adds 0, since there
+is nothing within the tree to compare with). Every span of the leaf gets A_leaf.
+"""
+from __future__ import annotations
+
+from .grpo import trajectory_advantages
+from .registry import register
+from .stats import EPS, mean, std
+
+
+@register("tree_grpo")
+def tree_grpo(group: dict) -> dict[str, list[dict]]:
+    inter = trajectory_advantages(group)
+    trees: dict = {}
+    for t in group["trajectories"]:
+        trees.setdefault(t.get("tree", 0), []).append(t)
+    intra = {}
+    for leaves in trees.values():
+        rewards = [float(t["final_reward"]) for t in leaves]
+        if len(leaves) == 1:
+            intra[leaves[0]["id"]] = 0.0
+            continue
+        m, s = mean(rewards), std(rewards, bessel=True)
+        intra.update({t["id"]: (r - m) / (s + EPS) for t, r in zip(leaves, rewards)})
+    return {t["id"]: [{"reasoning": inter[t["id"]] + intra[t["id"]], "summary": inter[t["id"]] + intra[t["id"]]}
+                      for _ in t["steps"]] for t in group["trajectories"]}

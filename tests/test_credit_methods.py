@@ -1,0 +1,161 @@
+"""Every credit method on small groups whose advantages were worked out by hand (shown inline)."""
+import json
+import math
+import subprocess
+
+import pytest
+
+from ricepo.credit import compute_credit
+
+EPS = 1e-6
+
+
+def traj(tid, reward, states, tree=0, entropies=None):
+    entropies = entropies or [1.0] * len(states)
+    return {"id": tid, "final_reward": reward, "tree": tree,
+            "steps": [{"state": s, "local_reward": 0.0, "summary_entropy": h} for s, h in zip(states, entropies)]}
+
+
+def test_gigpo_by_hand():
+    # γ = 0.5, final_only. Returns G: T0 [0.5, 1], T1 [0, 0], T2 [0.25, 0.5].
+    g = {"query_id": "q", "trajectories": [traj("T0", 1.0, ["q", "A"]), traj("T1", 0.0, ["q", "A"]),
+                                           traj("T2", 0.5, ["q", "B"])]}
+    out = compute_credit("gigpo", g, gamma=0.5)
+    # A^E over 6 step rows [1,1,0,0,.5,.5]: mean .5, Σdev² = 1, n-1 = 5 -> std sqrt(0.2)
+    ae = 0.5 / (math.sqrt(0.2) + EPS)
+    # anchor "q": G [.5, 0, .25]: mean .25, var (2 x .0625)/2 -> std .25 -> A^S [1, -1, 0]
+    # anchor "A": G [1, 0] -> std sqrt(.5) -> A^S ±.5/sqrt(.5); anchor "B" alone -> 0
+    assert out["T0"][0]["summary"] == pytest.approx(ae + 0.25 / (0.25 + EPS))
+    assert out["T0"][1]["reasoning"] == pytest.approx(ae + 0.5 / (math.sqrt(0.5) + EPS))
+    assert out["T1"][0]["reasoning"] == pytest.approx(-ae - 0.25 / (0.25 + EPS))
+    assert out["T2"][0]["summary"] == pytest.approx(0.0, abs=1e-9)
+    assert out["T2"][1]["summary"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_gigpo_identical_state_at_different_steps_is_one_anchor_group():
+    # T0 visits "X" at step 1, T1 at step 0 (γ = 1, final_only): G(T0,1) = 1, G(T1,0) = 0
+    g = {"trajectories": [traj("T0", 1.0, ["q", "X"]), traj("T1", 0.0, ["X", "z"])]}
+    out = compute_credit("gigpo", g, gamma=1.0, omega=1.0, mode="mean_norm")
+    # mean_norm: A^E = R - mean over rows [1,1,0,0] = ±.5 ; anchor "X": G [1, 0] -> ±.5
+    assert out["T0"][1]["summary"] == pytest.approx(0.5 + 0.5)
+    assert out["T1"][0]["summary"] == pytest.approx(-0.5 - 0.5)
+    assert out["T0"][0]["summary"] == pytest.approx(0.5)   # "q" alone -> 0
+
+
+def test_hgpo_by_hand():
+    # γ = 0.5, K = 1, α = 1. States: T0 [q,A,C] R=1; T1 [q,B,C] R=0; T2 [q,A,C] R=.5
+    # G: T0 [.25,.5,1]; T1 [0,0,0]; T2 [.125,.25,.5]
+    g = {"trajectories": [traj("T0", 1.0, ["q", "A", "C"]), traj("T1", 0.0, ["q", "B", "C"]),
+                          traj("T2", 0.5, ["q", "A", "C"])]}
+    out = compute_credit("hgpo", g, gamma=0.5, history=1, alpha=1.0)
+    # step 2, k=1 key (C): G [1, 0, .5] mean .5, population std sqrt(.5/3)
+    a1 = 0.5 / (math.sqrt(0.5 / 3) + EPS)
+    # step 2, k=2 key (A,C): T0, T2 G [1, .5] mean .75, population std .25
+    a2 = 0.25 / (0.25 + EPS)
+    # weights (k+1)^α: 2 and 3 -> 2/5, 3/5
+    assert out["T0"][2]["reasoning"] == pytest.approx(0.4 * a1 + 0.6 * a2)
+    assert out["T1"][2]["reasoning"] == pytest.approx(-a1)            # (B,C) is a group of one
+    assert out["T2"][2]["reasoning"] == pytest.approx(-a2)            # its k=1 value is exactly 0: dropped
+    assert out["T1"][1]["summary"] == 0.0                             # (B) and (q,B) alone: nothing kept
+    # step 0, k=1 key (q): G [.25, 0, .125] mean .125, population std sqrt(.03125/3)
+    assert out["T0"][0]["summary"] == pytest.approx(0.125 / (math.sqrt(0.03125 / 3) + EPS))
+
+
+def test_hgpo_base_group_adds_the_grpo_level():
+    g = {"trajectories": [traj("T0", 1.0, ["a"]), traj("T1", 0.0, ["b"])]}
+    # no step group has two members, so only level 0 (GRPO: ±.5/(sqrt(.5)+eps), weight 1) remains
+    assert compute_credit("hgpo", g)["T0"][0]["summary"] == 0.0
+    out = compute_credit("hgpo", g, base_group=True)
+    assert out["T0"][0]["summary"] == pytest.approx(0.5 / (math.sqrt(0.5) + EPS))
+
+
+def test_tree_grpo_by_hand_with_shared_prefix_leaves():
+    # tree 0 leaves A (R=1), B (R=0) share their first step; tree 1 leaves C, D (R=.5 each)
+    g = {"trajectories": [traj("A", 1.0, ["q", "x"], tree=0), traj("B", 0.0, ["q", "x"], tree=0),
+                          traj("C", 0.5, ["q", "y"], tree=1), traj("D", 0.5, ["q", "z"], tree=1)]}
+    out = compute_credit("tree_grpo", g)
+    # all leaves: [1,0,.5,.5] mean .5, n-1 variance .5/3 ; tree 0: [1,0] std sqrt(.5); tree 1: tie -> 0
+    inter = 0.5 / (math.sqrt(0.5 / 3) + EPS)
+    intra = 0.5 / (math.sqrt(0.5) + EPS)
+    assert out["A"][0]["reasoning"] == pytest.approx(inter + intra)
+    assert out["B"][1]["summary"] == pytest.approx(-inter - intra)
+    assert out["C"][0]["summary"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_tree_grpo_single_leaf_tree_adds_nothing_within_its_tree():
+    g = {"trajectories": [traj("A", 1.0, ["q"], tree=0), traj("B", 0.0, ["q"], tree=1)]}
+    assert compute_credit("tree_grpo", g)["A"][0]["summary"] == pytest.approx(0.5 / (math.sqrt(0.5) + EPS))
+
+
+def ricepo_group(local, final):
+    return {"query_id": "q", "trajectories": [traj("T0", 1.0, ["q", "a"]), traj("T1", 0.0, ["q", "b"])],
+            "anchors": [{"trajectory": "T0", "step": 0,
+                         "branches": [{"local_reward": l, "final_reward": f} for l, f in zip(local, final)]}]}
+
+
+LOCAL, FINAL = [0.6, 0.2, 0.4, 0.4], [0.7, 0.3, 0.4, 0.5]
+A_TRAJ = 0.5 / (math.sqrt(0.5) + EPS)              # GRPO on R = [1, 0]
+I = math.sqrt(0.02)                                 # pstd of ℓ: mean .4, Σdev² = .08, /4
+A_SUM = 0.2 / (I + EPS)                             # ℓ_0 - mean ℓ = .2
+U = math.sqrt(0.0075 / 4)                           # δ = F - ℓ = [.1,.1,0,.1]: mean .075, Σdev² = .0075
+FINAL_Z = 0.225 / (math.sqrt(0.0875 / 4) + EPS)     # F: mean .475, Σdev² = .0875
+
+
+@pytest.mark.parametrize("params, summary, reasoning", [
+    ({}, A_SUM, A_SUM),                                                     # I = .141 ≥ .05, U = .043 ≤ .10: open
+    ({"tau_I": 0.2}, A_SUM, A_TRAJ),                                        # influence gate closed
+    ({"tau_R": 0.04}, A_SUM, A_TRAJ),                                       # effect gate closed
+    ({"variant": "case1", "tau_I": 0.2, "tau_R": 0.0}, A_SUM, A_SUM),       # g ≡ 1
+    ({"variant": "case2"}, A_SUM, FINAL_Z),                                 # final-summary credit
+    ({"variant": "effect_only", "tau_I": 0.2}, A_SUM, A_SUM),               # only U counts
+    ({"variant": "effect_only", "tau_R": 0.04}, A_SUM, A_TRAJ),
+    ({"variant": "influence_only", "tau_R": 0.0}, A_SUM, A_SUM),            # only I counts
+    ({"variant": "influence_only", "tau_I": 0.2}, A_SUM, A_TRAJ),
+    ({"variant": "random_trigger"}, A_SUM, A_SUM),                          # full gate
+    ({"combine": "add"}, A_TRAJ + A_SUM, A_TRAJ + A_SUM),
+    ({"combine": "add", "tau_I": 0.2}, A_TRAJ + A_SUM, A_TRAJ),
+])
+def test_ricepo_by_hand(params, summary, reasoning):
+    assert I == pytest.approx(0.141421, abs=1e-6) and U == pytest.approx(0.043301, abs=1e-6)
+    out = compute_credit("ricepo", ricepo_group(LOCAL, FINAL), **params)
+    assert out["T0"][0]["summary"] == pytest.approx(summary)
+    assert out["T0"][0]["reasoning"] == pytest.approx(reasoning)
+    # every other span keeps the trajectory advantage
+    assert out["T0"][1] == {"reasoning": pytest.approx(A_TRAJ), "summary": pytest.approx(A_TRAJ)}
+    assert out["T1"][0]["summary"] == pytest.approx(-A_TRAJ)
+
+
+def test_ricepo_zero_influence_gives_zero_summary_advantage_and_keeps_reasoning():
+    out = compute_credit("ricepo", ricepo_group([0.3] * 4, [0.3, 0.5, 0.1, 0.3]))
+    assert out["T0"][0] == {"summary": 0.0, "reasoning": pytest.approx(A_TRAJ)}
+
+
+def test_ricepo_random_case_is_seeded_and_picks_one_of_the_two_cases():
+    values = set()
+    for seed in range(8):
+        a = compute_credit("ricepo", ricepo_group(LOCAL, FINAL), variant="random_case", seed=seed)
+        b = compute_credit("ricepo", ricepo_group(LOCAL, FINAL), variant="random_case", seed=seed)
+        assert a == b
+        values.add(round(a["T0"][0]["reasoning"], 6))
+    assert values == {round(A_SUM, 6), round(FINAL_Z, 6)}
+
+
+def test_anchor_selection_cli():
+    g = {"query_id": "q", "trajectories": [traj("T0", 1.0, ["q", "a"], entropies=[0.9, 0.5]),
+                                           traj("T1", 0.0, ["q", "b"], entropies=[0.9, 0.7])]}
+    run = lambda *a: json.loads(subprocess.run(["ricepo", "credit", *a, "-"], input=json.dumps(g),  # noqa: E731
+                                               capture_output=True, text=True, check=True).stdout)
+    # ties at 0.9: same step, earlier trajectory first
+    assert run("--select", "3") == [["T0", 0], ["T1", 0], ["T1", 1]]
+    rand = run("--select", "2", "--trigger", "random", "--seed", "1")
+    assert rand == run("--select", "2", "--trigger", "random", "--seed", "1") and len(rand) == 2
+
+
+@pytest.mark.parametrize("method, params", [("gigpo", ["gamma=0.5"]), ("hgpo", ["history=1"]), ("tree_grpo", []),
+                                            ("ricepo", ["variant=case1"]), ("ricepo", ["variant=random_case", "seed=3"])])
+def test_credit_cli_answers_for_every_method(method, params):
+    sets = [x for p in params for x in ("--set", p)]
+    out = subprocess.run(["ricepo", "credit", "--method", method, *sets, "-"], input=json.dumps(ricepo_group(LOCAL, FINAL)),
+                         capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert set(result) == {"T0", "T1"} and all(set(s) == {"reasoning", "summary"} for s in result["T0"])
