@@ -65,6 +65,15 @@ def test_step_level_methods_train_on_the_same_rollouts(fixture_task, tiny_backbo
     assert log[0]["trajectories"] == 2 * ROLLOUT["group_size"] and log[0]["grad_norm"] >= 0
 
 
+def test_a_retriever_other_than_bm25_is_refused_not_substituted(fixture_task, tiny_backbone, tmp_path):
+    from ricepo.train.run import run_training
+
+    bad = spec(tiny_backbone)
+    bad["retriever"] = {"name": "hybrid", "dense_model": "diver_4b", "k1": 0.9, "b": 0.4}
+    with pytest.raises(RicepoError, match="retriever 'hybrid' is not implemented yet"):
+        run_training(bad, tasks(fixture_task), tmp_path / "h")
+
+
 def test_unimplemented_method_refuses_to_train(fixture_task, tiny_backbone, tmp_path):
     from ricepo.train.run import run_training
 

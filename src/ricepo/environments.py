@@ -9,6 +9,14 @@ from .retrieval.bm25 import BM25Index
 from .retrieval.retriever import TaskEnvironment
 
 
+def require_bm25(spec: dict) -> None:
+    """Only BM25 backs the agent today: refuse, rather than silently substitute, another retriever."""
+    name = spec.get("retriever", {}).get("name", "bm25")
+    if name != "bm25":
+        raise RicepoError(f"retriever {name!r} is not implemented yet (dense and hybrid: issue 4); "
+                          f"set the benchmark's retriever.name to bm25")
+
+
 def parse_task_args(items: list[str]) -> dict[str, tuple[Path, Path]]:
     """`TASK=SPLIT_DIR:INDEX_DIR` items -> {task: (split dir, index dir)}."""
     out = {}

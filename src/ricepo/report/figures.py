@@ -38,7 +38,7 @@ def reward_curves(config: dict, results: Path) -> dict:
         n = min(len(lg) for lg in logs)
         raw = [statistics.fmean(lg[i]["reward_mean"] for lg in logs) for i in range(n)]
         curves.append({"benchmark": key[0], "backbone": key[1], "method": key[2], "seeds": len(logs),
-                       "steps": list(range(1, n + 1)), "raw": raw, "smoothed": smooth(raw, max(1, n // 10))})
+                       "steps": list(range(1, n + 1)), "raw": raw, "smoothed": smooth(raw, max(3, n // 10))})
     return {"id": "figure_reward_curves", "curves": curves,
             "not_run": [m for m in CURVE_METHODS if not any(c["method"] == m for c in curves)]}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..agent.models import load_backbone
 from ..agent.rollout import Agent, RolloutSettings
 from ..config import IMPLEMENTED_METHODS
-from ..environments import load_environment
+from ..environments import load_environment, require_bm25
 from ..errors import RicepoError
 from .trainer import TrainConfig, Trainer
 
@@ -18,6 +18,7 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
         raise RicepoError(f"method {method!r} cannot be trained yet: its rollouts (tree expansions, RICE-PO "
                           f"branches) are planned in issue 5; trainable: "
                           f"{', '.join(m for m in IMPLEMENTED_METHODS if m != 'prompting')}")
+    require_bm25(spec)
     envs, queries = {}, []
     for task, (split_dir, index_dir) in tasks.items():
         env, split_queries = load_environment(task, split_dir, index_dir, "train")
