@@ -98,6 +98,8 @@ def test_split_counts_manifest_and_refusal(fixture_task, tmp_path):
         build_split(fixture_task / "data", tmp_path / "s", benchmark="bright", task="leetcode",
                     counts={"train": 16, "test": 13}, seed=42)
     assert not (tmp_path / "s").exists()
+    excluded = (fixture_task / "split" / "excluded.tsv").read_text().splitlines()
+    assert len(excluded) == 1 + 16 + 12 and excluded[0] == "query-id\tcorpus-id"
 
 
 def test_stable_sample_is_a_pure_function_of_seed_and_ids():

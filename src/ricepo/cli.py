@@ -56,7 +56,6 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_retrieve(args) -> None:
-    from .environments import load_environment
     from .evaluate.metrics import write_run
     from .retrieval.bm25 import BM25Index
     from .data.canonical import Dataset
@@ -133,7 +132,7 @@ def cmd_report(args) -> None:
     from .report import build
 
     config = json.loads(Path(args.config_json).read_text()) if args.config_json else None
-    build.run(args.what, config=config, results=Path(args.results), out=Path(args.out), extra=args.extra or [])
+    build.run(args.what, config=config, results=Path(args.results), out=Path(args.out))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,7 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--config-json", help="the validated config as a JSON file")
     rp.add_argument("--results", default="results")
     rp.add_argument("--out", required=True)
-    rp.add_argument("--extra", nargs="*", help="further inputs (html: table and figure files)")
     rp.set_defaults(func=cmd_report)
     return p
 

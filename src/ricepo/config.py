@@ -7,7 +7,6 @@ the key, so a typo stops the run before any job starts.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import yaml
 from .errors import RicepoError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-METHODS_NEEDING_TRAINING = ("grpo", "gigpo", "hgpo", "tree_grpo", "ricepo")
 # Methods the trainer implements today; the others are planned by the DAG but refuse to run.
 IMPLEMENTED_METHODS = ("prompting", "grpo", "gigpo", "hgpo")
 
@@ -153,6 +151,3 @@ def base_method(method: str) -> tuple[str, str | None]:
         return "ricepo", method[len("ricepo_"):]
     return method, None
 
-
-def dumps(config: dict) -> str:
-    return json.dumps(config, sort_keys=True)

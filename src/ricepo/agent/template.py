@@ -18,7 +18,3 @@ def build_messages(template: dict, query: str, documents: str) -> list[dict]:
     messages.append({"role": "user", "content": template["user"].format(query=query, documents=documents)})
     return messages
 
-
-def template_for(config: dict, backbone: str) -> dict:
-    family = config["backbones"][backbone]["family"]
-    return config["templates"].get(family, config["templates"]["default"])

@@ -17,7 +17,3 @@ def std(xs: list[float], bessel: bool) -> float:
     m = mean(xs)
     return math.sqrt(sum((x - m) ** 2 for x in xs) / (n - int(bessel)))
 
-
-def zscores(xs: list[float], bessel: bool) -> list[float]:
-    m, s = mean(xs), std(xs, bessel)
-    return [(x - m) / (s + EPS) for x in xs]

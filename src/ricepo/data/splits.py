@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import RicepoError
+from ..evaluate.metrics import write_excluded
 from .canonical import Dataset, write_qrels, write_queries
 
 
@@ -56,8 +57,9 @@ def build_split(dataset_dir: str | Path, out_dir: str | Path, *, benchmark: str,
     write_queries(tmp / "queries.jsonl", {q: v for q, v in ds.queries.items() if q in keep})
     for split, ids in chosen.items():
         write_qrels(tmp / "qrels" / f"{split}.tsv", {q: ds.qrels[split][q] for q in ids})
+    write_excluded(tmp / "excluded.tsv", {q: ids for q, ids in ds.excluded.items() if q in keep})
     os.symlink(os.path.relpath(Path(dataset_dir).resolve() / "corpus.jsonl", tmp.resolve()), tmp / "corpus.jsonl")
-    files = ["corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv"]
+    files = ["corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv", "excluded.tsv"]
     manifest = {
         "benchmark": benchmark, "task": task, "seed": seed, "source": str(dataset_dir),
         "counts": {s: len(ids) for s, ids in chosen.items()},

@@ -9,7 +9,7 @@ from .html import render
 from .tables import SPECS, build_table, write_table
 
 
-def run(what: str, *, config: dict | None, results: Path, out: Path, extra: list[str]) -> None:
+def run(what: str, *, config: dict | None, results: Path, out: Path) -> None:
     if config is None:
         raise RicepoError("report: --config-json is required (results/config.resolved.json)")
     if what in SPECS:

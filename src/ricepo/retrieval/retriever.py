@@ -13,10 +13,6 @@ class CacheStats:
     calls: int = 0
     hits: int = 0
 
-    @property
-    def hit_rate(self) -> float:
-        return self.hits / self.calls if self.calls else 0.0
-
 
 @dataclass
 class TaskEnvironment:
