@@ -133,13 +133,16 @@ class Trainer:
 
     # --- one step -----------------------------------------------------------------------
     def _batch(self, step: int) -> list[tuple[str, str, str]]:
+        """Queries of a step: epochs are seeded permutations of the train split, walked in order."""
         n, per = len(self.queries), self.cfg.queries_per_step
+        orders: dict[int, list[int]] = {}
         out = []
         for i in range(step * per, (step + 1) * per):
             epoch, pos = divmod(i, n)
-            order = list(range(n))
-            random.Random(f"{self.cfg.seed}:{epoch}").shuffle(order)
-            out.append(self.queries[order[pos]])
+            if epoch not in orders:
+                orders[epoch] = list(range(n))
+                random.Random(f"{self.cfg.seed}:{epoch}").shuffle(orders[epoch])
+            out.append(self.queries[orders[epoch][pos]])
         return out
 
     def train_step(self) -> dict:
