@@ -60,8 +60,7 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
         load_config(bad)
 
 
-def test_smoke_config_lists_only_implemented_methods():
-    from ricepo.config import IMPLEMENTED_METHODS
+def test_smoke_config_trains_every_method_and_ablation_variant():
     smoke = yaml.safe_load(open(ROOT / "config" / "smoke.yaml"))
     merged = copy.deepcopy(full())
     for key, value in smoke.items():   # snakemake's merge: dicts merge, lists replace
@@ -70,7 +69,9 @@ def test_smoke_config_lists_only_implemented_methods():
         else:
             merged[key] = value
     config = check_config(merged)
-    assert {r["method"] for r in runs(config)} <= set(IMPLEMENTED_METHODS)
+    methods = {r["method"] for r in runs(config)}
+    assert methods == {"prompting", "grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"} | {
+        f"ricepo_{v}" for v in ("case1", "case2", "random_case", "random_trigger", "effect_only", "influence_only")}
 
 
 def _merge(a, b):

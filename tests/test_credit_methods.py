@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from ricepo.credit import compute_credit
+from ricepo.errors import RicepoError
 
 EPS = 1e-6
 
@@ -123,6 +124,44 @@ def test_ricepo_by_hand(params, summary, reasoning):
     # every other span keeps the trajectory advantage
     assert out["T0"][1] == {"reasoning": pytest.approx(A_TRAJ), "summary": pytest.approx(A_TRAJ)}
     assert out["T1"][0]["summary"] == pytest.approx(-A_TRAJ)
+
+
+def ricepo_group_with_branch_ids(step):
+    g = ricepo_group(LOCAL, FINAL)
+    g["anchors"][0]["step"] = step
+    for m, b in enumerate(g["anchors"][0]["branches"][1:], start=1):
+        b["id"] = f"T0@{step}.b{m}"
+    return g
+
+
+@pytest.mark.parametrize("params, reasoning_of", [
+    ({}, lambda a_sum, a_traj, z: a_sum),              # gate open: the branch's own summary credit
+    ({"tau_I": 0.2}, lambda a_sum, a_traj, z: a_traj),  # gate closed: the branch's trajectory advantage
+    ({"variant": "case2"}, lambda a_sum, a_traj, z: z),
+])
+def test_ricepo_branch_rows_by_hand(params, reasoning_of):
+    """train_branches: branch m gets a_sum_m = (ℓ_m - .4)/I at the anchor step and, after it,
+    A_traj_m = (F_m - mean R)/(std R) with the group's R = [1, 0]: mean .5, std √.5."""
+    a_sum = {1: -0.2 / (I + EPS), 2: 0.0, 3: 0.0}                     # ℓ = .2, .4, .4
+    a_traj = {m: (f - 0.5) / (math.sqrt(0.5) + EPS) for m, f in zip((1, 2, 3), FINAL[1:])}   # F = .3, .4, .5
+    z = {m: (f - 0.475) / (math.sqrt(0.0875 / 4) + EPS) for m, f in zip((1, 2, 3), FINAL[1:])}
+    out = compute_credit("ricepo", ricepo_group_with_branch_ids(0), **params)
+    for m in (1, 2, 3):
+        row = out[f"T0@0.b{m}"]
+        assert row[0]["summary"] == pytest.approx(a_sum[m])
+        assert row[0]["reasoning"] == pytest.approx(reasoning_of(a_sum[m], a_traj[m], z[m]))
+        assert row[1] == {"reasoning": pytest.approx(a_traj[m]), "summary": pytest.approx(a_traj[m])}
+    # an anchor at step 1: the copied step 0 gets nothing
+    late = compute_credit("ricepo", ricepo_group_with_branch_ids(1), **params)
+    assert late["T0@1.b1"][0] == {"reasoning": 0.0, "summary": 0.0}
+    assert late["T0@1.b1"][1]["summary"] == pytest.approx(a_sum[1])
+    # rows without ids (the CLI's documented input) stay unscored
+    assert set(compute_credit("ricepo", ricepo_group(LOCAL, FINAL))) == {"T0", "T1"}
+
+
+def test_ricepo_anchor_naming_no_step_is_an_error():
+    with pytest.raises(RicepoError, match="names no step"):
+        compute_credit("ricepo", ricepo_group_with_branch_ids(2))
 
 
 def test_ricepo_zero_influence_gives_zero_summary_advantage_and_keeps_reasoning():

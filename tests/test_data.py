@@ -90,7 +90,7 @@ def test_split_counts_manifest_and_refusal(fixture_task, tmp_path):
     assert manifest["counts"] == {"train": 16, "test": 12}
     for name, digest in manifest["sha256"].items():
         assert hashlib.sha256((fixture_task / "split" / name).read_bytes()).hexdigest() == digest
-    with pytest.raises(RicepoError, match="split train of bright/leetcode: config wants 30 queries, the source has 24 "
+    with pytest.raises(RicepoError, match="split train of bright/leetcode: config wants 30 queries, the source's train split has 24 "
                                           r"\(short by 6\)"):
         build_split(fixture_task / "data", tmp_path / "s", benchmark="bright", task="leetcode",
                     counts={"train": 30, "test": 12}, seed=42)

@@ -80,3 +80,42 @@ def test_empty_summary_retrieves_with_the_query_and_is_flagged():
     from ricepo.agent.rollout import strip_tags
     assert strip_tags("<summary><summary> </summary>") == ""
     assert strip_tags(" foo <summary>bar ") == "foo bar"
+
+
+def test_harness_text_round_trips_and_policy_spans_keep_their_sampled_ids(rollouts):
+    """Harness segments (prompt, glue, observation) are encoded text, so decode→encode gives the same
+    ids back. Policy spans hold exactly the ids that were sampled (one log-prob each) and are never
+    re-encoded: a sampled sequence need not be the tokenizer's canonical encoding of its text."""
+    _, tok, _, _, trajs = rollouts
+    for t in trajs:
+        for seg in t.segments:
+            ids = t.tokens[seg.start:seg.end]
+            if seg.kind in ("reasoning", "summary"):
+                assert not any(math.isnan(x) for x in t.logprobs[seg.start:seg.end])
+            elif seg.kind != "prompt":   # the prompt went through the chat template's special tokens
+                assert tok(tok.decode(ids), add_special_tokens=False)["input_ids"] == ids, seg
+
+
+def test_branches_copy_the_prefix_and_continue_to_the_maximum_depth(rollouts):
+    _, _, env, agent, trajs = rollouts
+    t = trajs[0]
+    at_root = t.branch(0, "root")
+    at_one = t.branch(1, "one", trainable_from=1)
+    assert at_one.tokens == t.context_before(1) and at_one.steps == t.steps[:1]
+    assert at_one.next_state == t.steps[1].state
+    assert at_root.tokens == t.context_before(0) and at_root.steps == []
+    # one batch mixes rows at different steps: each continues from its own step
+    agent.advance([at_root, at_one], {"leetcode": env}, torch.Generator().manual_seed(1))
+    for b in (at_root, at_one):
+        assert len(b.steps) == ROLLOUT["max_depth"]
+        assert b.final_reward == b.steps[-1].local_reward
+    assert at_one.tokens[: len(t.context_before(1))] == t.context_before(1)
+    assert at_one.steps[0] == t.steps[0]
+    # cost counts only what the branch sampled; the loss only covers steps from trainable_from on
+    new = [s for s in at_one.segments if s.kind in ("reasoning", "summary") and s.step >= 1]
+    assert at_one.generated_tokens == sum(s.end - s.start for s in new)
+    mask = at_one.loss_mask()
+    assert sum(mask) == at_one.generated_tokens
+    assert not any(mask[: at_one.span("reasoning", 1).start])
+    with pytest.raises(ValueError, match="no step 5"):
+        t.branch(5, "x")

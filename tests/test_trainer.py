@@ -74,10 +74,33 @@ def test_a_retriever_other_than_bm25_is_refused_not_substituted(fixture_task, ti
         run_training(bad, tasks(fixture_task), tmp_path / "h")
 
 
-def test_unimplemented_method_refuses_to_train(fixture_task, tiny_backbone, tmp_path):
+def test_tree_grpo_trains_on_m_times_k_leaves(fixture_task, tiny_backbone, tmp_path):
     from ricepo.train.run import run_training
 
-    bad = spec(tiny_backbone)
-    bad["method"] = "tree_grpo"
-    with pytest.raises(RicepoError, match="cannot be trained yet"):
-        run_training(bad, tasks(fixture_task), tmp_path / "d")
+    s = spec(tiny_backbone, steps=1)
+    s["method"], s["credit"] = "tree_grpo", {"trees": 2, "expansions": 2, "rounds": 2, "leaves": 3}
+    log = run_training(s, tasks(fixture_task), tmp_path / "tree")
+    # 2 queries x 2 trees: 1 chain + 2 rounds x 2 expansions = 5 leaves a tree, 3 kept.
+    assert log[0]["rollouts"] == 2 * 2 * 5 and log[0]["trajectories"] == 2 * 2 * 3
+    assert log[0]["leaves_per_query"] == 6
+
+
+@pytest.mark.parametrize("train_branches", [False, True])
+def test_ricepo_branches_cost_more_and_train_only_what_it_should(fixture_task, tiny_backbone, tmp_path,
+                                                                 train_branches):
+    from ricepo.train.run import run_training
+
+    grpo = run_training(spec(tiny_backbone, steps=1), tasks(fixture_task), tmp_path / "g")[0]
+    s = spec(tiny_backbone, steps=1)
+    s["method"], s["credit"] = "ricepo", {"anchors": 2, "branches": 3, "tau_I": 0.05, "tau_R": 0.1,
+                                          "combine": "replace", "trigger": "entropy",
+                                          "train_branches": train_branches}
+    log = run_training(s, tasks(fixture_task), tmp_path / f"r{train_branches}")[0]
+    # 2 queries x 2 anchors x (3 - 1) branches on top of the G = 4 trajectories per query.
+    assert log["anchors"] == 4 and log["branch_rows"] == 8
+    assert log["rollouts"] == 8 + 8
+    assert log["trajectories"] == (16 if train_branches else 8)
+    assert log["tokens_generated"] > grpo["tokens_generated"]
+    assert log["retriever_calls"] > grpo["retriever_calls"]
+    # Same seed, same first rollouts: the G trajectories (and so what GRPO trains on) are identical.
+    assert log["trained_tokens"] > grpo["trained_tokens"] if train_branches else log["trained_tokens"] == grpo["trained_tokens"]

@@ -6,8 +6,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import yaml
 
-from conftest import ROOT
+from conftest import ROOT, shared
 
 
 def snakemake(*args, cwd, check=True):
@@ -30,6 +31,24 @@ def test_default_config_plans_the_full_paper_matrix(tmp_path):
     # evaluation: BRIGHT (2 x 6 + 6) x 12 tasks + BEIR 2 x 6 x 5 datasets
     assert counts["agent_eval"] == (2 * 6 + 6) * 12 + 2 * 6 * 5
     assert counts["split"] == 17 and counts["table"] == 5 and counts["figure"] == 2
+    assert counts["prepare_reasonir"] == 1 and counts["prepare_data"] == 17
+
+
+@pytest.mark.realdata
+def test_real_scifact_splits_802_300_through_the_workflow(tmp_path):
+    """config/scifact.yaml, with its relative path made absolute for a run outside the repository."""
+    cfg = yaml.safe_load((ROOT / "config" / "scifact.yaml").read_text())
+    cfg["benchmarks"]["beir"]["path"] = str(shared("beir"))
+    (tmp_path / "scifact.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake("results/splits/beir/scifact", "--cores", "1", "--configfile", str(tmp_path / "scifact.yaml"), cwd=tmp_path)
+    manifest = json.loads((tmp_path / "results" / "splits" / "beir" / "scifact" / "manifest.json").read_text())
+    assert manifest["counts"] == {"train": 802, "test": 300} and manifest["train_from"] == "train"
+    # the source files are BEIR's release, byte for byte (../shared/data/README.md checksums)
+    assert manifest["source_sha256"]["corpus.jsonl"] == "dec31c8182f3d744c7d2c09423756fd1d17cbef75808db13ba01cc0aab4d1ac6"
+    assert manifest["source_sha256"]["qrels/test.tsv"] == "0864bb985e0ca2367ba217977e72004d549054b2b06666ed9d4825ac7c21284c"
+    assert manifest["source_revision"].startswith("local:")
+    assert set(manifest["sha256"]) == {"corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv",
+                                       "excluded.tsv"}
 
 
 def test_config_error_stops_the_run_with_one_line(tmp_path):
@@ -91,7 +110,8 @@ def test_smoke_workflow_end_to_end(tmp_path):
         tasks = config["benchmarks"][bench]["tasks"]
         rows = {r[0]: r for r in parser.rows[section] if len(r) > 1}
         header_tasks = json.loads((tmp_path / "results" / "tables" / f"{section.replace('-', '_')}.json").read_text())["columns"]
-        for method, label in (("prompting", "Prompting agent"), ("grpo", "GRPO"), ("gigpo", "GiGPO"), ("hgpo", "HGPO")):
+        for method, label in (("prompting", "Prompting agent"), ("grpo", "GRPO"), ("gigpo", "GiGPO"), ("hgpo", "HGPO"),
+                              ("tree_grpo", "Tree-GRPO"), ("ricepo", "RICE-PO")):
             seeds = [0] if method == "prompting" else config["seeds"]
             row = [r for r in parser.rows[section] if r[0] == label][-1]   # the tiny_qwen2 group comes last
             for task in tasks:
@@ -101,11 +121,24 @@ def test_smoke_workflow_end_to_end(tmp_path):
                 cell = row[1 + header_tasks.index(task)]
                 assert cell.startswith(f"{mean:.2f}"), (bench, method, task, cell, values)
                 checked += 1
-        assert "not run" in " ".join(rows["Tree-GRPO"])
-    assert checked == 4 * 3
-    log = [json.loads(x) for x in (tmp_path / "results" / "train" / "bright" / "tiny_qwen2" / "grpo" / "seed0" /
-                                   "log.jsonl").read_text().splitlines()]
-    assert len(log) == config["train"]["steps"]
+    assert checked == 6 * 3
+    # every ablation variant has a measured number in its table
+    for section, labels in (("table-ablation-credit", ["Case 2", "Case 1", "Random"]),
+                            ("table-ablation-trigger", ["Random Trigger"]),
+                            ("table-ablation-gates", ["Effect Only", "Influence Only"])):
+        for label in labels:
+            row = [r for r in parser.rows[section] if r[0] == label][-1]
+            assert "not run" not in " ".join(row[1:3]), (section, label, row)
+    # every trained run logs its cost per step; branching methods cost more than GRPO
+    cost = {}
+    for method in ("grpo", "gigpo", "hgpo", "tree_grpo", "ricepo", "ricepo_random_trigger"):
+        log = [json.loads(x) for x in (tmp_path / "results" / "train" / "bright" / "tiny_qwen2" / method / "seed0" /
+                                       "log.jsonl").read_text().splitlines()]
+        assert len(log) == config["train"]["steps"]
+        for key in ("reward_mean", "kl", "tokens_generated", "retriever_calls", "retriever_cache_hits", "wall_s"):
+            assert all(key in r for r in log), (method, key)
+        cost[method] = sum(r["tokens_generated"] for r in log)
+    assert cost["ricepo"] > cost["grpo"] and cost["tree_grpo"] > cost["grpo"]
 
     # one table rebuilds alone, without retraining or re-evaluating
     for f in (tmp_path / "results" / "tables").glob("table_ablation_gates.*"):

@@ -64,12 +64,12 @@ def cmd_retrieve(args) -> None:
         raise RicepoError(f"retriever {args.retriever!r} is not implemented yet (planned: issue 4); use bm25")
     t0 = time.time()
     ds = Dataset(args.dataset)
-    index = BM25Index.load(args.index) if args.index else BM25Index.build(ds.corpus, args.k1, args.b)
+    index = BM25Index.load(args.index) if args.index else BM25Index.build(ds.corpus, args.k1, args.b, args.stemmer)
     run = {}
     for qid, q in ds.split_queries(args.split).items():
         drop = ds.excluded.get(qid, set()) | {qid}
         run[qid] = [(d, s) for d, s in index.search(q["text"], args.k + len(drop)) if d not in drop][: args.k]
-    write_run(args.out, run, f"bm25-k1={args.k1}-b={args.b}")
+    write_run(args.out, run, f"bm25-k1={args.k1}-b={args.b}-{index.stemmer}")
     print(json.dumps({"queries": len(run), "out": args.out, "seconds": round(time.time() - t0, 2)}))
 
 
@@ -79,18 +79,23 @@ def cmd_index(args) -> None:
 
     t0 = time.time()
     corpus = read_corpus(Path(args.dataset) / "corpus.jsonl")
-    BM25Index.build(corpus, args.k1, args.b).save(args.out)
-    print(json.dumps({"docs": len(corpus), "k1": args.k1, "b": args.b, "seconds": round(time.time() - t0, 2)}))
+    BM25Index.build(corpus, args.k1, args.b, args.stemmer).save(args.out)
+    print(json.dumps({"docs": len(corpus), "k1": args.k1, "b": args.b, "stemmer": args.stemmer,
+                      "seconds": round(time.time() - t0, 2)}))
 
 
 def cmd_data(args) -> None:
     if args.data_cmd == "prepare":
         from .data.prepare import prepare
-        print(json.dumps(prepare(args.benchmark, args.task, json.loads(args.spec), args.out)))
+        print(json.dumps(prepare(args.benchmark, args.task, json.loads(args.spec), args.out, args.reasonir)))
+    elif args.data_cmd == "reasonir":
+        from .data.prepare import prepare_reasonir
+        print(json.dumps(prepare_reasonir(json.loads(args.spec), args.out)))
     elif args.data_cmd == "split":
         from .data.splits import build_split
         manifest = build_split(args.dataset, args.out, benchmark=args.benchmark, task=args.task,
-                               counts={"train": args.train, "test": args.test}, seed=args.seed)
+                               counts={"train": args.train, "test": args.test}, seed=args.seed,
+                               train_from=args.train_from)
         print(json.dumps({k: manifest[k] for k in ("benchmark", "task", "counts", "judgments")}))
     elif args.data_cmd == "inspect":
         from .data.inspect import inspect_source
@@ -163,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--index", help="a saved BM25 index (built on the fly if absent)")
     r.add_argument("--k1", type=float, default=0.9)
     r.add_argument("--b", type=float, default=0.4)
+    r.add_argument("--stemmer", default="english", choices=["english", "none"])
     r.set_defaults(func=cmd_retrieve)
 
     i = sub.add_parser("index", help="build and save a BM25 index of a canonical corpus")
@@ -170,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", required=True)
     i.add_argument("--k1", type=float, default=0.9)
     i.add_argument("--b", type=float, default=0.4)
+    i.add_argument("--stemmer", default="english", choices=["english", "none"])
     i.set_defaults(func=cmd_index)
 
     d = sub.add_parser("data", help="prepare, split and inspect datasets")
@@ -179,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--task", required=True)
     dp.add_argument("--spec", required=True, help="the benchmark's config entry, as JSON")
     dp.add_argument("--out", required=True)
+    dp.add_argument("--reasonir", help="folder written by `ricepo data reasonir` (BRIGHT train queries)")
+    dr = dsub.add_parser("reasonir", help="resolve ReasonIR hq against the BRIGHT corpora, per domain")
+    dr.add_argument("--spec", required=True, help="the bright config entry, as JSON")
+    dr.add_argument("--out", required=True)
     ds = dsub.add_parser("split", help="build the train/test split of one task, with a manifest")
     ds.add_argument("--dataset", required=True)
     ds.add_argument("--benchmark", required=True)
@@ -186,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--train", type=int, required=True)
     ds.add_argument("--test", type=int, required=True)
     ds.add_argument("--seed", type=int, default=42)
+    ds.add_argument("--train-from", default="train", help="source split the train queries are sampled from")
     ds.add_argument("--out", required=True)
     di = dsub.add_parser("inspect", help="print counts of a source (a local folder, or hub)")
     di.add_argument("source")

@@ -16,8 +16,6 @@ import yaml
 from .errors import RicepoError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-# Methods the trainer implements today; the others are planned by the DAG but refuse to run.
-IMPLEMENTED_METHODS = ("prompting", "grpo", "gigpo", "hgpo")
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
@@ -66,8 +64,11 @@ def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
 
 
 def check_config(config: dict, schema: dict | None = None) -> dict:
-    """Validate `config`; return a copy with defaults filled. Raises RicepoError (one line)."""
+    """Validate `config`; return a copy with defaults filled. Raises RicepoError (one line).
+    A benchmark set to null (`bright: null` in an overlay config) is dropped: it is not run."""
     schema = schema or load_schema()
+    if isinstance(config.get("benchmarks"), dict):
+        config = {**config, "benchmarks": {k: v for k, v in config["benchmarks"].items() if v is not None}}
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
@@ -91,6 +92,10 @@ def _check_references(config: dict) -> None:
                 raise RicepoError(f"config error at benchmarks.{bench}.split_counts: no counts for task {task!r}")
         if spec["source"] == "local" and not spec.get("path"):
             raise RicepoError(f"config error at benchmarks.{bench}.path: source 'local' needs a path")
+        if (bench == "bright" and spec["source"] == "local" and not spec.get("reasonir_path")
+                and any(spec["split_counts"][t]["train"] > 0 for t in spec["tasks"])):
+            raise RicepoError("config error at benchmarks.bright.reasonir_path: BRIGHT train queries come from "
+                              "ReasonIR; a local source needs a local copy of reasonir/reasonir-data (hq)")
         if spec.get("retriever", {}).get("name") in ("dense", "hybrid") and not spec["retriever"].get("dense_model"):
             raise RicepoError(f"config error at benchmarks.{bench}.retriever.dense_model: needed for dense/hybrid")
     abl = config.get("ablations")

@@ -102,6 +102,14 @@ def train_logs(benchmark=None):
 # --- inputs and params of the rules -------------------------------------------------------
 
 
+def _reasonir_input(wc):
+    """BRIGHT tasks from a real source take their train queries from the resolved ReasonIR data."""
+    spec = config["benchmarks"][wc.benchmark]
+    if wc.benchmark == "bright" and spec["source"] != "fixture" and spec["split_counts"][wc.task]["train"] > 0:
+        return [f"{DATA}/reasonir/hq"]
+    return []
+
+
 def _fixture_corpora(wildcards):
     return [f"{DATA}/{b}/{t}" for b, spec in config["benchmarks"].items() for t in spec["tasks"]]
 

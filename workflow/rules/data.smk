@@ -1,16 +1,31 @@
 # Data: each task in the canonical layout, then the paper's train/test split with a manifest.
 
 
+rule prepare_reasonir:
+    # ReasonIR hq resolved against every BRIGHT corpus: the BRIGHT train queries of all domains.
+    output:
+        directory(f"{DATA}/reasonir/hq"),
+    params:
+        spec=lambda wc: json.dumps(config["benchmarks"]["bright"], sort_keys=True),
+    log:
+        "results/logs/data/reasonir.log",
+    shell:
+        "ricepo data reasonir --spec {params.spec:q} --out {output} > {log} 2>&1"
+
+
 rule prepare_data:
+    input:
+        _reasonir_input,
     output:
         directory(f"{DATA}/{{benchmark}}/{{task}}"),
     params:
         spec=lambda wc: json.dumps(bench(wc), sort_keys=True),
+        reasonir=lambda wc, input: f"--reasonir {input[0]}" if input else "",
     log:
         "results/logs/data/{benchmark}/{task}.log",
     shell:
         "ricepo data prepare --benchmark {wildcards.benchmark} --task {wildcards.task} "
-        "--spec {params.spec:q} --out {output} > {log} 2>&1"
+        "--spec {params.spec:q} {params.reasonir} --out {output} > {log} 2>&1"
 
 
 rule split:
@@ -22,11 +37,13 @@ rule split:
         train=lambda wc: bench(wc)["split_counts"][wc.task]["train"],
         test=lambda wc: bench(wc)["split_counts"][wc.task]["test"],
         seed=config["data"]["split_seed"],
+        train_from=lambda wc: bench(wc).get("train_from", {}).get(wc.task, "train"),
     log:
         "results/logs/splits/{benchmark}/{task}.log",
     shell:
         "ricepo data split --dataset {input} --benchmark {wildcards.benchmark} --task {wildcards.task} "
-        "--train {params.train} --test {params.test} --seed {params.seed} --out {output} > {log} 2>&1"
+        "--train {params.train} --test {params.test} --seed {params.seed} --train-from {params.train_from} "
+        "--out {output} > {log} 2>&1"
 
 
 rule build_tiny_backbone:

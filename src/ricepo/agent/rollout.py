@@ -11,10 +11,14 @@ the harness appends the closing tag as glue and flags the step. Only policy-samp
 trained on. Retrieval uses "query ⊕ summary"; an empty summary retrieves with the query alone
 and marks the step unparseable (config `rollout.format_penalty` is then subtracted from the final
 reward). The final reward is NDCG@10 of the last step's retrieval. A trajectory is one flat
-token list with typed segments, so any step's context can be sliced out and continued.
+token list with typed segments, so any step's context can be sliced out and continued:
+`Trajectory.branch(step)` copies everything before that step's reasoning, and `Agent.advance`
+runs any mix of fresh and branched trajectories to the maximum depth in one batch (Tree-GRPO's
+expansions and RICE-PO's branches use this).
 """
 from __future__ import annotations
 
+import copy
 import math
 import re
 from dataclasses import dataclass, field
@@ -89,6 +93,9 @@ class Trajectory:
     final_ranking: list[tuple[str, float]] = field(default_factory=list)
     next_state: list[str] = field(default_factory=list)   # anchor state of the next step
     search_text: str = ""                                  # query ⊕ latest summary
+    generated_from: int = 0    # first step this row sampled itself (earlier steps were copied)
+    trainable_from: int = 0    # first step whose spans enter the loss
+    tree: int = 0              # Tree-GRPO: which of the query's trees this leaf belongs to
 
     def append(self, kind: str, ids: list[int], step: int, logprobs=None, entropies=None) -> None:
         if not ids:
@@ -102,7 +109,7 @@ class Trajectory:
     def loss_mask(self) -> list[bool]:
         mask = [False] * len(self.tokens)
         for seg in self.segments:
-            if seg.kind in TRAINED_KINDS:
+            if seg.kind in TRAINED_KINDS and seg.step >= self.trainable_from:
                 mask[seg.start:seg.end] = [True] * (seg.end - seg.start)
         return mask
 
@@ -114,9 +121,25 @@ class Trajectory:
         seg = self.span("reasoning", step)
         return list(self.tokens[: seg.start]) if seg else list(self.tokens)
 
+    def branch(self, step: int, new_id: str, trainable_from: int = 0) -> "Trajectory":
+        """A copy of this trajectory cut just before step `step`'s reasoning, to be continued by
+        `Agent.advance`. Its steps before `step` are shared (not regenerated, not counted as cost)."""
+        cut = self.span("reasoning", step)
+        if cut is None:
+            raise ValueError(f"trajectory {self.id} has no step {step} to branch at")
+        b = Trajectory(id=new_id, query_id=self.query_id, task=self.task, query=self.query,
+                       tokens=self.tokens[:cut.start], logprobs=self.logprobs[:cut.start],
+                       entropies=self.entropies[:cut.start],
+                       segments=[copy.copy(s) for s in self.segments if s.end <= cut.start],
+                       steps=copy.deepcopy(self.steps[:step]), next_state=list(self.steps[step].state),
+                       search_text=self.query, generated_from=step, trainable_from=trainable_from)
+        return b
+
     @property
     def generated_tokens(self) -> int:
-        return sum(s.end - s.start for s in self.segments if s.kind in TRAINED_KINDS)
+        """Tokens this row sampled itself: the cost of producing it."""
+        return sum(s.end - s.start for s in self.segments
+                   if s.kind in TRAINED_KINDS and s.step >= self.generated_from)
 
 
 class Agent:
@@ -144,23 +167,34 @@ class Agent:
         trajs = [Trajectory(id=tid, query_id=qid, task=task, query=q) for tid, task, qid, q in jobs]
         for t in trajs:
             self._prompt(t, envs[t.task])
-        for step in range(self.s.max_depth):
-            self.step(trajs, envs, step, generator)
+        return self.advance(trajs, envs, generator)
+
+    def advance(self, trajs: list[Trajectory], envs: dict[str, TaskEnvironment],
+                generator: torch.Generator | None = None) -> list[Trajectory]:
+        """Run every trajectory (fresh, or cut by `branch` at any step) to the maximum depth,
+        batching all unfinished ones in each round, then score them."""
+        while True:
+            active = [t for t in trajs if len(t.steps) < self.s.max_depth]
+            if not active:
+                break
+            self.step(active, envs, generator)
         for t in trajs:
             self.finish(t, envs[t.task])
         return trajs
 
-    def step(self, trajs: list[Trajectory], envs: dict[str, TaskEnvironment], step: int,
+    def step(self, trajs: list[Trajectory], envs: dict[str, TaskEnvironment],
              generator: torch.Generator | None) -> None:
-        """One round for every trajectory: reasoning, summary, retrieval (+ observation if not last)."""
+        """One round for every trajectory (each at its own next step): reasoning, summary,
+        retrieval (+ observation if not last)."""
         reasoning = sample(self.model, self.tok, [t.tokens for t in trajs], max_new_tokens=self.s.max_reasoning_tokens,
                            stop="</think>", temperature=self.s.temperature, generator=generator)
-        for t, r in zip(trajs, reasoning):
+        steps = [len(t.steps) for t in trajs]
+        for t, r, step in zip(trajs, reasoning, steps):
             t.append("reasoning", r.ids, step, r.logprobs, r.entropies)
             t.append("glue", self._encode(("" if r.stopped else "</think>") + "\n<summary>"), step)
         summaries = sample(self.model, self.tok, [t.tokens for t in trajs], max_new_tokens=self.s.max_summary_tokens,
                            stop="</summary>", temperature=self.s.temperature, generator=generator)
-        for t, r, s in zip(trajs, reasoning, summaries):
+        for t, r, s, step in zip(trajs, reasoning, summaries, steps):
             t.append("summary", s.ids, step, s.logprobs, s.entropies)
             if not s.stopped:
                 t.append("glue", self._encode("</summary>"), step)

@@ -11,14 +11,18 @@ from .registry import register
 from .stats import EPS, mean, std
 
 
-def trajectory_advantages(group: dict, norm_by_std: bool = True) -> dict[str, float]:
+def group_reward_stats(group: dict) -> tuple[float, float]:
+    """(mean, n-1 std) of the group's final rewards; (0, 1) for a group of one, as verl."""
     rewards = [float(t["final_reward"]) for t in group["trajectories"]]
     if len(rewards) == 1:
-        m, s = 0.0, 1.0
-    else:
-        m, s = mean(rewards), std(rewards, bessel=True)
+        return 0.0, 1.0
+    return mean(rewards), std(rewards, bessel=True)
+
+
+def trajectory_advantages(group: dict, norm_by_std: bool = True) -> dict[str, float]:
+    m, s = group_reward_stats(group)
     denom = s + EPS if norm_by_std else 1.0
-    return {t["id"]: (r - m) / denom for t, r in zip(group["trajectories"], rewards)}
+    return {t["id"]: (float(t["final_reward"]) - m) / denom for t in group["trajectories"]}
 
 
 @register("grpo")

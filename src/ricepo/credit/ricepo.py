@@ -9,6 +9,11 @@ Per anchor (i, t) with branches m = 0..M-1 (branch 0 is the original step):
              = A_traj + g·A_sum                     (`combine: add`)
 Every span of every trajectory gets A_traj (GRPO); the anchor's summary span gets A_sum and its
 reasoning span A_reason.
+Branch rows (m ≥ 1) that carry an "id" are scored too, for `train_branches: true` (our choice):
+steps before the anchor get 0 (they are copies of the original and are not trained), the anchor
+step gets the branch's own A_sum_m = (ℓ_m - mean ℓ)/(I + 1e-6) and A_reason_m by the same gate,
+and later steps A_traj_m = (F_m - mean_group R) / (std_group R + 1e-6), the branch's final reward
+standardised with the group's GRPO statistics.
 Variants: case1 (g ≡ 1), case2 (reasoning credit = population z-score of F over the branches,
 taken at branch 0), random_case (case1 or case2 per anchor, seeded), random_trigger (full gate;
 the anchors were drawn at random upstream), effect_only (g = 1[U ≤ τ_R]), influence_only
@@ -19,7 +24,7 @@ from __future__ import annotations
 import math
 import random
 
-from .grpo import trajectory_advantages
+from .grpo import group_reward_stats, trajectory_advantages
 from .registry import register
 from .stats import EPS, mean, std
 
@@ -27,12 +32,14 @@ VARIANTS = ("full", "case1", "case2", "random_case", "random_trigger", "effect_o
 
 
 def anchor_statistics(branches: list[dict]) -> dict:
+    """Influence, instability, and per branch m the summary credit a_sum[m] and final z-score final_z[m]."""
     local = [float(b["local_reward"]) for b in branches]
     final = [float(b["final_reward"]) for b in branches]
     influence = std(local, bessel=False)
     instability = std([f - l for f, l in zip(final, local)], bessel=False)
-    a_sum = (local[0] - mean(local)) / (influence + EPS) if influence > 0 else 0.0
-    final_z = (final[0] - mean(final)) / (std(final, bessel=False) + EPS)
+    a_sum = [(x - mean(local)) / (influence + EPS) if influence > 0 else 0.0 for x in local]
+    final_std = std(final, bessel=False)
+    final_z = [(x - mean(final)) / (final_std + EPS) for x in final]
     return {"influence": influence, "instability": instability, "a_sum": a_sum, "final_z": final_z}
 
 
@@ -56,23 +63,33 @@ def ricepo(group: dict, variant: str = "full", tau_I: float = 0.05, tau_R: float
     traj_adv = trajectory_advantages(group, norm_by_std)
     out = {t["id"]: [{"reasoning": traj_adv[t["id"]], "summary": traj_adv[t["id"]]} for _ in t["steps"]]
            for t in group["trajectories"]}
+    depth = {t["id"]: len(t["steps"]) for t in group["trajectories"]}
+    r_mean, r_std = group_reward_stats(group)
     for anchor in group.get("anchors", []):
         tid, step = anchor["trajectory"], int(anchor["step"])
+        if tid not in out or not 0 <= step < depth[tid]:
+            raise ValueError(f"anchor ({tid!r}, {step}) names no step of the group")
         stats = anchor_statistics(anchor["branches"])
-        base = traj_adv[tid]
         case = variant
         if variant == "random_case":
             case = random.Random(f"{seed}:{group.get('query_id')}:{tid}:{step}").choice(["case1", "case2"])
-        if case == "case2":
-            propagated, g = stats["final_z"], 1
-        else:
-            g = gate(case, stats["influence"], stats["instability"], tau_I, tau_R)
-            propagated = stats["a_sum"]
-        if combine == "replace":
-            summary, reasoning = stats["a_sum"], g * propagated + (1 - g) * base
-        else:
-            summary, reasoning = base + stats["a_sum"], base + g * propagated
-        out[tid][step] = {"reasoning": reasoning, "summary": summary}
+        g = 1 if case == "case2" else gate(case, stats["influence"], stats["instability"], tau_I, tau_R)
+        propagated = stats["final_z"] if case == "case2" else stats["a_sum"]
+        for m, branch in enumerate(anchor["branches"]):
+            if m == 0:
+                rid, base = tid, traj_adv[tid]
+            elif "id" in branch:
+                rid = branch["id"]
+                base = (float(branch["final_reward"]) - r_mean) / ((r_std + EPS) if norm_by_std else 1.0)
+                out[rid] = [{"reasoning": 0.0, "summary": 0.0} for _ in range(step)] + \
+                           [{"reasoning": base, "summary": base} for _ in range(step, depth[tid])]
+            else:
+                continue
+            if combine == "replace":
+                summary, reasoning = stats["a_sum"][m], g * propagated[m] + (1 - g) * base
+            else:
+                summary, reasoning = base + stats["a_sum"][m], base + g * propagated[m]
+            out[rid][step] = {"reasoning": reasoning, "summary": summary}
     return out
 
 

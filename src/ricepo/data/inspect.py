@@ -1,29 +1,34 @@
-"""`ricepo data inspect`: counts of what a source holds (local folders today; the Hub in issue 3)."""
+"""`ricepo data inspect`: counts of what a source holds, read with the loaders' own checks.
+
+Sources: `hub`, a BRIGHT examples file, or a folder in one of the published layouts (BEIR's zip
+layout; BEIR topics + TREC qrels; BRIGHT's examples/ + documents/; ReasonIR hq files).
+"""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import RicepoError
-from .canonical import iter_jsonl, read_corpus, read_qrels, read_queries
+from . import beir, bright, reasonir
+from .canonical import read_corpus, read_qrels, read_queries
+from .hub import download_hub, download_url
+from .prepare import BRIGHT_HUB, REASONIR_HUB, _local_hint
 
-HUB_IDS = {"bright": "xlangai/BRIGHT", "beir": "BeIR/<dataset>", "reasonir": "reasonir/reasonir-data"}
+
+def _bright_counts(root: Path, task: str | None) -> dict:
+    if not task:
+        raise RicepoError(f"bright: {root} holds all tasks; name one with --task")
+    queries, qrels = bright.read_examples(bright.task_file(root, "examples", task), "short")
+    out: dict = {"queries": {"test": len(queries)}, "qrels": {"test": sum(len(d) for d in qrels.values())}}
+    try:
+        out["docs"] = len(bright.read_documents(bright.task_file(root, "documents", task)))
+    except RicepoError:
+        pass    # an examples-only copy (as ../shared/data) has no documents
+    return out
 
 
-def inspect_source(source: str, benchmark: str, task: str | None = None) -> dict:
-    if source == "hub":
-        dataset = HUB_IDS[benchmark]
-        if os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise RicepoError(f"{benchmark} ({dataset}): HF_HUB_OFFLINE=1, the Hub cannot be reached; "
-                              f"download it where the network exists and pass its local folder instead of 'hub'")
-        raise RicepoError(f"{benchmark} ({dataset}): reading from the Hub is not implemented yet (planned: issue 3); "
-                          f"pass a local folder")
-    path = Path(source)
-    if path.is_file() and benchmark == "bright":
-        n = sum(1 for _ in iter_jsonl(path))
-        return {"queries": {"test": n}}
-    if not path.is_dir():
-        raise RicepoError(f"{benchmark}: source {path} is neither a folder nor 'hub'")
+def _beir_folder(path: Path) -> dict:
+    if not (path / "corpus.jsonl").exists() and any(path.glob("qrels.*.trec")):
+        return beir.topic_counts(path)
     out: dict = {}
     if (path / "corpus.jsonl").exists():
         out["docs"] = len(read_corpus(path / "corpus.jsonl"))
@@ -33,4 +38,41 @@ def inspect_source(source: str, benchmark: str, task: str | None = None) -> dict
         out["queries"] = {s: sum(1 for q in r if q in queries) for s, r in qrels.items()} or {"all": len(queries)}
     if qrels:
         out["qrels"] = {s: sum(len(d) for d in r.values()) for s, r in qrels.items()}
+    if not out:
+        raise RicepoError(f"beir: {path} holds neither BEIR's zip layout nor topics + qrels")
     return out
+
+
+def _from_hub(benchmark: str, task: str | None) -> dict:
+    if benchmark == "bright":
+        if not task:
+            raise RicepoError("bright: name a task with --task to inspect the Hub copy")
+        root, _ = download_hub(BRIGHT_HUB, [f"examples/{task}-*", f"documents/{task}-*"], _local_hint("bright"))
+        return _bright_counts(root, task)
+    if benchmark == "reasonir":
+        folder, _ = download_hub(REASONIR_HUB, ["hq/*"], _local_hint("bright") + " (reasonir_path for ReasonIR)")
+        return {"rows": sum(1 for f in reasonir.row_files(folder) for _ in bright.read_rows(f, ["query"]))}
+    if not task:
+        raise RicepoError("beir: name a dataset with --task to inspect the download")
+    url = beir.BEIR_URL.format(name=task)
+    hint = f"download {task}.zip where the network exists, unzip it and inspect the folder"
+    from tempfile import TemporaryDirectory
+
+    with TemporaryDirectory() as tmp:
+        return _beir_folder(download_url(url, Path(tmp) / f"{task}.zip", f"BEIR {task}", hint))
+
+
+def inspect_source(source: str, benchmark: str, task: str | None = None) -> dict:
+    if source == "hub":
+        return _from_hub(benchmark, task)
+    path = Path(source)
+    if path.is_file() and benchmark == "bright":
+        queries, qrels = bright.read_examples(path, "short")
+        return {"queries": {"test": len(queries)}, "qrels": {"test": sum(len(d) for d in qrels.values())}}
+    if not path.is_dir():
+        raise RicepoError(f"{benchmark}: source {path} is neither a folder, an examples file nor 'hub'")
+    if benchmark == "bright":
+        return _bright_counts(path, task)
+    if benchmark == "reasonir":
+        return {"rows": sum(1 for f in reasonir.row_files(path) for _ in bright.read_rows(f, None))}
+    return _beir_folder(path)

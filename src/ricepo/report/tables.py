@@ -103,7 +103,8 @@ def _bm25_row(benchmark: str, tasks: list[str], configured: dict, results: Path)
     cells["avg"]["tasks_in_avg"] = len(ran)
     r = configured["retriever"]
     return {"group": "cited", "method": "bm25_measured", "label": METHOD_LABELS["bm25_measured"],
-            "provenance": f"measured here: bm25s, k1={r['k1']}, b={r['b']}, query text only", "cells": cells}
+            "provenance": f"measured here: bm25s, k1={r['k1']}, b={r['b']}, stemmer {r.get('stemmer', 'english')}, "
+                          f"query text only", "cells": cells}
 
 
 def fmt(value, digits=2) -> str:

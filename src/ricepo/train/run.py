@@ -6,18 +6,16 @@ from pathlib import Path
 
 from ..agent.models import load_backbone
 from ..agent.rollout import Agent, RolloutSettings
-from ..config import IMPLEMENTED_METHODS
 from ..environments import load_environment, require_bm25
 from ..errors import RicepoError
+from .collect import ROLLOUT_KEYS
 from .trainer import TrainConfig, Trainer
 
 
 def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str | Path) -> list[dict]:
     method, variant = spec["method"], spec.get("variant")
-    if method not in IMPLEMENTED_METHODS or method == "prompting":
-        raise RicepoError(f"method {method!r} cannot be trained yet: its rollouts (tree expansions, RICE-PO "
-                          f"branches) are planned in issue 5; trainable: "
-                          f"{', '.join(m for m in IMPLEMENTED_METHODS if m != 'prompting')}")
+    if method == "prompting":
+        raise RicepoError("method 'prompting' has nothing to train: evaluate the backbone directly")
     require_bm25(spec)
     envs, queries = {}, []
     for task, (split_dir, index_dir) in tasks.items():
@@ -29,11 +27,13 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
     agent = Agent(model, tokenizer, spec["template"], settings)
     train = spec["train"]
     keys = TrainConfig.__dataclass_fields__
-    credit_params = dict(spec.get("credit", {}))
+    options = dict(spec.get("credit", {}))
+    rollout_params = {k: options.pop(k) for k in ROLLOUT_KEYS.get(method, ()) if k in options}
     if variant:
-        credit_params["variant"] = variant
+        options["variant"] = variant
     cfg = TrainConfig(method=method, group_size=spec["rollout"]["group_size"], seed=spec["seed"],
-                      credit_params=credit_params, **{k: v for k, v in train.items() if k in keys})
+                      credit_params=options, rollout_params=rollout_params,
+                      **{k: v for k, v in train.items() if k in keys})
     out_dir = Path(out_dir)
     trainer = Trainer(model, tokenizer, agent, envs, queries, cfg, out_dir,
                       run_info={"backbone": spec["backbone"], "template": spec["template"], "tasks": sorted(tasks)})

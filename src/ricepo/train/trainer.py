@@ -1,8 +1,9 @@
 """The training loop shared by every method; only the credit function differs.
 
-Read top to bottom: sample a batch of queries, roll out G trajectories each, score them with
-the retriever, turn the group into span advantages with the method's credit function, broadcast
-them to tokens, and take PPO-clip steps against the frozen initial policy. One JSON line per step
+Read top to bottom: sample a batch of queries, let the method's collector (collect.py) roll out
+its rows (G trajectories, trees, or trajectories plus branches) and turn each query's group into
+span advantages with the method's credit function, broadcast them to tokens, and take PPO-clip
+steps against the frozen initial policy. One JSON line per step
 goes to the log; `state.pt` (model, optimizer, RNG, log so far) makes an interrupted run resume
 where it stopped, and a resume with a different config is refused.
 """
@@ -19,10 +20,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..agent.rollout import Agent, RolloutSettings, Trajectory
-from ..credit import compute_credit
+from ..agent.rollout import Agent, Trajectory
 from ..errors import RicepoError
 from ..retrieval.retriever import TaskEnvironment
+from .collect import StepContext, collect
 from .loss import aggregate, token_losses
 
 
@@ -44,6 +45,7 @@ class TrainConfig:
     seed: int = 0                     # seeds query order, sampling and torch
     save_every: int = 10              # steps between resumable checkpoints (state.pt)
     credit_params: dict = field(default_factory=dict)   # keyword arguments of the credit function
+    rollout_params: dict = field(default_factory=dict)  # the method's collector options (trees, branches, ...)
 
     def fingerprint(self, extra: dict) -> str:
         """What a resumed run must share with the saved one (all but `steps` and `save_every`,
@@ -51,18 +53,6 @@ class TrainConfig:
         mine = {k: v for k, v in asdict(self).items() if k not in ("steps", "save_every")}
         blob = json.dumps({"train": mine, **extra}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def group_for_credit(trajs: list[Trajectory]) -> dict:
-    """The CLI's JSON group form of one query's trajectories."""
-    return {
-        "query_id": trajs[0].query_id,
-        "trajectories": [{
-            "id": t.id, "final_reward": t.final_reward, "tree": 0,
-            "steps": [{"state": "|".join(s.state), "local_reward": s.local_reward,
-                       "summary_entropy": s.summary_entropy} for s in t.steps],
-        } for t in trajs],
-    }
 
 
 def token_advantages(t: Trajectory, spans: list[dict]) -> list[float]:
@@ -150,17 +140,11 @@ class Trainer:
         calls0 = {k: (e.stats.calls, e.stats.hits) for k, e in self.envs.items()}
         t0 = time.time()
         self.model.eval()
-        jobs = [(f"{qid}#{g}", task, qid, text) for task, qid, text in self._batch(self.step)
-                for g in range(cfg.group_size)]
-        trajs = self.agent.rollout(jobs, self.envs, self.generator)
+        ctx = StepContext(agent=self.agent, envs=self.envs, generator=self.generator, method=cfg.method,
+                          credit_params=cfg.credit_params, group_size=cfg.group_size, seed=cfg.seed, step=self.step)
+        got = collect(ctx, self._batch(self.step), cfg.rollout_params)
+        trajs, spans = got.rows, got.spans
         t_rollout = time.time() - t0
-
-        groups: dict[str, list[Trajectory]] = {}
-        for t in trajs:
-            groups.setdefault(f"{t.task}/{t.query_id}", []).append(t)
-        spans: dict[str, list[dict]] = {}
-        for members in groups.values():
-            spans.update(compute_credit(cfg.method, group_for_credit(members), **cfg.credit_params))
 
         ids = _pad([t.tokens for t in trajs], self.tok.pad_token_id, self.device, torch.long)
         attn = _pad([[1] * len(t.tokens) for t in trajs], 0, self.device, torch.long)
@@ -194,17 +178,19 @@ class Trainer:
         t_update = time.time() - t1
 
         rewards = torch.tensor([t.final_reward for t in trajs])
-        n_steps = sum(len(t.steps) for t in trajs)
+        n_steps = sum(len(t.steps) for t in got.rollouts)
         calls = sum(e.stats.calls - calls0[k][0] for k, e in self.envs.items())
         hits = sum(e.stats.hits - calls0[k][1] for k, e in self.envs.items())
         return {
             "step": self.step + 1, "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std(unbiased=False)),
-            "local_reward_mean": sum(s.local_reward for t in trajs for s in t.steps) / n_steps,
+            "local_reward_mean": sum(s.local_reward for t in got.rollouts for s in t.steps) / n_steps,
             **stats, "grad_norm": float(grad_norm),
-            "parseable_rate": sum(s.parseable for t in trajs for s in t.steps) / n_steps,
-            "closed_by_policy_rate": sum(s.closed_think and s.closed_summary for t in trajs for s in t.steps) / n_steps,
-            "trajectories": len(trajs), "tokens_generated": sum(t.generated_tokens for t in trajs),
-            "retriever_calls": calls, "retriever_cache_hits": hits,
+            "parseable_rate": sum(s.parseable for t in got.rollouts for s in t.steps) / n_steps,
+            "closed_by_policy_rate": sum(s.closed_think and s.closed_summary
+                                         for t in got.rollouts for s in t.steps) / n_steps,
+            "trajectories": len(trajs), "rollouts": len(got.rollouts), "trained_tokens": int(mask.sum()),
+            "tokens_generated": sum(t.generated_tokens for t in got.rollouts),
+            "retriever_calls": calls, "retriever_cache_hits": hits, **got.extra,
             "rollout_s": round(t_rollout, 3), "update_s": round(t_update, 3), "wall_s": round(time.time() - t0, 3),
         }
 
