@@ -29,7 +29,7 @@ def fixture_task(tmp_path_factory):
                  excluded=True, seed=0)
     build_split(root / "data", root / "split", benchmark="bright", task="leetcode",
                 counts={"train": 16, "test": 12}, seed=42)
-    BM25Index.build(read_corpus(root / "split" / "corpus.jsonl"), 0.9, 0.4).save(root / "index")
+    BM25Index.build(read_corpus(root / "split" / "corpus.jsonl"), 0.9, 0.4).save(root / "index" / "bm25")
     return root
 
 

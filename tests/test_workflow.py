@@ -30,8 +30,9 @@ def test_default_config_plans_the_full_paper_matrix(tmp_path):
     assert counts["train"] == 2 * 5 + 6 + 2 * 5
     # evaluation: BRIGHT (2 x 6 + 6) x 12 tasks + BEIR 2 x 6 x 5 datasets
     assert counts["agent_eval"] == (2 * 6 + 6) * 12 + 2 * 6 * 5
-    assert counts["split"] == 17 and counts["table"] == 5 and counts["figure"] == 2
+    assert counts["split"] == 17 and counts["table"] == 5 and counts["figure"] == 3
     assert counts["prepare_reasonir"] == 1 and counts["prepare_data"] == 17
+    assert counts["dense_index"] == 17 and counts["bm25_index"] == 17   # hybrid: Diver-4B + BM25 per task
 
 
 @pytest.mark.realdata
@@ -99,9 +100,10 @@ def test_smoke_workflow_end_to_end(tmp_path):
     parser = _Cells()
     parser.feed(html)
     for element in ["table-bright-main", "table-beir-main", "table-ablation-credit", "table-ablation-trigger",
-                    "table-ablation-gates", "figure-entropy-cdf", "figure-reward-curves", "provenance"]:
+                    "table-ablation-gates", "figure-entropy-cdf", "figure-reward-curves", "figure-branching-cost",
+                    "provenance"]:
         assert f'id="{element}"' in html
-    assert parser.images == 2
+    assert parser.images == 3
 
     # every measured number in the report equals the mean of its metrics.json files
     config = json.loads((tmp_path / "results" / "config.resolved.json").read_text())
@@ -128,7 +130,7 @@ def test_smoke_workflow_end_to_end(tmp_path):
                             ("table-ablation-gates", ["Effect Only", "Influence Only"])):
         for label in labels:
             row = [r for r in parser.rows[section] if r[0] == label][-1]
-            assert "not run" not in " ".join(row[1:3]), (section, label, row)
+            assert "not run" not in row[1] + row[-1], (section, label, row)    # biology and the average
     # every trained run logs its cost per step; branching methods cost more than GRPO
     cost = {}
     for method in ("grpo", "gigpo", "hgpo", "tree_grpo", "ricepo", "ricepo_random_trigger"):
@@ -139,6 +141,9 @@ def test_smoke_workflow_end_to_end(tmp_path):
             assert all(key in r for r in log), (method, key)
         cost[method] = sum(r["tokens_generated"] for r in log)
     assert cost["ricepo"] > cost["grpo"] and cost["tree_grpo"] > cost["grpo"]
+    figure = json.loads((tmp_path / "results" / "figures" / "figure_branching_cost.json").read_text())
+    ratio = {r["method"]: r["relative_to_grpo"]["tokens_generated"] for r in figure["rows"] if r["benchmark"] == "bright"}
+    assert ratio["grpo"] == 1.0 and ratio["ricepo"] > 1.0 and ratio["tree_grpo"] > 1.0
 
     # one table rebuilds alone, without retraining or re-evaluating
     for f in (tmp_path / "results" / "tables").glob("table_ablation_gates.*"):

@@ -55,22 +55,48 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(result))
 
 
+def _dense_index(args, corpus):
+    from .retrieval.dense import DenseIndex, settings_for
+
+    if not args.dense_model:
+        raise RicepoError(f"--retriever {args.retriever} needs --dense-model (a Hub id, a folder or pkg:PACKAGE/dir)")
+    settings = settings_for(args.dense_model, **json.loads(getattr(args, "dense_settings", None) or "{}"))
+    if args.dense_index and Path(args.dense_index, "encoder.json").exists():
+        return DenseIndex.load(args.dense_index, expect=settings)
+    index = DenseIndex.build(corpus, settings)
+    if args.dense_index:
+        index.save(args.dense_index)
+    return index
+
+
 def cmd_retrieve(args) -> None:
+    from .data.canonical import Dataset
     from .evaluate.metrics import write_run
     from .retrieval.bm25 import BM25Index
-    from .data.canonical import Dataset
+    from .retrieval.dense import HybridRetriever
 
-    if args.retriever != "bm25":
-        raise RicepoError(f"retriever {args.retriever!r} is not implemented yet (planned: issue 4); use bm25")
     t0 = time.time()
     ds = Dataset(args.dataset)
-    index = BM25Index.load(args.index) if args.index else BM25Index.build(ds.corpus, args.k1, args.b, args.stemmer)
-    run = {}
-    for qid, q in ds.split_queries(args.split).items():
-        drop = ds.excluded.get(qid, set()) | {qid}
-        run[qid] = [(d, s) for d, s in index.search(q["text"], args.k + len(drop)) if d not in drop][: args.k]
-    write_run(args.out, run, f"bm25-k1={args.k1}-b={args.b}-{index.stemmer}")
-    print(json.dumps({"queries": len(run), "out": args.out, "seconds": round(time.time() - t0, 2)}))
+    queries = ds.split_queries(args.split)
+    if args.retriever in ("bm25", "hybrid"):
+        bm25 = BM25Index.load(args.index) if args.index else BM25Index.build(ds.corpus, args.k1, args.b, args.stemmer)
+    if args.retriever == "bm25":
+        retriever, tag = bm25, f"bm25-k1={args.k1}-b={args.b}-{bm25.stemmer}"
+    elif args.retriever == "dense":
+        retriever, tag = _dense_index(args, ds.corpus), f"dense-{Path(args.dense_model).name}"
+    else:
+        retriever = HybridRetriever(bm25, _dense_index(args, ds.corpus), args.dense_weight)
+        tag = f"hybrid-w={args.dense_weight}-{Path(args.dense_model).name}"
+    drops = {qid: ds.excluded.get(qid, set()) | {qid} for qid in queries}
+    widest = max((len(d) for d in drops.values()), default=0)
+    if hasattr(retriever, "search_many"):
+        rankings = retriever.search_many([q["text"] for q in queries.values()], args.k + widest)
+    else:
+        rankings = [retriever.search(q["text"], args.k + widest) for q in queries.values()]
+    run = {qid: [(d, s) for d, s in ranking if d not in drops[qid]][: args.k]
+           for qid, ranking in zip(queries, rankings)}
+    write_run(args.out, run, tag)
+    print(json.dumps({"queries": len(run), "retriever": tag, "out": args.out, "seconds": round(time.time() - t0, 2)}))
 
 
 def cmd_index(args) -> None:
@@ -79,6 +105,11 @@ def cmd_index(args) -> None:
 
     t0 = time.time()
     corpus = read_corpus(Path(args.dataset) / "corpus.jsonl")
+    if args.retriever == "dense":
+        args.dense_index = args.out
+        _dense_index(args, corpus)
+        print(json.dumps({"docs": len(corpus), "dense_model": args.dense_model, "seconds": round(time.time() - t0, 2)}))
+        return
     BM25Index.build(corpus, args.k1, args.b, args.stemmer).save(args.out)
     print(json.dumps({"docs": len(corpus), "k1": args.k1, "b": args.b, "stemmer": args.stemmer,
                       "seconds": round(time.time() - t0, 2)}))
@@ -162,13 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("retrieve", help="run a retriever over a canonical dataset, write a TREC run")
     r.add_argument("--dataset", required=True, help="canonical (BEIR layout) dataset folder")
     r.add_argument("--split", default="test")
-    r.add_argument("--retriever", default="bm25")
+    r.add_argument("--retriever", default="bm25", choices=["bm25", "dense", "hybrid"])
     r.add_argument("--out", required=True)
     r.add_argument("--k", type=int, default=1000)
     r.add_argument("--index", help="a saved BM25 index (built on the fly if absent)")
     r.add_argument("--k1", type=float, default=0.9)
     r.add_argument("--b", type=float, default=0.4)
     r.add_argument("--stemmer", default="english", choices=["english", "none"])
+    r.add_argument("--dense-model", help="dense encoder: Hub id, folder, or pkg:PACKAGE/dir")
+    r.add_argument("--dense-index", help="folder caching the corpus embeddings (written if absent)")
+    r.add_argument("--dense-weight", type=float, default=0.5, help="weight of the dense score in hybrid fusion")
     r.set_defaults(func=cmd_retrieve)
 
     i = sub.add_parser("index", help="build and save a BM25 index of a canonical corpus")
@@ -177,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--k1", type=float, default=0.9)
     i.add_argument("--b", type=float, default=0.4)
     i.add_argument("--stemmer", default="english", choices=["english", "none"])
+    i.add_argument("--retriever", default="bm25", choices=["bm25", "dense"])
+    i.add_argument("--dense-model", help="dense encoder: Hub id, folder, or pkg:PACKAGE/dir")
+    i.add_argument("--dense-settings", help="encoder settings (pooling, query_prefix, ...) as JSON")
     i.set_defaults(func=cmd_index)
 
     d = sub.add_parser("data", help="prepare, split and inspect datasets")

@@ -96,8 +96,11 @@ def _check_references(config: dict) -> None:
                 and any(spec["split_counts"][t]["train"] > 0 for t in spec["tasks"])):
             raise RicepoError("config error at benchmarks.bright.reasonir_path: BRIGHT train queries come from "
                               "ReasonIR; a local source needs a local copy of reasonir/reasonir-data (hq)")
-        if spec.get("retriever", {}).get("name") in ("dense", "hybrid") and not spec["retriever"].get("dense_model"):
-            raise RicepoError(f"config error at benchmarks.{bench}.retriever.dense_model: needed for dense/hybrid")
+        if spec.get("retriever", {}).get("name") in ("dense", "hybrid"):
+            model = spec["retriever"].get("dense_model")
+            if model not in config.get("dense_models", {}):
+                raise RicepoError(f"config error at benchmarks.{bench}.retriever.dense_model: {model!r} is not in "
+                                  f"dense_models ({', '.join(sorted(config.get('dense_models', {}))) or 'none'})")
     abl = config.get("ablations")
     if abl and abl.get("variants"):
         if abl.get("benchmark") not in config["benchmarks"]:

@@ -36,6 +36,7 @@ wildcard_constraints:
     task=_alternatives(ALL_TASKS),
     backbone=_alternatives(ALL_BACKBONES) or "none",
     method=_alternatives(ALL_METHODS),
+    dense_model=_alternatives(config.get("dense_models", {})) or "none",
     seed=r"\d+",
 
 
@@ -68,6 +69,7 @@ def job_spec(benchmark, backbone, method, seed):
         "rollout": config["rollout"], "train": config["train"], "credit": credit,
         "evaluate": config["evaluate"],
         "retriever": config["benchmarks"][benchmark]["retriever"],
+        "dense_models": config.get("dense_models", {}),
     }, sort_keys=True)
 
 
@@ -76,7 +78,17 @@ def split_dir(benchmark, task):
 
 
 def index_dir(benchmark, task):
-    return f"results/index/{benchmark}/{task}/bm25"
+    """Root of a task's indexes: bm25/ and dense/<model>/ below it."""
+    return f"results/index/{benchmark}/{task}"
+
+
+def index_inputs(benchmark, task):
+    """The index folders the benchmark's retriever reads."""
+    r = config["benchmarks"][benchmark]["retriever"]
+    out = [f"{index_dir(benchmark, task)}/bm25"] if r["name"] in ("bm25", "hybrid") else []
+    if r["name"] in ("dense", "hybrid"):
+        out.append(f"{index_dir(benchmark, task)}/dense/{r['dense_model']}")
+    return out
 
 
 def eval_metrics(benchmark, backbones=None, methods=None):
@@ -122,7 +134,7 @@ def _task_args(benchmark):
 
 def _train_inputs(wc):
     tasks = config["benchmarks"][wc.benchmark]["tasks"]
-    return ([split_dir(wc.benchmark, t) for t in tasks] + [index_dir(wc.benchmark, t) for t in tasks]
+    return ([split_dir(wc.benchmark, t) for t in tasks] + [i for t in tasks for i in index_inputs(wc.benchmark, t)]
             + backbone_inputs(wc.backbone))
 
 
@@ -133,13 +145,13 @@ def _policy(wc):
 
 
 def _eval_inputs(wc):
-    deps = [split_dir(wc.benchmark, wc.task), index_dir(wc.benchmark, wc.task)]
+    deps = [split_dir(wc.benchmark, wc.task), *index_inputs(wc.benchmark, wc.task)]
     return deps + (backbone_inputs(wc.backbone) if wc.method == "prompting" else [_policy(wc)])
 
 
 TABLES = ["table_bright_main", "table_beir_main", "table_ablation_credit", "table_ablation_trigger",
           "table_ablation_gates"]
-FIGURES = ["figure_entropy_cdf", "figure_reward_curves"]
+FIGURES = ["figure_entropy_cdf", "figure_reward_curves", "figure_branching_cost"]
 ABL = config.get("ablations") or {}
 
 
@@ -163,4 +175,5 @@ REPORT_INPUTS = {
     "table_ablation_gates": lambda: _ablation_metrics(["ricepo", "ricepo_effect_only", "ricepo_influence_only"]),
     "figure_entropy_cdf": lambda: _ablation_metrics(["ricepo", "ricepo_random_trigger"]),
     "figure_reward_curves": lambda: train_logs(),
+    "figure_branching_cost": lambda: train_logs(),
 }

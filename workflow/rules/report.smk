@@ -92,3 +92,8 @@ rule figure_entropy_cdf:
 rule figure_reward_curves:
     input:
         "results/figures/figure_reward_curves.svg",
+
+
+rule figure_branching_cost:
+    input:
+        "results/figures/figure_branching_cost.svg",

@@ -10,16 +10,16 @@ from tqdm import tqdm
 
 from ..agent.models import load_backbone
 from ..agent.rollout import Agent, RolloutSettings
-from ..environments import load_environment, require_bm25
+from ..environments import load_environment
 from .metrics import evaluate_run, write_run
 
 
 def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path,
                    batch_size: int = 16, keep_transcripts: int = 5) -> dict:
-    require_bm25(spec)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env, queries = load_environment(task, split_dir, index_dir, "test")
+    env, queries = load_environment(task, split_dir, index_dir, "test", spec.get("retriever"),
+                                    spec.get("dense_models"))
     model, tokenizer = load_backbone(model_path, spec["backbone"].get("dtype", "auto"))
     model.eval()
     settings = RolloutSettings.from_config(spec["rollout"], temperature=spec["evaluate"]["temperature"])

@@ -1,4 +1,5 @@
-"""The paper's figures from result files: reward curves and the entropy-gain CDF.
+"""The paper's figures from result files: reward curves, the entropy-gain CDF, and the training
+cost of each method (tokens generated and retriever calls per step, from the step logs).
 
 Each figure is written as SVG and PNG, plus a JSON file holding exactly the plotted numbers
 (what the report and the tests read).
@@ -108,6 +109,53 @@ def plot_entropy_cdf(data: dict, out_dir: Path) -> None:
     _save(fig, out_dir, "figure_entropy_cdf")
 
 
+COST_KEYS = (("tokens_generated", "tokens generated"), ("retriever_calls", "retriever calls"))
+
+
+def branching_cost(config: dict, results: Path) -> dict:
+    """Mean per training step, over steps and seeds, of every trained (benchmark, backbone, method),
+    and its ratio to GRPO on the same benchmark and backbone."""
+    rows = []
+    order = list(METHOD_LABELS)
+    keys = {(r["benchmark"], r["backbone"], r["method"]) for r in runs(config) if r["method"] != "prompting"}
+    for key in sorted(keys, key=lambda k: (k[0], k[1], order.index(k[2]) if k[2] in order else len(order), k[2])):
+        logs = [train_log(results, *key, r["seed"]) for r in runs(config) if (r["benchmark"], r["backbone"], r["method"]) == key]
+        steps = [s for lg in logs if lg for s in lg]
+        if not steps:
+            continue
+        row = {"benchmark": key[0], "backbone": key[1], "method": key[2], "seeds": sum(1 for lg in logs if lg),
+               "steps": len(steps)}
+        for k, _ in COST_KEYS + (("retriever_cache_hits", ""), ("wall_s", "")):
+            row[k] = statistics.fmean(s[k] for s in steps)
+        rows.append(row)
+    for row in rows:
+        base = next((r for r in rows if r["method"] == "grpo" and r["benchmark"] == row["benchmark"]
+                     and r["backbone"] == row["backbone"]), None)
+        row["relative_to_grpo"] = {k: row[k] / base[k] for k, _ in COST_KEYS + (("wall_s", ""),)} if base else None
+    return {"id": "figure_branching_cost", "rows": rows}
+
+
+def plot_branching_cost(data: dict, out_dir: Path) -> None:
+    groups = sorted({(r["benchmark"], r["backbone"]) for r in data["rows"]}) or [("(none)", "")]
+    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 0.4 + 0.32 * max(len(data["rows"]), 4) + 1.2 * len(groups)),
+                             squeeze=False)
+    for (bench, backbone), ax_row in zip(groups, axes):
+        rows = [r for r in data["rows"] if (r["benchmark"], r["backbone"]) == (bench, backbone)]
+        labels = [METHOD_LABELS.get(r["method"], r["method"]) for r in rows]
+        for ax, (key, title) in zip(ax_row, COST_KEYS):
+            values = [r[key] for r in rows]
+            ax.barh(labels, values, color=sns.color_palette("tab10")[0 if key == "tokens_generated" else 1])
+            for y, r in enumerate(rows):
+                ratio = f"  ×{r['relative_to_grpo'][key]:.2f} GRPO" if r["relative_to_grpo"] else ""
+                ax.text(r[key], y, ratio, va="center", fontsize=7)
+            ax.invert_yaxis()
+            ax.set_title(f"{bench} ({backbone}): {title} per training step", fontsize=9)
+            ax.margins(x=0.25)
+            if not rows:
+                ax.text(0.5, 0.5, "no training logs", ha="center", transform=ax.transAxes)
+    _save(fig, out_dir, "figure_branching_cost")
+
+
 def _save(fig, out_dir: Path, name: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -117,7 +165,8 @@ def _save(fig, out_dir: Path, name: str) -> None:
 
 
 FIGURES = {"figure_reward_curves": (reward_curves, plot_reward_curves),
-           "figure_entropy_cdf": (entropy_cdf, plot_entropy_cdf)}
+           "figure_entropy_cdf": (entropy_cdf, plot_entropy_cdf),
+           "figure_branching_cost": (branching_cost, plot_branching_cost)}
 
 
 def build_figure(name: str, config: dict, results: Path, out_dir: Path) -> dict:

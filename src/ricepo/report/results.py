@@ -25,17 +25,32 @@ def read_ndcg(path: Path) -> float:
     return float(json.loads(path.read_text())["ndcg_cut_10"])
 
 
-def measured(config: dict, results: Path, benchmark: str, backbone: str, method: str) -> dict[int, dict[str, float]]:
-    """{seed: {task: NDCG@10 x 100}} for every planned run of this cell whose metrics exist."""
-    out: dict[int, dict[str, float]] = {}
+def _metric_files(config: dict, results: Path, benchmark: str, backbone: str, method: str):
+    """(seed, task, metrics.json path) of every planned run of this cell whose metrics exist."""
     for r in runs(config):
         if (r["benchmark"], r["backbone"], r["method"]) != (benchmark, backbone, method):
             continue
         for task in config["benchmarks"][benchmark]["tasks"]:
             path = metrics_path(results, benchmark, backbone, method, r["seed"], task)
             if path.exists():
-                out.setdefault(r["seed"], {})[task] = 100 * read_ndcg(path)
+                yield r["seed"], task, path
+
+
+def measured(config: dict, results: Path, benchmark: str, backbone: str, method: str) -> dict[int, dict[str, float]]:
+    """{seed: {task: NDCG@10 x 100}} for every planned run of this cell whose metrics exist."""
+    out: dict[int, dict[str, float]] = {}
+    for seed, task, path in _metric_files(config, results, benchmark, backbone, method):
+        out.setdefault(seed, {})[task] = 100 * read_ndcg(path)
     return out
+
+
+def per_query(config: dict, results: Path, benchmark: str, backbone: str, method: str) -> dict[str, dict[str, float]]:
+    """{task: {query id: NDCG@10 x 100 averaged over the seeds that ran}} from metrics.json."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for _, task, path in _metric_files(config, results, benchmark, backbone, method):
+        for q, v in json.loads(path.read_text())["per_query"].items():
+            out.setdefault(task, {}).setdefault(q, []).append(100 * float(v))
+    return {t: {q: statistics.fmean(v) for q, v in qs.items()} for t, qs in out.items()}
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:

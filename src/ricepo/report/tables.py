@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from ..config import runs
-from .results import load_paper, mean_std, measured
+from .results import load_paper, mean_std, measured, per_query
+from .significance import ALPHA, paired_bootstrap
 
 MAIN_METHODS = ["prompting", "grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"]
 METHOD_LABELS = {"prompting": "Prompting agent", "grpo": "GRPO", "gigpo": "GiGPO", "hgpo": "HGPO",
@@ -81,6 +82,8 @@ def build_table(name: str, config: dict, results: Path) -> dict:
             cells["avg"] = avg
             prov = (f"measured here: config `{config.get('run_name')}`, seeds {sorted(seeds)}" if seeds
                     else "not run in this configuration")
+            if seeds and not spec.get("ablation") and method not in ("grpo", "prompting"):
+                _mark_significance(cells, config, results, benchmark, group, method, ran)
             rows.append({"group": group, "method": method, "label": METHOD_LABELS.get(method, method),
                          "provenance": prov + ("; paper value transcribed in config/paper_results.yaml" if prow else ""),
                          "cells": cells})
@@ -90,6 +93,23 @@ def build_table(name: str, config: dict, results: Path) -> dict:
             "comparable": source != "fixture",
             "data_note": ("Our numbers come from the synthetic offline fixture; they test the harness and are "
                           "not comparable with the paper's." if source == "fixture" else "")}
+
+
+def _mark_significance(cells: dict, config: dict, results: Path, benchmark: str, backbone: str, method: str,
+                       tasks: list[str]) -> None:
+    """p-value of the paired bootstrap against GRPO (same backbone) per task, and over all queries for avg."""
+    ours, grpo = (per_query(config, results, benchmark, backbone, m) for m in (method, "grpo"))
+    pooled_a, pooled_b = [], []
+    for task in tasks:
+        shared = sorted(set(ours.get(task, {})) & set(grpo.get(task, {})))
+        if not shared:
+            continue
+        a, b = [ours[task][q] for q in shared], [grpo[task][q] for q in shared]
+        cells[task]["p_vs_grpo"] = paired_bootstrap(a, b)
+        pooled_a += a
+        pooled_b += b
+    if pooled_a:
+        cells["avg"]["p_vs_grpo"] = paired_bootstrap(pooled_a, pooled_b)
 
 
 def _bm25_row(benchmark: str, tasks: list[str], configured: dict, results: Path) -> dict:
@@ -117,7 +137,8 @@ def cell_text(cell: dict) -> str:
     ours = "not run" if cell["ours"] is None else fmt(cell["ours"]) + (f" ± {fmt(cell['ours_std'])}" if cell["ours_std"] is not None else "")
     paper = f" / paper {fmt(cell['paper'])}" if cell["paper"] is not None else ""
     diff = f" ({cell['diff']:+.2f})" if cell["diff"] is not None else ""
-    return ours + paper + diff
+    marked = "†" if cell.get("p_vs_grpo", 1.0) < ALPHA else ""
+    return ours + marked + paper + diff
 
 
 def write_table(table: dict, out_dir: Path) -> None:
@@ -126,13 +147,14 @@ def write_table(table: dict, out_dir: Path) -> None:
     (out_dir / f"{name}.json").write_text(json.dumps(table, indent=1))
     with open(out_dir / f"{name}.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["group", "method", "column", "ours", "ours_std", "n_seeds", "paper", "diff", "status"])
+        w.writerow(["group", "method", "column", "ours", "ours_std", "n_seeds", "paper", "diff", "status", "p_vs_grpo"])
         for r in table["rows"]:
             for col in table["columns"]:
                 c = r["cells"][col]
                 w.writerow([r["group"], r["method"], col, fmt(c["ours"], 4), fmt(c["ours_std"], 4), c["n_seeds"],
-                            fmt(c["paper"]), fmt(c["diff"], 4), c["status"]])
-    lines = [f"# {table['title']}", "", f"Paper: {table['paper_ref']}. Cells: ours (mean ± std over seeds) / paper (difference).",
+                            fmt(c["paper"]), fmt(c["diff"], 4), c["status"], fmt(c.get("p_vs_grpo"), 4)])
+    lines = [f"# {table['title']}", "", f"Paper: {table['paper_ref']}. Cells: ours (mean ± std over seeds) / paper "
+             f"(difference); † = differs from GRPO (same backbone) at p < {ALPHA}, paired bootstrap over queries.",
              table["data_note"], "", "| group | method | " + " | ".join(table["columns"]) + " |",
              "|" + "---|" * (len(table["columns"]) + 2)]
     for r in table["rows"]:

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..evaluate.metrics import ndcg10_single
-from .bm25 import BM25Index
+
+
+class Retriever(Protocol):
+    def search(self, query: str, k: int) -> list[tuple[str, float]]: ...
 
 
 @dataclass
@@ -19,7 +23,7 @@ class TaskEnvironment:
     """One benchmark task as the agent sees it: a retriever over its corpus and its judgments."""
 
     name: str
-    index: BM25Index
+    index: Retriever          # BM25Index, DenseIndex or HybridRetriever
     corpus: dict[str, dict]
     qrels: dict[str, dict[str, int]]
     excluded: dict[str, set[str]]

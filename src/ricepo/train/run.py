@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..agent.models import load_backbone
 from ..agent.rollout import Agent, RolloutSettings
-from ..environments import load_environment, require_bm25
+from ..environments import load_environment
 from ..errors import RicepoError
 from .collect import ROLLOUT_KEYS
 from .trainer import TrainConfig, Trainer
@@ -16,10 +16,10 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
     method, variant = spec["method"], spec.get("variant")
     if method == "prompting":
         raise RicepoError("method 'prompting' has nothing to train: evaluate the backbone directly")
-    require_bm25(spec)
     envs, queries = {}, []
     for task, (split_dir, index_dir) in tasks.items():
-        env, split_queries = load_environment(task, split_dir, index_dir, "train")
+        env, split_queries = load_environment(task, split_dir, index_dir, "train", spec.get("retriever"),
+                                                    spec.get("dense_models"))
         envs[task] = env
         queries += [(task, qid, q["text"]) for qid, q in split_queries.items()]
     model, tokenizer = load_backbone(spec["backbone"]["model"], spec["backbone"].get("dtype", "auto"))
