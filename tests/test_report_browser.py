@@ -15,7 +15,8 @@ import pytest
 from conftest import ROOT
 
 SECTIONS = ["table-bright-main", "table-beir-main", "table-ablation-credit", "table-ablation-trigger",
-            "table-ablation-gates", "figure-entropy-cdf", "figure-reward-curves", "figure-branching-cost", "provenance"]
+            "table-ablation-gates", "figure-entropy-cdf", "figure-reward-curves", "figure-branching-cost", "figure-ablation-bars",
+            "provenance"]
 
 
 def chromium() -> str:
@@ -42,7 +43,8 @@ def report(tmp_path_factory):
     config = str(tmp / "results" / "config.resolved.json")
     for what, out in [(t, "tables") for t in ("table_bright_main", "table_beir_main", "table_ablation_credit",
                                               "table_ablation_trigger", "table_ablation_gates")] + \
-                     [(f, "figures") for f in ("figure_entropy_cdf", "figure_reward_curves", "figure_branching_cost")] + \
+                     [(f, "figures") for f in ("figure_entropy_cdf", "figure_reward_curves", "figure_branching_cost",
+                                                "figure_ablation_bars")] + \
                      [("html", "../reports/report.html")]:
         subprocess.run(["ricepo", "report", what, "--config-json", config, "--results", str(tmp / "results"),
                         "--out", str(tmp / "results" / out)], check=True, capture_output=True)
@@ -63,7 +65,7 @@ def test_report_renders_in_chromium_without_broken_images_or_console_errors(repo
     dom = headless("--dump-dom", url=html.as_uri())
     assert 'data-broken-images="0"' in dom.stdout, dom.stderr[-2000:]
     images = int(re.search(r'data-images="(\d+)"', dom.stdout).group(1))
-    assert images == 3
+    assert images == 4
     for section in SECTIONS:
         assert f'id="{section}"' in dom.stdout, section
     console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and ("ERROR" in line or "Uncaught" in line)]

@@ -30,7 +30,7 @@ def test_default_config_plans_the_full_paper_matrix(tmp_path):
     assert counts["train"] == 2 * 5 + 6 + 2 * 5
     # evaluation: BRIGHT (2 x 6 + 6) x 12 tasks + BEIR 2 x 6 x 5 datasets
     assert counts["agent_eval"] == (2 * 6 + 6) * 12 + 2 * 6 * 5
-    assert counts["split"] == 17 and counts["table"] == 5 and counts["figure"] == 3
+    assert counts["split"] == 17 and counts["table"] == 5 and counts["figure"] == 4
     assert counts["prepare_reasonir"] == 1 and counts["prepare_data"] == 17
     assert counts["dense_index"] == 17 and counts["bm25_index"] == 17   # hybrid: Diver-4B + BM25 per task
 
@@ -101,9 +101,10 @@ def test_smoke_workflow_end_to_end(tmp_path):
     parser.feed(html)
     for element in ["table-bright-main", "table-beir-main", "table-ablation-credit", "table-ablation-trigger",
                     "table-ablation-gates", "figure-entropy-cdf", "figure-reward-curves", "figure-branching-cost",
+                    "figure-ablation-bars",
                     "provenance"]:
         assert f'id="{element}"' in html
-    assert parser.images == 3
+    assert parser.images == 4
 
     # every measured number in the report equals the mean of its metrics.json files
     config = json.loads((tmp_path / "results" / "config.resolved.json").read_text())

@@ -151,7 +151,7 @@ def _eval_inputs(wc):
 
 TABLES = ["table_bright_main", "table_beir_main", "table_ablation_credit", "table_ablation_trigger",
           "table_ablation_gates"]
-FIGURES = ["figure_entropy_cdf", "figure_reward_curves", "figure_branching_cost"]
+FIGURES = ["figure_entropy_cdf", "figure_reward_curves", "figure_branching_cost", "figure_ablation_bars"]
 ABL = config.get("ablations") or {}
 
 
@@ -176,4 +176,6 @@ REPORT_INPUTS = {
     "figure_entropy_cdf": lambda: _ablation_metrics(["ricepo", "ricepo_random_trigger"]),
     "figure_reward_curves": lambda: train_logs(),
     "figure_branching_cost": lambda: train_logs(),
+    "figure_ablation_bars": lambda: _ablation_metrics(["ricepo", "ricepo_case1", "ricepo_case2", "ricepo_random_case",
+                                                       "ricepo_effect_only", "ricepo_influence_only"]),
 }

@@ -97,3 +97,8 @@ rule figure_reward_curves:
 rule figure_branching_cost:
     input:
         "results/figures/figure_branching_cost.svg",
+
+
+rule figure_ablation_bars:
+    input:
+        "results/figures/figure_ablation_bars.svg",

@@ -109,6 +109,52 @@ def plot_entropy_cdf(data: dict, out_dir: Path) -> None:
     _save(fig, out_dir, "figure_entropy_cdf")
 
 
+ABLATION_PANELS = (("table_ablation_credit", "Credit propagation"), ("table_ablation_gates", "Gates"))
+
+
+def ablation_bars(config: dict, results: Path) -> dict:
+    """Per-task NDCG@10 of each credit and gate ablation variant: ours (mean over seeds) and the paper's."""
+    paper = load_paper()
+    abl = config.get("ablations") or {}
+    panels = []
+    for table, title in ABLATION_PANELS:
+        rows = paper[table]["rows"]
+        tasks = list(rows[0]["values"])
+        series = []
+        for r in rows:
+            seeds = (measured(config, results, abl["benchmark"], abl["backbone"], r["method"])
+                     if abl.get("benchmark") in config["benchmarks"] else {})
+            ours = {t: statistics.fmean(v[t] for v in seeds.values() if t in v)
+                    for t in tasks if any(t in v for v in seeds.values())}
+            series.append({"method": r["method"], "label": METHOD_LABELS.get(r["method"], r["method"]),
+                           "paper": r["values"], "ours": ours, "seeds": sorted(seeds)})
+        panels.append({"table": table, "title": title, "tasks": tasks, "series": series})
+    return {"id": "figure_ablation_bars", "backbone": abl.get("backbone"), "panels": panels}
+
+
+def plot_ablation_bars(data: dict, out_dir: Path) -> None:
+    fig, axes = plt.subplots(len(data["panels"]), 1, figsize=(12, 3.4 * len(data["panels"])), squeeze=False)
+    for ax, panel in zip(axes[:, 0], data["panels"]):
+        tasks, n = panel["tasks"], len(panel["series"])
+        width = 0.8 / n
+        colors = sns.color_palette("tab10")
+        for i, s in enumerate(panel["series"]):
+            xs = [j + (i - (n - 1) / 2) * width for j in range(len(tasks))]
+            ax.bar(xs, [s["paper"][t] for t in tasks], width, color="none", edgecolor=colors[i], hatch="//",
+                   linewidth=0.8, label=f"{s['label']} (paper)")
+            measured_x = [(x, s["ours"][t]) for x, t in zip(xs, tasks) if t in s["ours"]]
+            if measured_x:
+                ax.bar([x for x, _ in measured_x], [v for _, v in measured_x], width * 0.6, color=colors[i],
+                       label=f"{s['label']} (ours, seeds {s['seeds']})")
+        ax.set_xticks(range(len(tasks)))
+        ax.set_xticklabels(tasks, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("NDCG@10")
+        ax.set_title(f"{panel['title']} ablation per BRIGHT task (hatched: paper; solid: ours, {data['backbone']})",
+                     fontsize=9)
+        ax.legend(fontsize=6, ncol=2, loc="upper right")
+    _save(fig, out_dir, "figure_ablation_bars")
+
+
 COST_KEYS = (("tokens_generated", "tokens generated"), ("retriever_calls", "retriever calls"))
 
 
@@ -166,7 +212,8 @@ def _save(fig, out_dir: Path, name: str) -> None:
 
 FIGURES = {"figure_reward_curves": (reward_curves, plot_reward_curves),
            "figure_entropy_cdf": (entropy_cdf, plot_entropy_cdf),
-           "figure_branching_cost": (branching_cost, plot_branching_cost)}
+           "figure_branching_cost": (branching_cost, plot_branching_cost),
+           "figure_ablation_bars": (ablation_bars, plot_ablation_bars)}
 
 
 def build_figure(name: str, config: dict, results: Path, out_dir: Path) -> dict:

@@ -19,10 +19,11 @@ PACKAGES = ["torch", "transformers", "bm25s", "pytrec-eval-terrier", "snakemake"
             "seaborn", "jinja2", "ricepo"]
 TABLE_ORDER = ["table_bright_main", "table_beir_main", "table_ablation_credit", "table_ablation_trigger",
                "table_ablation_gates"]
-FIGURE_ORDER = ["figure_entropy_cdf", "figure_reward_curves", "figure_branching_cost"]
+FIGURE_ORDER = ["figure_entropy_cdf", "figure_ablation_bars", "figure_reward_curves", "figure_branching_cost"]
 FIGURE_TITLES = {"figure_entropy_cdf": "Entropy-based triggering: per-task gain CDF (paper Figure 4)",
                  "figure_reward_curves": "Training reward curves (paper appendix A.6)",
-                 "figure_branching_cost": "Training cost per step: tokens generated and retriever calls (ours)"}
+                 "figure_branching_cost": "Training cost per step: tokens generated and retriever calls (ours)",
+                 "figure_ablation_bars": "Credit-propagation and gate ablations per task (paper Figures 2 and 3)"}
 
 
 def _git_commit() -> str:
