@@ -52,6 +52,17 @@ def test_real_scifact_splits_802_300_through_the_workflow(tmp_path):
                                        "excluded.tsv"}
 
 
+def test_mini_config_plans_the_real_small_reproduction(tmp_path):
+    cfg = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
+    cfg["benchmarks"]["beir"]["path"] = str(tmp_path / "beir")      # a dry run does not read it
+    (tmp_path / "mini.yaml").write_text(yaml.safe_dump(cfg))
+    out = snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "mini.yaml"), cwd=tmp_path)
+    counts = job_counts(out.stdout)
+    # SmolLM2 built from its wheel once; GRPO and RICE-PO trained; three methods evaluated on SciFact
+    assert counts["build_gguf_backbone"] == 1 and counts["train"] == 2 and counts["agent_eval"] == 3
+    assert "build_tiny_backbone" not in counts and "prepare_reasonir" not in counts
+
+
 def test_config_error_stops_the_run_with_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: {learnin_rate: 0.1}\n")

@@ -134,9 +134,13 @@ def cmd_data(args) -> None:
 
 
 def cmd_model(args) -> None:
-    from .agent.models import build_tiny_backbone
+    from .agent.models import build_from_gguf, build_tiny_backbone
     from .data.canonical import read_corpus
     from .retrieval.bm25 import doc_text
+
+    if args.model_cmd == "build-gguf":
+        print(json.dumps(build_from_gguf(args.source, args.out)))
+        return
 
     texts = []
     for path in args.corpus:
@@ -251,18 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
     mb.add_argument("--hidden-size", type=int, default=64)
     mb.add_argument("--layers", type=int, default=2)
     mb.add_argument("--seed", type=int, default=0)
+    mg = msub.add_parser("build-gguf", help="dequantise a GGUF chat model to a transformers checkpoint")
+    mg.add_argument("--source", required=True, help="a .gguf file, or pkg:PACKAGE/file.gguf")
+    mg.add_argument("--out", required=True)
     m.set_defaults(func=cmd_model)
 
     t = sub.add_parser("train", help="train one policy (one benchmark, backbone, method, seed)")
     t.add_argument("--spec", required=True, help="job spec JSON (see workflow/rules/common.smk)")
-    t.add_argument("--task", action="append", required=True, metavar="TASK=SPLIT_DIR:INDEX_DIR")
+    t.add_argument("--task", action="append", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT")
     t.add_argument("--out", required=True)
     t.set_defaults(func=cmd_train)
 
     a = sub.add_parser("agent-eval", help="run a policy on a task's test queries; TREC run + NDCG@10")
     a.add_argument("--spec", required=True)
     a.add_argument("--model", required=True, help="Hub id or folder of the policy")
-    a.add_argument("--task", required=True, metavar="TASK=SPLIT_DIR:INDEX_DIR")
+    a.add_argument("--task", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT")
     a.add_argument("--out", required=True)
     a.add_argument("--batch-size", type=int, default=16)
     a.set_defaults(func=cmd_agent_eval)

