@@ -3,7 +3,6 @@ import json
 import re
 import subprocess
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 import yaml
@@ -122,7 +121,6 @@ def test_smoke_workflow_end_to_end(tmp_path):
     checked = 0
     for bench, section in (("bright", "table-bright-main"), ("beir", "table-beir-main")):
         tasks = config["benchmarks"][bench]["tasks"]
-        rows = {r[0]: r for r in parser.rows[section] if len(r) > 1}
         header_tasks = json.loads((tmp_path / "results" / "tables" / f"{section.replace('-', '_')}.json").read_text())["columns"]
         for method, label in (("prompting", "Prompting agent"), ("grpo", "GRPO"), ("gigpo", "GiGPO"), ("hgpo", "HGPO"),
                               ("tree_grpo", "Tree-GRPO"), ("ricepo", "RICE-PO")):

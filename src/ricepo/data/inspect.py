@@ -6,12 +6,13 @@ layout; BEIR topics + TREC qrels; BRIGHT's examples/ + documents/; ReasonIR hq f
 from __future__ import annotations
 
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 from ..errors import RicepoError
 from . import beir, bright, reasonir
 from .canonical import read_corpus, read_qrels, read_queries
 from .hub import download_hub, download_url
-from .prepare import BRIGHT_HUB, REASONIR_HUB, _local_hint
+from .prepare import BRIGHT_HUB, REASONIR_HUB, local_hint
 
 
 def _bright_counts(root: Path, task: str | None) -> dict:
@@ -47,17 +48,15 @@ def _from_hub(benchmark: str, task: str | None) -> dict:
     if benchmark == "bright":
         if not task:
             raise RicepoError("bright: name a task with --task to inspect the Hub copy")
-        root, _ = download_hub(BRIGHT_HUB, [f"examples/{task}-*", f"documents/{task}-*"], _local_hint("bright"))
+        root, _ = download_hub(BRIGHT_HUB, [f"examples/{task}-*", f"documents/{task}-*"], local_hint("bright"))
         return _bright_counts(root, task)
     if benchmark == "reasonir":
-        folder, _ = download_hub(REASONIR_HUB, ["hq/*"], _local_hint("bright") + " (reasonir_path for ReasonIR)")
+        folder, _ = download_hub(REASONIR_HUB, ["hq/*"], local_hint("bright") + " (reasonir_path for ReasonIR)")
         return {"rows": sum(1 for f in reasonir.row_files(folder) for _ in bright.read_rows(f, ["query"]))}
     if not task:
         raise RicepoError("beir: name a dataset with --task to inspect the download")
     url = beir.BEIR_URL.format(name=task)
     hint = f"download {task}.zip where the network exists, unzip it and inspect the folder"
-    from tempfile import TemporaryDirectory
-
     with TemporaryDirectory() as tmp:
         return _beir_folder(download_url(url, Path(tmp) / f"{task}.zip", f"BEIR {task}", hint))
 

@@ -21,7 +21,7 @@ BRIGHT_HUB = "xlangai/BRIGHT"
 REASONIR_HUB = "reasonir/reasonir-data"
 
 
-def _local_hint(benchmark: str) -> str:
+def local_hint(benchmark: str) -> str:
     return (f"download it where the network exists and set benchmarks.{benchmark}.source: local "
             f"with benchmarks.{benchmark}.path pointing at the copy")
 
@@ -30,7 +30,7 @@ def bright_root(spec: dict, patterns: list[str]) -> tuple[Path, str]:
     """A folder in BRIGHT's published layout holding `patterns`, and its revision."""
     if spec["source"] == "local":
         return Path(spec["path"]), f"local:{Path(spec['path']).resolve()}"
-    return download_hub(BRIGHT_HUB, patterns, _local_hint("bright"))
+    return download_hub(BRIGHT_HUB, patterns, local_hint("bright"))
 
 
 def prepare_reasonir(spec: dict, out_dir: str | Path) -> dict:
@@ -42,7 +42,7 @@ def prepare_reasonir(spec: dict, out_dir: str | Path) -> dict:
                               "queries needs a local copy of reasonir/reasonir-data (hq)")
         files, rev = reasonir.row_files(Path(spec["reasonir_path"])), f"local:{Path(spec['reasonir_path']).resolve()}"
     else:
-        folder, rev = download_hub(REASONIR_HUB, ["hq/*"], _local_hint("bright") + " (reasonir_path for ReasonIR)")
+        folder, rev = download_hub(REASONIR_HUB, ["hq/*"], local_hint("bright") + " (reasonir_path for ReasonIR)")
         files = reasonir.row_files(folder)
     return reasonir.build(files, root, Path(out_dir), revision=f"{REASONIR_HUB}@{rev}; {BRIGHT_HUB}@{bright_rev}")
 
