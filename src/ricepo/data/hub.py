@@ -38,7 +38,8 @@ def download_hub(repo_id: str, patterns: list[str], local_hint: str, revision: s
     """Snapshot the files of a Hub dataset that match `patterns`; returns (folder, commit sha)."""
     what = f"dataset {repo_id}"
     if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
-        raise RicepoError(f"{what}: HF_HUB_OFFLINE=1, so the Hub ({hub_endpoint()}) is not tried; {local_hint}")
+        raise RicepoError(f"{what}: HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']}, so the Hub ({hub_endpoint()}) "
+                          f"is not tried; {local_hint}")
     _probe(hub_endpoint(), what, local_hint)
     from huggingface_hub import HfApi, snapshot_download
 
