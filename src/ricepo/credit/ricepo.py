@@ -28,6 +28,7 @@ from .grpo import group_reward_stats, trajectory_advantages
 from .registry import register
 from .stats import EPS, mean, std
 
+TAU_I, TAU_R = 0.05, 0.10   # algorithms.md defaults (paper blank)
 VARIANTS = ("full", "case1", "case2", "random_case", "random_trigger", "effect_only", "influence_only")
 
 
@@ -54,7 +55,7 @@ def gate(variant: str, influence: float, instability: float, tau_I: float, tau_R
 
 
 @register("ricepo")
-def ricepo(group: dict, variant: str = "full", tau_I: float = 0.05, tau_R: float = 0.10, combine: str = "replace",
+def ricepo(group: dict, variant: str = "full", tau_I: float = TAU_I, tau_R: float = TAU_R, combine: str = "replace",
            seed: int = 0, norm_by_std: bool = True) -> dict[str, list[dict]]:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")

@@ -25,7 +25,7 @@ import torch
 
 from ..agent.rollout import Agent, Trajectory
 from ..credit import compute_credit
-from ..credit.ricepo import anchor_statistics, gate, select_anchors
+from ..credit.ricepo import TAU_I, TAU_R, anchor_statistics, gate, select_anchors
 from ..retrieval.retriever import TaskEnvironment
 
 # Keys of `credit.<method>` in the config that shape the rollout rather than the credit.
@@ -162,7 +162,7 @@ def branches(ctx: StepContext, batch: list[tuple[str, str, str]], anchors: int =
         influence.append(stats["influence"])
         if variant not in ("case2", "random_case"):    # their reasoning credit bypasses the gate
             gates.append(gate(variant, stats["influence"], stats["instability"],
-                              ctx.credit_params.get("tau_I", 0.05), ctx.credit_params.get("tau_R", 0.10)))
+                              ctx.credit_params.get("tau_I", TAU_I), ctx.credit_params.get("tau_R", TAU_R)))
     spans: dict[str, list[dict]] = {}
     for group in group_json.values():
         spans.update(_credit(ctx, group, seed=draw_seed))
