@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..retrieval.retriever import TaskEnvironment
-from .sampling import sample
+from .sampling import PrefixCache, sample
 from .template import build_messages, format_documents
 
 TRAINED_KINDS = ("reasoning", "summary")
@@ -147,6 +147,7 @@ class Agent:
 
     def __init__(self, model, tokenizer, template: dict, settings: RolloutSettings):
         self.model, self.tok, self.template, self.s = model, tokenizer, template, settings
+        self._cache: PrefixCache | None = None   # KV cache of the rows being advanced
 
     def _encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
@@ -173,11 +174,13 @@ class Agent:
                 generator: torch.Generator | None = None) -> list[Trajectory]:
         """Run every trajectory (fresh, or cut by `branch` at any step) to the maximum depth,
         batching all unfinished ones in each round, then score them."""
+        self._cache = None
         while True:
             active = [t for t in trajs if len(t.steps) < self.s.max_depth]
             if not active:
                 break
             self.step(active, envs, generator)
+        self._cache = None
         for t in trajs:
             self.finish(t, envs[t.task])
         return trajs
@@ -186,14 +189,16 @@ class Agent:
              generator: torch.Generator | None) -> None:
         """One round for every trajectory (each at its own next step): reasoning, summary,
         retrieval (+ observation if not last)."""
-        reasoning = sample(self.model, self.tok, [t.tokens for t in trajs], max_new_tokens=self.s.max_reasoning_tokens,
-                           stop="</think>", temperature=self.s.temperature, generator=generator)
+        reasoning, cache = sample(self.model, self.tok, [t.tokens for t in trajs],
+                                  max_new_tokens=self.s.max_reasoning_tokens, stop="</think>",
+                                  temperature=self.s.temperature, generator=generator, cache=self._cache)
         steps = [len(t.steps) for t in trajs]
         for t, r, step in zip(trajs, reasoning, steps):
             t.append("reasoning", r.ids, step, r.logprobs, r.entropies)
             t.append("glue", self._encode(("" if r.stopped else "</think>") + "\n<summary>"), step)
-        summaries = sample(self.model, self.tok, [t.tokens for t in trajs], max_new_tokens=self.s.max_summary_tokens,
-                           stop="</summary>", temperature=self.s.temperature, generator=generator)
+        summaries, self._cache = sample(self.model, self.tok, [t.tokens for t in trajs],
+                                        max_new_tokens=self.s.max_summary_tokens, stop="</summary>",
+                                        temperature=self.s.temperature, generator=generator, cache=cache)
         for t, r, s, step in zip(trajs, reasoning, summaries, steps):
             t.append("summary", s.ids, step, s.logprobs, s.entropies)
             if not s.stopped:

@@ -3,6 +3,13 @@
 Written out instead of `generate()` because the credit methods need, for every sampled token,
 log π(token) and the entropy of the full distribution at the rollout temperature, and because
 a phase ends on a stop *string* (`</think>`, `</summary>`) that may span several tokens.
+
+A round samples twice (reasoning, then summary) and a trajectory has several rounds, each call
+continuing the previous one's contexts. Re-encoding the whole context every call made prefill
+the bulk of a CPU rollout, so `sample` returns a `PrefixCache` of the batch and the next call
+feeds only each row's new tokens (harness glue, observations, the last sampled token). Rows
+are columns of one cache with holes: each row's new tokens are right-aligned in the chunk,
+masked padding fills the rest, and position ids count each row's own tokens.
 """
 from __future__ import annotations
 
@@ -19,6 +26,19 @@ class Sampled:
     stopped: bool        # ended with the stop string (True) rather than eos or the budget
 
 
+@dataclass
+class PrefixCache:
+    """The model's KV cache for a batch of rows, and which tokens of each row it holds."""
+    past: object             # the model's past_key_values
+    mask: torch.Tensor       # (rows, columns): 1 where a column holds one of the row's tokens
+    held: list[list[int]]    # each row's tokens in the cache, in order
+
+    def usable_for(self, contexts: list[list[int]]) -> bool:
+        """Same rows, each context extending what its row holds by at least one token."""
+        return len(contexts) == len(self.held) and all(
+            len(c) > len(h) and c[:len(h)] == h for c, h in zip(contexts, self.held))
+
+
 def _eos_ids(model, tokenizer) -> set[int]:
     ids = {tokenizer.eos_token_id}
     gen = getattr(model, "generation_config", None)
@@ -30,26 +50,42 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
+def _feed(model, pad: int, new: list[list[int]], starts: list[int], cache: PrefixCache | None, device):
+    """Run each row's `new` tokens (right-aligned, positions from `starts`) on top of `cache`;
+    returns the last column's logits, the past and the grown mask."""
+    n, width = len(new), max(len(x) for x in new)
+    ids = torch.full((n, width), pad, dtype=torch.long)
+    chunk_mask = torch.zeros((n, width), dtype=torch.long)
+    positions = torch.zeros((n, width), dtype=torch.long)
+    for i, (x, s) in enumerate(zip(new, starts)):
+        ids[i, width - len(x):] = torch.tensor(x)
+        chunk_mask[i, width - len(x):] = 1
+        positions[i, width - len(x):] = torch.arange(s, s + len(x))
+    mask = chunk_mask if cache is None else torch.cat([cache.mask, chunk_mask], dim=-1)
+    mask = mask.to(device)
+    out = model(input_ids=ids.to(device), attention_mask=mask, position_ids=positions.to(device),
+                past_key_values=None if cache is None else cache.past, use_cache=True, logits_to_keep=1)
+    return out.logits[:, -1, :], out.past_key_values, mask
+
+
 @torch.no_grad()
 def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, stop: str,
-           temperature: float, generator: torch.Generator | None) -> list[Sampled]:
-    """Continue every context until `stop` appears, eos, or `max_new_tokens` (temperature 0: greedy)."""
+           temperature: float, generator: torch.Generator | None,
+           cache: PrefixCache | None = None) -> tuple[list[Sampled], PrefixCache]:
+    """Continue every context until `stop` appears, eos, or `max_new_tokens` (temperature 0: greedy).
+    `cache` (from the previous call on the same rows) is reused when every context extends it."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     eos = _eos_ids(model, tokenizer)
-    n, width = len(contexts), max(len(c) for c in contexts)
-    input_ids = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for i, ctx in enumerate(contexts):
-        input_ids[i, width - len(ctx):] = torch.tensor(ctx)
-        mask[i, width - len(ctx):] = 1
-    input_ids, mask = input_ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    past, logits = out.past_key_values, out.logits[:, -1, :]
+    n = len(contexts)
+    if cache is not None and cache.usable_for(contexts):
+        logits, past, mask = _feed(model, pad, [c[len(h):] for c, h in zip(contexts, cache.held)],
+                                   [len(h) for h in cache.held], cache, device)
+    else:
+        logits, past, mask = _feed(model, pad, contexts, [0] * n, None, device)
+    held = [list(c) for c in contexts]
     results = [Sampled([], [], [], False) for _ in range(n)]
     active = [True] * n
-    next_pos = positions[:, -1:] + 1
     for _ in range(max_new_tokens):
         scaled = logits.float() / (temperature if temperature > 0 else 1.0)
         logp = torch.log_softmax(scaled, dim=-1)
@@ -74,9 +110,15 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
                 active[i] = False
         if not any(active):
             break
+        # Finished rows get a masked pad column, so the cache holds exactly each row's tokens.
         feed = torch.tensor([t if a else pad for t, a in zip(tok_list, active)], device=device)[:, None]
-        mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=device)], dim=-1)
-        out = model(input_ids=feed, attention_mask=mask, position_ids=next_pos, past_key_values=past, use_cache=True)
+        column = torch.tensor(active, dtype=mask.dtype, device=device)[:, None]
+        positions = torch.tensor([len(h) for h in held], device=device)[:, None]
+        mask = torch.cat([mask, column], dim=-1)
+        out = model(input_ids=feed, attention_mask=mask, position_ids=positions, past_key_values=past,
+                    use_cache=True, logits_to_keep=1)
         past, logits = out.past_key_values, out.logits[:, -1, :]
-        next_pos = next_pos + 1
-    return results
+        for i in range(n):
+            if active[i]:
+                held[i].append(tok_list[i])
+    return results, PrefixCache(past=past, mask=mask, held=held)
