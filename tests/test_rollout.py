@@ -64,6 +64,11 @@ def test_sampled_logprobs_match_a_fresh_forward_pass(rollouts):
     for i, m in enumerate(t.loss_mask()):
         if m:
             assert logp[i - 1].item() == pytest.approx(t.logprobs[i], abs=1e-4)
+    # the trainer starts at the first trained token: the same numbers, fewer positions
+    start = t.loss_mask().index(True)
+    tail = sequence_logprobs(model, ids, torch.ones_like(ids), agent.s.temperature, start)[0]
+    assert tail.shape[0] == len(t.tokens) - start
+    assert torch.allclose(tail, logp[start - 1:], atol=1e-5)
 
 
 def test_context_before_a_step_restarts_the_agent(rollouts):

@@ -57,3 +57,27 @@ def test_a_cache_of_other_rows_is_not_used(tiny):
     a, _ = sample(model, tok, ctx[:2], max_new_tokens=3, stop="</think>", temperature=0.0, generator=None, cache=cache)
     b, _ = sample(model, tok, ctx[:2], max_new_tokens=3, stop="</think>", temperature=0.0, generator=None)
     assert [x.ids for x in a] == [x.ids for x in b]
+
+
+def test_top_p_and_top_k_keep_the_nucleus_by_hand():
+    from ricepo.agent.sampling import truncated
+
+    probs = torch.tensor([[0.05, 0.3, 0.5, 0.15]])   # unsorted on purpose
+    kept = lambda p, k: truncated(probs.log(), p, k).exp()[0].tolist()   # noqa: E731
+    assert kept(0.8, 0) == pytest.approx([0, 0.3, 0.5, 0])       # 0.5 + 0.3 reaches 0.8
+    assert kept(0.81, 0) == pytest.approx([0, 0.3, 0.5, 0.15])
+    assert kept(1.0, 1) == pytest.approx([0, 0, 0.5, 0])
+    assert kept(0.01, 3) == pytest.approx([0, 0, 0.5, 0])        # the top token always stays
+    assert kept(1.0, 0) == pytest.approx([0.05, 0.3, 0.5, 0.15])
+
+
+def test_evaluation_decoding_greedy_or_the_backbones_settings():
+    from ricepo.agent.rollout import RolloutSettings
+
+    rollout = {"temperature": 1.0, "max_depth": 2}
+    greedy = RolloutSettings.for_evaluation(rollout, "greedy", {"temperature": 0.6, "top_p": 0.95})
+    assert (greedy.temperature, greedy.top_p, greedy.top_k) == (0.0, 1.0, 0)
+    vendor = RolloutSettings.for_evaluation(rollout, "backbone", {"temperature": 0.6, "top_p": 0.95, "top_k": 20})
+    assert (vendor.temperature, vendor.top_p, vendor.top_k, vendor.max_depth) == (0.6, 0.95, 20, 2)
+    train = RolloutSettings.from_config(rollout)
+    assert (train.top_p, train.top_k) == (1.0, 0)

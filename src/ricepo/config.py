@@ -149,7 +149,7 @@ def runs(config: dict) -> list[dict]:
             if abl.get("benchmark") == bench and abl.get("backbone") == bb:
                 methods += [f"ricepo_{v}" for v in abl.get("variants", [])]
             for method in methods:
-                seeds = [0] if method == "prompting" and config["evaluate"]["temperature"] == 0 else config["seeds"]
+                seeds = [0] if method == "prompting" and config["evaluate"]["decoding"] == "greedy" else config["seeds"]
                 for seed in seeds:
                     out.append({"benchmark": bench, "backbone": bb, "method": method, "seed": seed})
     return out

@@ -47,6 +47,8 @@ class RolloutSettings:
     docs_in_observation: int = 5       # documents shown inside <tool_response>
     doc_max_chars: int = 600           # characters kept of each shown document
     format_penalty: float = 0.0        # subtracted from the final reward if a step is unparseable
+    top_p: float = 1.0                 # nucleus sampling (1 = off); test time only, see for_evaluation
+    top_k: int = 0                     # top-k sampling (0 = off); test time only
 
     @classmethod
     def from_config(cls, rollout: dict, temperature: float | None = None) -> "RolloutSettings":
@@ -54,6 +56,17 @@ class RolloutSettings:
         s = cls(**{k: v for k, v in rollout.items() if k in keys})
         if temperature is not None:
             s.temperature = temperature
+        return s
+
+    @classmethod
+    def for_evaluation(cls, rollout: dict, decoding: str, generation: dict) -> "RolloutSettings":
+        """Test-time settings: greedy, or the backbone's recommended temperature/top_p/top_k."""
+        if decoding == "greedy":
+            return cls.from_config(rollout, temperature=0.0)
+        if decoding != "backbone":
+            raise ValueError(f"evaluate.decoding: unknown mode {decoding!r} (greedy | backbone)")
+        s = cls.from_config(rollout, temperature=generation.get("temperature", 1.0))
+        s.top_p, s.top_k = generation.get("top_p", 1.0), generation.get("top_k", 0)
         return s
 
 
@@ -191,14 +204,16 @@ class Agent:
         retrieval (+ observation if not last)."""
         reasoning, cache = sample(self.model, self.tok, [t.tokens for t in trajs],
                                   max_new_tokens=self.s.max_reasoning_tokens, stop="</think>",
-                                  temperature=self.s.temperature, generator=generator, cache=self._cache)
+                                  temperature=self.s.temperature, top_p=self.s.top_p, top_k=self.s.top_k,
+                                  generator=generator, cache=self._cache)
         steps = [len(t.steps) for t in trajs]
         for t, r, step in zip(trajs, reasoning, steps):
             t.append("reasoning", r.ids, step, r.logprobs, r.entropies)
             t.append("glue", self._encode(("" if r.stopped else "</think>") + "\n<summary>"), step)
         summaries, self._cache = sample(self.model, self.tok, [t.tokens for t in trajs],
                                         max_new_tokens=self.s.max_summary_tokens, stop="</summary>",
-                                        temperature=self.s.temperature, generator=generator, cache=cache)
+                                        temperature=self.s.temperature, top_p=self.s.top_p, top_k=self.s.top_k,
+                                        generator=generator, cache=cache)
         for t, r, s, step in zip(trajs, reasoning, summaries, steps):
             t.append("summary", s.ids, step, s.logprobs, s.entropies)
             if not s.stopped:

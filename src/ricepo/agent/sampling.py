@@ -50,6 +50,22 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
+def truncated(logp: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor:
+    """Log-probs (rows × vocab) with everything outside the top-k and the top-p nucleus set to -inf
+    (the most likely token always stays)."""
+    if top_p >= 1.0 and top_k <= 0:
+        return logp
+    ordered, order = logp.sort(dim=-1, descending=True)
+    drop = torch.zeros_like(ordered, dtype=torch.bool)
+    if top_k > 0:
+        drop[:, top_k:] = True
+    if top_p < 1.0:
+        before = ordered.exp().cumsum(-1) - ordered.exp()   # mass of the tokens ranked above
+        drop |= before >= top_p
+    drop[:, 0] = False
+    return logp.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+
+
 def _feed(model, pad: int, new: list[list[int]], starts: list[int], cache: PrefixCache | None, device):
     """Run each row's `new` tokens (right-aligned, positions from `starts`) on top of `cache`;
     returns the last column's logits, the past and the grown mask."""
@@ -70,9 +86,11 @@ def _feed(model, pad: int, new: list[list[int]], starts: list[int], cache: Prefi
 
 @torch.no_grad()
 def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, stop: str,
-           temperature: float, generator: torch.Generator | None,
+           temperature: float, generator: torch.Generator | None, top_p: float = 1.0, top_k: int = 0,
            cache: PrefixCache | None = None) -> tuple[list[Sampled], PrefixCache]:
     """Continue every context until `stop` appears, eos, or `max_new_tokens` (temperature 0: greedy).
+    `top_p`/`top_k` truncate the distribution tokens are drawn from; the recorded log-prob and
+    entropy are always those of the full distribution at `temperature` (the policy's own).
     `cache` (from the previous call on the same rows) is reused when every context extends it."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
@@ -91,7 +109,7 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
         logp = torch.log_softmax(scaled, dim=-1)
         entropy = -(logp.exp() * logp).sum(-1)
         if temperature > 0:
-            tokens = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+            tokens = torch.multinomial(truncated(logp, top_p, top_k).exp(), 1, generator=generator).squeeze(-1)
         else:
             tokens = logp.argmax(-1)
         chosen = logp.gather(-1, tokens[:, None]).squeeze(-1)

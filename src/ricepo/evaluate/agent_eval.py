@@ -22,7 +22,8 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
                                     spec.get("dense_models"))
     model, tokenizer = load_backbone(model_path, spec["backbone"].get("dtype", "auto"))
     model.eval()
-    settings = RolloutSettings.from_config(spec["rollout"], temperature=spec["evaluate"]["temperature"])
+    settings = RolloutSettings.for_evaluation(spec["rollout"], spec["evaluate"]["decoding"],
+                                              spec["backbone"].get("generation", {}))
     agent = Agent(model, tokenizer, spec["template"], settings)
     generator = torch.Generator().manual_seed(spec["seed"])
     run, transcripts, steps = {}, [], []

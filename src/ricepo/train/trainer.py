@@ -69,12 +69,15 @@ def _pad(rows: list[list], value, device, dtype):
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], device=device, dtype=dtype)
 
 
-def sequence_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, temperature: float) -> torch.Tensor:
-    """log π(token_t | tokens_<t) for t ≥ 1 at the rollout temperature; shape (B, L-1)."""
-    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+def sequence_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, temperature: float,
+                      start: int = 1) -> torch.Tensor:
+    """log π(token_t | tokens_<t) for t ≥ `start` at the rollout temperature; shape (B, L-start).
+    Only those positions go through the vocabulary projection: with a long prompt and a large
+    vocabulary, the (B, L, V) float logits were most of the update's time and memory."""
+    logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=ids.shape[1] - start + 1).logits[:, :-1].float()
     if temperature > 0:
         logits = logits / temperature
-    return torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return torch.log_softmax(logits, -1).gather(-1, ids[:, start:, None]).squeeze(-1)
 
 
 class Trainer:
@@ -152,13 +155,16 @@ class Trainer:
 
         ids = _pad([t.tokens for t in trajs], self.tok.pad_token_id, self.device, torch.long)
         attn = _pad([[1] * len(t.tokens) for t in trajs], 0, self.device, torch.long)
-        mask = _pad([t.loss_mask() for t in trajs], False, self.device, torch.bool)[:, 1:]
-        adv = _pad([token_advantages(t, spans[t.id]) for t in trajs], 0.0, self.device, torch.float32)[:, 1:]
+        mask = _pad([t.loss_mask() for t in trajs], False, self.device, torch.bool)
+        # log-probs are needed from the first trained token of any row on (never the prompt)
+        start = max(1, int(mask.any(0).nonzero()[0])) if mask.any() else 1
+        mask = mask[:, start:]
+        adv = _pad([token_advantages(t, spans[t.id]) for t in trajs], 0.0, self.device, torch.float32)[:, start:]
         total_tokens, total_seqs = float(mask.sum().clamp(min=1)), float(len(trajs))
         chunks = [slice(i, i + cfg.micro_batch_size) for i in range(0, len(trajs), cfg.micro_batch_size)]
         with torch.no_grad():
-            old = torch.cat([sequence_logprobs(self.model, ids[c], attn[c], self.temperature) for c in chunks])
-            ref = torch.cat([sequence_logprobs(self.ref, ids[c], attn[c], self.temperature) for c in chunks])
+            old = torch.cat([sequence_logprobs(self.model, ids[c], attn[c], self.temperature, start) for c in chunks])
+            ref = torch.cat([sequence_logprobs(self.ref, ids[c], attn[c], self.temperature, start) for c in chunks])
 
         t1 = time.time()
         self.model.train()
@@ -166,7 +172,7 @@ class Trainer:
         for _ in range(cfg.ppo_epochs):
             self.opt.zero_grad(set_to_none=True)
             for c in chunks:
-                logp = sequence_logprobs(self.model, ids[c], attn[c], self.temperature)
+                logp = sequence_logprobs(self.model, ids[c], attn[c], self.temperature, start)
                 loss_tok, pg, kl, clipped = token_losses(logp, old[c], ref[c], adv[c], clip_eps=cfg.clip_eps,
                                                          dual_clip=cfg.dual_clip, kl_coef=cfg.kl_coef)
                 loss = aggregate(loss_tok, mask[c], cfg.loss_agg, total_tokens=total_tokens, total_seqs=total_seqs)
