@@ -13,7 +13,7 @@ def spec(tiny_backbone, **train):
     base.update(train)
     return {"method": "grpo", "variant": None, "seed": 0, "backbone": {"model": str(tiny_backbone), "family": "tiny"},
             "template": TEMPLATE, "rollout": ROLLOUT, "train": base, "credit": {"norm_by_std": True},
-            "evaluate": {"temperature": 0.0}}
+            "evaluate": {"decoding": "greedy"}}
 
 
 def tasks(fixture_task):

@@ -1,4 +1,5 @@
 # Config validation, wildcard constraints and the helpers that turn the config into job specs.
+import hashlib
 import json
 from pathlib import Path
 import re
@@ -136,6 +137,19 @@ def _task_args(benchmark):
     return " ".join(f"--task {t}={split_dir(benchmark, t)}:{index_dir(benchmark, t)}"
                     for t in config["benchmarks"][benchmark]["tasks"]
                     if config["benchmarks"][benchmark]["split_counts"][t]["train"] > 0)
+
+
+def train_launcher(wc):
+    """`ricepo`, or `accelerate launch` of it over train.processes processes (DDP or FSDP). Each
+    run gets its own rendezvous port, so concurrent runs on one machine do not collide."""
+    n = config["train"]["processes"]
+    if n == 1:
+        return "ricepo"
+    mode = "--use_fsdp --fsdp_sharding_strategy FULL_SHARD" if config["train"]["distributed"] == "fsdp" else "--multi_gpu"
+    key = f"{wc.benchmark}/{wc.backbone}/{wc.method}/{wc.seed}"
+    port = 29500 + int(hashlib.sha256(key.encode()).hexdigest(), 16) % 400
+    return (f"accelerate launch {mode} --num_processes {n} --num_machines 1 --mixed_precision no "
+            f"--dynamo_backend no --main_process_port {port} -m ricepo")
 
 
 def _train_inputs(wc):

@@ -11,12 +11,13 @@ rule train:
         spec=lambda wc: job_spec(wc.benchmark, wc.backbone, wc.method, wc.seed),
         tasks=lambda wc: _task_args(wc.benchmark),
         out=lambda wc: f"results/train/{wc.benchmark}/{wc.backbone}/{wc.method}/seed{wc.seed}",
-    threads: 1
+        launcher=lambda wc: train_launcher(wc),
+    threads: config["train"]["processes"]
     resources:
-        gpus=1,
+        gpus=config["train"]["processes"],
     log:
         "results/logs/train/{benchmark}/{backbone}/{method}/seed{seed}.log",
     benchmark:
         "results/benchmarks/train/{benchmark}/{backbone}/{method}/seed{seed}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} ricepo train --spec {params.spec:q} {params.tasks} --out {params.out} > {log} 2>&1"
+        "OMP_NUM_THREADS=1 {params.launcher} train --spec {params.spec:q} {params.tasks} --out {params.out} > {log} 2>&1"

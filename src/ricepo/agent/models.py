@@ -35,8 +35,9 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_backbone(model: str, dtype: str = "auto"):
-    """(model, tokenizer) from a Hub id or a local folder; a clear one-line error if unreachable."""
+def load_backbone(model: str, dtype: str = "auto", device: torch.device | None = None):
+    """(model, tokenizer) from a Hub id or a local folder, on `device` (default: the GPU if there
+    is one); a clear one-line error if unreachable."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     local = Path(model).is_dir()
@@ -50,7 +51,7 @@ def load_backbone(model: str, dtype: str = "auto"):
                           f"- download it where the network exists and set the backbone's `model` to its folder") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return policy.to(pick_device()), tokenizer
+    return policy.to(device or pick_device()), tokenizer
 
 
 def build_from_gguf(source: str, out_dir: str | Path) -> dict:

@@ -9,6 +9,7 @@ from ..agent.rollout import Agent, RolloutSettings
 from ..environments import load_environment
 from ..errors import RicepoError
 from .collect import ROLLOUT_KEYS
+from .distributed import make_accelerator
 from .trainer import TrainConfig, Trainer
 
 
@@ -22,7 +23,8 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
                                                     spec.get("dense_models"))
         envs[task] = env
         queries += [(task, qid, q["text"]) for qid, q in split_queries.items()]
-    model, tokenizer = load_backbone(spec["backbone"]["model"], spec["backbone"].get("dtype", "auto"))
+    acc = make_accelerator()   # one process, or one of those `accelerate launch` started
+    model, tokenizer = load_backbone(spec["backbone"]["model"], spec["backbone"].get("dtype", "auto"), acc.device)
     settings = RolloutSettings.from_config(spec["rollout"])
     agent = Agent(model, tokenizer, spec["template"], settings)
     train = spec["train"]
@@ -36,11 +38,15 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
                       **{k: v for k, v in train.items() if k in keys})
     out_dir = Path(out_dir)
     trainer = Trainer(model, tokenizer, agent, envs, queries, cfg, out_dir,
-                      run_info={"backbone": spec["backbone"], "template": spec["template"], "tasks": sorted(tasks)})
+                      run_info={"backbone": spec["backbone"], "template": spec["template"], "tasks": sorted(tasks)},
+                      accelerator=acc)
     log = trainer.fit()
-    model.save_pretrained(out_dir / "model")
-    tokenizer.save_pretrained(out_dir / "model")
-    with open(out_dir / "log.jsonl", "w") as f:
-        for record in log:
-            f.write(json.dumps(record) + "\n")
+    weights = acc.get_state_dict(trainer.model)
+    if acc.is_main_process:
+        acc.unwrap_model(trainer.model).save_pretrained(out_dir / "model", state_dict=weights)
+        tokenizer.save_pretrained(out_dir / "model")
+        with open(out_dir / "log.jsonl", "w") as f:
+            for record in log:
+                f.write(json.dumps(record) + "\n")
+    acc.wait_for_everyone()
     return log

@@ -5,10 +5,13 @@ its rows (G trajectories, trees, or trajectories plus branches) and turn each qu
 span advantages with the method's credit function, broadcast them to tokens, and take PPO-clip
 steps against the frozen initial policy. One JSON line per step
 goes to the log; `state.pt` (model, optimizer, RNG, log so far) makes an interrupted run resume
-where it stopped, and a resume with a different config is refused.
+where it stopped, and a resume with a different config is refused. Under `accelerate launch`
+each process rolls out its share of the step's queries and the update is the one-process update
+on all rows (distributed.py).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -24,6 +27,8 @@ from ..agent.rollout import Agent, Trajectory
 from ..errors import RicepoError
 from ..retrieval.retriever import TaskEnvironment
 from .collect import StepContext, collect
+from .distributed import (all_reduce, full_params_for_generation, gather_objects, is_fsdp, make_accelerator,
+                          merge_records, shard)
 from .loss import aggregate, token_losses
 
 
@@ -80,27 +85,103 @@ def sequence_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, temperature:
     return torch.log_softmax(logits, -1).gather(-1, ids[:, start:, None]).squeeze(-1)
 
 
+@dataclass
+class UpdateBatch:
+    """A process's rows as padded tensors, from the first trained token on (`start`)."""
+    ids: torch.Tensor        # (B, L) token ids, right-padded
+    attn: torch.Tensor       # (B, L)
+    mask: torch.Tensor       # (B, L-start) True where the token is trained on
+    adv: torch.Tensor        # (B, L-start) token advantages
+    start: int
+
+    @classmethod
+    def from_rows(cls, trajs: list[Trajectory], spans: dict, pad_id: int, device) -> "UpdateBatch":
+        ids = _pad([t.tokens for t in trajs], pad_id, device, torch.long)
+        attn = _pad([[1] * len(t.tokens) for t in trajs], 0, device, torch.long)
+        mask = _pad([t.loss_mask() for t in trajs], False, device, torch.bool)
+        # log-probs are needed from the first trained token of any row on (never the prompt)
+        start = max(1, int(mask.any(0).nonzero()[0])) if mask.any() else 1
+        adv = _pad([token_advantages(t, spans[t.id]) for t in trajs], 0.0, device, torch.float32)
+        return cls(ids=ids, attn=attn, mask=mask[:, start:], adv=adv[:, start:], start=start)
+
+
+def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, temperature: float, acc) -> dict:
+    """PPO-clip epochs on this process's rows. The loss is normalised by the whole step's token
+    and sequence counts (summed over processes) and scaled by the process count, because DDP
+    averages gradients: N processes on N shards take the step one process takes on all rows."""
+    device, world = batch.ids.device, acc.num_processes
+    totals = all_reduce(torch.tensor([float(batch.mask.sum()), float(batch.ids.shape[0])], device=device))
+    total_tokens, total_seqs = max(float(totals[0]), 1.0), float(totals[1])
+    chunks = [slice(i, i + cfg.micro_batch_size) for i in range(0, batch.ids.shape[0], cfg.micro_batch_size)]
+    # every process must run as many backward passes as the busiest one (DDP syncs on each)
+    n_passes = int(all_reduce(torch.tensor([len(chunks)], device=device), "max")[0])
+    ids, attn, start = batch.ids, batch.attn, batch.start
+    with torch.no_grad():
+        model.eval()
+        old = torch.cat([sequence_logprobs(model, ids[c], attn[c], temperature, start) for c in chunks])
+        ref_logp = torch.cat([sequence_logprobs(ref, ids[c], attn[c], temperature, start) for c in chunks])
+    model.train()
+    sums = torch.zeros(4, device=device)   # loss, pg, kl, clip over the trained tokens
+    grad_norm = torch.tensor(0.0)
+    for _ in range(cfg.ppo_epochs):
+        opt.zero_grad(set_to_none=True)
+        for i in range(n_passes):
+            sync = acc.no_sync(model) if i < n_passes - 1 else contextlib.nullcontext()
+            with sync:
+                if i >= len(chunks):   # an idle pass: zero loss, so gradients still sync
+                    (sequence_logprobs(model, ids[:1], attn[:1], temperature, start).sum() * 0.0).backward()
+                    continue
+                c = chunks[i]
+                logp = sequence_logprobs(model, ids[c], attn[c], temperature, start)
+                loss_tok, pg, kl, clipped = token_losses(logp, old[c], ref_logp[c], batch.adv[c], clip_eps=cfg.clip_eps,
+                                                         dual_clip=cfg.dual_clip, kl_coef=cfg.kl_coef)
+                loss = aggregate(loss_tok, batch.mask[c], cfg.loss_agg, total_tokens=total_tokens, total_seqs=total_seqs)
+                (loss * world).backward()
+                with torch.no_grad():
+                    m = batch.mask[c].float()
+                    sums += torch.stack([loss.detach(), (pg * m).sum() / total_tokens, (kl * m).sum() / total_tokens,
+                                         (clipped * m).sum() / total_tokens]) / cfg.ppo_epochs
+        grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+    sums = all_reduce(sums)
+    return {"loss": float(sums[0]), "pg_loss": float(sums[1]), "kl": float(sums[2]), "clip_frac": float(sums[3]),
+            "grad_norm": float(grad_norm)}
+
+
 class Trainer:
     def __init__(self, model, tokenizer, agent: Agent, envs: dict[str, TaskEnvironment],
-                 queries: list[tuple[str, str, str]], cfg: TrainConfig, out_dir: str | Path, run_info: dict):
+                 queries: list[tuple[str, str, str]], cfg: TrainConfig, out_dir: str | Path, run_info: dict,
+                 accelerator=None):
         if not queries:
             raise RicepoError("training: the train split is empty (check split_counts)")
-        self.model, self.tok, self.agent, self.envs, self.queries, self.cfg = model, tokenizer, agent, envs, queries, cfg
+        self.acc = accelerator or make_accelerator()
+        self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        if cfg.queries_per_step < self.world:
+            raise RicepoError(f"training: queries_per_step={cfg.queries_per_step} is fewer than the {self.world} "
+                              "processes: each process needs at least one query per step")
+        self.tok, self.agent, self.envs, self.queries, self.cfg = tokenizer, agent, envs, queries, cfg
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.device = next(model.parameters()).device
         self.temperature = agent.s.temperature
         # The reference policy is a frozen copy: no gradients, so the optimizer holds only the policy.
-        self.ref = copy.deepcopy(model).eval().requires_grad_(False)
+        self.ref = copy.deepcopy(model).eval().requires_grad_(False).to(self.acc.device)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        self.run_info = run_info
-        self.fingerprint = cfg.fingerprint({"rollout": asdict(agent.s), **run_info})
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.model, self.opt = self.acc.prepare(model, opt)
+        agent.model = self.acc.unwrap_model(self.model)   # sampling runs the plain module
+        self.device = self.acc.device
+        self.run_info = {**run_info, "processes": self.world}
+        self.fingerprint = cfg.fingerprint({"rollout": asdict(agent.s), **self.run_info})
         self.generator = torch.Generator(device="cpu")
-        self.generator.manual_seed(cfg.seed)
+        # rank 0 samples as a one-process run does; the others draw their own streams
+        self.generator.manual_seed(cfg.seed + 1_000_003 * self.rank)
         torch.manual_seed(cfg.seed)
         self.step, self.log = 0, []
+        # FSDP shards the optimizer state; saving and reloading it is not implemented (distributed.py)
+        self.resumable = not is_fsdp(self.acc)
+        if not self.resumable and self.acc.is_main_process:
+            print("FSDP: no resumable checkpoints; an interrupted run restarts from step 0", flush=True)
 
     # --- resume -------------------------------------------------------------------------
     def _state_path(self) -> Path:
@@ -108,25 +189,33 @@ class Trainer:
 
     def try_resume(self) -> None:
         path = self._state_path()
-        if not path.exists():
+        if not self.resumable or not path.exists():
             return
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state["fingerprint"] != self.fingerprint:
             raise RicepoError(f"{path}: a run with a different config is here (fingerprint {state['fingerprint']} "
                               f"!= {self.fingerprint}); delete {self.out} to start over")
-        self.model.load_state_dict(state["model"])
+        self.acc.unwrap_model(self.model).load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generators"][self.rank])
         torch.set_rng_state(state["torch_rng"])
         self.step, self.log = state["step"], state["log"]
-        print(f"resuming {self.out} at step {self.step}/{self.cfg.steps}", flush=True)
+        if self.acc.is_main_process:
+            print(f"resuming {self.out} at step {self.step}/{self.cfg.steps}", flush=True)
 
     def _save_state(self) -> None:
-        tmp = self._state_path().with_suffix(".tmp")
-        torch.save({"fingerprint": self.fingerprint, "model": self.model.state_dict(),
-                    "optimizer": self.opt.state_dict(), "generator": self.generator.get_state(),
-                    "torch_rng": torch.get_rng_state(), "step": self.step, "log": self.log}, tmp)
-        tmp.replace(self._state_path())
+        if not self.resumable:
+            return
+        generators = gather_objects(self.generator.get_state())
+        model_state = self.acc.get_state_dict(self.model)
+        optimizer_state = self.opt.state_dict()
+        if self.acc.is_main_process:
+            tmp = self._state_path().with_suffix(".tmp")
+            torch.save({"fingerprint": self.fingerprint, "model": model_state, "optimizer": optimizer_state,
+                        "generators": generators, "torch_rng": torch.get_rng_state(), "step": self.step,
+                        "log": self.log}, tmp)
+            tmp.replace(self._state_path())
+        self.acc.wait_for_everyone()
 
     # --- one step -----------------------------------------------------------------------
     def _batch(self, step: int) -> list[tuple[str, str, str]]:
@@ -146,73 +235,55 @@ class Trainer:
         cfg = self.cfg
         calls0 = {k: (e.stats.calls, e.stats.hits) for k, e in self.envs.items()}
         t0 = time.time()
-        self.model.eval()
         ctx = StepContext(agent=self.agent, envs=self.envs, generator=self.generator, method=cfg.method,
                           credit_params=cfg.credit_params, group_size=cfg.group_size, seed=cfg.seed, step=self.step)
-        got = collect(ctx, self._batch(self.step), cfg.rollout_params)
-        trajs, spans = got.rows, got.spans
+        self.model.eval()
+        with full_params_for_generation(self.acc, self.model):
+            got = collect(ctx, shard(self._batch(self.step), self.rank, self.world), cfg.rollout_params)
         t_rollout = time.time() - t0
 
-        ids = _pad([t.tokens for t in trajs], self.tok.pad_token_id, self.device, torch.long)
-        attn = _pad([[1] * len(t.tokens) for t in trajs], 0, self.device, torch.long)
-        mask = _pad([t.loss_mask() for t in trajs], False, self.device, torch.bool)
-        # log-probs are needed from the first trained token of any row on (never the prompt)
-        start = max(1, int(mask.any(0).nonzero()[0])) if mask.any() else 1
-        mask = mask[:, start:]
-        adv = _pad([token_advantages(t, spans[t.id]) for t in trajs], 0.0, self.device, torch.float32)[:, start:]
-        total_tokens, total_seqs = float(mask.sum().clamp(min=1)), float(len(trajs))
-        chunks = [slice(i, i + cfg.micro_batch_size) for i in range(0, len(trajs), cfg.micro_batch_size)]
-        with torch.no_grad():
-            old = torch.cat([sequence_logprobs(self.model, ids[c], attn[c], self.temperature, start) for c in chunks])
-            ref = torch.cat([sequence_logprobs(self.ref, ids[c], attn[c], self.temperature, start) for c in chunks])
-
         t1 = time.time()
-        self.model.train()
-        stats = {"loss": 0.0, "pg_loss": 0.0, "kl": 0.0, "clip_frac": 0.0}
-        for _ in range(cfg.ppo_epochs):
-            self.opt.zero_grad(set_to_none=True)
-            for c in chunks:
-                logp = sequence_logprobs(self.model, ids[c], attn[c], self.temperature, start)
-                loss_tok, pg, kl, clipped = token_losses(logp, old[c], ref[c], adv[c], clip_eps=cfg.clip_eps,
-                                                         dual_clip=cfg.dual_clip, kl_coef=cfg.kl_coef)
-                loss = aggregate(loss_tok, mask[c], cfg.loss_agg, total_tokens=total_tokens, total_seqs=total_seqs)
-                loss.backward()
-                with torch.no_grad():
-                    m = mask[c].float()
-                    stats["loss"] += float(loss) / cfg.ppo_epochs
-                    stats["pg_loss"] += float((pg * m).sum()) / total_tokens / cfg.ppo_epochs
-                    stats["kl"] += float((kl * m).sum()) / total_tokens / cfg.ppo_epochs
-                    stats["clip_frac"] += float((clipped * m).sum()) / total_tokens / cfg.ppo_epochs
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.opt.step()
+        batch = UpdateBatch.from_rows(got.rows, got.spans, self.tok.pad_token_id, self.device)
+        stats = policy_update(self.model, self.ref, self.opt, batch, cfg, self.temperature, self.acc)
         t_update = time.time() - t1
 
-        rewards = torch.tensor([t.final_reward for t in trajs])
-        n_steps = sum(len(t.steps) for t in got.rollouts)
-        calls = sum(e.stats.calls - calls0[k][0] for k, e in self.envs.items())
-        hits = sum(e.stats.hits - calls0[k][1] for k, e in self.envs.items())
-        return {
-            "step": self.step + 1, "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std(unbiased=False)),
-            "local_reward_mean": sum(s.local_reward for t in got.rollouts for s in t.steps) / n_steps,
-            **stats, "grad_norm": float(grad_norm),
-            "parseable_rate": sum(s.parseable for t in got.rollouts for s in t.steps) / n_steps,
-            "closed_by_policy_rate": sum(s.closed_think and s.closed_summary
-                                         for t in got.rollouts for s in t.steps) / n_steps,
-            "trajectories": len(trajs), "rollouts": len(got.rollouts), "trained_tokens": int(mask.sum()),
+        steps = [s for t in got.rollouts for s in t.steps]
+        rewards = [t.final_reward for t in got.rows]
+        local = {
+            "step": self.step + 1, **stats,
+            "n_rows": len(rewards), "reward_sum": sum(rewards), "reward_sq_sum": sum(r * r for r in rewards),
+            "n_steps": len(steps), "local_reward_sum": sum(s.local_reward for s in steps),
+            "parseable_sum": sum(s.parseable for s in steps),
+            "closed_sum": sum(s.closed_think and s.closed_summary for s in steps),
+            "trajectories": len(got.rows), "rollouts": len(got.rollouts), "trained_tokens": int(batch.mask.sum()),
             "tokens_generated": sum(t.generated_tokens for t in got.rollouts),
-            "retriever_calls": calls, "retriever_cache_hits": hits, **got.extra,
-            "rollout_s": round(t_rollout, 3), "update_s": round(t_update, 3), "wall_s": round(time.time() - t0, 3),
+            "retriever_calls": sum(e.stats.calls - calls0[k][0] for k, e in self.envs.items()),
+            "retriever_cache_hits": sum(e.stats.hits - calls0[k][1] for k, e in self.envs.items()),
+            **got.extra, "rollout_s": round(t_rollout, 3), "update_s": round(t_update, 3),
+            "wall_s": round(time.time() - t0, 3),
         }
+        r = merge_records(gather_objects(local))
+        n_rows, n_steps = r.pop("n_rows"), r.pop("n_steps")
+        mean = r.pop("reward_sum") / n_rows
+        record = {"step": r.pop("step"), "reward_mean": mean,
+                  "reward_std": max(r.pop("reward_sq_sum") / n_rows - mean * mean, 0.0) ** 0.5,
+                  "local_reward_mean": r.pop("local_reward_sum") / n_steps,
+                  "parseable_rate": r.pop("parseable_sum") / n_steps,
+                  "closed_by_policy_rate": r.pop("closed_sum") / n_steps}
+        return {**record, **r}
 
     # --- the loop -----------------------------------------------------------------------
     def fit(self) -> list[dict]:
         self.try_resume()
-        bar = tqdm(total=self.cfg.steps, initial=self.step, desc=f"train {self.cfg.method}", mininterval=5)
+        main = self.acc.is_main_process
+        bar = tqdm(total=self.cfg.steps, initial=self.step, desc=f"train {self.cfg.method}", mininterval=5,
+                   disable=not main)
         while self.step < self.cfg.steps:
             record = self.train_step()
             self.step += 1
             self.log.append(record)
-            print(json.dumps(record), flush=True)
+            if main:
+                print(json.dumps(record), flush=True)
             bar.update(1)
             bar.set_postfix(reward=f"{record['reward_mean']:.3f}", kl=f"{record['kl']:.4f}")
             if self.cfg.save_every and self.step % self.cfg.save_every == 0 and self.step < self.cfg.steps:

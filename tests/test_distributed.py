@@ -1,0 +1,72 @@
+"""Training across two processes (accelerate DDP over gloo, on CPU) takes the same update as
+one process on the same batch: same logged loss, same parameters afterwards."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HELPER = Path(__file__).with_name("distributed_update.py")
+
+
+def _run(cmd: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    got = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert got.returncode == 0, got.stderr[-3000:]
+
+
+def test_two_processes_take_the_one_process_update(tiny_backbone, tmp_path):
+    launcher = shutil.which("accelerate")
+    if launcher is None:
+        pytest.fail("the `accelerate` launcher is not installed (pip install accelerate)")
+    _run([sys.executable, str(HELPER), "--backbone", str(tiny_backbone), "--out", "one.pt"], tmp_path)
+    _run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+          "--dynamo_backend", "no", "--main_process_port", "29517", str(HELPER),
+          "--backbone", str(tiny_backbone), "--out", "two.pt"], tmp_path)
+    one, two = (torch.load(tmp_path / f, weights_only=False) for f in ("one.pt", "two.pt"))
+    assert (one["processes"], two["processes"]) == (1, 2)
+    for agg in ("token-mean", "seq-mean-token-mean"):
+        a, b = one[agg], two[agg]
+        assert a["stats"]["kl"] > 0 and a["stats"]["clip_frac"] > 0, "the second epoch must move off-policy"
+        for key in ("loss", "pg_loss", "kl", "clip_frac", "grad_norm"):
+            assert b["stats"][key] == pytest.approx(a["stats"][key], rel=1e-4, abs=1e-6), (agg, key)
+        moved = (a["params"] - one["token-mean"]["params"] if agg != "token-mean" else a["params"]).abs().max()
+        assert moved > 0
+        # Adam divides by sqrt(v): a gradient near zero turns float noise into up to ~1% of a step (lr 1e-3)
+        assert torch.allclose(a["params"], b["params"], atol=1e-5), (agg, (a["params"] - b["params"]).abs().max())
+
+
+def test_ricepo_train_under_accelerate_launch_shares_the_step(fixture_task, tiny_backbone, tmp_path):
+    """`accelerate launch --num_processes 2 -m ricepo train`: each process rolls out half the
+    step's queries, the log counts the whole step once, one model is saved."""
+    import json
+
+    from test_trainer import spec, tasks
+
+    s = spec(tiny_backbone, steps=2, queries_per_step=2)
+    (split, index), = tasks(fixture_task).values()
+    _run([shutil.which("accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29518", "-m", "ricepo", "train",
+          "--spec", json.dumps(s), "--task", f"leetcode={split}:{index}", "--out", "run"], tmp_path)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2]
+    group = s["rollout"]["group_size"]
+    assert all(r["trajectories"] == 2 * group and r["rollouts"] == 2 * group for r in log)
+    assert all(0.0 <= r["reward_mean"] <= 1.0 and r["grad_norm"] > 0 for r in log)
+    assert (tmp_path / "run" / "model" / "config.json").exists()
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
+    assert len(state["generators"]) == 2 and state["step"] == 2
+
+
+def test_step_log_merges_processes_by_hand():
+    from ricepo.train.distributed import merge_records
+
+    a = {"step": 3, "loss": 0.5, "trajectories": 8, "rollouts": 8, "rollout_s": 2.0, "gate_open_rate": 0.5}
+    b = {"step": 3, "loss": 0.5, "trajectories": 4, "rollouts": 24, "rollout_s": 3.0, "gate_open_rate": 0.25}
+    m = merge_records([a, b])
+    assert m == {"step": 3, "loss": 0.5, "trajectories": 12, "rollouts": 32, "rollout_s": 3.0,
+                 "gate_open_rate": (0.5 * 8 + 0.25 * 24) / 32}
+    assert merge_records([a]) == a
