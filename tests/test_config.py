@@ -35,6 +35,10 @@ def test_defaults_are_filled():
     config = check_config(cfg)
     assert config["rollout"]["group_size"] == 8
     assert config["credit"]["ricepo"]["tau_I"] == 0.05
+    assert (config["train"]["processes"], config["train"]["distributed"], config["evaluate"]["decoding"]) == (1, "ddp", "greedy")
+    # every backbone carries its model card's test-time sampling
+    assert config["backbones"]["qwen2p5_3b_instruct"]["generation"] == {"temperature": 0.7, "top_p": 0.8, "top_k": 20}
+    assert all(b["generation"]["temperature"] > 0 for b in config["backbones"].values())
 
 
 @pytest.mark.parametrize("mutate, expected", [
@@ -43,6 +47,10 @@ def test_defaults_are_filled():
     (lambda c: c["benchmarks"]["beir"]["methods"].append("gipo"), "config error at benchmarks.beir.methods[6]: 'gipo' is not one of"),
     (lambda c: c["benchmarks"]["bright"]["backbones"].append("llama"), "config error at benchmarks.bright.backbones[2]: unknown backbone 'llama'"),
     (lambda c: c["ablations"].__setitem__("variants", ["case3"]), "config error at ablations.variants[0]: 'case3' is not one of"),
+    (lambda c: c["backbones"]["qwen3_4b_thinking"]["generation"].__setitem__("top_p", 1.5),
+     "config error at backbones.qwen3_4b_thinking.generation.top_p: 1.5 is greater than the maximum of 1"),
+    (lambda c: c["evaluate"].__setitem__("decoding", "beam"), "config error at evaluate.decoding: 'beam' is not one of"),
+    (lambda c: c["train"].__setitem__("distributed", "deepspeed"), "config error at train.distributed: 'deepspeed' is not one of"),
 ])
 def test_bad_config_gives_one_line_naming_the_key(mutate, expected):
     cfg = full()
