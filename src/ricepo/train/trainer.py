@@ -122,7 +122,6 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
         ref_logp = torch.cat([sequence_logprobs(ref, ids[c], attn[c], temperature, start) for c in chunks])
     model.train()
     sums = torch.zeros(4, device=device)   # loss, pg, kl, clip over the trained tokens
-    grad_norm = torch.tensor(0.0)
     for _ in range(cfg.ppo_epochs):
         opt.zero_grad(set_to_none=True)
         for i in range(n_passes):
