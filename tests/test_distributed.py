@@ -1,7 +1,6 @@
 """Training across two processes (accelerate DDP over gloo, on CPU) takes the same update as
 one process on the same batch: same logged loss, same parameters afterwards."""
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,9 @@ import pytest
 import torch
 
 HELPER = Path(__file__).with_name("distributed_update.py")
+# `accelerate launch`, through this interpreter (its console script need not be on PATH)
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 
 def _run(cmd: list[str], tmp_path: Path) -> None:
@@ -19,12 +21,8 @@ def _run(cmd: list[str], tmp_path: Path) -> None:
 
 
 def test_two_processes_take_the_one_process_update(tiny_backbone, tmp_path):
-    launcher = shutil.which("accelerate")
-    if launcher is None:
-        pytest.fail("the `accelerate` launcher is not installed (pip install accelerate)")
     _run([sys.executable, str(HELPER), "--backbone", str(tiny_backbone), "--out", "one.pt"], tmp_path)
-    _run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-          "--dynamo_backend", "no", "--main_process_port", "29517", str(HELPER),
+    _run([*LAUNCH, "--main_process_port", "29517", str(HELPER),
           "--backbone", str(tiny_backbone), "--out", "two.pt"], tmp_path)
     one, two = (torch.load(tmp_path / f, weights_only=False) for f in ("one.pt", "two.pt"))
     assert (one["processes"], two["processes"]) == (1, 2)
@@ -48,8 +46,7 @@ def test_ricepo_train_under_accelerate_launch_shares_the_step(fixture_task, tiny
 
     s = spec(tiny_backbone, steps=2, queries_per_step=2)
     (split, index), = tasks(fixture_task).values()
-    _run([shutil.which("accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29518", "-m", "ricepo", "train",
+    _run([*LAUNCH, "--main_process_port", "29518", "-m", "ricepo", "train",
           "--spec", json.dumps(s), "--task", f"leetcode={split}:{index}", "--out", "run"], tmp_path)
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2]
