@@ -1,7 +1,7 @@
 """Training across processes with `accelerate` (DDP, or FSDP as an option): the pieces the
 trainer needs that do not depend on the method.
 
-Launch `ricepo train` under `accelerate launch --num_processes N [--use_fsdp] -m ricepo train ...`
+Launch `accelerate launch --multi_gpu (or --use_fsdp) --num_processes N -m ricepo train ...`
 (the workflow does this when `train.processes` > 1). Each process rolls out its share of the
 step's queries (`shard`), so every query's group stays on one process and credit is computed
 as in one process. The loss of each process is divided by the token (or sequence) count of the
@@ -73,14 +73,14 @@ def merge_records(records: list[dict]) -> dict:
     """One step log line from each process's local figures: counts add up, whole-step numbers
     are taken from rank 0, timings from the slowest process, other means weighted by rollouts."""
     out = dict(records[0])
-    weights = [r.get("rollouts", 1) for r in records]
     for key in records[0]:
-        values = [r[key] for r in records if key in r]
+        having = [r for r in records if key in r]
+        values = [r[key] for r in having]
         if key in SUMMED:
             out[key] = sum(values)
         elif key in SLOWEST:
             out[key] = max(values)
         elif key not in SHARED and key != "step" and isinstance(values[0], float):
-            w = weights[:len(values)]
-            out[key] = sum(v * x for v, x in zip(values, w)) / max(sum(w), 1)
+            weights = [r.get("rollouts", 1) for r in having]
+            out[key] = sum(v * w for v, w in zip(values, weights)) / max(sum(weights), 1)
     return out
