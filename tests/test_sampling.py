@@ -81,3 +81,60 @@ def test_evaluation_decoding_greedy_or_the_backbones_settings():
     assert (vendor.temperature, vendor.top_p, vendor.top_k, vendor.max_depth) == (0.6, 0.95, 20, 2)
     train = RolloutSettings.from_config(rollout)
     assert (train.top_p, train.top_k) == (1.0, 0)
+
+
+def test_rows_dropped_from_the_batch_keep_their_cache(tiny):
+    """A trajectory that ended drops out of the next call; the others still continue their rows."""
+    from ricepo.agent.sampling import sample
+
+    model, tok = tiny
+    ctx = _contexts(tok)
+    first, cache = sample(model, tok, ctx, max_new_tokens=4, stop="</think>", temperature=0.0, generator=None)
+    glue = tok("\n<summary>", add_special_tokens=False)["input_ids"]
+    keep = [ctx[0] + first[0].ids + glue, ctx[2] + first[2].ids + glue]
+    assert cache.rows_for(keep) == [0, 2]
+    assert cache.rows_for([keep[1], keep[0]]) is None           # out of order: a fresh prefill
+    widths = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: widths.append(kw["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        cached, _ = sample(model, tok, keep, max_new_tokens=5, stop="</summary>", temperature=0.0, generator=None,
+                           cache=cache)
+    finally:
+        hook.remove()
+    fresh, _ = sample(model, tok, keep, max_new_tokens=5, stop="</summary>", temperature=0.0, generator=None)
+    assert widths[0] == len(glue) + 1, "only each row's last sampled token and the glue are fed"
+    for a, b in zip(cached, fresh):
+        assert a.ids == b.ids
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+
+
+def test_ids_past_the_tokenizer_are_not_actions():
+    """Qwen's embedding has more rows than its tokenizer has tokens: those ids get no mass."""
+    import math
+
+    from ricepo.agent.sampling import policy_logprobs
+
+    logp = policy_logprobs(torch.tensor([[0.0, 0.0, 5.0]]), 1.0, vocab=2)
+    assert logp[0, :2].tolist() == pytest.approx([math.log(0.5)] * 2) and logp[0, 2] == float("-inf")
+    # temperature 2 halves the logits before the softmax: [0, 1] -> softmax([0, 0.5])
+    logp = policy_logprobs(torch.tensor([[0.0, 1.0]]), 2.0, vocab=2)
+    assert logp.exp()[0].tolist() == pytest.approx([1 / (1 + math.exp(0.5)), math.exp(0.5) / (1 + math.exp(0.5))])
+
+
+def test_a_bf16_sampler_runs_its_own_copy_and_loads_the_trainers_weights(tiny_backbone):
+    from ricepo.agent.models import load_backbone
+    from ricepo.agent.sampling import TransformersSampler
+
+    model, tok = load_backbone(str(tiny_backbone))
+    sampler = TransformersSampler(model, tok, torch.bfloat16)
+    assert sampler.copied and next(sampler.model.parameters()).dtype == torch.bfloat16
+    # buffers (rotary frequencies) keep float32, as an inference engine keeps them
+    assert all(b.dtype == torch.float32 for b in sampler.model.buffers() if b.is_floating_point())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)
+    before = next(sampler.model.parameters()).float().clone()
+    sampler.sync_weights(model)
+    after = next(sampler.model.parameters()).float()
+    assert torch.equal(after, next(model.parameters()).to(torch.bfloat16).float()) and not torch.equal(after, before)
+    assert TransformersSampler(model, tok).model is model and TransformersSampler(model, tok, torch.float32).model is model

@@ -125,3 +125,92 @@ def test_ricepo_branches_cost_more_and_train_only_what_it_should(fixture_task, t
     assert log["retriever_calls"] > grpo["retriever_calls"]
     # Same seed, same first rollouts: the G trajectories (and so what GRPO trains on) are identical.
     assert log["trained_tokens"] > grpo["trained_tokens"] if train_branches else log["trained_tokens"] == grpo["trained_tokens"]
+
+
+def _random_update_batch(vocab: int, rows: int = 4, width: int = 24):
+    import math
+
+    import torch
+
+    from ricepo.train.trainer import UpdateBatch
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, vocab, (rows, width), generator=g)
+    mask = torch.zeros((rows, width - 1), dtype=torch.bool)
+    mask[:, 6:] = True
+    adv = torch.randn((rows, width - 1), generator=g) * mask
+    return UpdateBatch(ids=ids, attn=torch.ones_like(ids), mask=mask, adv=adv,
+                       sampled=torch.full((rows, width - 1), math.nan), minibatch=torch.zeros(rows, dtype=torch.long),
+                       start=1)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16-mixed"])
+def test_one_step_at_lr_1e_6_moves_every_parameter_tensor(tiny_backbone, precision):
+    """float32 master weights: AdamW's first step (about lr per element) survives. The same step on
+    bf16 weights loses most of it to rounding, which is why pure bf16 training is not offered."""
+    import copy
+
+    import torch
+
+    from ricepo.agent.models import load_backbone
+    from ricepo.precision import resolve_precision
+    from ricepo.train.distributed import make_accelerator
+    from ricepo.train.trainer import TrainConfig, policy_update
+
+    acc = make_accelerator()
+    model, tok = load_backbone(str(tiny_backbone))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ref = copy.deepcopy(model).eval().requires_grad_(False)
+    cfg = TrainConfig(method="grpo", learning_rate=1e-6, ppo_mini_batches=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+    batch = _random_update_batch(len(tok))
+    stats = policy_update(model, ref, opt, batch, cfg, 1.0, len(tok), resolve_precision(precision, "cpu"), acc)
+    assert stats["ppo_updates"] == 1
+    unmoved = [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
+    assert unmoved == [], unmoved
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+    bf16 = copy.deepcopy(ref).to(torch.bfloat16).requires_grad_(True)
+    start = {n: p.detach().clone() for n, p in bf16.named_parameters()}
+    policy_update(bf16, ref.to(torch.bfloat16), torch.optim.AdamW(bf16.parameters(), lr=1e-6), batch, cfg, 1.0,
+                  len(tok), resolve_precision("fp32", "cpu"), acc)
+    changed = sum(int((p != start[n]).sum()) for n, p in bf16.named_parameters())
+    assert changed < 0.2 * sum(p.numel() for p in bf16.parameters()), "bf16 weights would not train"
+
+
+def test_mini_batches_move_the_ratio_off_one_so_clipping_acts(fixture_task, tiny_backbone, tmp_path):
+    from ricepo.train.run import run_training
+
+    # lr 1e-2 so that one optimizer step moves some token's ratio past 1 ± 0.2; two steps because a
+    # mini-batch whose groups all tie (zero advantages) does not move the policy
+    single = run_training(spec(tiny_backbone, steps=2, ppo_mini_batches=1, learning_rate=1e-2), tasks(fixture_task),
+                          tmp_path / "one")
+    assert all(r["ppo_updates"] == 1 and r["clip_frac"] == 0.0 for r in single), "one update: the ratio is exactly 1"
+    split = run_training(spec(tiny_backbone, steps=2, ppo_mini_batches=2, learning_rate=1e-2), tasks(fixture_task),
+                         tmp_path / "two")
+    assert all(r["ppo_updates"] == 2 for r in split) and max(r["clip_frac"] for r in split) > 0.0
+
+
+@pytest.mark.parametrize("precision, bound", [("fp32", 1e-3), ("bf16-mixed", 0.5)])
+def test_the_sampler_trainer_log_prob_gap_is_logged(fixture_task, tiny_backbone, tmp_path, precision, bound):
+    from ricepo.train.run import run_training
+
+    log = run_training(spec(tiny_backbone, steps=1, precision=precision), tasks(fixture_task), tmp_path / precision)
+    assert 0.0 <= log[0]["logprob_gap_mean"] <= log[0]["logprob_gap_max"] < bound
+    if precision == "bf16-mixed":   # bf16 sampling weights against float32 master weights under autocast
+        assert log[0]["logprob_gap_max"] > 0.0
+
+
+def test_resume_in_another_precision_or_on_another_device_is_refused(fixture_task, tiny_backbone, tmp_path):
+    import torch
+
+    from ricepo.train.run import run_training
+
+    run_training(spec(tiny_backbone, steps=1, precision="fp32"), tasks(fixture_task), tmp_path / "p")
+    with pytest.raises(RicepoError, match="written with precision 'fp32', this run has 'bf16-mixed'"):
+        run_training(spec(tiny_backbone, steps=2, precision="bf16-mixed"), tasks(fixture_task), tmp_path / "p")
+    state = torch.load(tmp_path / "p" / "state.pt", weights_only=False)
+    state["run_info"]["device"] = "cuda"
+    torch.save(state, tmp_path / "p" / "state.pt")
+    with pytest.raises(RicepoError, match="written with device 'cuda', this run has 'cpu'"):
+        run_training(spec(tiny_backbone, steps=2, precision="fp32"), tasks(fixture_task), tmp_path / "p")

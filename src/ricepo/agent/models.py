@@ -22,28 +22,20 @@ CHATML_TEMPLATE = (
 )
 
 
-def pick_dtype(name: str = "auto") -> torch.dtype:
-    """bf16 on a GPU, float32 on a CPU, unless the backbone entry names one."""
-    if name == "float32":
-        return torch.float32
-    if name == "bfloat16":
-        return torch.bfloat16
-    return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-
-
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_backbone(model: str, dtype: str = "auto", device: torch.device | None = None):
-    """(model, tokenizer) from a Hub id or a local folder, on `device` (default: the GPU if there
-    is one); a clear one-line error if unreachable."""
+def load_backbone(model: str, dtype: torch.dtype = torch.float32, device: torch.device | None = None):
+    """(model, tokenizer) from a Hub id or a local folder, its weights in `dtype` (training keeps
+    float32 master weights; ricepo/precision.py decides what sampling runs), on `device` (default:
+    the GPU if there is one); a clear one-line error if unreachable."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     local = Path(model).is_dir()
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
-        policy = AutoModelForCausalLM.from_pretrained(model, dtype=pick_dtype(dtype))
+        policy = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
     except OSError as e:
         where = "local folder" if local else "Hugging Face Hub"
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""

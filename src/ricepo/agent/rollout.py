@@ -6,11 +6,15 @@ One round (step) of the transcript:
     ^glue      ^policy               ^glue      ^policy             ^observation (never trained on)
 
 The harness writes the opening tags (glue) and the policy writes each span's contents and its
-closing tag; when the policy reaches the span's token budget or emits eos without closing it,
-the harness appends the closing tag as glue and flags the step. Only policy-sampled tokens are
-trained on. Retrieval uses "query ⊕ summary"; an empty summary retrieves with the query alone
-and marks the step unparseable (config `rollout.format_penalty` is then subtracted from the final
-reward). The final reward is NDCG@10 of the last step's retrieval. A trajectory is one flat
+closing tag; when the policy reaches the span's token budget without closing it, the harness
+appends the closing tag as glue and flags the step. An end-of-sequence token from the policy
+ends its episode: it is kept and trained as the policy's last action, the step retrieves with
+what the summary holds so far (nothing, if it came in the reasoning), and nothing after it is
+sampled or trained. Only policy-sampled tokens are trained on. Retrieval uses "query ⊕ summary";
+an empty summary retrieves with the query alone and marks the step unparseable (config
+`rollout.format_penalty` is then subtracted from the final reward). Each step searches once;
+its ranking gives the step's reward, and the last step's is the final ranking and reward
+(NDCG@10). A trajectory is one flat
 token list with typed segments, so any step's context can be sliced out and continued:
 `Trajectory.branch(step)` copies everything before that step's reasoning, and `Agent.advance`
 runs any mix of fresh and branched trajectories to the maximum depth in one batch (Tree-GRPO's
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..retrieval.retriever import TaskEnvironment
-from .sampling import PrefixCache, sample
+from .sampling import Sampled, Sampler
 from .template import build_messages, format_documents
 
 TRAINED_KINDS = ("reasoning", "summary")
@@ -36,6 +40,22 @@ _TAGS = re.compile(r"</?(think|summary|tool_response)>")
 def strip_tags(text: str) -> str:
     """A span's text without agent tags: a summary made only of tags is empty (unparseable)."""
     return " ".join(_TAGS.sub(" ", text).split())
+
+
+def content_tokens(tokenizer, ids: list[int]) -> list[bool]:
+    """Which sampled tokens of a span are its content: not a special token (EOS among them) and
+    no part of an agent tag, whatever pieces the tokenizer cuts the tag into (SmolLM2 writes
+    `</summary>` as `</`, `summary`, `>`); a token that carries content and the start of a tag
+    counts as tag. The summary entropy score (RICE-PO's trigger) averages over these only."""
+    special = set(tokenizer.all_special_ids)
+    tags = [m.span() for m in _TAGS.finditer(tokenizer.decode(ids, skip_special_tokens=False))]
+    keep, start = [], 0
+    for i, token in enumerate(ids):
+        # character span of token i in the decoded text (needed only where there are tags)
+        end = len(tokenizer.decode(ids[:i + 1], skip_special_tokens=False)) if tags else 0
+        keep.append(token not in special and not any(a < end and start < b for a, b in tags))
+        start = max(start, end)
+    return keep
 
 
 @dataclass
@@ -88,7 +108,8 @@ class Step:
     state: list[str]         # document ids returned before this step (GiGPO/HGPO anchor state)
     retrieved: list[str] = field(default_factory=list)
     local_reward: float = 0.0
-    summary_entropy: float = math.nan
+    summary_entropy: float = math.nan   # mean entropy over the summary's content tokens; NaN if none
+    eos: bool = False        # the policy ended its episode in this step
 
 
 @dataclass
@@ -103,9 +124,8 @@ class Trajectory:
     segments: list[Segment] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     final_reward: float = 0.0
-    final_ranking: list[tuple[str, float]] = field(default_factory=list)
+    final_ranking: list[tuple[str, float]] = field(default_factory=list)   # the latest step's ranking
     next_state: list[str] = field(default_factory=list)   # anchor state of the next step
-    search_text: str = ""                                  # query ⊕ latest summary
     generated_from: int = 0    # first step this row sampled itself (earlier steps were copied)
     trainable_from: int = 0    # first step whose spans enter the loss
     tree: int = 0              # Tree-GRPO: which of the query's trees this leaf belongs to
@@ -145,8 +165,13 @@ class Trajectory:
                        entropies=self.entropies[:cut.start],
                        segments=[copy.copy(s) for s in self.segments if s.end <= cut.start],
                        steps=copy.deepcopy(self.steps[:step]), next_state=list(self.steps[step].state),
-                       search_text=self.query, generated_from=step, trainable_from=trainable_from)
+                       generated_from=step, trainable_from=trainable_from)
         return b
+
+    @property
+    def ended(self) -> bool:
+        """The policy emitted its end-of-sequence token: no further step."""
+        return bool(self.steps) and self.steps[-1].eos
 
     @property
     def generated_tokens(self) -> int:
@@ -158,9 +183,8 @@ class Trajectory:
 class Agent:
     """Runs the multi-turn loop for many trajectories at once (batched across the group)."""
 
-    def __init__(self, model, tokenizer, template: dict, settings: RolloutSettings):
-        self.model, self.tok, self.template, self.s = model, tokenizer, template, settings
-        self._cache: PrefixCache | None = None   # KV cache of the rows being advanced
+    def __init__(self, sampler: Sampler, tokenizer, template: dict, settings: RolloutSettings):
+        self.sampler, self.tok, self.template, self.s = sampler, tokenizer, template, settings
 
     def _encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
@@ -187,56 +211,60 @@ class Agent:
                 generator: torch.Generator | None = None) -> list[Trajectory]:
         """Run every trajectory (fresh, or cut by `branch` at any step) to the maximum depth,
         batching all unfinished ones in each round, then score them."""
-        self._cache = None
+        self.sampler.reset()
         while True:
-            active = [t for t in trajs if len(t.steps) < self.s.max_depth]
+            active = [t for t in trajs if len(t.steps) < self.s.max_depth and not t.ended]
             if not active:
                 break
             self.step(active, envs, generator)
-        self._cache = None
+        self.sampler.reset()
         for t in trajs:
-            self.finish(t, envs[t.task])
+            self.finish(t)
         return trajs
+
+    def _sample(self, trajs: list[Trajectory], generator, budget: int, stop: str) -> list[Sampled]:
+        return self.sampler.sample([t.tokens for t in trajs], max_new_tokens=budget, stop=stop,
+                                   temperature=self.s.temperature, top_p=self.s.top_p, top_k=self.s.top_k,
+                                   generator=generator)
 
     def step(self, trajs: list[Trajectory], envs: dict[str, TaskEnvironment],
              generator: torch.Generator | None) -> None:
-        """One round for every trajectory (each at its own next step): reasoning, summary,
-        retrieval (+ observation if not last)."""
-        reasoning, cache = sample(self.model, self.tok, [t.tokens for t in trajs],
-                                  max_new_tokens=self.s.max_reasoning_tokens, stop="</think>",
-                                  temperature=self.s.temperature, top_p=self.s.top_p, top_k=self.s.top_k,
-                                  generator=generator, cache=self._cache)
+        """One round for every trajectory (each at its own next step): reasoning, summary (unless
+        the reasoning ended the episode), one retrieval, and the observation if another round follows."""
         steps = [len(t.steps) for t in trajs]
+        reasoning = self._sample(trajs, generator, self.s.max_reasoning_tokens, "</think>")
         for t, r, step in zip(trajs, reasoning, steps):
             t.append("reasoning", r.ids, step, r.logprobs, r.entropies)
-            t.append("glue", self._encode(("" if r.stopped else "</think>") + "\n<summary>"), step)
-        summaries, self._cache = sample(self.model, self.tok, [t.tokens for t in trajs],
-                                        max_new_tokens=self.s.max_summary_tokens, stop="</summary>",
-                                        temperature=self.s.temperature, top_p=self.s.top_p, top_k=self.s.top_k,
-                                        generator=generator, cache=cache)
+            if not r.eos:
+                t.append("glue", self._encode(("" if r.stopped else "</think>") + "\n<summary>"), step)
+        writing = [i for i, r in enumerate(reasoning) if not r.eos]
+        summaries = [Sampled([], [], [], False) for _ in trajs]
+        if writing:
+            got = self._sample([trajs[i] for i in writing], generator, self.s.max_summary_tokens, "</summary>")
+            for i, s in zip(writing, got):
+                summaries[i] = s
         for t, r, s, step in zip(trajs, reasoning, summaries, steps):
             t.append("summary", s.ids, step, s.logprobs, s.entropies)
-            if not s.stopped:
+            eos = r.eos or s.eos
+            if not (s.stopped or eos):
                 t.append("glue", self._encode("</summary>"), step)
             env = envs[t.task]
             summary_text = strip_tags(self.tok.decode(s.ids, skip_special_tokens=True))
             reasoning_text = strip_tags(self.tok.decode(r.ids, skip_special_tokens=True))
-            search_text = f"{t.query} {summary_text}" if summary_text else t.query
-            ranking = env.ranking_for(t.query_id, search_text)
-            content = s.entropies[:-1] if s.stopped else s.entropies   # the closing tag is not content
+            ranking = env.ranking_for(t.query_id, f"{t.query} {summary_text}" if summary_text else t.query)
+            content = [h for h, keep in zip(s.entropies, content_tokens(self.tok, s.ids)) if keep]
             t.steps.append(Step(reasoning=reasoning_text, summary=summary_text, closed_think=r.stopped,
                                 closed_summary=s.stopped, parseable=bool(summary_text), state=t.next_state,
-                                retrieved=[d for d, _ in ranking[:10]], local_reward=env.reward(t.query_id, search_text),
-                                summary_entropy=sum(content) / len(content) if content else math.nan))
-            t.search_text = search_text
-            if step + 1 < self.s.max_depth:
+                                retrieved=[d for d, _ in ranking[:10]], local_reward=env.score(t.query_id, ranking),
+                                summary_entropy=sum(content) / len(content) if content else math.nan, eos=eos))
+            t.final_ranking = ranking
+            if step + 1 < self.s.max_depth and not eos:
                 docs = format_documents(ranking, env.corpus, self.s.docs_in_observation, self.s.doc_max_chars)
                 t.append("observation", self._encode(f"\n<tool_response>\n{docs}\n</tool_response>\n"), step)
                 t.append("glue", self._encode("<think>\n"), step + 1)
                 t.next_state = [d for d, _ in ranking[: self.s.docs_in_observation]]
 
-    def finish(self, t: Trajectory, env: TaskEnvironment) -> None:
-        t.final_ranking = env.ranking_for(t.query_id, t.search_text)
+    def finish(self, t: Trajectory) -> None:
         t.final_reward = t.steps[-1].local_reward
         if not all(s.parseable for s in t.steps):
             t.final_reward -= self.s.format_penalty

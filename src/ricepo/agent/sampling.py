@@ -13,7 +13,9 @@ masked padding fills the rest, and position ids count each row's own tokens.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -23,7 +25,8 @@ class Sampled:
     ids: list[int]
     logprobs: list[float]
     entropies: list[float]
-    stopped: bool        # ended with the stop string (True) rather than eos or the budget
+    stopped: bool        # ended with the stop string
+    eos: bool = False    # ended with the policy's end-of-sequence token: its episode is over
 
 
 @dataclass
@@ -33,10 +36,31 @@ class PrefixCache:
     mask: torch.Tensor       # (rows, columns): 1 where a column holds one of the row's tokens
     held: list[list[int]]    # each row's tokens in the cache, in order
 
+    def rows_for(self, contexts: list[list[int]]) -> list[int] | None:
+        """The cache rows that `contexts` continue, in order (a row may have been dropped, e.g.
+        a trajectory that ended): each context must extend its row by at least one token.
+        None when the contexts are not such a subsequence of the rows."""
+        rows, r = [], 0
+        for c in contexts:
+            while r < len(self.held) and not (len(c) > len(self.held[r]) and c[:len(self.held[r])] == self.held[r]):
+                r += 1
+            if r == len(self.held):
+                return None
+            rows.append(r)
+            r += 1
+        return rows
+
     def usable_for(self, contexts: list[list[int]]) -> bool:
-        """Same rows, each context extending what its row holds by at least one token."""
-        return len(contexts) == len(self.held) and all(
-            len(c) > len(h) and c[:len(h)] == h for c, h in zip(contexts, self.held))
+        return self.rows_for(contexts) is not None
+
+    def select(self, rows: list[int]) -> "PrefixCache | None":
+        """The cache of `rows` only (None where the model's cache cannot drop rows)."""
+        if rows == list(range(len(self.held))):
+            return self
+        if not hasattr(self.past, "batch_select_indices"):
+            return None
+        self.past.batch_select_indices(torch.tensor(rows, device=self.mask.device))
+        return PrefixCache(past=self.past, mask=self.mask[rows], held=[self.held[r] for r in rows])
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -84,6 +108,18 @@ def _feed(model, pad: int, new: list[list[int]], starts: list[int], cache: Prefi
     return out.logits[:, -1, :], out.past_key_values, mask
 
 
+def policy_logprobs(logits: torch.Tensor, temperature: float, vocab: int) -> torch.Tensor:
+    """log π over the vocabulary at the rollout temperature (0 = greedy: no scaling), in float32.
+    Ids past the tokenizer's `vocab` (padding rows of the embedding, as in Qwen's 151,936-row
+    matrix) are not actions. The sampler and the trainer both call this, so they score alike."""
+    logits = logits.float()
+    if temperature > 0:
+        logits = logits / temperature
+    if logits.shape[-1] > vocab:
+        logits[..., vocab:] = float("-inf")
+    return torch.log_softmax(logits, dim=-1)
+
+
 @torch.no_grad()
 def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, stop: str,
            temperature: float, generator: torch.Generator | None, top_p: float = 1.0, top_k: int = 0,
@@ -91,12 +127,14 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
     """Continue every context until `stop` appears, eos, or `max_new_tokens` (temperature 0: greedy).
     `top_p`/`top_k` truncate the distribution tokens are drawn from; the recorded log-prob and
     entropy are always those of the full distribution at `temperature` (the policy's own).
-    `cache` (from the previous call on the same rows) is reused when every context extends it."""
+    `cache` (from the previous call) is reused for the rows whose contexts extend it."""
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
+    pad, vocab = tokenizer.pad_token_id, len(tokenizer)
     eos = _eos_ids(model, tokenizer)
     n = len(contexts)
-    if cache is not None and cache.usable_for(contexts):
+    rows = cache.rows_for(contexts) if cache is not None else None
+    cache = cache.select(rows) if rows is not None else None
+    if cache is not None:
         logits, past, mask = _feed(model, pad, [c[len(h):] for c, h in zip(contexts, cache.held)],
                                    [len(h) for h in cache.held], cache, device)
     else:
@@ -104,10 +142,9 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
     held = [list(c) for c in contexts]
     results = [Sampled([], [], [], False) for _ in range(n)]
     active = [True] * n
-    for _ in range(max_new_tokens):
-        scaled = logits.float() / (temperature if temperature > 0 else 1.0)
-        logp = torch.log_softmax(scaled, dim=-1)
-        entropy = -(logp.exp() * logp).sum(-1)
+    for n_new in range(1, max_new_tokens + 1):
+        logp = policy_logprobs(logits, temperature, vocab)
+        entropy = -(logp.exp() * logp.masked_fill(logp == float("-inf"), 0.0)).sum(-1)
         if temperature > 0:
             tokens = torch.multinomial(truncated(logp, top_p, top_k).exp(), 1, generator=generator).squeeze(-1)
         else:
@@ -122,11 +159,12 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
             r.logprobs.append(lp_list[i])
             r.entropies.append(ent_list[i])
             if tok_list[i] in eos:
+                r.eos = True
                 active[i] = False
             elif stop in tokenizer.decode(r.ids[-8:], skip_special_tokens=False):
                 r.stopped = True
                 active[i] = False
-        if not any(active):
+        if not any(active) or n_new == max_new_tokens:   # the last token is fed by the next call
             break
         # Finished rows get a masked pad column, so the cache holds exactly each row's tokens.
         feed = torch.tensor([t if a else pad for t, a in zip(tok_list, active)], device=device)[:, None]
@@ -140,3 +178,58 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
             if active[i]:
                 held[i].append(tok_list[i])
     return results, PrefixCache(past=past, mask=mask, held=held)
+
+
+def cast_parameters(model, dtype: torch.dtype):
+    """`model` with its parameters in `dtype` and its buffers as they were: rotary frequencies
+    stay float32, as inference engines keep them (`model.to(bf16)` would round them too)."""
+    for p in model.parameters():
+        p.data = p.data.to(dtype)
+    return model
+
+
+class Sampler(Protocol):
+    """What rollouts need from an inference engine: contexts in; per context the sampled token
+    ids, their log-probs and the entropies of the full distribution at `temperature` out.
+    An engine may keep state between calls on the same rows (a prefix cache); `reset` drops it.
+    `sync_weights` loads the trainer's weights after an update. The transformers sampler below
+    is the one shipped and tested; a vLLM or SGLang one would implement the same three methods."""
+
+    def sample(self, contexts: list[list[int]], *, max_new_tokens: int, stop: str, temperature: float,
+               generator: torch.Generator | None, top_p: float = 1.0, top_k: int = 0) -> list[Sampled]: ...
+
+    def reset(self) -> None: ...
+
+    def sync_weights(self, model) -> None: ...
+
+
+class TransformersSampler:
+    """Batched sampling with a transformers model, continuing from the previous call's KV cache.
+    With `dtype` other than the model's (bf16-mixed training) it samples with its own copy of
+    the weights in that dtype, refreshed by `sync_weights`; otherwise it runs the model itself."""
+
+    def __init__(self, model, tokenizer, dtype: torch.dtype | None = None):
+        self.tokenizer = tokenizer
+        self.copied = dtype is not None and dtype != next(model.parameters()).dtype
+        self.model = cast_parameters(copy.deepcopy(model), dtype).eval().requires_grad_(False) if self.copied else model
+        self._cache: PrefixCache | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def sample(self, contexts, *, max_new_tokens, stop, temperature, generator, top_p=1.0, top_k=0):
+        results, self._cache = sample(self.model, self.tokenizer, contexts, max_new_tokens=max_new_tokens, stop=stop,
+                                      temperature=temperature, generator=generator, top_p=top_p, top_k=top_k,
+                                      cache=self._cache)
+        return results
+
+    def reset(self) -> None:
+        self._cache = None
+
+    @torch.no_grad()
+    def sync_weights(self, model) -> None:
+        if not self.copied:
+            return
+        for mine, theirs in zip(self.model.state_dict().values(), model.state_dict().values()):
+            mine.copy_(theirs)

@@ -8,9 +8,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..agent.models import load_backbone
+from ..agent.models import load_backbone, pick_device
 from ..agent.rollout import Agent, RolloutSettings
+from ..agent.sampling import TransformersSampler, cast_parameters
 from ..environments import load_environment
+from ..precision import resolve_precision
 from .metrics import evaluate_run, write_run
 
 
@@ -20,12 +22,16 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
     out_dir.mkdir(parents=True, exist_ok=True)
     env, queries = load_environment(task, split_dir, index_dir, "test", spec.get("retriever"),
                                     spec.get("dense_models"))
-    model, tokenizer = load_backbone(model_path, spec["backbone"].get("dtype", "auto"))
-    model.eval()
+    device = pick_device()
+    precision = resolve_precision(spec["train"].get("precision", "auto"), device)
+    print(precision.describe(), flush=True)
+    # the weights sampling runs in training are what evaluation runs (bf16 under bf16-mixed)
+    model, tokenizer = load_backbone(model_path, device=device)
+    sampler = TransformersSampler(cast_parameters(model, precision.sampler_dtype).eval(), tokenizer)
     settings = RolloutSettings.for_evaluation(spec["rollout"], spec["evaluate"]["decoding"],
                                               spec["backbone"].get("generation", {}))
-    agent = Agent(model, tokenizer, spec["template"], settings)
-    generator = torch.Generator().manual_seed(spec["seed"])
+    agent = Agent(sampler, tokenizer, spec["template"], settings)
+    generator = torch.Generator(device=device).manual_seed(spec["seed"])
     run, transcripts, steps = {}, [], []
     items = list(queries.items())
     for i in tqdm(range(0, len(items), batch_size), desc=f"eval {task}", mininterval=5):
@@ -42,6 +48,7 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
     result = evaluate_run(env.qrels, {q: dict(r) for q, r in run.items()}, env.excluded)
     result["parseable_rate"] = sum(s.parseable for s in steps) / max(1, len(steps))
     result["model"] = model_path
+    result["precision"] = precision.name
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     with open(out_dir / "transcripts.jsonl", "w") as f:
         for row in transcripts:

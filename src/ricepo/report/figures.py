@@ -155,7 +155,7 @@ def plot_ablation_bars(data: dict, out_dir: Path) -> None:
     _save(fig, out_dir, "figure_ablation_bars")
 
 
-COST_KEYS = (("tokens_generated", "tokens generated"), ("retriever_calls", "retriever calls"))
+COST_KEYS = (("tokens_generated", "tokens generated"), ("retriever_calls", "searches run (cache hits not counted)"))
 
 
 def branching_cost(config: dict, results: Path) -> dict:

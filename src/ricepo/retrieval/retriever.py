@@ -14,8 +14,8 @@ class Retriever(Protocol):
 
 @dataclass
 class CacheStats:
-    calls: int = 0
-    hits: int = 0
+    searches: int = 0   # searches the retriever actually ran (distinct texts, while cached)
+    hits: int = 0       # requests answered from the cache
 
 
 @dataclass
@@ -33,11 +33,11 @@ class TaskEnvironment:
     _cache: OrderedDict = field(default_factory=OrderedDict)
 
     def search(self, text: str) -> list[tuple[str, float]]:
-        self.stats.calls += 1
         if text in self._cache:
             self.stats.hits += 1
             self._cache.move_to_end(text)
             return self._cache[text]
+        self.stats.searches += 1
         result = self.index.search(text, self.depth)
         self._cache[text] = result
         if len(self._cache) > self.cache_size:
@@ -49,6 +49,10 @@ class TaskEnvironment:
         drop = self.excluded.get(query_id, set()) | {query_id}
         return [(d, s) for d, s in self.search(text) if d not in drop]
 
+    def score(self, query_id: str, ranking: list[tuple[str, float]]) -> float:
+        """NDCG@10 of a ranking from `ranking_for` for query `query_id` (pytrec_eval)."""
+        return ndcg10_single(self.qrels.get(query_id, {}), ranking)
+
     def reward(self, query_id: str, text: str) -> float:
-        """NDCG@10 of retrieving with `text` for query `query_id` (pytrec_eval)."""
-        return ndcg10_single(self.qrels.get(query_id, {}), self.ranking_for(query_id, text))
+        """NDCG@10 of retrieving with `text` for query `query_id`."""
+        return self.score(query_id, self.ranking_for(query_id, text))

@@ -74,6 +74,11 @@ def _jobs(batch: list[tuple[str, str, str]], copies: int, tag: str = "") -> list
             for i, (task, qid, text) in enumerate(batch) for c in range(copies)]
 
 
+def batch_position(row: Trajectory) -> int:
+    """The position in this process's batch of the query a row answers (the id's first part)."""
+    return int(row.id.split("/", 1)[0])
+
+
 def _by_query(trajs: list[Trajectory]) -> dict[str, list[Trajectory]]:
     groups: dict[str, list[Trajectory]] = {}
     for t in trajs:
@@ -95,23 +100,23 @@ def independent(ctx: StepContext, batch: list[tuple[str, str, str]]) -> Collecte
 
 def trees(ctx: StepContext, batch: list[tuple[str, str, str]], trees: int = 2, expansions: int = 2,
           rounds: int = 1, leaves: int = 3) -> Collected:
-    depth = ctx.agent.s.max_depth
     chains = ctx.agent.rollout(_jobs(batch, trees, "t"), ctx.envs, ctx.generator)
     forest: dict[tuple[str, int], list[Trajectory]] = {}
     nodes: dict[str, list[str]] = {}     # row id -> id of the tree node of each of its turns
     for i, t in enumerate(chains):
         t.tree = i % trees
         forest.setdefault((t.id.split("#")[0], t.tree), []).append(t)
-        nodes[t.id] = [f"{t.id}:{s}" for s in range(depth)]
+        nodes[t.id] = [f"{t.id}:{s}" for s in range(len(t.steps))]
     rng = random.Random(f"{ctx.seed}:{ctx.step}:trees")
     everything = list(chains)
     for r in range(rounds):
         new = []
         for (group, tree), members in forest.items():
-            # Expansion points: the root (cut at step 0) or a non-leaf turn d (cut after it, at d + 1).
+            # Expansion points: the root (cut at step 0) or a non-leaf turn d (cut after it, at d + 1);
+            # a chain the policy ended early has fewer turns.
             points, seen = [(members[0], 0)], set()
             for t in members:
-                for d in range(depth - 1):
+                for d in range(len(t.steps) - 1):
                     if nodes[t.id][d] not in seen:
                         seen.add(nodes[t.id][d])
                         points.append((t, d + 1))
@@ -119,10 +124,10 @@ def trees(ctx: StepContext, batch: list[tuple[str, str, str]], trees: int = 2, e
                 owner, cut = rng.choice(points)
                 leaf = owner.branch(cut, f"{group}#t{tree}.{r * expansions + n + 1}")
                 leaf.tree = tree
-                nodes[leaf.id] = nodes[owner.id][:cut] + [f"{leaf.id}:{s}" for s in range(cut, depth)]
-                new.append((members, leaf))
-        ctx.agent.advance([leaf for _, leaf in new], ctx.envs, ctx.generator)
-        for members, leaf in new:
+                new.append((members, leaf, owner, cut))
+        ctx.agent.advance([leaf for _, leaf, _, _ in new], ctx.envs, ctx.generator)
+        for members, leaf, owner, cut in new:
+            nodes[leaf.id] = nodes[owner.id][:cut] + [f"{leaf.id}:{s}" for s in range(cut, len(leaf.steps))]
             members.append(leaf)
             everything.append(leaf)
     kept = [t for members in forest.values() for t in members[:leaves]]

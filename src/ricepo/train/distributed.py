@@ -22,8 +22,8 @@ import torch.distributed as dist
 # Per-step log fields that add up across processes; the rest are means or rates (see merge_records).
 SUMMED = ("trajectories", "rollouts", "trained_tokens", "tokens_generated", "retriever_calls",
           "retriever_cache_hits", "anchors", "branch_rows", "n_rows", "n_steps", "reward_sum", "reward_sq_sum",
-          "local_reward_sum", "parseable_sum", "closed_sum")
-SHARED = ("loss", "pg_loss", "kl", "clip_frac", "grad_norm")   # already whole-step numbers on every process
+          "local_reward_sum", "parseable_sum", "closed_sum", "eos_sum")
+SHARED = ("loss", "pg_loss", "kl", "clip_frac", "grad_norm", "ppo_updates", "logprob_gap_mean", "logprob_gap_max")   # already whole-step numbers on every process
 SLOWEST = ("rollout_s", "update_s", "wall_s")
 
 

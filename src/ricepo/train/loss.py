@@ -2,7 +2,9 @@
 
 Per trained token with advantage A, ratio ρ = exp(logπ - logπ_old):
     pg   = max(-A ρ, -A clip(ρ, 1-ε, 1+ε));   for A < 0 also capped at -A·c (dual clip c)
-    kl   = e^d - d - 1 with d = logπ_ref - logπ   (k3, non-negative, unbiased for KL(π‖π_ref))
+    kl   = e^d - d - 1 with d = logπ_ref - logπ   (k3, non-negative, unbiased for KL(π‖π_ref)),
+           d clamped to ±20 and kl to at most 10, as verl clamps it: one token the policy has
+           pushed far from the reference cannot dominate the batch's loss (or overflow e^d)
     loss = pg + β kl
 aggregated over the masked tokens as `token-mean` (all tokens of the batch weigh alike),
 `seq-mean-token-mean` or `seq-mean-token-sum`.
@@ -10,6 +12,9 @@ aggregated over the masked tokens as `token-mean` (all tokens of the batch weigh
 from __future__ import annotations
 
 import torch
+
+KL_LOG_RATIO_CLAMP = 20.0   # |d| at most this before e^d (verl's `low_var_kl`)
+KL_CLAMP = 10.0             # k3 per token at most this (verl)
 
 
 def token_losses(logp, old_logp, ref_logp, adv, *, clip_eps: float, dual_clip: float, kl_coef: float):
@@ -19,8 +24,8 @@ def token_losses(logp, old_logp, ref_logp, adv, *, clip_eps: float, dual_clip: f
     pg2 = -adv * torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps)
     pg = torch.maximum(pg1, pg2)
     pg = torch.where(adv < 0, torch.minimum(pg, -adv * dual_clip), pg)
-    d = ref_logp - logp
-    kl = torch.exp(d) - d - 1
+    d = (ref_logp - logp).clamp(-KL_LOG_RATIO_CLAMP, KL_LOG_RATIO_CLAMP)
+    kl = (torch.exp(d) - d - 1).clamp(max=KL_CLAMP)
     clipped = (pg2 > pg1).float()
     return pg + kl_coef * kl, pg, kl, clipped
 

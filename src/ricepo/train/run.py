@@ -6,8 +6,10 @@ from pathlib import Path
 
 from ..agent.models import load_backbone
 from ..agent.rollout import Agent, RolloutSettings
+from ..agent.sampling import TransformersSampler
 from ..environments import load_environment
 from ..errors import RicepoError
+from ..precision import resolve_precision
 from .collect import ROLLOUT_KEYS
 from .distributed import make_accelerator
 from .trainer import TrainConfig, Trainer
@@ -24,10 +26,13 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
         envs[task] = env
         queries += [(task, qid, q["text"]) for qid, q in split_queries.items()]
     acc = make_accelerator()   # one process, or one of those `accelerate launch` started
-    model, tokenizer = load_backbone(spec["backbone"]["model"], spec["backbone"].get("dtype", "auto"), acc.device)
-    settings = RolloutSettings.from_config(spec["rollout"])
-    agent = Agent(model, tokenizer, spec["template"], settings)
     train = spec["train"]
+    precision = resolve_precision(train.get("precision", "auto"), acc.device)
+    if acc.is_main_process:
+        print(precision.describe(), flush=True)
+    model, tokenizer = load_backbone(spec["backbone"]["model"], device=acc.device)   # float32 master weights
+    settings = RolloutSettings.from_config(spec["rollout"])
+    agent = Agent(TransformersSampler(model, tokenizer, precision.sampler_dtype), tokenizer, spec["template"], settings)
     keys = TrainConfig.__dataclass_fields__
     options = dict(spec.get("credit", {}))
     rollout_params = {k: options.pop(k) for k in ROLLOUT_KEYS.get(method, ()) if k in options}
@@ -39,7 +44,7 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
     out_dir = Path(out_dir)
     trainer = Trainer(model, tokenizer, agent, envs, queries, cfg, out_dir,
                       run_info={"backbone": spec["backbone"], "template": spec["template"], "tasks": sorted(tasks)},
-                      accelerator=acc)
+                      precision=precision, accelerator=acc)
     log = trainer.fit()
     weights = acc.get_state_dict(trainer.model)
     if acc.is_main_process:

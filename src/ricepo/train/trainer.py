@@ -1,13 +1,15 @@
 """The training loop shared by every method; only the credit function differs.
 
 Read top to bottom: sample a batch of queries, let the method's collector (collect.py) roll out
-its rows (G trajectories, trees, or trajectories plus branches) and turn each query's group into
-span advantages with the method's credit function, broadcast them to tokens, and take PPO-clip
-steps against the frozen initial policy. One JSON line per step
-goes to the log; `state.pt` (model, optimizer, RNG, log so far) makes an interrupted run resume
-where it stopped, and a resume with a different config is refused. Under `accelerate launch`
-each process rolls out its share of the step's queries and the update is the one-process update
-on all rows (distributed.py).
+its rows (G trajectories, trees, or trajectories plus branches) with the sampler and turn each
+query's group into span advantages with the method's credit function, broadcast them to tokens,
+recompute the rows' log-probs with the trainer's own numerics (the PPO "old" policy), and take
+`ppo_mini_batches` PPO-clip optimizer steps per epoch against the frozen initial policy; then the
+sampler loads the new weights. One JSON line per step goes to the log; `state.pt` (model,
+optimizer, RNG, log so far) makes an interrupted run resume where it stopped, and a resume with
+a different config, device or precision is refused. Under `accelerate launch` each process rolls
+out its share of the step's queries and the update is the one-process update on all rows
+(distributed.py). Precision: ricepo/precision.py.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,9 +27,11 @@ import torch
 from tqdm import tqdm
 
 from ..agent.rollout import Agent, Trajectory
+from ..agent.sampling import policy_logprobs
 from ..errors import RicepoError
+from ..precision import Precision
 from ..retrieval.retriever import TaskEnvironment
-from .collect import StepContext, collect
+from .collect import StepContext, batch_position, collect
 from .distributed import (all_reduce, full_params_for_generation, gather_objects, is_fsdp, make_accelerator,
                           merge_records, shard)
 from .loss import aggregate, token_losses
@@ -43,20 +48,24 @@ class TrainConfig:
     clip_eps: float = 0.2             # PPO clip ε
     dual_clip: float = 3.0            # dual-clip cap c for negative advantages
     loss_agg: str = "token-mean"      # token-mean | seq-mean-token-mean | seq-mean-token-sum
-    ppo_epochs: int = 1               # optimizer steps per rollout batch
+    ppo_epochs: int = 1               # passes over each rollout batch
+    ppo_mini_batches: int = 4         # optimizer steps per pass: the batch's queries split this many ways
     micro_batch_size: int = 4         # sequences per forward/backward pass
     grad_clip: float = 1.0            # max gradient norm
     weight_decay: float = 0.0         # AdamW weight decay
     seed: int = 0                     # seeds query order, sampling and torch
     save_every: int = 10              # steps between resumable checkpoints (state.pt)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory)
+    precision: str = "auto"           # auto | fp32 | bf16-mixed (ricepo/precision.py); resolved in run_info
     credit_params: dict = field(default_factory=dict)   # keyword arguments of the credit function
     rollout_params: dict = field(default_factory=dict)  # the method's collector options (trees, branches, ...)
 
     def fingerprint(self, extra: dict) -> str:
         """What a resumed run must share with the saved one: all but `steps` (so a finished run can
-        be extended), `save_every` and `gradient_checkpointing`, which do not change the numbers."""
-        mine = {k: v for k, v in asdict(self).items() if k not in ("steps", "save_every", "gradient_checkpointing")}
+        be extended), `save_every` and `gradient_checkpointing`, which do not change the numbers,
+        and `precision`, whose resolved value is checked on its own (Trainer.try_resume)."""
+        mine = {k: v for k, v in asdict(self).items()
+                if k not in ("steps", "save_every", "gradient_checkpointing", "precision")}
         blob = json.dumps({"train": mine, **extra}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -74,15 +83,14 @@ def _pad(rows: list[list], value, device, dtype):
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], device=device, dtype=dtype)
 
 
-def sequence_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, temperature: float,
+def sequence_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, temperature: float, vocab: int,
                       start: int = 1) -> torch.Tensor:
-    """log π(token_t | tokens_<t) for t ≥ `start` at the rollout temperature; shape (B, L-start).
-    Only those positions go through the vocabulary projection: with a long prompt and a large
-    vocabulary, the (B, L, V) float logits were most of the update's time and memory."""
-    logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=ids.shape[1] - start + 1).logits[:, :-1].float()
-    if temperature > 0:
-        logits = logits / temperature
-    return torch.log_softmax(logits, -1).gather(-1, ids[:, start:, None]).squeeze(-1)
+    """log π(token_t | tokens_<t) for t ≥ `start` at the rollout temperature, over the tokenizer's
+    `vocab` ids (as the sampler scores them); shape (B, L-start). Only those positions go through
+    the vocabulary projection: with a long prompt and a large vocabulary, the (B, L, V) float
+    logits were most of the update's time and memory."""
+    logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=ids.shape[1] - start + 1).logits[:, :-1]
+    return policy_logprobs(logits, temperature, vocab).gather(-1, ids[:, start:, None]).squeeze(-1)
 
 
 @dataclass
@@ -92,65 +100,95 @@ class UpdateBatch:
     attn: torch.Tensor       # (B, L)
     mask: torch.Tensor       # (B, L-start) True where the token is trained on
     adv: torch.Tensor        # (B, L-start) token advantages
+    sampled: torch.Tensor    # (B, L-start) log-probs the sampler recorded (NaN where it sampled nothing)
+    minibatch: torch.Tensor  # (B,) which PPO mini-batch each row belongs to
     start: int
 
     @classmethod
-    def from_rows(cls, trajs: list[Trajectory], spans: dict, pad_id: int, device) -> "UpdateBatch":
+    def from_rows(cls, trajs: list[Trajectory], spans: dict, minibatch: list[int], pad_id: int,
+                  device) -> "UpdateBatch":
         ids = _pad([t.tokens for t in trajs], pad_id, device, torch.long)
         attn = _pad([[1] * len(t.tokens) for t in trajs], 0, device, torch.long)
         mask = _pad([t.loss_mask() for t in trajs], False, device, torch.bool)
         # log-probs are needed from the first trained token of any row on (never the prompt)
         start = max(1, int(mask.any(0).nonzero()[0])) if mask.any() else 1
         adv = _pad([token_advantages(t, spans[t.id]) for t in trajs], 0.0, device, torch.float32)
-        return cls(ids=ids, attn=attn, mask=mask[:, start:], adv=adv[:, start:], start=start)
+        # t.logprobs[i] scores token i; sequence_logprobs' column j scores token start + j
+        sampled = _pad([t.logprobs for t in trajs], math.nan, device, torch.float32)
+        return cls(ids=ids, attn=attn, mask=mask[:, start:], adv=adv[:, start:], sampled=sampled[:, start:],
+                   minibatch=torch.tensor(minibatch, device=device), start=start)
 
 
-def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, temperature: float, acc) -> dict:
-    """PPO-clip epochs on this process's rows. The loss is normalised by the whole step's token
-    and sequence counts (summed over processes) and scaled by the process count, because DDP
-    averages gradients: N processes on N shards take the step one process takes on all rows."""
+def _micro_batches(rows: torch.Tensor, size: int) -> list[torch.Tensor]:
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
+def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, temperature: float, vocab: int,
+                  precision: Precision, acc) -> dict:
+    """PPO-clip on this process's rows: `ppo_epochs` passes of `ppo_mini_batches` optimizer steps,
+    all against the log-probs the trainer recomputed before the first step (so the ratio moves
+    off 1 from the second mini-batch on and clipping can act). Each mini-batch's loss is
+    normalised by its token and sequence counts summed over processes and scaled by the process
+    count, because DDP averages gradients: N processes on N shards take the step one process
+    takes on all rows. Returns the step log's update figures, averaged over optimizer steps."""
     device, world = batch.ids.device, acc.num_processes
-    totals = all_reduce(torch.tensor([float(batch.mask.sum()), float(batch.ids.shape[0])], device=device))
-    total_tokens, total_seqs = max(float(totals[0]), 1.0), float(totals[1])
-    chunks = [slice(i, i + cfg.micro_batch_size) for i in range(0, batch.ids.shape[0], cfg.micro_batch_size)]
-    # every process must run as many backward passes as the busiest one (DDP syncs on each)
-    n_passes = int(all_reduce(torch.tensor([len(chunks)], device=device), "max")[0])
     ids, attn, start = batch.ids, batch.attn, batch.start
-    with torch.no_grad():
+    everything = torch.arange(ids.shape[0], device=device)
+    with torch.no_grad(), precision.autocast():
         model.eval()
-        old = torch.cat([sequence_logprobs(model, ids[c], attn[c], temperature, start) for c in chunks])
-        ref_logp = torch.cat([sequence_logprobs(ref, ids[c], attn[c], temperature, start) for c in chunks])
+        passes = _micro_batches(everything, cfg.micro_batch_size)
+        old = torch.cat([sequence_logprobs(model, ids[c], attn[c], temperature, vocab, start) for c in passes])
+        ref_logp = torch.cat([sequence_logprobs(ref, ids[c], attn[c], temperature, vocab, start) for c in passes])
+    gap = (old - batch.sampled).abs()[batch.mask]
+    gap_stats = all_reduce(torch.tensor([float(gap.sum()), float(gap.numel())], device=device))
+    gap_max = all_reduce(torch.tensor([float(gap.max()) if gap.numel() else 0.0], device=device), "max")
     model.train()
-    sums = torch.zeros(4, device=device)   # loss, pg, kl, clip over the trained tokens
+    sums = torch.zeros(5, device=device)   # loss, pg, kl, clip fraction, grad norm; summed over optimizer steps
+    updates = 0
     for _ in range(cfg.ppo_epochs):
-        opt.zero_grad(set_to_none=True)
-        for i in range(n_passes):
-            sync = acc.no_sync(model) if i < n_passes - 1 else contextlib.nullcontext()
-            with sync:
-                if i >= len(chunks):   # an idle pass: zero loss, so gradients still sync
-                    (sequence_logprobs(model, ids[:1], attn[:1], temperature, start).sum() * 0.0).backward()
-                    continue
-                c = chunks[i]
-                logp = sequence_logprobs(model, ids[c], attn[c], temperature, start)
-                loss_tok, pg, kl, clipped = token_losses(logp, old[c], ref_logp[c], batch.adv[c], clip_eps=cfg.clip_eps,
-                                                         dual_clip=cfg.dual_clip, kl_coef=cfg.kl_coef)
-                loss = aggregate(loss_tok, batch.mask[c], cfg.loss_agg, total_tokens=total_tokens, total_seqs=total_seqs)
-                (loss * world).backward()
+        for m in range(cfg.ppo_mini_batches):
+            rows = everything[batch.minibatch == m]
+            totals = all_reduce(torch.tensor([float(batch.mask[rows].sum()), float(len(rows))], device=device))
+            if totals[1] == 0:      # no process has a row in this mini-batch
+                continue
+            total_tokens, total_seqs = max(float(totals[0]), 1.0), float(totals[1])
+            chunks = _micro_batches(rows, cfg.micro_batch_size)
+            # every process runs as many backward passes as the busiest one (DDP syncs on each)
+            n_passes = int(all_reduce(torch.tensor([len(chunks)], device=device), "max")[0])
+            opt.zero_grad(set_to_none=True)
+            step = torch.zeros(4, device=device)
+            for i in range(n_passes):
+                sync = acc.no_sync(model) if i < n_passes - 1 else contextlib.nullcontext()
+                with sync, precision.autocast():
+                    if i >= len(chunks):   # an idle pass: zero loss, so gradients still sync
+                        (sequence_logprobs(model, ids[:1], attn[:1], temperature, vocab, start).sum() * 0.0).backward()
+                        continue
+                    c = chunks[i]
+                    logp = sequence_logprobs(model, ids[c], attn[c], temperature, vocab, start)
+                    loss_tok, pg, kl, clipped = token_losses(logp, old[c], ref_logp[c], batch.adv[c],
+                                                             clip_eps=cfg.clip_eps, dual_clip=cfg.dual_clip,
+                                                             kl_coef=cfg.kl_coef)
+                    loss = aggregate(loss_tok, batch.mask[c], cfg.loss_agg, total_tokens=total_tokens,
+                                     total_seqs=total_seqs)
+                    (loss * world).backward()
                 with torch.no_grad():
-                    m = batch.mask[c].float()
-                    sums += torch.stack([loss.detach(), (pg * m).sum() / total_tokens, (kl * m).sum() / total_tokens,
-                                         (clipped * m).sum() / total_tokens]) / cfg.ppo_epochs
-        grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-    sums = all_reduce(sums)
+                    w = batch.mask[c].float()
+                    step += torch.stack([loss.detach(), (pg * w).sum() / total_tokens,
+                                         (kl * w).sum() / total_tokens, (clipped * w).sum() / total_tokens])
+            grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sums += torch.cat([all_reduce(step), torch.as_tensor(grad_norm, device=device, dtype=torch.float32)[None]])
+            updates += 1
+    sums = sums / max(updates, 1)
     return {"loss": float(sums[0]), "pg_loss": float(sums[1]), "kl": float(sums[2]), "clip_frac": float(sums[3]),
-            "grad_norm": float(grad_norm)}
+            "grad_norm": float(sums[4]), "ppo_updates": updates,
+            "logprob_gap_mean": float(gap_stats[0] / max(float(gap_stats[1]), 1.0)), "logprob_gap_max": float(gap_max[0])}
 
 
 class Trainer:
     def __init__(self, model, tokenizer, agent: Agent, envs: dict[str, TaskEnvironment],
                  queries: list[tuple[str, str, str]], cfg: TrainConfig, out_dir: str | Path, run_info: dict,
-                 accelerator=None):
+                 precision: Precision, accelerator=None):
         if not queries:
             raise RicepoError("training: the train split is empty (check split_counts)")
         self.acc = accelerator or make_accelerator()
@@ -161,18 +199,23 @@ class Trainer:
         self.tok, self.agent, self.envs, self.queries, self.cfg = tokenizer, agent, envs, queries, cfg
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.temperature = agent.s.temperature
+        self.temperature, self.vocab = agent.s.temperature, len(tokenizer)
+        self.precision = precision
+        if next(model.parameters()).dtype != torch.float32:
+            raise RicepoError("training: the policy's master weights must be float32 (bf16 weights would not move at "
+                              "lr 1e-6); load the backbone in float32 and set train.precision for the arithmetic")
         # The reference policy is a frozen copy: no gradients, so the optimizer holds only the policy.
         self.ref = copy.deepcopy(model).eval().requires_grad_(False).to(self.acc.device)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.model, self.opt = self.acc.prepare(model, opt)
-        agent.model = self.acc.unwrap_model(self.model)   # sampling runs the plain module
         self.device = self.acc.device
-        self.run_info = {**run_info, "processes": self.world}
+        self.run_info = {**run_info, "processes": self.world, "precision": precision.name,
+                         "device": self.device.type}
         self.fingerprint = cfg.fingerprint({"rollout": asdict(agent.s), **self.run_info})
-        self.generator = torch.Generator(device="cpu")
+        # Every generator lives on the device it draws for: the sampler's.
+        self.generator = torch.Generator(device=agent.sampler.device)
         # rank 0 samples as a one-process run does; the others draw their own streams
         self.generator.manual_seed(cfg.seed + 1_000_003 * self.rank)
         torch.manual_seed(cfg.seed)
@@ -190,7 +233,14 @@ class Trainer:
         path = self._state_path()
         if not self.resumable or not path.exists():
             return
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        # RNG states are CPU byte tensors whatever the device; load_state_dict moves the rest.
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved = state.get("run_info", {})
+        for key in ("device", "precision"):
+            if saved.get(key) != self.run_info[key]:
+                raise RicepoError(f"{path}: written with {key} {saved.get(key)!r}, this run has "
+                                  f"{self.run_info[key]!r}; its random streams and numerics would not continue "
+                                  f"exactly: set train.precision / the device as before, or delete {self.out}")
         if state["fingerprint"] != self.fingerprint:
             raise RicepoError(f"{path}: a run with a different config is here (fingerprint {state['fingerprint']} "
                               f"!= {self.fingerprint}); delete {self.out} to start over")
@@ -198,6 +248,9 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generators"][self.rank])
         torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.agent.sampler.sync_weights(self.acc.unwrap_model(self.model))
         self.step, self.log = state["step"], state["log"]
         if self.acc.is_main_process:
             print(f"resuming {self.out} at step {self.step}/{self.cfg.steps}", flush=True)
@@ -210,8 +263,10 @@ class Trainer:
         optimizer_state = self.opt.state_dict()
         if self.acc.is_main_process:
             tmp = self._state_path().with_suffix(".tmp")
-            torch.save({"fingerprint": self.fingerprint, "model": model_state, "optimizer": optimizer_state,
-                        "generators": generators, "torch_rng": torch.get_rng_state(), "step": self.step,
+            cuda_rng = [t.cpu() for t in torch.cuda.get_rng_state_all()] if self.device.type == "cuda" else []
+            torch.save({"fingerprint": self.fingerprint, "run_info": self.run_info, "model": model_state,
+                        "optimizer": optimizer_state, "generators": [g.cpu() for g in generators],
+                        "torch_rng": torch.get_rng_state(), "cuda_rng": cuda_rng, "step": self.step,
                         "log": self.log}, tmp)
             tmp.replace(self._state_path())
         self.acc.wait_for_everyone()
@@ -232,7 +287,7 @@ class Trainer:
 
     def train_step(self) -> dict:
         cfg = self.cfg
-        calls0 = {k: (e.stats.calls, e.stats.hits) for k, e in self.envs.items()}
+        calls0 = {k: (e.stats.searches, e.stats.hits) for k, e in self.envs.items()}
         t0 = time.time()
         ctx = StepContext(agent=self.agent, envs=self.envs, generator=self.generator, method=cfg.method,
                           credit_params=cfg.credit_params, group_size=cfg.group_size, seed=cfg.seed, step=self.step)
@@ -242,8 +297,14 @@ class Trainer:
         t_rollout = time.time() - t0
 
         t1 = time.time()
-        batch = UpdateBatch.from_rows(got.rows, got.spans, self.tok.pad_token_id, self.device)
-        stats = policy_update(self.model, self.ref, self.opt, batch, cfg, self.temperature, self.acc)
+        # Mini-batches split the step's queries by their position in the whole batch (not this
+        # process's shard), so N processes form the mini-batches one process would.
+        minibatch = [(self.rank + self.world * batch_position(t)) % cfg.ppo_mini_batches for t in got.rows]
+        batch = UpdateBatch.from_rows(got.rows, got.spans, minibatch, self.tok.pad_token_id, self.device)
+        stats = policy_update(self.model, self.ref, self.opt, batch, cfg, self.temperature, self.vocab,
+                              self.precision, self.acc)
+        with full_params_for_generation(self.acc, self.model):
+            self.agent.sampler.sync_weights(self.acc.unwrap_model(self.model))
         t_update = time.time() - t1
 
         steps = [s for t in got.rollouts for s in t.steps]
@@ -254,9 +315,10 @@ class Trainer:
             "n_steps": len(steps), "local_reward_sum": sum(s.local_reward for s in steps),
             "parseable_sum": sum(s.parseable for s in steps),
             "closed_sum": sum(s.closed_think and s.closed_summary for s in steps),
+            "eos_sum": sum(s.eos for s in steps),
             "trajectories": len(got.rows), "rollouts": len(got.rollouts), "trained_tokens": int(batch.mask.sum()),
             "tokens_generated": sum(t.generated_tokens for t in got.rollouts),
-            "retriever_calls": sum(e.stats.calls - calls0[k][0] for k, e in self.envs.items()),
+            "retriever_calls": sum(e.stats.searches - calls0[k][0] for k, e in self.envs.items()),
             "retriever_cache_hits": sum(e.stats.hits - calls0[k][1] for k, e in self.envs.items()),
             **got.extra, "rollout_s": round(t_rollout, 3), "update_s": round(t_update, 3),
             "wall_s": round(time.time() - t0, 3),
@@ -268,7 +330,8 @@ class Trainer:
                   "reward_std": max(r.pop("reward_sq_sum") / n_rows - mean * mean, 0.0) ** 0.5,
                   "local_reward_mean": r.pop("local_reward_sum") / n_steps,
                   "parseable_rate": r.pop("parseable_sum") / n_steps,
-                  "closed_by_policy_rate": r.pop("closed_sum") / n_steps}
+                  "closed_by_policy_rate": r.pop("closed_sum") / n_steps,
+                  "eos_rate": r.pop("eos_sum") / n_steps}
         return {**record, **r}
 
     # --- the loop -----------------------------------------------------------------------
