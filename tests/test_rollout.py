@@ -17,7 +17,8 @@ def rollouts(fixture_task, tiny_backbone):
     model, tok = load_backbone(str(tiny_backbone))
     agent = Agent(TransformersSampler(model, tok), tok, TEMPLATE, RolloutSettings.from_config(ROLLOUT))
     jobs = [(f"{qid}#{g}", "leetcode", qid, q["text"]) for qid, q in list(queries.items())[:3] for g in range(2)]
-    trajs = agent.rollout(jobs, {"leetcode": env}, torch.Generator().manual_seed(0))
+    # seed 6: one of the six rows draws the end-of-sequence token early, the others run to full depth
+    trajs = agent.rollout(jobs, {"leetcode": env}, torch.Generator().manual_seed(6))
     return model, tok, env, agent, trajs
 
 

@@ -138,3 +138,14 @@ def test_a_bf16_sampler_runs_its_own_copy_and_loads_the_trainers_weights(tiny_ba
     after = next(sampler.model.parameters()).float()
     assert torch.equal(after, next(model.parameters()).to(torch.bfloat16).float()) and not torch.equal(after, before)
     assert TransformersSampler(model, tok).model is model and TransformersSampler(model, tok, torch.float32).model is model
+
+
+def test_draw_samples_the_distribution_and_never_a_zero_probability_token():
+    from ricepo.agent.sampling import draw
+
+    probs = torch.tensor([[0.1, 0.2, 0.0, 0.7], [0.0, 0.0, 1.0, 0.0]])
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([draw(probs, g) for _ in range(20000)])
+    freq = torch.stack([(draws[:, 0] == i).float().mean() for i in range(4)])
+    assert freq.tolist() == pytest.approx([0.1, 0.2, 0.0, 0.7], abs=0.01)    # 4 standard errors at n = 20000
+    assert (draws[:, 0] != 2).all() and (draws[:, 1] == 2).all()

@@ -178,17 +178,29 @@ def test_one_step_at_lr_1e_6_moves_every_parameter_tensor(tiny_backbone, precisi
     assert changed < 0.2 * sum(p.numel() for p in bf16.parameters()), "bf16 weights would not train"
 
 
-def test_mini_batches_move_the_ratio_off_one_so_clipping_acts(fixture_task, tiny_backbone, tmp_path):
-    from ricepo.train.run import run_training
+@pytest.mark.parametrize("mini_batches", [1, 2])
+def test_mini_batches_move_the_ratio_off_one_so_clipping_acts(tiny_backbone, mini_batches):
+    """One optimizer step per rollout batch leaves the ratio at exactly 1 (plain policy gradient);
+    with two, the second mini-batch is scored by a policy that has moved, and at lr 1e-2 some of
+    its tokens leave [1 - 0.2, 1 + 0.2]: the clip acts."""
+    import copy
 
-    # lr 1e-2 so that one optimizer step moves some token's ratio past 1 ± 0.2; two steps because a
-    # mini-batch whose groups all tie (zero advantages) does not move the policy
-    single = run_training(spec(tiny_backbone, steps=2, ppo_mini_batches=1, learning_rate=1e-2), tasks(fixture_task),
-                          tmp_path / "one")
-    assert all(r["ppo_updates"] == 1 and r["clip_frac"] == 0.0 for r in single), "one update: the ratio is exactly 1"
-    split = run_training(spec(tiny_backbone, steps=2, ppo_mini_batches=2, learning_rate=1e-2), tasks(fixture_task),
-                         tmp_path / "two")
-    assert all(r["ppo_updates"] == 2 for r in split) and max(r["clip_frac"] for r in split) > 0.0
+    import torch
+
+    from ricepo.agent.models import load_backbone
+    from ricepo.precision import resolve_precision
+    from ricepo.train.distributed import make_accelerator
+    from ricepo.train.trainer import TrainConfig, policy_update
+
+    model, tok = load_backbone(str(tiny_backbone))
+    ref = copy.deepcopy(model).eval().requires_grad_(False)
+    batch = _random_update_batch(len(tok))
+    batch.minibatch = torch.tensor([0, 1, 0, 1])
+    cfg = TrainConfig(method="grpo", learning_rate=1e-2, ppo_mini_batches=mini_batches)
+    stats = policy_update(model, ref, torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate), batch, cfg, 1.0,
+                          len(tok), resolve_precision("fp32", "cpu"), make_accelerator())
+    assert stats["ppo_updates"] == mini_batches
+    assert (stats["clip_frac"] > 0.0) == (mini_batches > 1), stats
 
 
 @pytest.mark.parametrize("precision, bound", [("fp32", 1e-3), ("bf16-mixed", 0.5)])

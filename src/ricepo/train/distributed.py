@@ -23,8 +23,9 @@ import torch.distributed as dist
 SUMMED = ("trajectories", "rollouts", "trained_tokens", "tokens_generated", "retriever_calls",
           "retriever_cache_hits", "anchors", "branch_rows", "n_rows", "n_steps", "reward_sum", "reward_sq_sum",
           "local_reward_sum", "parseable_sum", "closed_sum", "eos_sum")
-SHARED = ("loss", "pg_loss", "kl", "clip_frac", "grad_norm", "ppo_updates", "logprob_gap_mean", "logprob_gap_max")   # already whole-step numbers on every process
-SLOWEST = ("rollout_s", "update_s", "wall_s")
+SHARED = ("loss", "pg_loss", "kl", "clip_frac", "grad_norm", "ppo_updates",   # already whole-step numbers
+          "logprob_gap_mean", "logprob_gap_max")
+SLOWEST = ("rollout_s", "old_ref_s", "update_s", "wall_s")
 
 
 def make_accelerator():

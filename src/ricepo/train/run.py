@@ -15,9 +15,22 @@ from .distributed import make_accelerator
 from .trainer import TrainConfig, Trainer
 
 
-def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str | Path) -> list[dict]:
+def train_config(spec: dict) -> TrainConfig:
+    """The trainer's settings from a job spec: the method's `credit` options split into the credit
+    function's and the collector's, the ablation variant added to the former."""
     method, variant = spec["method"], spec.get("variant")
-    if method == "prompting":
+    keys = TrainConfig.__dataclass_fields__
+    options = dict(spec.get("credit", {}))
+    rollout_params = {k: options.pop(k) for k in ROLLOUT_KEYS.get(method, ()) if k in options}
+    if variant:
+        options["variant"] = variant
+    return TrainConfig(method=method, group_size=spec["rollout"]["group_size"], seed=spec["seed"],
+                       credit_params=options, rollout_params=rollout_params,
+                       **{k: v for k, v in spec["train"].items() if k in keys})
+
+
+def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str | Path) -> list[dict]:
+    if spec["method"] == "prompting":
         raise RicepoError("method 'prompting' has nothing to train: evaluate the backbone directly")
     envs, queries = {}, []
     for task, (split_dir, index_dir) in tasks.items():
@@ -25,22 +38,14 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
                                                     spec.get("dense_models"))
         envs[task] = env
         queries += [(task, qid, q["text"]) for qid, q in split_queries.items()]
+    cfg = train_config(spec)
     acc = make_accelerator()   # one process, or one of those `accelerate launch` started
-    train = spec["train"]
-    precision = resolve_precision(train.get("precision", "auto"), acc.device)
+    precision = resolve_precision(cfg.precision, acc.device)
     if acc.is_main_process:
         print(precision.describe(), flush=True)
     model, tokenizer = load_backbone(spec["backbone"]["model"], device=acc.device)   # float32 master weights
-    settings = RolloutSettings.from_config(spec["rollout"])
-    agent = Agent(TransformersSampler(model, tokenizer, precision.sampler_dtype), tokenizer, spec["template"], settings)
-    keys = TrainConfig.__dataclass_fields__
-    options = dict(spec.get("credit", {}))
-    rollout_params = {k: options.pop(k) for k in ROLLOUT_KEYS.get(method, ()) if k in options}
-    if variant:
-        options["variant"] = variant
-    cfg = TrainConfig(method=method, group_size=spec["rollout"]["group_size"], seed=spec["seed"],
-                      credit_params=options, rollout_params=rollout_params,
-                      **{k: v for k, v in train.items() if k in keys})
+    sampler = TransformersSampler(model, tokenizer, precision.sampler_dtype)
+    agent = Agent(sampler, tokenizer, spec["template"], RolloutSettings.from_config(spec["rollout"]))
     out_dir = Path(out_dir)
     trainer = Trainer(model, tokenizer, agent, envs, queries, cfg, out_dir,
                       run_info={"backbone": spec["backbone"], "template": spec["template"], "tasks": sorted(tasks)},

@@ -134,11 +134,13 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
     device, world = batch.ids.device, acc.num_processes
     ids, attn, start = batch.ids, batch.attn, batch.start
     everything = torch.arange(ids.shape[0], device=device)
+    t0 = time.time()
     with torch.no_grad(), precision.autocast():
         model.eval()
         passes = _micro_batches(everything, cfg.micro_batch_size)
         old = torch.cat([sequence_logprobs(model, ids[c], attn[c], temperature, vocab, start) for c in passes])
         ref_logp = torch.cat([sequence_logprobs(ref, ids[c], attn[c], temperature, vocab, start) for c in passes])
+    old_ref_s = time.time() - t0
     gap = (old - batch.sampled).abs()[batch.mask]
     gap_stats = all_reduce(torch.tensor([float(gap.sum()), float(gap.numel())], device=device))
     gap_max = all_reduce(torch.tensor([float(gap.max()) if gap.numel() else 0.0], device=device), "max")
@@ -181,7 +183,7 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
             updates += 1
     sums = sums / max(updates, 1)
     return {"loss": float(sums[0]), "pg_loss": float(sums[1]), "kl": float(sums[2]), "clip_frac": float(sums[3]),
-            "grad_norm": float(sums[4]), "ppo_updates": updates,
+            "grad_norm": float(sums[4]), "ppo_updates": updates, "old_ref_s": round(old_ref_s, 3),
             "logprob_gap_mean": float(gap_stats[0] / max(float(gap_stats[1]), 1.0)), "logprob_gap_max": float(gap_max[0])}
 
 
@@ -208,7 +210,8 @@ class Trainer:
         self.ref = copy.deepcopy(model).eval().requires_grad_(False).to(self.acc.device)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        # fused: one kernel over all parameters (CPU and CUDA), several times faster than the loop
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
         self.model, self.opt = self.acc.prepare(model, opt)
         self.device = self.acc.device
         self.run_info = {**run_info, "processes": self.world, "precision": precision.name,
@@ -305,7 +308,7 @@ class Trainer:
                               self.precision, self.acc)
         with full_params_for_generation(self.acc, self.model):
             self.agent.sampler.sync_weights(self.acc.unwrap_model(self.model))
-        t_update = time.time() - t1
+        t_update = time.time() - t1 - stats["old_ref_s"]   # optimizer steps and the sampler's refresh
 
         steps = [s for t in got.rollouts for s in t.steps]
         rewards = [t.final_reward for t in got.rows]
