@@ -28,20 +28,29 @@ def test_cached_continuation_matches_a_fresh_prefill(tiny):
     longer = [c + f.ids + g for c, f, g in zip(ctx, first, glue)]
     assert cache.usable_for(longer)
 
+    new_tokens = max(len(lg) - len(h) for lg, h in zip(longer, cache.held))
+    width = _cached_equals_fresh(model, tok, longer, cache)
+    assert width == new_tokens < max(len(x) for x in longer), "only the new tokens are fed"
+
+
+def _cached_equals_fresh(model, tok, contexts, cache) -> int:
+    """Greedy continuation from `cache` equals a fresh prefill's (ids, log-probs, entropies);
+    returns how many columns the cached call's first forward pass fed."""
+    from ricepo.agent.sampling import sample
+
     widths = []
     hook = model.register_forward_pre_hook(lambda m, a, kw: widths.append(kw["input_ids"].shape[1]), with_kwargs=True)
     try:
-        cached, _ = sample(model, tok, longer, max_new_tokens=6, stop="</summary>", temperature=0.0, generator=None,
+        cached, _ = sample(model, tok, contexts, max_new_tokens=6, stop="</summary>", temperature=0.0, generator=None,
                            cache=cache)
     finally:
         hook.remove()
-    fresh, _ = sample(model, tok, longer, max_new_tokens=6, stop="</summary>", temperature=0.0, generator=None)
-    new_tokens = max(len(lg) - len(h) for lg, h in zip(longer, cache.held))
-    assert widths[0] == new_tokens < max(len(x) for x in longer), "only the new tokens are fed"
+    fresh, _ = sample(model, tok, contexts, max_new_tokens=6, stop="</summary>", temperature=0.0, generator=None)
     for a, b in zip(cached, fresh):
         assert a.ids == b.ids
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
         assert a.entropies == pytest.approx(b.entropies, abs=1e-4)
+    return widths[0]
 
 
 def test_a_cache_of_other_rows_is_not_used(tiny):
@@ -94,18 +103,8 @@ def test_rows_dropped_from_the_batch_keep_their_cache(tiny):
     keep = [ctx[0] + first[0].ids + glue, ctx[2] + first[2].ids + glue]
     assert cache.rows_for(keep) == [0, 2]
     assert cache.rows_for([keep[1], keep[0]]) is None           # out of order: a fresh prefill
-    widths = []
-    hook = model.register_forward_pre_hook(lambda m, a, kw: widths.append(kw["input_ids"].shape[1]), with_kwargs=True)
-    try:
-        cached, _ = sample(model, tok, keep, max_new_tokens=5, stop="</summary>", temperature=0.0, generator=None,
-                           cache=cache)
-    finally:
-        hook.remove()
-    fresh, _ = sample(model, tok, keep, max_new_tokens=5, stop="</summary>", temperature=0.0, generator=None)
-    assert widths[0] == len(glue) + 1, "only each row's last sampled token and the glue are fed"
-    for a, b in zip(cached, fresh):
-        assert a.ids == b.ids
-        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+    assert _cached_equals_fresh(model, tok, keep, cache) == len(glue) + 1, \
+        "only each row's last sampled token and the glue are fed"
 
 
 def test_ids_past_the_tokenizer_are_not_actions():
