@@ -26,4 +26,4 @@ include: "workflow/rules/report.smk"
 rule reproduce_all:
     default_target: True
     input:
-        "reports/report.html",
+        REPORT,

@@ -8,7 +8,7 @@ each step's mean training reward (the curve of each precision over the same step
 
 Each (method, precision) runs in a fresh process, so peak memory is that run's own. Needs the
 configuration's split, BM25 index and backbone built first, e.g.
-    snakemake results/splits/beir/scifact results/index/beir/scifact/bm25 resources/models/smollm2_135m \\
+    snakemake results/mini/splits/beir/scifact results/mini/index/beir/scifact/bm25 resources/models/smollm2_135m \\
         --cores all --configfile config/mini.yaml
 """
 from __future__ import annotations
@@ -23,20 +23,10 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
-from ricepo.config import check_config
+from ricepo.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def merged(overlay: Path) -> dict:
-    def merge(a, b):
-        out = dict(a)
-        for k, v in b.items():
-            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        return out
-    return check_config(merge(yaml.safe_load(open(ROOT / "config" / "config.yaml")), yaml.safe_load(open(overlay))))
 
 
 def job(cfg: dict, method: str, precision: str, steps: int) -> tuple[dict, str, dict]:
@@ -59,10 +49,10 @@ def peak_memory_mb() -> tuple[float, float]:
 
 def run_one(args) -> dict:
     """One (method, precision) in this process: training steps, or an evaluation (--eval)."""
-    cfg = merged(Path(args.config))
+    cfg = load_config(args.config)
     method = "prompting" if args.eval else args.methods[0]
     spec, bench, spec_b = job(cfg, method, args.precision[0], args.steps)
-    results = Path(args.results)
+    results = Path(args.results or f"results/{cfg['run_name']}")
     if args.eval:
         from ricepo.evaluate.agent_eval import run_agent_eval
 
@@ -113,14 +103,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1)
     ap.add_argument("--eval", action="store_true", help="time the untrained backbone's test evaluation instead")
     ap.add_argument("--eval-queries", type=int, default=0, help="evaluate the first N test queries (0: all)")
-    ap.add_argument("--results", default="results", help="where the split and index folders are")
+    ap.add_argument("--results", help="where the split and index folders are (default: results/RUN_NAME)")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(run_one(args)), flush=True)
         return
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
-    common = ["--config", args.config, "--results", args.results, "--steps", str(args.steps)]
+    common = ["--config", args.config, "--steps", str(args.steps)] + (["--results", args.results] if args.results else [])
     print(f"{args.config}: {args.steps} step(s) per run, {device}\n")
     if args.eval:
         print(f"{'evaluation':12s} {'queries':>7s} {'seconds':>8s} {'NDCG@10':>8s} {'peak RSS MB':>11s} {'peak CUDA MB':>12s}")

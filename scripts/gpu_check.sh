@@ -56,10 +56,10 @@ if [[ " $sections " == *" smoke "* ]]; then
   work=$(mktemp -d)
   start=$(date +%s)
   if snakemake -s "$root/Snakefile" -d "$work" reproduce_all --cores all --configfile "$root/config/smoke.yaml" \
-       --quiet rules >"$work/snakemake.log" 2>&1; then
-    echo "smoke DAG: ok in $(( $(date +%s) - start )) s ($work/reports/report.html)"
-    cuda=$(grep -l "on cuda" "$work"/results/logs/train/*/*/*/*.log | wc -l)
-    total=$(ls "$work"/results/logs/train/*/*/*/*.log | wc -l)
+       --resources gpus="$(nvidia-smi -L | wc -l)" --quiet rules >"$work/snakemake.log" 2>&1; then
+    echo "smoke DAG: ok in $(( $(date +%s) - start )) s ($work/reports/smoke/report.html)"
+    cuda=$(grep -l "on cuda" "$work"/results/smoke/logs/train/*/*/*/*.log | wc -l)
+    total=$(ls "$work"/results/smoke/logs/train/*/*/*/*.log | wc -l)
     echo "training jobs that ran on CUDA: $cuda of $total"
     [ "$cuda" -eq "$total" ] || status=1
   else

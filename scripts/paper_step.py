@@ -97,7 +97,7 @@ def main() -> None:
         cfg = train_config({"method": args.method, "seed": 0, "rollout": rollout, "train": {**train, "steps": 1},
                             "credit": config["credit"].get(args.method, {})})
         trainer = Trainer(model, tok, agent, {"biology": env}, [("biology", q, v["text"]) for q, v in queries.items()],
-                          cfg, Path(tmp) / "run", run_info={"paper_step": args.scale}, precision=precision,
+                          cfg, Path(tmp) / "run", identity={"paper_step": args.scale}, precision=precision,
                           accelerator=acc)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()

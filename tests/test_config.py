@@ -1,4 +1,3 @@
-import copy
 
 import pytest
 import yaml
@@ -69,21 +68,7 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
 
 
 def test_smoke_config_trains_every_method_and_ablation_variant():
-    smoke = yaml.safe_load(open(ROOT / "config" / "smoke.yaml"))
-    merged = copy.deepcopy(full())
-    for key, value in smoke.items():   # snakemake's merge: dicts merge, lists replace
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    config = check_config(merged)
+    config = load_config(ROOT / "config" / "smoke.yaml")
     methods = {r["method"] for r in runs(config)}
     assert methods == {"prompting", "grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"} | {
         f"ricepo_{v}" for v in ("case1", "case2", "random_case", "random_trigger", "effect_only", "influence_only")}
-
-
-def _merge(a, b):
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out

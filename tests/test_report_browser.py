@@ -38,17 +38,18 @@ def report(tmp_path_factory):
     figure drawn from no data) — the rendering path the full smoke run also takes."""
     tmp = tmp_path_factory.mktemp("browser")
     subprocess.run(["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp), "--cores", "1",
-                    "results/config.resolved.json", "--configfile", str(ROOT / "config" / "smoke.yaml")],
+                    "results/smoke/config.resolved.json", "--configfile", str(ROOT / "config" / "smoke.yaml")],
                    check=True, capture_output=True)
-    config = str(tmp / "results" / "config.resolved.json")
+    results = tmp / "results" / "smoke"
+    config = str(results / "config.resolved.json")
     for what, out in [(t, "tables") for t in ("table_bright_main", "table_beir_main", "table_ablation_credit",
                                               "table_ablation_trigger", "table_ablation_gates")] + \
                      [(f, "figures") for f in ("figure_entropy_cdf", "figure_reward_curves", "figure_branching_cost",
                                                 "figure_ablation_bars")] + \
-                     [("html", "../reports/report.html")]:
-        subprocess.run(["ricepo", "report", what, "--config-json", config, "--results", str(tmp / "results"),
-                        "--out", str(tmp / "results" / out)], check=True, capture_output=True)
-    return tmp, tmp / "reports" / "report.html"
+                     [("html", "../../reports/smoke/report.html")]:
+        subprocess.run(["ricepo", "report", what, "--config-json", config, "--results", str(results),
+                        "--out", str(results / out)], check=True, capture_output=True)
+    return tmp, tmp / "reports" / "smoke" / "report.html"
 
 
 def test_report_renders_in_chromium_without_broken_images_or_console_errors(report):

@@ -47,12 +47,68 @@ def test_resume_continues_and_matches_an_uninterrupted_run(fixture_task, tiny_ba
         assert resumed[1][key] == pytest.approx(straight[1][key], rel=1e-5, abs=1e-7)
 
 
-def test_resume_with_a_different_config_is_refused(fixture_task, tiny_backbone, tmp_path):
+def _other_split(fixture_task, tmp_path):
+    """The same task split with another seed: other train queries, another manifest."""
+    from ricepo.data.splits import build_split
+
+    build_split(fixture_task / "data", tmp_path / "split7", benchmark="bright", task="leetcode",
+                counts={"train": 16, "test": 12}, seed=7)
+    return {"leetcode": (tmp_path / "split7", fixture_task / "index")}
+
+
+CHANGES = {   # a change -> (the identity entry it changes, the second run's spec, tasks and code version)
+    "learning rate": ("spec", lambda s, t, tmp: ({**s, "train": {**s["train"], "learning_rate": 5e-4}}, t, None)),
+    "retriever": ("spec", lambda s, t, tmp: ({**s, "retriever": {"name": "bm25", "k1": 1.2, "b": 0.75}}, t, None)),
+    "split": ("split:leetcode", lambda s, t, tmp: (s, _other_split(t["leetcode"][0].parent, tmp), None)),
+    "code": ("code", lambda s, t, tmp: (s, t, "9.9.9+other")),
+    "precision": ("precision", lambda s, t, tmp: ({**s, "train": {**s["train"], "precision": "bf16-mixed"}}, t, None)),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_checkpoint_of_another_identity_is_not_resumed(fixture_task, tiny_backbone, tmp_path, capsys, monkeypatch,
+                                                          change):
+    """A changed config value, retriever setting, split, code version or precision: the rerun
+    starts from step 0 (says so, naming what differs) and logs what a fresh run logs."""
+    import ricepo.identity
     from ricepo.train.run import run_training
 
-    run_training(spec(tiny_backbone, steps=1), tasks(fixture_task), tmp_path / "c")
-    with pytest.raises(RicepoError, match="a run with a different config is here"):
-        run_training(spec(tiny_backbone, steps=2, learning_rate=5e-4), tasks(fixture_task), tmp_path / "c")
+    base = spec(tiny_backbone, steps=1, precision="fp32")
+    run_training(base, tasks(fixture_task), tmp_path / "run")
+    entry, make = CHANGES[change]
+    changed_spec, changed_tasks, code = make({**base, "train": {**base["train"], "steps": 2}}, tasks(fixture_task),
+                                             tmp_path)
+    if code:
+        monkeypatch.setattr(ricepo.identity, "code_version", lambda: code)
+    capsys.readouterr()
+    rerun = run_training(changed_spec, changed_tasks, tmp_path / "run")
+    said = capsys.readouterr().out
+    assert "not resumed: training starts from step 0" in said
+    assert said.split("differs in: ")[1].split(")")[0] == entry
+    fresh = run_training(changed_spec, changed_tasks, tmp_path / "fresh")
+    assert [r["step"] for r in rerun] == [1, 2]
+    for a, b in zip(fresh, rerun):
+        for key in ("reward_mean", "loss", "kl", "tokens_generated"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), key
+
+
+def test_the_same_identity_resumes(fixture_task, tiny_backbone, tmp_path, capsys):
+    from ricepo.train.run import run_training
+
+    run_training(spec(tiny_backbone, steps=1), tasks(fixture_task), tmp_path / "run")
+    capsys.readouterr()
+    run_training(spec(tiny_backbone, steps=2), tasks(fixture_task), tmp_path / "run")
+    assert "resuming" in capsys.readouterr().out
+
+
+def test_a_truncated_checkpoint_is_a_one_line_error(fixture_task, tiny_backbone, tmp_path):
+    from ricepo.train.run import run_training
+
+    run_training(spec(tiny_backbone, steps=1), tasks(fixture_task), tmp_path / "run")
+    state = tmp_path / "run" / "state.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    with pytest.raises(RicepoError, match=r"state.pt: not a readable checkpoint .*delete it to start from step 0"):
+        run_training(spec(tiny_backbone, steps=2), tasks(fixture_task), tmp_path / "run")
 
 
 @pytest.mark.parametrize("method", ["gigpo", "hgpo"])
@@ -213,16 +269,53 @@ def test_the_sampler_trainer_log_prob_gap_is_logged(fixture_task, tiny_backbone,
         assert log[0]["logprob_gap_max"] > 0.0
 
 
-def test_resume_in_another_precision_or_on_another_device_is_refused(fixture_task, tiny_backbone, tmp_path):
+KILL_DURING_CHECKPOINT = """
+import os, signal, sys
+from pathlib import Path
+from ricepo.cli import main
+
+real_replace, saves = os.replace, []
+def replace(src, dst):
+    if Path(dst).name == "state.pt":
+        saves.append(dst)
+        if len(saves) == 2:   # the second checkpoint write: die before it lands
+            if os.environ["KILL_AT"] == "mid-write":
+                Path(src).write_bytes(Path(src).read_bytes()[:1000])
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst)
+os.replace = replace
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("kill_at", ["mid-write", "before-rename"])
+def test_a_kill_during_the_checkpoint_write_resumes_to_the_uninterrupted_result(fixture_task, tiny_backbone,
+                                                                                  tmp_path, kill_at):
+    """`ricepo train` SIGKILLed while writing its second checkpoint, then run again: same log and
+    same final weights as a run that was never interrupted (timings aside)."""
+    import os
+    import subprocess
+    import sys
+
     import torch
+    from safetensors.torch import load_file
 
-    from ricepo.train.run import run_training
+    s = json.dumps(spec(tiny_backbone, steps=3, save_every=1))
+    (split, index), = tasks(fixture_task).values()
+    args = ["train", "--spec", s, "--task", f"leetcode={split}:{index}", "--out"]
+    env = {**os.environ, "KILL_AT": kill_at}
+    subprocess.run([sys.executable, "-m", "ricepo", *args, str(tmp_path / "straight")], check=True, capture_output=True)
+    killed = subprocess.run([sys.executable, "-c", KILL_DURING_CHECKPOINT, *args, str(tmp_path / "killed")], env=env,
+                            capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (tmp_path / "killed" / "log.jsonl").exists()
+    resumed = subprocess.run([sys.executable, "-m", "ricepo", *args, str(tmp_path / "killed")], check=True,
+                             capture_output=True, text=True)
+    assert "resuming" in resumed.stdout and "at step 1/3" in resumed.stdout
 
-    run_training(spec(tiny_backbone, steps=1, precision="fp32"), tasks(fixture_task), tmp_path / "p")
-    with pytest.raises(RicepoError, match="written with precision 'fp32', this run has 'bf16-mixed'"):
-        run_training(spec(tiny_backbone, steps=2, precision="bf16-mixed"), tasks(fixture_task), tmp_path / "p")
-    state = torch.load(tmp_path / "p" / "state.pt", weights_only=False)
-    state["run_info"]["device"] = "cuda"
-    torch.save(state, tmp_path / "p" / "state.pt")
-    with pytest.raises(RicepoError, match="written with device 'cuda', this run has 'cpu'"):
-        run_training(spec(tiny_backbone, steps=2, precision="fp32"), tasks(fixture_task), tmp_path / "p")
+    def log(run):
+        return [{k: v for k, v in json.loads(x).items() if not k.endswith("_s")}
+                for x in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+    assert log("killed") == log("straight")
+    a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("straight", "killed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,8 +1,11 @@
 """The Snakemake DAG: the full paper plan (dry run), config errors, and the smoke run end to end."""
 import json
+import os
 import re
+import shutil
 import subprocess
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,9 +13,9 @@ import yaml
 from conftest import ROOT, shared
 
 
-def snakemake(*args, cwd, check=True):
+def snakemake(*args, cwd, check=True, env=None):
     cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(cwd), *args]
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env and {**os.environ, **env})
     if check and out.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     return out
@@ -40,8 +43,9 @@ def test_real_scifact_splits_802_300_through_the_workflow(tmp_path):
     cfg = yaml.safe_load((ROOT / "config" / "scifact.yaml").read_text())
     cfg["benchmarks"]["beir"]["path"] = str(shared("beir"))
     (tmp_path / "scifact.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake("results/splits/beir/scifact", "--cores", "1", "--configfile", str(tmp_path / "scifact.yaml"), cwd=tmp_path)
-    manifest = json.loads((tmp_path / "results" / "splits" / "beir" / "scifact" / "manifest.json").read_text())
+    snakemake("results/scifact/splits/beir/scifact", "--cores", "1", "--configfile", str(tmp_path / "scifact.yaml"),
+              cwd=tmp_path)
+    manifest = json.loads((tmp_path / "results" / "scifact" / "splits" / "beir" / "scifact" / "manifest.json").read_text())
     assert manifest["counts"] == {"train": 802, "test": 300} and manifest["train_from"] == "train"
     # the source files are BEIR's release, byte for byte (../shared/data/README.md checksums)
     assert manifest["source_sha256"]["corpus.jsonl"] == "dec31c8182f3d744c7d2c09423756fd1d17cbef75808db13ba01cc0aab4d1ac6"
@@ -105,8 +109,17 @@ class _Cells(HTMLParser):
 
 @pytest.mark.slow
 def test_smoke_workflow_end_to_end(tmp_path):
-    snakemake("reproduce_all", "--cores", "2", "--configfile", str(ROOT / "config" / "smoke.yaml"), cwd=tmp_path)
-    html = (tmp_path / "reports" / "report.html").read_text()
+    # A machine faked to have two GPUs (RICEPO_GPU_IDS): each GPU job must run on one of its own.
+    smoke = str(ROOT / "config" / "smoke.yaml")
+    snakemake("reproduce_all", "--cores", "2", "--resources", "gpus=2", "--configfile", smoke, cwd=tmp_path,
+              env={"RICEPO_GPU_IDS": "0,1", "RICEPO_GPU_LOCK_DIR": str(tmp_path / "gpu-locks")})
+    results = tmp_path / "results" / "smoke"
+    gpu_logs = list((results / "logs" / "train").rglob("*.log")) + list((results / "logs" / "eval").rglob("*.log"))
+    assert len(gpu_logs) == 32 + 57
+    for log in gpu_logs:
+        assert log.read_text().splitlines()[0] in ("gpu-run: CUDA_VISIBLE_DEVICES=0",
+                                                   "gpu-run: CUDA_VISIBLE_DEVICES=1"), log
+    html = (tmp_path / "reports" / "smoke" / "report.html").read_text()
     parser = _Cells()
     parser.feed(html)
     for element in ["table-bright-main", "table-beir-main", "table-ablation-credit", "table-ablation-trigger",
@@ -117,17 +130,17 @@ def test_smoke_workflow_end_to_end(tmp_path):
     assert parser.images == 4
 
     # every measured number in the report equals the mean of its metrics.json files
-    config = json.loads((tmp_path / "results" / "config.resolved.json").read_text())
+    config = json.loads((results / "config.resolved.json").read_text())
     checked = 0
     for bench, section in (("bright", "table-bright-main"), ("beir", "table-beir-main")):
         tasks = config["benchmarks"][bench]["tasks"]
-        header_tasks = json.loads((tmp_path / "results" / "tables" / f"{section.replace('-', '_')}.json").read_text())["columns"]
+        header_tasks = json.loads((results / "tables" / f"{section.replace('-', '_')}.json").read_text())["columns"]
         for method, label in (("prompting", "Prompting agent"), ("grpo", "GRPO"), ("gigpo", "GiGPO"), ("hgpo", "HGPO"),
                               ("tree_grpo", "Tree-GRPO"), ("ricepo", "RICE-PO")):
             seeds = [0] if method == "prompting" else config["seeds"]
             row = [r for r in parser.rows[section] if r[0] == label][-1]   # the tiny_qwen2 group comes last
             for task in tasks:
-                values = [100 * json.loads((tmp_path / "results" / "eval" / bench / "tiny_qwen2" / method / f"seed{s}" /
+                values = [100 * json.loads((results / "eval" / bench / "tiny_qwen2" / method / f"seed{s}" /
                                             task / "metrics.json").read_text())["ndcg_cut_10"] for s in seeds]
                 mean = sum(values) / len(values)
                 cell = row[1 + header_tasks.index(task)]
@@ -144,24 +157,52 @@ def test_smoke_workflow_end_to_end(tmp_path):
     # every trained run logs its cost per step; branching methods cost more than GRPO
     cost = {}
     for method in ("grpo", "gigpo", "hgpo", "tree_grpo", "ricepo", "ricepo_random_trigger"):
-        log = [json.loads(x) for x in (tmp_path / "results" / "train" / "bright" / "tiny_qwen2" / method / "seed0" /
+        log = [json.loads(x) for x in (results / "train" / "bright" / "tiny_qwen2" / method / "seed0" /
                                        "log.jsonl").read_text().splitlines()]
         assert len(log) == config["train"]["steps"]
         for key in ("reward_mean", "kl", "tokens_generated", "retriever_calls", "retriever_cache_hits", "wall_s"):
             assert all(key in r for r in log), (method, key)
         cost[method] = sum(r["tokens_generated"] for r in log)
     assert cost["ricepo"] > cost["grpo"] and cost["tree_grpo"] > cost["grpo"]
-    figure = json.loads((tmp_path / "results" / "figures" / "figure_branching_cost.json").read_text())
+    figure = json.loads((results / "figures" / "figure_branching_cost.json").read_text())
     ratio = {r["method"]: r["relative_to_grpo"]["tokens_generated"] for r in figure["rows"] if r["benchmark"] == "bright"}
     assert ratio["grpo"] == 1.0 and ratio["ricepo"] > 1.0 and ratio["tree_grpo"] > 1.0
 
     # one table rebuilds alone, without retraining or re-evaluating
-    for f in (tmp_path / "results" / "tables").glob("table_ablation_gates.*"):
+    for f in (results / "tables").glob("table_ablation_gates.*"):
         f.unlink()
     out = snakemake("table_ablation_gates", "--cores", "1", "--configfile", str(ROOT / "config" / "smoke.yaml"),
                     cwd=tmp_path)
     counts = job_counts(out.stdout + out.stderr)
     assert counts.get("table") == 1 and "train" not in counts and "agent_eval" not in counts
+
+    # Reruns follow every change, and only the changed jobs rerun.
+    out = snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", smoke, cwd=tmp_path)
+    assert "Nothing to be done" in out.stdout + out.stderr
+    changed = yaml.safe_load(Path(smoke).read_text())
+    changed["benchmarks"]["bright"]["retriever"]["k1"] = 1.2     # a retriever setting of one benchmark
+    (tmp_path / "k1.yaml").write_text(yaml.safe_dump(changed))
+    counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "k1.yaml"),
+                                  cwd=tmp_path).stdout)
+    assert counts["bm25_index"] == 2 and counts["train"] == 22 and "prepare_data" not in counts   # BRIGHT's only
+    edited = tmp_path / "edited"                                  # the package with one line of training code edited
+    shutil.copytree(ROOT / "src" / "ricepo", edited / "src" / "ricepo", ignore=shutil.ignore_patterns("__pycache__"))
+    for shared_dir in ("workflow", "config"):                    # what the package finds beside its src/
+        (edited / shared_dir).symlink_to(ROOT / shared_dir)
+    with open(edited / "src" / "ricepo" / "train" / "loss.py", "a") as f:
+        f.write("# an edit\n")
+    counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", smoke, cwd=tmp_path,
+                                  env={"PYTHONPATH": str(edited / "src")}).stdout)
+    assert counts["train"] == 32 and counts["agent_eval"] == 57 and counts["prepare_data"] == 3
+
+    # Another configuration in the same folder plans its own jobs; the smoke report stays.
+    mini = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
+    mini["benchmarks"]["beir"]["path"] = str(tmp_path / "beir")      # a dry run does not read it
+    (tmp_path / "mini.yaml").write_text(yaml.safe_dump(mini))
+    counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "mini.yaml"),
+                                  cwd=tmp_path).stdout)
+    assert counts["train"] == 2 and counts["agent_eval"] == 3 and counts["report"] == 1
+    assert (tmp_path / "reports" / "smoke" / "report.html").exists()
 
 
 def test_lint_has_only_the_answered_complaint(tmp_path):

@@ -51,8 +51,11 @@ def cmd_evaluate(args) -> None:
     from .evaluate.metrics import evaluate_run, read_excluded, read_run
 
     excluded = read_excluded(args.excluded) if args.excluded else {}
-    result = evaluate_run(read_qrels(args.qrels), read_run(args.run), excluded)
-    print(json.dumps(result))
+    result = json.dumps(evaluate_run(read_qrels(args.qrels), read_run(args.run), excluded))
+    if args.out:
+        from .atomic import write_text
+        write_text(args.out, result + "\n")
+    print(result)
 
 
 def _dense_index(args, corpus):
@@ -172,7 +175,23 @@ def cmd_report(args) -> None:
     from .report import build
 
     config = json.loads(Path(args.config_json).read_text()) if args.config_json else None
-    build.run(args.what, config=config, results=Path(args.results), out=Path(args.out))
+    results = Path(args.results) if args.results else Path(args.config_json or ".").parent
+    build.run(args.what, config=config, results=results, out=Path(args.out))
+
+
+def cmd_config(args) -> None:
+    from .config import load_config, runs
+
+    config = load_config(*args.files)
+    print(json.dumps({"run_name": config["run_name"], "benchmarks": sorted(config["benchmarks"]),
+                      "runs": len(runs(config))}))
+
+
+def cmd_gpu_run(args) -> None:
+    from .gpu_slots import exec_on_gpus
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    exec_on_gpus(args.gpus, command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--qrels", required=True, help="BEIR qrels tsv (with header) or TREC qrels")
     e.add_argument("--run", required=True, help="TREC run file")
     e.add_argument("--excluded", help="tsv of `query-id<TAB>corpus-id` pairs removed before scoring")
+    e.add_argument("--out", help="also write the JSON to this file (atomically)")
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("retrieve", help="run a retriever over a canonical dataset, write a TREC run")
@@ -274,10 +294,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--batch-size", type=int, default=16)
     a.set_defaults(func=cmd_agent_eval)
 
+    cf = sub.add_parser("config", help="check a configuration as the workflow reads it")
+    cfsub = cf.add_subparsers(dest="config_cmd", required=True)
+    cc = cfsub.add_parser("check", help="config/config.yaml with FILE(s) merged over it, validated")
+    cc.add_argument("files", nargs="*", metavar="FILE", help="overlay configs, as given to --configfile")
+    cf.set_defaults(func=cmd_config)
+
+    g = sub.add_parser("gpu-run", help="run a command on GPUs of its own (CUDA_VISIBLE_DEVICES from a slot lock)")
+    g.add_argument("--gpus", type=int, required=True, help="GPUs the job needs (the rule's resources.gpus)")
+    g.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+    g.set_defaults(func=cmd_gpu_run)
+
     rp = sub.add_parser("report", help="tables, figures and the HTML report")
     rp.add_argument("what", help="a table or figure target name, or `html`")
     rp.add_argument("--config-json", help="the validated config as a JSON file")
-    rp.add_argument("--results", default="results")
+    rp.add_argument("--results", help="the results folder (default: the one holding --config-json)")
     rp.add_argument("--out", required=True)
     rp.set_defaults(func=cmd_report)
     return p

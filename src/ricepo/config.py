@@ -16,6 +16,7 @@ import yaml
 from .errors import RicepoError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
@@ -115,19 +116,41 @@ def _check_references(config: dict) -> None:
             raise RicepoError(f"config error at backbones.{name}.family: no template for {bb['family']!r}")
 
 
-def load_config(path: str | Path) -> dict:
-    """Read a YAML config file and validate it (what the CLI uses outside Snakemake)."""
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping; a missing file or a syntax error is one line naming the file (and line)."""
     path = Path(path)
     try:
         with open(path) as f:
-            raw = yaml.safe_load(f) or {}
+            raw = yaml.safe_load(f)
     except FileNotFoundError:
         raise RicepoError(f"config file {path} not found") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         raise RicepoError(f"config file {path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    return check_config(raw)
+    if raw is not None and not isinstance(raw, dict):
+        raise RicepoError(f"config file {path}: expected a mapping of keys, got {type(raw).__name__}")
+    return raw or {}
+
+
+def overlay(base: dict, top: dict) -> dict:
+    """Snakemake's merge of a --configfile over the default config: dicts merge, the rest replaces."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = overlay(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(*overlays: str | Path) -> dict:
+    """The validated config the workflow runs with `--configfile OVERLAY`: config/config.yaml with
+    each overlay merged over it. An error names the last overlay file and the key."""
+    config = read_yaml(DEFAULT_CONFIG)
+    for path in overlays:
+        config = overlay(config, read_yaml(path))
+    try:
+        return check_config(config)
+    except RicepoError as e:
+        raise RicepoError(f"{overlays[-1] if overlays else DEFAULT_CONFIG}: {e}") from None
 
 
 def run_methods(config: dict, bench: str) -> list[str]:

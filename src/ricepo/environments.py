@@ -17,6 +17,13 @@ def dense_weight(retriever: dict, task: str) -> float:
     return float(weights.get(task, weights.get("default", 0.5)))
 
 
+def index_parts(retriever: dict) -> list[str]:
+    """The folders under a task's index root that its retriever reads: `bm25`, `dense/<model>`."""
+    name = retriever.get("name", "bm25")
+    return ((["bm25"] if name in ("bm25", "hybrid") else [])
+            + ([f"dense/{retriever.get('dense_model')}"] if name in ("dense", "hybrid") else []))
+
+
 def make_retriever(index_root: Path, task: str, retriever: dict, dense_models: dict):
     """The task's retriever as configured: BM25 (`index_root/bm25`), dense
     (`index_root/dense/<model>`, checked against the configured encoder) or their hybrid."""

@@ -8,7 +8,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from ricepo.config import base_method, check_config, runs
+from ricepo.environments import index_parts
 from ricepo.errors import RicepoError
+from ricepo.identity import code_version
 
 try:
     # One-line errors naming the key (unknown keys, wrong types, unknown method names).
@@ -19,7 +21,14 @@ config.clear()
 config.update(_checked)
 validate(config, "../schemas/config.schema.yaml")
 
-DATA = config["data"]["root"]
+# Each configuration owns its outputs: switching configurations never mixes or hides results.
+RUN = config["run_name"]
+R = f"results/{RUN}"
+REPORT = f"reports/{RUN}/report.html"
+DATA = f"{config['data']['root']}/{RUN}"
+# Every job that computes a number takes the code version as a parameter, so Snakemake reruns it
+# when the package's code changes (report jobs: the report code too; ricepo/identity.py).
+CODE = code_version()
 BENCHMARKS = list(config["benchmarks"])
 RUNS = runs(config)
 ALL_TASKS = sorted({t for b in config["benchmarks"].values() for t in b["tasks"]})
@@ -43,6 +52,14 @@ wildcard_constraints:
 
 def bench(wildcards):
     return config["benchmarks"][wildcards.benchmark]
+
+
+def data_spec(benchmark):
+    """A benchmark's config entry less what does not shape its data (so that changing the
+    retriever or the methods does not prepare the data again), as JSON."""
+    spec = config["benchmarks"][benchmark]
+    return json.dumps({k: v for k, v in spec.items() if k not in ("retriever", "backbones", "methods")},
+                      sort_keys=True)
 
 
 def backbone_path(name):
@@ -81,21 +98,17 @@ def job_spec(benchmark, backbone, method, seed):
 
 
 def split_dir(benchmark, task):
-    return f"results/splits/{benchmark}/{task}"
+    return f"{R}/splits/{benchmark}/{task}"
 
 
 def index_dir(benchmark, task):
     """Root of a task's indexes: bm25/ and dense/<model>/ below it."""
-    return f"results/index/{benchmark}/{task}"
+    return f"{R}/index/{benchmark}/{task}"
 
 
 def index_inputs(benchmark, task):
     """The index folders the benchmark's retriever reads."""
-    r = config["benchmarks"][benchmark]["retriever"]
-    out = [f"{index_dir(benchmark, task)}/bm25"] if r["name"] in ("bm25", "hybrid") else []
-    if r["name"] in ("dense", "hybrid"):
-        out.append(f"{index_dir(benchmark, task)}/dense/{r['dense_model']}")
-    return out
+    return [f"{index_dir(benchmark, task)}/{part}" for part in index_parts(config["benchmarks"][benchmark]["retriever"])]
 
 
 def eval_metrics(benchmark, backbones=None, methods=None):
@@ -109,12 +122,12 @@ def eval_metrics(benchmark, backbones=None, methods=None):
         if methods is not None and r["method"] not in methods:
             continue
         for task in config["benchmarks"][benchmark]["tasks"]:
-            out.append(f"results/eval/{benchmark}/{r['backbone']}/{r['method']}/seed{r['seed']}/{task}/metrics.json")
+            out.append(f"{R}/eval/{benchmark}/{r['backbone']}/{r['method']}/seed{r['seed']}/{task}/metrics.json")
     return out
 
 
 def train_logs(benchmark=None):
-    return [f"results/train/{r['benchmark']}/{r['backbone']}/{r['method']}/seed{r['seed']}/log.jsonl"
+    return [f"{R}/train/{r['benchmark']}/{r['backbone']}/{r['method']}/seed{r['seed']}/log.jsonl"
             for r in TRAINED_RUNS if benchmark in (None, r["benchmark"])]
 
 
@@ -161,7 +174,7 @@ def _train_inputs(wc):
 def _policy(wc):
     if wc.method == "prompting":
         return backbone_path(wc.backbone)
-    return f"results/train/{wc.benchmark}/{wc.backbone}/{wc.method}/seed{wc.seed}/model"
+    return f"{R}/train/{wc.benchmark}/{wc.backbone}/{wc.method}/seed{wc.seed}/model"
 
 
 def _eval_inputs(wc):
@@ -178,7 +191,7 @@ ABL = config.get("ablations") or {}
 def bm25_metrics(benchmark):
     if benchmark not in config["benchmarks"]:
         return []
-    return [f"results/baselines/{benchmark}/bm25/{t}/metrics.json" for t in config["benchmarks"][benchmark]["tasks"]]
+    return [f"{R}/baselines/{benchmark}/bm25/{t}/metrics.json" for t in config["benchmarks"][benchmark]["tasks"]]
 
 
 def _ablation_metrics(methods):

@@ -6,9 +6,10 @@ rule prepare_reasonir:
     output:
         directory(f"{DATA}/reasonir/hq"),
     params:
-        spec=lambda wc: json.dumps(config["benchmarks"]["bright"], sort_keys=True),
+        spec=lambda wc: data_spec("bright"),
+        code=CODE,
     log:
-        "results/logs/data/reasonir.log",
+        f"{R}/logs/data/reasonir.log",
     shell:
         "ricepo data reasonir --spec {params.spec:q} --out {output} > {log} 2>&1"
 
@@ -19,10 +20,11 @@ rule prepare_data:
     output:
         directory(f"{DATA}/{{benchmark}}/{{task}}"),
     params:
-        spec=lambda wc: json.dumps(bench(wc), sort_keys=True),
+        spec=lambda wc: data_spec(wc.benchmark),
         reasonir=lambda wc, input: f"--reasonir {input[0]}" if input else "",
+        code=CODE,
     log:
-        "results/logs/data/{benchmark}/{task}.log",
+        f"{R}/logs/data/{{benchmark}}/{{task}}.log",
     shell:
         "ricepo data prepare --benchmark {wildcards.benchmark} --task {wildcards.task} "
         "--spec {params.spec:q} {params.reasonir} --out {output} > {log} 2>&1"
@@ -32,14 +34,15 @@ rule split:
     input:
         f"{DATA}/{{benchmark}}/{{task}}",
     output:
-        directory("results/splits/{benchmark}/{task}"),
+        directory(f"{R}/splits/{{benchmark}}/{{task}}"),
     params:
         train=lambda wc: bench(wc)["split_counts"][wc.task]["train"],
         test=lambda wc: bench(wc)["split_counts"][wc.task]["test"],
         seed=config["data"]["split_seed"],
         train_from=lambda wc: bench(wc).get("train_from", {}).get(wc.task, "train"),
+        code=CODE,
     log:
-        "results/logs/splits/{benchmark}/{task}.log",
+        f"{R}/logs/splits/{{benchmark}}/{{task}}.log",
     shell:
         "ricepo data split --dataset {input} --benchmark {wildcards.benchmark} --task {wildcards.task} "
         "--train {params.train} --test {params.test} --seed {params.seed} --train-from {params.train_from} "
@@ -56,8 +59,9 @@ rule build_tiny_backbone:
         backbone=built_backbones("tiny_random"),
     params:
         corpora=lambda wc, input: " ".join(f"{d}/corpus.jsonl" for d in input),
+        code=CODE,
     log:
-        "results/logs/models/{backbone}.log",
+        f"{R}/logs/models/{{backbone}}.log",
     shell:
         "ricepo model build-tiny --corpus {params.corpora} --out {output} > {log} 2>&1"
 
@@ -71,7 +75,8 @@ rule build_gguf_backbone:
         backbone=built_backbones("gguf"),
     params:
         source=lambda wc: config["backbones"][wc.backbone]["source"],
+        code=CODE,
     log:
-        "results/logs/models/{backbone}.log",
+        f"{R}/logs/models/{{backbone}}.log",
     shell:
         "ricepo model build-gguf --source {params.source} --out {output} > {log} 2>&1"

@@ -5,19 +5,20 @@ rule train:
     input:
         _train_inputs,
     output:
-        model=directory("results/train/{benchmark}/{backbone}/{method}/seed{seed}/model"),
-        log="results/train/{benchmark}/{backbone}/{method}/seed{seed}/log.jsonl",
+        model=directory(f"{R}/train/{{benchmark}}/{{backbone}}/{{method}}/seed{{seed}}/model"),
+        log=f"{R}/train/{{benchmark}}/{{backbone}}/{{method}}/seed{{seed}}/log.jsonl",
     params:
         spec=lambda wc: job_spec(wc.benchmark, wc.backbone, wc.method, wc.seed),
         tasks=lambda wc: _task_args(wc.benchmark),
-        out=lambda wc: f"results/train/{wc.benchmark}/{wc.backbone}/{wc.method}/seed{wc.seed}",
+        out=lambda wc: f"{R}/train/{wc.benchmark}/{wc.backbone}/{wc.method}/seed{wc.seed}",
         launcher=lambda wc: train_launcher(wc),
+        code=CODE,
     threads: config["train"]["processes"]
     resources:
         gpus=config["train"]["processes"],
     log:
-        "results/logs/train/{benchmark}/{backbone}/{method}/seed{seed}.log",
+        f"{R}/logs/train/{{benchmark}}/{{backbone}}/{{method}}/seed{{seed}}.log",
     benchmark:
-        "results/benchmarks/train/{benchmark}/{backbone}/{method}/seed{seed}.tsv"
+        f"{R}/benchmarks/train/{{benchmark}}/{{backbone}}/{{method}}/seed{{seed}}.tsv"
     shell:
-        "OMP_NUM_THREADS=1 {params.launcher} train --spec {params.spec:q} {params.tasks} --out {params.out} > {log} 2>&1"
+        "OMP_NUM_THREADS=1 ricepo gpu-run --gpus {resources.gpus} -- {params.launcher} train --spec {params.spec:q} {params.tasks} --out {params.out} > {log} 2>&1"

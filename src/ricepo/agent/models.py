@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_dir
 from ..errors import RicepoError
 from ..packaged import resolve
 
@@ -64,9 +65,9 @@ def build_from_gguf(source: str, out_dir: str | Path) -> dict:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return {"source": str(path), "parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer)}
 
 
@@ -95,7 +96,7 @@ def build_tiny_backbone(out_dir: str | Path, texts: list[str], *, vocab_size: in
                          max_position_embeddings=4096, tie_word_embeddings=True,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
     model = Qwen2ForCausalLM(config)
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return {"parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer)}

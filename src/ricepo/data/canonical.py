@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
+from ..atomic import atomic_file
 from ..errors import RicepoError
 
 
@@ -118,13 +119,9 @@ def check_qrels(qrels: dict, queries: dict, corpus: dict | None, path: str | Pat
 
 
 def write_jsonl(path: str | Path, rows) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path, encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
 
 
 def write_corpus(path, corpus: dict[str, dict]) -> None:
@@ -136,15 +133,11 @@ def write_queries(path, queries: dict[str, dict]) -> None:
 
 
 def write_qrels(path, qrels: dict[str, dict[str, int]]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path, encoding="utf-8") as f:
         f.write("query-id\tcorpus-id\tscore\n")
         for qid, docs in qrels.items():
             for doc_id, rel in docs.items():
                 f.write(f"{qid}\t{doc_id}\t{rel}\n")
-    tmp.replace(path)
 
 
 def excluded_ids(queries: dict[str, dict]) -> dict[str, set[str]]:

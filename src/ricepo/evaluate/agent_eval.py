@@ -11,7 +11,9 @@ from tqdm import tqdm
 from ..agent.models import load_backbone, pick_device
 from ..agent.rollout import Agent, RolloutSettings
 from ..agent.sampling import TransformersSampler, cast_parameters
+from ..atomic import write_text
 from ..environments import load_environment
+from ..errors import RicepoError
 from ..precision import resolve_precision
 from .metrics import evaluate_run, write_run
 
@@ -19,9 +21,11 @@ from .metrics import evaluate_run, write_run
 def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path,
                    batch_size: int = 16, keep_transcripts: int = 5) -> dict:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     env, queries = load_environment(task, split_dir, index_dir, "test", spec.get("retriever"),
                                     spec.get("dense_models"))
+    if not queries:
+        raise RicepoError(f"{Path(split_dir) / 'qrels' / 'test.tsv'}: no test queries to evaluate (check split_counts)")
+    out_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device()
     precision = resolve_precision(spec["train"].get("precision", "auto"), device)
     print(precision.describe(), flush=True)
@@ -49,8 +53,6 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
     result["parseable_rate"] = sum(s.parseable for s in steps) / max(1, len(steps))
     result["model"] = model_path
     result["precision"] = precision.name
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
-    with open(out_dir / "transcripts.jsonl", "w") as f:
-        for row in transcripts:
-            f.write(json.dumps(row) + "\n")
+    write_text(out_dir / "transcripts.jsonl", "".join(json.dumps(row) + "\n" for row in transcripts))
+    write_text(out_dir / "metrics.json", json.dumps(result, indent=2))
     return result

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytrec_eval
 
+from ..atomic import atomic_file
 from ..errors import RicepoError
 
 METRIC = "ndcg_cut_10"
@@ -49,14 +50,10 @@ def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, floa
 
 def write_run(path: str | Path, run: dict[str, list[tuple[str, float]]], tag: str) -> None:
     """TREC run: `qid Q0 docid rank score tag`, ranks from 1 in the given order."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
+    with atomic_file(path) as f:
         for qid, ranking in run.items():
             for rank, (doc_id, score) in enumerate(ranking, 1):
                 f.write(f"{qid} Q0 {doc_id} {rank} {score:.6f} {tag}\n")
-    tmp.replace(path)
 
 
 def read_run(path: str | Path) -> dict[str, dict[str, float]]:
@@ -96,9 +93,7 @@ def read_excluded(path: str | Path) -> dict[str, set[str]]:
 
 
 def write_excluded(path: str | Path, excluded: dict[str, set[str]]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
+    with atomic_file(path) as f:
         f.write("query-id\tcorpus-id\n")
         for qid in sorted(excluded):
             for doc_id in sorted(excluded[qid]):

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ..atomic import atomic_file, write_text  # noqa: E402
 from ..config import runs  # noqa: E402
 from .results import load_paper, measured, train_log  # noqa: E402
 from .tables import METHOD_LABELS  # noqa: E402
@@ -205,8 +206,10 @@ def plot_branching_cost(data: dict, out_dir: Path) -> None:
 def _save(fig, out_dir: Path, name: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out_dir / f"{name}.svg")
-    fig.savefig(out_dir / f"{name}.png", dpi=120)
+    with atomic_file(out_dir / f"{name}.svg", "wb") as f:
+        fig.savefig(f, format="svg")
+    with atomic_file(out_dir / f"{name}.png", "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
 
 
@@ -220,5 +223,5 @@ def build_figure(name: str, config: dict, results: Path, out_dir: Path) -> dict:
     compute, plot = FIGURES[name]
     data = compute(config, results)
     plot(data, out_dir)
-    (out_dir / f"{name}.json").write_text(json.dumps(data, indent=1))
+    write_text(out_dir / f"{name}.json", json.dumps(data, indent=1))
     return data

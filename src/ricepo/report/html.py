@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jinja2
 
+from ..atomic import write_text
 from .tables import cell_text, fmt
 
 PACKAGES = ["torch", "transformers", "bm25s", "pytrec-eval-terrier", "snakemake", "pandas", "matplotlib",
@@ -79,7 +80,4 @@ def render(config: dict, config_path: Path, tables_dir: Path, figures_dir: Path,
     env.filters["cell_text"] = cell_text
     html = env.get_template("report.html.j2").render(tables=tables, figures=figures,
                                                      prov=provenance(config, config_path), config=config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(html)
-    tmp.replace(out)
+    write_text(out, html)

@@ -9,6 +9,7 @@ import csv
 import json
 from pathlib import Path
 
+from ..atomic import atomic_file, write_text
 from ..config import runs
 from .results import load_paper, mean_std, measured, per_query
 from .significance import ALPHA, paired_bootstrap
@@ -142,10 +143,9 @@ def cell_text(cell: dict) -> str:
 
 
 def write_table(table: dict, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
     name = table["id"]
-    (out_dir / f"{name}.json").write_text(json.dumps(table, indent=1))
-    with open(out_dir / f"{name}.csv", "w", newline="") as f:
+    write_text(out_dir / f"{name}.json", json.dumps(table, indent=1))
+    with atomic_file(out_dir / f"{name}.csv", newline="") as f:
         w = csv.writer(f)
         w.writerow(["group", "method", "column", "ours", "ours_std", "n_seeds", "paper", "diff", "status", "p_vs_grpo"])
         for r in table["rows"]:
@@ -159,4 +159,4 @@ def write_table(table: dict, out_dir: Path) -> None:
              "|" + "---|" * (len(table["columns"]) + 2)]
     for r in table["rows"]:
         lines.append(f"| {r['group']} | {r['label']} | " + " | ".join(cell_text(r["cells"][c]) for c in table["columns"]) + " |")
-    (out_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
+    write_text(out_dir / f"{name}.md", "\n".join(lines) + "\n")

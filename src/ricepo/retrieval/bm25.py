@@ -18,6 +18,7 @@ from functools import lru_cache
 import bm25s
 from bm25s.stopwords import STOPWORDS_EN
 
+from ..atomic import atomic_dir
 from ..errors import RicepoError
 from .ranking import top_k
 
@@ -63,11 +64,10 @@ class BM25Index:
         return cls(model, doc_ids, stemmer)
 
     def save(self, out_dir: str | Path) -> None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.model.save(str(out_dir), show_progress=False)
-        (out_dir / "doc_ids.json").write_text(json.dumps(self.doc_ids))
-        (out_dir / "analyzer.json").write_text(json.dumps({"stemmer": self.stemmer}))
+        with atomic_dir(out_dir) as tmp:
+            self.model.save(str(tmp), show_progress=False)
+            (tmp / "doc_ids.json").write_text(json.dumps(self.doc_ids))
+            (tmp / "analyzer.json").write_text(json.dumps({"stemmer": self.stemmer}))
 
     @classmethod
     def load(cls, index_dir: str | Path) -> "BM25Index":

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import atomic_dir
 from ..errors import RicepoError
 from ..packaged import resolve as resolve_model_path
 from .bm25 import doc_text
@@ -121,11 +122,10 @@ class DenseIndex:
         return index
 
     def save(self, out_dir: str | Path) -> None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        np.save(out_dir / "embeddings.npy", self.embeddings)
-        (out_dir / "doc_ids.json").write_text(json.dumps(self.doc_ids))
-        (out_dir / "encoder.json").write_text(json.dumps(asdict(self.settings), indent=1))
+        with atomic_dir(out_dir) as tmp:
+            np.save(tmp / "embeddings.npy", self.embeddings)
+            (tmp / "doc_ids.json").write_text(json.dumps(self.doc_ids))
+            (tmp / "encoder.json").write_text(json.dumps(asdict(self.settings), indent=1))
 
     @classmethod
     def load(cls, index_dir: str | Path, expect: EncoderSettings | None = None) -> "DenseIndex":

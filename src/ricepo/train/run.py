@@ -7,8 +7,10 @@ from pathlib import Path
 from ..agent.models import load_backbone
 from ..agent.rollout import Agent, RolloutSettings
 from ..agent.sampling import TransformersSampler
-from ..environments import load_environment
+from ..atomic import atomic_dir, write_text
+from ..environments import BM25_ONLY, index_parts, load_environment
 from ..errors import RicepoError
+from ..identity import training_identity
 from ..precision import resolve_precision
 from .collect import ROLLOUT_KEYS
 from .distributed import make_accelerator
@@ -36,6 +38,9 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
     for task, (split_dir, index_dir) in tasks.items():
         env, split_queries = load_environment(task, split_dir, index_dir, "train", spec.get("retriever"),
                                                     spec.get("dense_models"))
+        if not split_queries:
+            raise RicepoError(f"{Path(split_dir) / 'qrels' / 'train.tsv'}: no train queries for task {task!r} "
+                              "(check split_counts)")
         envs[task] = env
         queries += [(task, qid, q["text"]) for qid, q in split_queries.items()]
     cfg = train_config(spec)
@@ -48,15 +53,14 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
     agent = Agent(sampler, tokenizer, spec["template"], RolloutSettings.from_config(spec["rollout"]))
     out_dir = Path(out_dir)
     trainer = Trainer(model, tokenizer, agent, envs, queries, cfg, out_dir,
-                      run_info={"backbone": spec["backbone"], "template": spec["template"], "tasks": sorted(tasks)},
+                      identity=training_identity(spec, tasks, index_parts(spec.get("retriever") or BM25_ONLY)),
                       precision=precision, accelerator=acc)
     log = trainer.fit()
     weights = acc.get_state_dict(trainer.model)
     if acc.is_main_process:
-        acc.unwrap_model(trainer.model).save_pretrained(out_dir / "model", state_dict=weights)
-        tokenizer.save_pretrained(out_dir / "model")
-        with open(out_dir / "log.jsonl", "w") as f:
-            for record in log:
-                f.write(json.dumps(record) + "\n")
+        with atomic_dir(out_dir / "model") as tmp:
+            acc.unwrap_model(trainer.model).save_pretrained(tmp, state_dict=weights)
+            tokenizer.save_pretrained(tmp)
+        write_text(out_dir / "log.jsonl", "".join(json.dumps(record) + "\n" for record in log))
     acc.wait_for_everyone()
     return log

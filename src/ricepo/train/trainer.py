@@ -6,21 +6,21 @@ query's group into span advantages with the method's credit function, broadcast 
 recompute the rows' log-probs with the trainer's own numerics (the PPO "old" policy), and take
 `ppo_mini_batches` PPO-clip optimizer steps per epoch against the frozen initial policy; then the
 sampler loads the new weights. One JSON line per step goes to the log; `state.pt` (model,
-optimizer, RNG, log so far) makes an interrupted run resume where it stopped, and a resume with
-a different config, device or precision is refused. Under `accelerate launch` each process rolls
-out its share of the step's queries and the update is the one-process update on all rows
-(distributed.py). Precision: ricepo/precision.py.
+optimizer, RNG, log so far, and the run's identity: ricepo/identity.py) makes an interrupted run
+resume where it stopped; a checkpoint of another identity (config, data, index, backbone, code,
+device or precision) is never resumed: the run starts from step 0 and says why. Under
+`accelerate launch` each process rolls out its share of the step's queries and the update is the
+one-process update on all rows (distributed.py). Precision: ricepo/precision.py.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,7 +28,9 @@ from tqdm import tqdm
 
 from ..agent.rollout import Agent, Trajectory
 from ..agent.sampling import policy_logprobs
+from ..atomic import atomic_file
 from ..errors import RicepoError
+from ..identity import differences
 from ..precision import Precision
 from ..retrieval.retriever import TaskEnvironment
 from .collect import StepContext, batch_position, collect
@@ -56,18 +58,9 @@ class TrainConfig:
     seed: int = 0                     # seeds query order, sampling and torch
     save_every: int = 10              # steps between resumable checkpoints (state.pt)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory)
-    precision: str = "auto"           # auto | fp32 | bf16-mixed (ricepo/precision.py); resolved in run_info
+    precision: str = "auto"           # auto | fp32 | bf16-mixed (ricepo/precision.py); the resolved one is in the identity
     credit_params: dict = field(default_factory=dict)   # keyword arguments of the credit function
     rollout_params: dict = field(default_factory=dict)  # the method's collector options (trees, branches, ...)
-
-    def fingerprint(self, extra: dict) -> str:
-        """What a resumed run must share with the saved one: all but `steps` (so a finished run can
-        be extended), `save_every` and `gradient_checkpointing`, which do not change the numbers,
-        and `precision`, whose resolved value is checked on its own (Trainer.try_resume)."""
-        mine = {k: v for k, v in asdict(self).items()
-                if k not in ("steps", "save_every", "gradient_checkpointing", "precision")}
-        blob = json.dumps({"train": mine, **extra}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def token_advantages(t: Trajectory, spans: list[dict]) -> list[float]:
@@ -189,7 +182,7 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
 
 class Trainer:
     def __init__(self, model, tokenizer, agent: Agent, envs: dict[str, TaskEnvironment],
-                 queries: list[tuple[str, str, str]], cfg: TrainConfig, out_dir: str | Path, run_info: dict,
+                 queries: list[tuple[str, str, str]], cfg: TrainConfig, out_dir: str | Path, identity: dict,
                  precision: Precision, accelerator=None):
         if not queries:
             raise RicepoError("training: the train split is empty (check split_counts)")
@@ -214,9 +207,10 @@ class Trainer:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
         self.model, self.opt = self.acc.prepare(model, opt)
         self.device = self.acc.device
-        self.run_info = {**run_info, "processes": self.world, "precision": precision.name,
+        # Random streams and numerics continue exactly only on the same device, precision and
+        # process count, so they are part of what a checkpoint must share with this run.
+        self.identity = {**identity, "processes": self.world, "precision": precision.name,
                          "device": self.device.type}
-        self.fingerprint = cfg.fingerprint({"rollout": asdict(agent.s), **self.run_info})
         # Every generator lives on the device it draws for: the sampler's.
         self.generator = torch.Generator(device=agent.sampler.device)
         # rank 0 samples as a one-process run does; the others draw their own streams
@@ -237,16 +231,18 @@ class Trainer:
         if not self.resumable or not path.exists():
             return
         # RNG states are CPU byte tensors whatever the device; load_state_dict moves the rest.
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        saved = state.get("run_info", {})
-        for key in ("device", "precision"):
-            if saved.get(key) != self.run_info[key]:
-                raise RicepoError(f"{path}: written with {key} {saved.get(key)!r}, this run has "
-                                  f"{self.run_info[key]!r}; its random streams and numerics would not continue "
-                                  f"exactly: set train.precision / the device as before, or delete {self.out}")
-        if state["fingerprint"] != self.fingerprint:
-            raise RicepoError(f"{path}: a run with a different config is here (fingerprint {state['fingerprint']} "
-                              f"!= {self.fingerprint}); delete {self.out} to start over")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:   # truncated or not a checkpoint: torch raises several types
+            detail = (str(e).splitlines() or ["no detail"])[0].split(". ")[0][:120]
+            raise RicepoError(f"{path}: not a readable checkpoint ({type(e).__name__}: {detail}); "
+                              "delete it to start from step 0") from None
+        differ = differences(state.get("identity", {}) if isinstance(state, dict) else {}, self.identity)
+        if differ:
+            if self.acc.is_main_process:
+                print(f"{path} holds another run (differs in: {', '.join(differ)}); not resumed: training "
+                      f"starts from step 0 and overwrites it", flush=True)
+            return
         self.acc.unwrap_model(self.model).load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generators"][self.rank])
@@ -256,7 +252,7 @@ class Trainer:
         self.agent.sampler.sync_weights(self.acc.unwrap_model(self.model))
         self.step, self.log = state["step"], state["log"]
         if self.acc.is_main_process:
-            print(f"resuming {self.out} at step {self.step}/{self.cfg.steps}", flush=True)
+            print(f"resuming {self.out} at step {self.step}/{self.cfg.steps} (same identity)", flush=True)
 
     def _save_state(self) -> None:
         if not self.resumable:
@@ -265,13 +261,11 @@ class Trainer:
         model_state = self.acc.get_state_dict(self.model)
         optimizer_state = self.opt.state_dict()
         if self.acc.is_main_process:
-            tmp = self._state_path().with_suffix(".tmp")
             cuda_rng = [t.cpu() for t in torch.cuda.get_rng_state_all()] if self.device.type == "cuda" else []
-            torch.save({"fingerprint": self.fingerprint, "run_info": self.run_info, "model": model_state,
-                        "optimizer": optimizer_state, "generators": [g.cpu() for g in generators],
-                        "torch_rng": torch.get_rng_state(), "cuda_rng": cuda_rng, "step": self.step,
-                        "log": self.log}, tmp)
-            tmp.replace(self._state_path())
+            with atomic_file(self._state_path(), "wb") as f:
+                torch.save({"identity": self.identity, "model": model_state, "optimizer": optimizer_state,
+                            "generators": [g.cpu() for g in generators], "torch_rng": torch.get_rng_state(),
+                            "cuda_rng": cuda_rng, "step": self.step, "log": self.log}, f)
         self.acc.wait_for_everyone()
 
     # --- one step -----------------------------------------------------------------------
