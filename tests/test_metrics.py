@@ -4,7 +4,8 @@ import subprocess
 
 import pytest
 
-from ricepo.evaluate.metrics import evaluate_run, ndcg10_single, read_run, write_run
+from ricepo.data.trec import read_run, write_run
+from ricepo.evaluate.metrics import evaluate_run, ndcg10_single
 from ricepo.errors import RicepoError
 from conftest import shared
 

@@ -48,7 +48,8 @@ def cmd_credit(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from .data.canonical import read_qrels
-    from .evaluate.metrics import evaluate_run, read_excluded, read_run
+    from .data.trec import read_excluded, read_run
+    from .evaluate.metrics import evaluate_run
 
     excluded = read_excluded(args.excluded) if args.excluded else {}
     result = json.dumps(evaluate_run(read_qrels(args.qrels), read_run(args.run), excluded))
@@ -74,7 +75,7 @@ def _dense_index(args, corpus):
 
 def cmd_retrieve(args) -> None:
     from .data.canonical import Dataset
-    from .evaluate.metrics import write_run
+    from .data.trec import removed_for, write_run
     from .retrieval.bm25 import BM25Index
     from .retrieval.dense import HybridRetriever
 
@@ -84,13 +85,14 @@ def cmd_retrieve(args) -> None:
     if args.retriever in ("bm25", "hybrid"):
         bm25 = BM25Index.load(args.index) if args.index else BM25Index.build(ds.corpus, args.k1, args.b, args.stemmer)
     if args.retriever == "bm25":
-        retriever, tag = bm25, f"bm25-k1={args.k1}-b={args.b}-{bm25.stemmer}"
+        # the index's own parameters: a saved index was built with the config's, not argparse's
+        retriever, tag = bm25, f"bm25-k1={bm25.model.k1}-b={bm25.model.b}-{bm25.stemmer}"
     elif args.retriever == "dense":
         retriever, tag = _dense_index(args, ds.corpus), f"dense-{Path(args.dense_model).name}"
     else:
         retriever = HybridRetriever(bm25, _dense_index(args, ds.corpus), args.dense_weight)
         tag = f"hybrid-w={args.dense_weight}-{Path(args.dense_model).name}"
-    drops = {qid: ds.excluded.get(qid, set()) | {qid} for qid in queries}
+    drops = {qid: removed_for(qid, ds.excluded) for qid in queries}
     widest = max((len(d) for d in drops.values()), default=0)
     if hasattr(retriever, "search_many"):
         rankings = retriever.search_many([q["text"] for q in queries.values()], args.k + widest)

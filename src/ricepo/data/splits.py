@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path
 
 from ..errors import RicepoError
-from ..evaluate.metrics import write_excluded
 from .canonical import Dataset, write_qrels, write_queries
+from .trec import write_excluded
 
 
 def sha256(path: Path) -> str:

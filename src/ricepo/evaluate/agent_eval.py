@@ -12,10 +12,11 @@ from ..agent.models import load_backbone, pick_device
 from ..agent.rollout import Agent, RolloutSettings
 from ..agent.sampling import TransformersSampler, cast_parameters
 from ..atomic import write_text
+from ..data.trec import write_run
 from ..environments import load_environment
 from ..errors import RicepoError
 from ..precision import resolve_precision
-from .metrics import evaluate_run, write_run
+from .metrics import evaluate_run
 
 
 def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path,

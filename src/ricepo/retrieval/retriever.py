@@ -5,6 +5,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..data.trec import removed_for
 from ..evaluate.metrics import ndcg10_single
 
 
@@ -46,7 +47,7 @@ class TaskEnvironment:
 
     def ranking_for(self, query_id: str, text: str) -> list[tuple[str, float]]:
         """The ranking as scored: the query's excluded documents and its own id removed."""
-        drop = self.excluded.get(query_id, set()) | {query_id}
+        drop = removed_for(query_id, self.excluded)
         return [(d, s) for d, s in self.search(text) if d not in drop]
 
     def score(self, query_id: str, ranking: list[tuple[str, float]]) -> float:
