@@ -78,32 +78,41 @@ def read_queries(path: str | Path) -> dict[str, dict]:
     return queries
 
 
-def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
-    """{query_id: {doc_id: relevance}} from BEIR tsv (header) or TREC four-column qrels."""
+def iter_columns(path: str | Path, what: str = "file", sep: str | None = None,
+                 header: bool = False) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of a column file (whitespace-separated, or by `sep`); blank lines and,
+    with `header`, a first line naming the query-id column are skipped; a missing file is an error
+    naming it (`what`: how the message calls it)."""
     path = Path(path)
     if not path.exists():
-        raise RicepoError(f"{path}: file not found")
-    qrels: dict[str, dict[str, int]] = {}
+        raise RicepoError(f"{path}: {what} not found")
     with _open(path) as f:
         for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
+            if not line.strip():
                 continue
-            if lineno == 1 and parts[0] in ("query-id", "query_id", "qid"):
+            parts = line.rstrip("\n").split(sep) if sep else line.split()
+            if header and lineno == 1 and parts[0] in ("query-id", "query_id", "qid"):
                 continue
-            if len(parts) == 3:
-                qid, doc_id, rel = parts
-            elif len(parts) == 4:
-                qid, _, doc_id, rel = parts
-            else:
-                raise RicepoError(f"{path}:{lineno}: expected 3 (BEIR) or 4 (TREC) columns, got {len(parts)}")
-            try:
-                rel_value = int(float(rel))
-            except ValueError:
-                raise RicepoError(f"{path}:{lineno}: relevance {rel!r} is not a number") from None
-            if doc_id in qrels.setdefault(qid, {}):
-                raise RicepoError(f"{path}:{lineno}: duplicate judgment for ({qid}, {doc_id})")
-            qrels[qid][doc_id] = rel_value
+            yield lineno, parts
+
+
+def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """{query_id: {doc_id: relevance}} from BEIR tsv (header) or TREC four-column qrels."""
+    qrels: dict[str, dict[str, int]] = {}
+    for lineno, parts in iter_columns(path, header=True):
+        if len(parts) == 3:
+            qid, doc_id, rel = parts
+        elif len(parts) == 4:
+            qid, _, doc_id, rel = parts
+        else:
+            raise RicepoError(f"{path}:{lineno}: expected 3 (BEIR) or 4 (TREC) columns, got {len(parts)}")
+        try:
+            rel_value = int(float(rel))
+        except ValueError:
+            raise RicepoError(f"{path}:{lineno}: relevance {rel!r} is not a number") from None
+        if doc_id in qrels.setdefault(qid, {}):
+            raise RicepoError(f"{path}:{lineno}: duplicate judgment for ({qid}, {doc_id})")
+        qrels[qid][doc_id] = rel_value
     return qrels
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..atomic import atomic_file
 from ..errors import RicepoError
+from .canonical import iter_columns
 
 
 def write_run(path: str | Path, run: dict[str, list[tuple[str, float]]], tag: str) -> None:
@@ -20,38 +21,24 @@ def write_run(path: str | Path, run: dict[str, list[tuple[str, float]]], tag: st
 
 
 def read_run(path: str | Path) -> dict[str, dict[str, float]]:
-    path = Path(path)
-    if not path.exists():
-        raise RicepoError(f"{path}: run file not found")
     run: dict[str, dict[str, float]] = {}
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise RicepoError(f"{path}:{lineno}: a TREC run line has 6 columns, got {len(parts)}")
-            try:
-                run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
-            except ValueError:
-                raise RicepoError(f"{path}:{lineno}: score {parts[4]!r} is not a number") from None
+    for lineno, parts in iter_columns(path, "run file"):
+        if len(parts) != 6:
+            raise RicepoError(f"{path}:{lineno}: a TREC run line has 6 columns, got {len(parts)}")
+        try:
+            run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
+        except ValueError:
+            raise RicepoError(f"{path}:{lineno}: score {parts[4]!r} is not a number") from None
     return run
 
 
 def read_excluded(path: str | Path) -> dict[str, set[str]]:
     """EXCL.tsv: one `query-id<TAB>corpus-id` pair a line (a header line is allowed)."""
-    path = Path(path)
-    if not path.exists():
-        raise RicepoError(f"{path}: excluded-ids file not found")
     out: dict[str, set[str]] = {}
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split("\t")
-            if not line.strip() or (lineno == 1 and parts[0] in ("query-id", "query_id", "qid")):
-                continue
-            if len(parts) != 2:
-                raise RicepoError(f"{path}:{lineno}: expected `query-id<TAB>corpus-id`")
-            out.setdefault(parts[0], set()).add(parts[1])
+    for lineno, parts in iter_columns(path, "excluded-ids file", sep="\t", header=True):
+        if len(parts) != 2:
+            raise RicepoError(f"{path}:{lineno}: expected `query-id<TAB>corpus-id`")
+        out.setdefault(parts[0], set()).add(parts[1])
     return out
 
 
