@@ -9,7 +9,8 @@ killed job releases them with its process). On a machine with no GPU the command
 
 The GPUs this machine offers: RICEPO_GPU_IDS (a comma list; the tests use it to fake a count),
 else CUDA_VISIBLE_DEVICES as the scheduler set it (a Slurm allocation), else every device torch
-sees (none without an NVIDIA driver). Locks live in RICEPO_GPU_LOCK_DIR (default: a folder per user in the temp dir).
+sees (none without an NVIDIA driver). Locks live in RICEPO_GPU_LOCK_DIR (default: a folder per
+user in the temp dir).
 """
 from __future__ import annotations
 

@@ -7,10 +7,10 @@ the published count it was checked against).
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
+from ..atomic import atomic_dir
 from ..errors import RicepoError
 from . import beir, bright, reasonir
 from .canonical import Dataset, write_corpus, write_qrels, write_queries
@@ -91,37 +91,34 @@ def _beir(task: str, spec: dict, downloads: Path) -> tuple[dict, dict, dict, str
 def prepare(benchmark: str, task: str, spec: dict, out_dir: str | Path, reasonir_dir: str | Path | None = None) -> dict:
     """spec: the benchmark's config entry. Writes `out_dir` atomically; returns what source.json holds."""
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    source = spec.get("source", "hub")
-    known, source_sha = None, {}
-    if source == "fixture":
-        fx = spec.get("fixture", {})
-        counts = spec["split_counts"][task]
-        n_train, n_test = fixture_pool_sizes(counts["train"], counts["test"])
-        make_fixture(tmp, benchmark, task, n_docs=fx.get("docs_per_task", 240), n_topics=fx.get("topics", 12),
-                     n_train=n_train, n_test=n_test, excluded=task in fx.get("excluded_tasks", []),
-                     seed=fx.get("seed", 0))
-        revision = f"fixture:seed={fx.get('seed', 0)}"
-    else:
-        if benchmark == "bright":
-            corpus, queries, qrels, revision = _bright(task, spec, Path(reasonir_dir) if reasonir_dir else None)
-            known = bright.KNOWN_DOCS.get(task)
+    with atomic_dir(out_dir) as tmp:
+        source = spec.get("source", "hub")
+        known, source_sha = None, {}
+        if source == "fixture":
+            fx = spec.get("fixture", {})
+            counts = spec["split_counts"][task]
+            n_train, n_test = fixture_pool_sizes(counts["train"], counts["test"])
+            make_fixture(tmp, benchmark, task, n_docs=fx.get("docs_per_task", 240), n_topics=fx.get("topics", 12),
+                         n_train=n_train, n_test=n_test, excluded=task in fx.get("excluded_tasks", []),
+                         seed=fx.get("seed", 0))
+            revision = f"fixture:seed={fx.get('seed', 0)}"
         else:
-            corpus, queries, qrels, revision, source_sha = _beir(task, spec, out_dir.parent / "_downloads")
-            known = beir.KNOWN_DOCS.get(task)
-        write_corpus(tmp / "corpus.jsonl", corpus)
-        write_queries(tmp / "queries.jsonl", queries)
-        for split, split_qrels in qrels.items():
-            write_qrels(tmp / "qrels" / f"{split}.tsv", split_qrels)
-    ds = Dataset(tmp, splits=beir.SPLITS)
-    if known is not None and len(ds.corpus) != known:
-        print(f"warning: {benchmark}/{task}: {len(ds.corpus)} documents, the published corpus has {known}",
-              file=sys.stderr)
-    info = {"benchmark": benchmark, "task": task, "source": source, "revision": revision,
-            "docs": len(ds.corpus), "known_docs": known,
-            "queries": {s: len(q) for s, q in ds.qrels.items()}, "source_sha256": source_sha}
-    (tmp / "source.json").write_text(json.dumps(info, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+            if benchmark == "bright":
+                corpus, queries, qrels, revision = _bright(task, spec, Path(reasonir_dir) if reasonir_dir else None)
+                known = bright.KNOWN_DOCS.get(task)
+            else:
+                corpus, queries, qrels, revision, source_sha = _beir(task, spec, out_dir.parent / "_downloads")
+                known = beir.KNOWN_DOCS.get(task)
+            write_corpus(tmp / "corpus.jsonl", corpus)
+            write_queries(tmp / "queries.jsonl", queries)
+            for split, split_qrels in qrels.items():
+                write_qrels(tmp / "qrels" / f"{split}.tsv", split_qrels)
+        ds = Dataset(tmp, splits=beir.SPLITS)
+        if known is not None and len(ds.corpus) != known:
+            print(f"warning: {benchmark}/{task}: {len(ds.corpus)} documents, the published corpus has {known}",
+                  file=sys.stderr)
+        info = {"benchmark": benchmark, "task": task, "source": source, "revision": revision,
+                "docs": len(ds.corpus), "known_docs": known,
+                "queries": {s: len(q) for s, q in ds.qrels.items()}, "source_sha256": source_sha}
+        (tmp / "source.json").write_text(json.dumps(info, indent=2))
     return info

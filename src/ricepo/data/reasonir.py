@@ -14,9 +14,9 @@ Output (`resources/data/reasonir/hq`): one `{task}.jsonl` per BRIGHT task with r
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
+from ..atomic import atomic_dir
 from ..errors import RicepoError
 from .bright import DOMAIN_PRIORITY, TASKS, read_rows, task_file
 from .canonical import iter_jsonl, write_jsonl
@@ -78,14 +78,10 @@ def resolve(files: list[Path], domain: dict[str, str]) -> tuple[dict[str, list[d
 def build(files: list[Path], bright_root: Path, out_dir: Path, revision: str) -> dict:
     by_task, report = resolve(files, document_domains(bright_root))
     report["revision"] = revision
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for task, rows in by_task.items():
-        write_jsonl(tmp / f"{task}.jsonl", rows)
-    (tmp / "report.json").write_text(json.dumps(report, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        for task, rows in by_task.items():
+            write_jsonl(tmp / f"{task}.jsonl", rows)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2))
     return report
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
+from ..atomic import atomic_dir
 from ..errors import RicepoError
 from .canonical import Dataset, write_qrels, write_queries
 from .trec import write_excluded
@@ -52,27 +52,23 @@ def build_split(dataset_dir: str | Path, out_dir: str | Path, *, benchmark: str,
         chosen[split] = stable_sample(pool, want, seed, scope) if split == "train" else pool
 
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "qrels").mkdir(parents=True)
-    keep = set(chosen["train"]) | set(chosen["test"])
-    write_queries(tmp / "queries.jsonl", {q: v for q, v in ds.queries.items() if q in keep})
-    for split, ids in chosen.items():
-        write_qrels(tmp / "qrels" / f"{split}.tsv", {q: ds.qrels[source[split]][q] for q in ids})
-    write_excluded(tmp / "excluded.tsv", {q: ids for q, ids in ds.excluded.items() if q in keep})
-    os.symlink(os.path.relpath(Path(dataset_dir).resolve() / "corpus.jsonl", tmp.resolve()), tmp / "corpus.jsonl")
-    files = ["corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv", "excluded.tsv"]
-    origin = json.loads((Path(dataset_dir) / "source.json").read_text()) if (Path(dataset_dir) / "source.json").exists() else {}
-    manifest = {
-        "benchmark": benchmark, "task": task, "seed": seed, "source": str(dataset_dir),
-        "source_revision": origin.get("revision"), "source_sha256": origin.get("source_sha256", {}),
-        "train_from": train_from,
-        "counts": {s: len(ids) for s, ids in chosen.items()},
-        "judgments": {s: sum(len(ds.qrels[source[s]][q]) for q in ids) for s, ids in chosen.items()},
-        "docs": len(ds.corpus),
-        "sha256": {f: sha256(tmp / f) for f in files},
-    }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        keep = set(chosen["train"]) | set(chosen["test"])
+        write_queries(tmp / "queries.jsonl", {q: v for q, v in ds.queries.items() if q in keep})
+        for split, ids in chosen.items():
+            write_qrels(tmp / "qrels" / f"{split}.tsv", {q: ds.qrels[source[split]][q] for q in ids})
+        write_excluded(tmp / "excluded.tsv", {q: ids for q, ids in ds.excluded.items() if q in keep})
+        os.symlink(os.path.relpath(Path(dataset_dir).resolve() / "corpus.jsonl", tmp.resolve()), tmp / "corpus.jsonl")
+        files = ["corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv", "excluded.tsv"]
+        origin = json.loads((Path(dataset_dir) / "source.json").read_text()) if (Path(dataset_dir) / "source.json").exists() else {}
+        manifest = {
+            "benchmark": benchmark, "task": task, "seed": seed, "source": str(dataset_dir),
+            "source_revision": origin.get("revision"), "source_sha256": origin.get("source_sha256", {}),
+            "train_from": train_from,
+            "counts": {s: len(ids) for s, ids in chosen.items()},
+            "judgments": {s: sum(len(ds.qrels[source[s]][q]) for q in ids) for s, ids in chosen.items()},
+            "docs": len(ds.corpus),
+            "sha256": {f: sha256(tmp / f) for f in files},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
