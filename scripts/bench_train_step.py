@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ricepo.config import load_config
+from ricepo.layout import Run, job_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,12 +34,8 @@ def job(cfg: dict, method: str, precision: str, steps: int) -> tuple[dict, str, 
     bench = next(iter(cfg["benchmarks"]))
     spec_b = cfg["benchmarks"][bench]
     backbone = spec_b["backbones"][0]
-    spec = {"benchmark": bench, "method": method, "variant": None, "seed": 0,
-            "backbone": cfg["backbones"][backbone],
-            "template": cfg["templates"].get(cfg["backbones"][backbone]["family"], cfg["templates"]["default"]),
-            "rollout": cfg["rollout"], "train": {**cfg["train"], "steps": steps, "save_every": 0, "precision": precision},
-            "credit": cfg["credit"].get(method, {}), "evaluate": cfg["evaluate"],
-            "retriever": spec_b["retriever"], "dense_models": cfg.get("dense_models", {})}
+    spec = job_spec(cfg, Run(bench, backbone, method, None, 0))
+    spec["train"] = {**spec["train"], "steps": steps, "save_every": 0, "precision": precision}
     return spec, bench, spec_b
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from ricepo.config import base_method, check_config, runs
+from ricepo.config import check_config
+from ricepo.layout import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = ROOT / "config" / "architectures" / "r1_distill_qwen_1p5b.json"
@@ -131,12 +132,11 @@ def project(config: dict, record: dict, step_s: float) -> None:
     train_h = eval_h = 0.0
     n_train = n_eval = 0
     for run in runs(config):
-        size = PARAMS_B[run["backbone"]] / PARAMS_B["r1_distill_qwen_1p5b"]
-        bench = config["benchmarks"][run["benchmark"]]
-        method = base_method(run["method"])[0]
-        if method != "prompting":
+        size = PARAMS_B[run.backbone] / PARAMS_B["r1_distill_qwen_1p5b"]
+        bench = config["benchmarks"][run.benchmark]
+        if run.trained:
             n_train += 1
-            train_h += config["train"]["steps"] * step_s * rows.get(method, g) / g * size / 3600
+            train_h += config["train"]["steps"] * step_s * rows.get(run.method, g) / g * size / 3600
         for task in bench["tasks"]:
             n_eval += 1
             eval_h += bench["split_counts"][task]["test"] * per_row_s * size / 3600

@@ -46,6 +46,19 @@ def tiny_backbone(fixture_task, tmp_path_factory):
 
 
 TEMPLATE = {"system": "You are a search agent.", "user": "Question: {query}\n\nInitial search results:\n{documents}"}
+def train_settings(**over) -> dict:
+    """The `train:` section as the schema fills it, with `over` changed."""
+    from ricepo.config import section_defaults
+    return {**section_defaults("train"), **over}
+
+
+def train_cfg(method: str = "grpo", **over):
+    """A TrainConfig from the schema's defaults, `over` changed (tests of the update alone)."""
+    from ricepo.train.run import train_config
+    return train_config({"method": method, "variant": None, "seed": 0, "rollout": {"group_size": 2},
+                         "train": train_settings(**over), "credit": {}})
+
+
 ROLLOUT = {"group_size": 4, "max_depth": 2, "temperature": 1.0, "max_reasoning_tokens": 12,
            "max_summary_tokens": 6, "docs_in_observation": 2, "doc_max_chars": 80, "format_penalty": 0.0}
 

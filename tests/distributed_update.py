@@ -11,7 +11,8 @@ import torch
 from ricepo.agent.models import load_backbone
 from ricepo.precision import resolve_precision
 from ricepo.train.distributed import make_accelerator, shard
-from ricepo.train.trainer import TrainConfig, UpdateBatch, policy_update
+from conftest import train_cfg  # noqa: E402  (this script runs from tests/)
+from ricepo.train.trainer import UpdateBatch, policy_update
 
 ROWS, PAD = 5, 0
 # (name, loss aggregation, PPO mini-batches)
@@ -45,8 +46,8 @@ def main() -> None:
     for name, agg, mini_batches in CASES:
         model, _ = load_backbone(args.backbone, device=acc.device)
         ref = copy.deepcopy(model).eval().requires_grad_(False)
-        cfg = TrainConfig(method="grpo", learning_rate=1e-3, kl_coef=0.1, ppo_epochs=2, micro_batch_size=2, loss_agg=agg,
-                          ppo_mini_batches=mini_batches)
+        cfg = train_cfg(learning_rate=1e-3, kl_coef=0.1, ppo_epochs=2, micro_batch_size=2, loss_agg=agg,
+                        ppo_mini_batches=mini_batches)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
         model, opt = acc.prepare(model, opt)
         vocab = acc.unwrap_model(model).config.vocab_size

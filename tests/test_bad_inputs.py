@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROLLOUT, TEMPLATE
+from conftest import ROLLOUT, TEMPLATE, train_settings
 from ricepo.cli import main
 
 GOOD_RUN = "q1 Q0 d1 1 2.5 bm25\n"
@@ -22,8 +22,8 @@ GOOD_RUN = "q1 Q0 d1 1 2.5 bm25\n"
 def spec(model, **train):
     return json.dumps({"method": "grpo", "variant": None, "seed": 0, "backbone": {"model": model, "family": "tiny"},
                        "template": TEMPLATE, "rollout": ROLLOUT,
-                       "train": {"steps": 2, "queries_per_step": 2, "learning_rate": 1e-3, "micro_batch_size": 4,
-                                 "save_every": 1, **train},
+                       "train": train_settings(**{"steps": 2, "queries_per_step": 2, "learning_rate": 1e-3,
+                                                  "micro_batch_size": 4, "save_every": 1, **train}),
                        "credit": {}, "evaluate": {"decoding": "greedy"}})
 
 
@@ -94,7 +94,7 @@ def data_rows():
         ("credit: malformed JSON", {"g.json": '{"query_id": "q1",\n "trajectories": [}\n'},
          ["credit", "--method", "grpo", "{d}/g.json"], "g.json: line 2: malformed JSON"),
         ("credit: unknown method", {"g.json": '{"query_id": "q1", "trajectories": []}'},
-         ["credit", "--method", "ppo", "{d}/g.json"], "unknown credit method 'ppo'"),
+         ["credit", "--method", "ppo", "{d}/g.json"], "unknown method 'ppo'"),
         ("task argument without index", {}, ["train", "--spec", "{spec}", "--task", "biology={ok}/split",
                                              "--out", "{out}"], "--task 'biology={ok}/split': expected TASK=SPLIT_DIR:INDEX_ROOT"),
     ]

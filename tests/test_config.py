@@ -2,7 +2,8 @@
 import pytest
 import yaml
 
-from ricepo.config import check_config, load_config, runs
+from ricepo.config import check_config, load_config
+from ricepo.layout import runs
 from ricepo.errors import RicepoError
 from conftest import ROOT
 
@@ -14,12 +15,13 @@ def full():
 def test_paper_config_validates_and_plans_the_full_matrix():
     config = check_config(full())
     plan = runs(config)
-    bright = {(r["backbone"], r["method"]) for r in plan if r["benchmark"] == "bright"}
-    beir = {(r["backbone"], r["method"]) for r in plan if r["benchmark"] == "beir"}
-    methods = {"prompting", "grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"}
-    assert {m for b, m in bright if b == "qwen3_4b_thinking"} == methods
-    assert {m for b, m in bright if b == "r1_distill_qwen_1p5b"} == methods | {
-        f"ricepo_{v}" for v in ["case1", "case2", "random_case", "random_trigger", "effect_only", "influence_only"]}
+    bright = {(r.backbone, r.method, r.variant) for r in plan if r.benchmark == "bright"}
+    beir = {(r.backbone, r.method) for r in plan if r.benchmark == "beir"}
+    methods = {(m, None) for m in config["benchmarks"]["bright"]["methods"]}
+    assert {"prompting", "grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"} <= {m for m, _ in methods}
+    assert {(m, v) for b, m, v in bright if b == "qwen3_4b_thinking"} == methods
+    assert {(m, v) for b, m, v in bright if b == "r1_distill_qwen_1p5b"} == methods | {
+        ("ricepo", v) for v in ["case1", "case2", "random_case", "random_trigger", "effect_only", "influence_only"]}
     assert {b for b, _ in beir} == {"r1_distill_qwen_1p5b", "qwen2p5_3b_instruct"}
     assert len(config["benchmarks"]["bright"]["tasks"]) == 12
     assert sum(c["train"] for c in config["benchmarks"]["bright"]["split_counts"].values()) == 4011
@@ -69,6 +71,7 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
 
 def test_smoke_config_trains_every_method_and_ablation_variant():
     config = load_config(ROOT / "config" / "smoke.yaml")
-    methods = {r["method"] for r in runs(config)}
-    assert methods == {"prompting", "grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"} | {
-        f"ricepo_{v}" for v in ("case1", "case2", "random_case", "random_trigger", "effect_only", "influence_only")}
+    conditions = {(r.method, r.variant) for r in runs(config)}
+    assert {"prompting", "grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"} <= set(config["benchmarks"]["bright"]["methods"])
+    assert conditions == {(m, None) for m in config["benchmarks"]["bright"]["methods"]} | {
+        ("ricepo", v) for v in ("case1", "case2", "random_case", "random_trigger", "effect_only", "influence_only")}

@@ -33,12 +33,33 @@ def test_grpo_ties_singleton_and_dr_grpo():
 
 
 def test_unknown_and_unimplemented_methods_are_clear():
-    with pytest.raises(RicepoError, match="credit method 'ricepo': variant must be one of"):
-        compute_credit("ricepo", group([1.0, 0.0]), variant="case3")
-    with pytest.raises(RicepoError, match="unknown credit method 'foo'"):
+    with pytest.raises(RicepoError, match="credit method 'ricepo': rule must be one of"):
+        compute_credit("ricepo", group([1.0, 0.0]), rule="case3")
+    with pytest.raises(RicepoError, match="unknown method 'foo'"):
         compute_credit("foo", group([1.0]))
-    with pytest.raises(RicepoError, match="takes no parameter"):
+    with pytest.raises(RicepoError, match="takes no setting"):
         compute_credit("grpo", group([1.0]), gamma=0.9)
+    with pytest.raises(RicepoError, match="'prompting' assigns no credit"):
+        compute_credit("prompting", group([1.0]))
+
+
+def test_a_method_is_registered_once_and_its_variants_are_overlays_of_its_settings():
+    from ricepo.credit import METHODS, Method, Param, Variant, get_method, register
+
+    with pytest.raises(RicepoError, match="'grpo' is registered twice"):
+        register(Method("grpo", "GRPO again", rollout="independent"))
+    with pytest.raises(RicepoError, match="variant 'x' sets unknown setting"):
+        register(Method("demo", "Demo", rollout="independent", params={"a": Param({"default": 1})},
+                        variants={"x": Variant("X", {"b": 2})}))
+    assert "demo" not in METHODS
+    ricepo = get_method("ricepo")
+    credit, rollout = ricepo.settings({"anchors": 3}, "random_trigger")
+    assert rollout == {"anchors": 3, "branches": 4, "trigger": "random", "train_branches": False}
+    assert credit["rule"] == "full" and "anchors" not in credit
+    assert ricepo.settings({}, "case1")[0]["rule"] == "case1"
+    assert ricepo.label_of("random_case") == "Random"
+    with pytest.raises(RicepoError, match="no variant 'case3'"):
+        ricepo.settings({}, "case3")
 
 
 def test_credit_cli_single_group_and_list():

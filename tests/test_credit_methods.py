@@ -106,14 +106,13 @@ FINAL_Z = 0.225 / (math.sqrt(0.0875 / 4) + EPS)     # F: mean .475, Σdev² = .0
     ({}, A_SUM, A_SUM),                                                     # I = .141 ≥ .05, U = .043 ≤ .10: open
     ({"tau_I": 0.2}, A_SUM, A_TRAJ),                                        # influence gate closed
     ({"tau_R": 0.04}, A_SUM, A_TRAJ),                                       # effect gate closed
-    ({"variant": "case1", "tau_I": 0.2, "tau_R": 0.0}, A_SUM, A_SUM),       # g ≡ 1
-    ({"variant": "case2"}, A_SUM, FINAL_Z),                                 # final-summary credit
-    ({"variant": "effect_only", "tau_I": 0.2}, A_SUM, A_SUM),               # only U counts
-    ({"variant": "effect_only", "tau_R": 0.04}, A_SUM, A_TRAJ),
-    ({"variant": "influence_only", "tau_R": 0.0}, A_SUM, A_SUM),            # only I counts
-    ({"variant": "influence_only", "tau_I": 0.2}, A_SUM, A_TRAJ),
-    ({"variant": "random_trigger"}, A_SUM, A_SUM),                          # full gate
-    ({"combine": "add"}, A_TRAJ + A_SUM, A_TRAJ + A_SUM),
+    ({"rule": "case1", "tau_I": 0.2, "tau_R": 0.0}, A_SUM, A_SUM),       # g ≡ 1
+    ({"rule": "case2"}, A_SUM, FINAL_Z),                                 # final-summary credit
+    ({"rule": "effect_only", "tau_I": 0.2}, A_SUM, A_SUM),               # only U counts
+    ({"rule": "effect_only", "tau_R": 0.04}, A_SUM, A_TRAJ),
+    ({"rule": "influence_only", "tau_R": 0.0}, A_SUM, A_SUM),            # only I counts
+    ({"rule": "influence_only", "tau_I": 0.2}, A_SUM, A_TRAJ),
+        ({"combine": "add"}, A_TRAJ + A_SUM, A_TRAJ + A_SUM),
     ({"combine": "add", "tau_I": 0.2}, A_TRAJ + A_SUM, A_TRAJ),
 ])
 def test_ricepo_by_hand(params, summary, reasoning):
@@ -137,7 +136,7 @@ def ricepo_group_with_branch_ids(step):
 @pytest.mark.parametrize("params, reasoning_of", [
     ({}, lambda a_sum, a_traj, z: a_sum),              # gate open: the branch's own summary credit
     ({"tau_I": 0.2}, lambda a_sum, a_traj, z: a_traj),  # gate closed: the branch's trajectory advantage
-    ({"variant": "case2"}, lambda a_sum, a_traj, z: z),
+    ({"rule": "case2"}, lambda a_sum, a_traj, z: z),
 ])
 def test_ricepo_branch_rows_by_hand(params, reasoning_of):
     """train_branches: branch m gets a_sum_m = (ℓ_m - .4)/I at the anchor step and, after it,
@@ -172,8 +171,8 @@ def test_ricepo_zero_influence_gives_zero_summary_advantage_and_keeps_reasoning(
 def test_ricepo_random_case_is_seeded_and_picks_one_of_the_two_cases():
     values = set()
     for seed in range(8):
-        a = compute_credit("ricepo", ricepo_group(LOCAL, FINAL), variant="random_case", seed=seed)
-        b = compute_credit("ricepo", ricepo_group(LOCAL, FINAL), variant="random_case", seed=seed)
+        a = compute_credit("ricepo", ricepo_group(LOCAL, FINAL), rule="random_case", seed=seed)
+        b = compute_credit("ricepo", ricepo_group(LOCAL, FINAL), rule="random_case", seed=seed)
         assert a == b
         values.add(round(a["T0"][0]["reasoning"], 6))
     assert values == {round(A_SUM, 6), round(FINAL_Z, 6)}
@@ -191,7 +190,7 @@ def test_anchor_selection_cli():
 
 
 @pytest.mark.parametrize("method, params", [("gigpo", ["gamma=0.5"]), ("hgpo", ["history=1"]), ("tree_grpo", []),
-                                            ("ricepo", ["variant=case1"]), ("ricepo", ["variant=random_case", "seed=3"])])
+                                            ("ricepo", ["rule=case1"]), ("ricepo", ["rule=random_case", "seed=3"])])
 def test_credit_cli_answers_for_every_method(method, params):
     sets = [x for p in params for x in ("--set", p)]
     out = subprocess.run(["ricepo", "credit", "--method", method, *sets, "-"], input=json.dumps(ricepo_group(LOCAL, FINAL)),

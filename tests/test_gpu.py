@@ -42,14 +42,15 @@ def test_a_bf16_mixed_step_at_lr_1e_6_moves_every_parameter_tensor_on_the_gpu(ti
     from ricepo.agent.models import load_backbone
     from ricepo.precision import resolve_precision
     from ricepo.train.distributed import make_accelerator
-    from ricepo.train.trainer import TrainConfig, policy_update
+    from conftest import train_cfg
+    from ricepo.train.trainer import policy_update
     from test_trainer import _random_update_batch
 
     acc = make_accelerator()
     model, tok = load_backbone(str(tiny_backbone), device=acc.device)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     ref = copy.deepcopy(model).eval().requires_grad_(False)
-    cfg = TrainConfig(method="grpo", learning_rate=1e-6, ppo_mini_batches=1)
+    cfg = train_cfg(learning_rate=1e-6, ppo_mini_batches=1)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
     b = _random_update_batch(len(tok))
     b = type(b)(**{k: (v.to(acc.device) if torch.is_tensor(v) else v) for k, v in vars(b).items()})

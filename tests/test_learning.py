@@ -16,7 +16,8 @@ import statistics
 from pathlib import Path
 
 import pytest
-import yaml
+
+from conftest import train_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["apple", "river", "stone", "cloud", "maple", "tiger", "piano", "lemon", "ocean", "eagle", "candle",
@@ -87,12 +88,11 @@ def apple_task(tmp_path_factory):
 def train(apple_task: Path, method: str, out: Path) -> list[dict]:
     from ricepo.train.run import run_training
 
-    config = yaml.safe_load(open(ROOT / "config" / "config.yaml"))
     spec = {"method": method, "variant": None, "seed": 0, "backbone": {"model": str(apple_task / "backbone"),
                                                                       "family": "words"},
-            "template": TEMPLATE, "rollout": ROLLOUT, "credit": config["credit"].get(method, {}),
+            "template": TEMPLATE, "rollout": ROLLOUT, "credit": {},
             "evaluate": {"decoding": "greedy"},
-            "train": {**config["train"], "steps": STEPS, "queries_per_step": 4, "learning_rate": 3e-3,
+            "train": {**train_settings(), "steps": STEPS, "queries_per_step": 4, "learning_rate": 3e-3,
                       "micro_batch_size": 64, "save_every": 0}}
     return run_training(spec, {"apple": (apple_task / "split", apple_task / "index")}, out)
 

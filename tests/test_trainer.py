@@ -2,15 +2,12 @@ import json
 
 import pytest
 
-from conftest import ROLLOUT, TEMPLATE
+from conftest import ROLLOUT, TEMPLATE, train_cfg, train_settings
 from ricepo.errors import RicepoError
 
 
 def spec(tiny_backbone, **train):
-    base = {"steps": 2, "queries_per_step": 2, "learning_rate": 1e-3, "kl_coef": 0.001, "clip_eps": 0.2,
-            "dual_clip": 3.0, "loss_agg": "token-mean", "ppo_epochs": 1, "micro_batch_size": 4, "grad_clip": 1.0,
-            "weight_decay": 0.0}
-    base.update(train)
+    base = train_settings(**{"steps": 2, "queries_per_step": 2, "learning_rate": 1e-3, "micro_batch_size": 4, **train})
     return {"method": "grpo", "variant": None, "seed": 0, "backbone": {"model": str(tiny_backbone), "family": "tiny"},
             "template": TEMPLATE, "rollout": ROLLOUT, "train": base, "credit": {"norm_by_std": True},
             "evaluate": {"decoding": "greedy"}}
@@ -211,13 +208,13 @@ def test_one_step_at_lr_1e_6_moves_every_parameter_tensor(tiny_backbone, precisi
     from ricepo.agent.models import load_backbone
     from ricepo.precision import resolve_precision
     from ricepo.train.distributed import make_accelerator
-    from ricepo.train.trainer import TrainConfig, policy_update
+    from ricepo.train.trainer import policy_update
 
     acc = make_accelerator()
     model, tok = load_backbone(str(tiny_backbone))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     ref = copy.deepcopy(model).eval().requires_grad_(False)
-    cfg = TrainConfig(method="grpo", learning_rate=1e-6, ppo_mini_batches=1)
+    cfg = train_cfg(learning_rate=1e-6, ppo_mini_batches=1)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
     batch = _random_update_batch(len(tok))
     stats = policy_update(model, ref, opt, batch, cfg, 1.0, len(tok), resolve_precision(precision, "cpu"), acc)
@@ -246,13 +243,13 @@ def test_mini_batches_move_the_ratio_off_one_so_clipping_acts(tiny_backbone, min
     from ricepo.agent.models import load_backbone
     from ricepo.precision import resolve_precision
     from ricepo.train.distributed import make_accelerator
-    from ricepo.train.trainer import TrainConfig, policy_update
+    from ricepo.train.trainer import policy_update
 
     model, tok = load_backbone(str(tiny_backbone))
     ref = copy.deepcopy(model).eval().requires_grad_(False)
     batch = _random_update_batch(len(tok))
     batch.minibatch = torch.tensor([0, 1, 0, 1])
-    cfg = TrainConfig(method="grpo", learning_rate=1e-2, ppo_mini_batches=mini_batches)
+    cfg = train_cfg(learning_rate=1e-2, ppo_mini_batches=mini_batches)
     stats = policy_update(model, ref, torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate), batch, cfg, 1.0,
                           len(tok), resolve_precision("fp32", "cpu"), make_accelerator())
     assert stats["ppo_updates"] == mini_batches

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, shared
+from ricepo.layout import metrics_file, runs, train_log_file
 
 
 def snakemake(*args, cwd, check=True, env=None):
@@ -114,8 +115,12 @@ def test_smoke_workflow_end_to_end(tmp_path):
     snakemake("reproduce_all", "--cores", "2", "--resources", "gpus=2", "--configfile", smoke, cwd=tmp_path,
               env={"RICEPO_GPU_IDS": "0,1", "RICEPO_GPU_LOCK_DIR": str(tmp_path / "gpu-locks")})
     results = tmp_path / "results" / "smoke"
+    config = json.loads((results / "config.resolved.json").read_text())
+    plan = runs(config)
+    n_train = sum(r.trained for r in plan)
+    n_eval = sum(len(config["benchmarks"][r.benchmark]["tasks"]) for r in plan)
     gpu_logs = list((results / "logs" / "train").rglob("*.log")) + list((results / "logs" / "eval").rglob("*.log"))
-    assert len(gpu_logs) == 32 + 57
+    assert len(gpu_logs) == n_train + n_eval and (n_train, n_eval) >= (32, 57)
     for log in gpu_logs:
         assert log.read_text().splitlines()[0] in ("gpu-run: CUDA_VISIBLE_DEVICES=0",
                                                    "gpu-run: CUDA_VISIBLE_DEVICES=1"), log
@@ -130,23 +135,21 @@ def test_smoke_workflow_end_to_end(tmp_path):
     assert parser.images == 4
 
     # every measured number in the report equals the mean of its metrics.json files
-    config = json.loads((results / "config.resolved.json").read_text())
     checked = 0
     for bench, section in (("bright", "table-bright-main"), ("beir", "table-beir-main")):
         tasks = config["benchmarks"][bench]["tasks"]
         header_tasks = json.loads((results / "tables" / f"{section.replace('-', '_')}.json").read_text())["columns"]
-        for method, label in (("prompting", "Prompting agent"), ("grpo", "GRPO"), ("gigpo", "GiGPO"), ("hgpo", "HGPO"),
-                              ("tree_grpo", "Tree-GRPO"), ("ricepo", "RICE-PO")):
-            seeds = [0] if method == "prompting" else config["seeds"]
-            row = [r for r in parser.rows[section] if r[0] == label][-1]   # the tiny_qwen2 group comes last
+        for method in config["benchmarks"][bench]["methods"]:
+            cell_runs = [r for r in plan if (r.benchmark, r.method, r.variant) == (bench, method, None)]
+            row = [r for r in parser.rows[section] if r[0] == cell_runs[0].label][-1]   # the tiny_qwen2 group comes last
             for task in tasks:
-                values = [100 * json.loads((results / "eval" / bench / "tiny_qwen2" / method / f"seed{s}" /
-                                            task / "metrics.json").read_text())["ndcg_cut_10"] for s in seeds]
+                values = [100 * json.loads(metrics_file(results, r, task).read_text())["ndcg_cut_10"] for r in cell_runs]
                 mean = sum(values) / len(values)
                 cell = row[1 + header_tasks.index(task)]
                 assert cell.startswith(f"{mean:.2f}"), (bench, method, task, cell, values)
                 checked += 1
-    assert checked == 6 * 3
+    assert checked == sum(len(config["benchmarks"][b]["methods"]) * len(config["benchmarks"][b]["tasks"])
+                          for b in ("bright", "beir")) >= 6 * 3
     # every ablation variant has a measured number in its table
     for section, labels in (("table-ablation-credit", ["Case 2", "Case 1", "Random"]),
                             ("table-ablation-trigger", ["Random Trigger"]),
@@ -156,16 +159,19 @@ def test_smoke_workflow_end_to_end(tmp_path):
             assert "not run" not in row[1] + row[-1], (section, label, row)    # biology and the average
     # every trained run logs its cost per step; branching methods cost more than GRPO
     cost = {}
-    for method in ("grpo", "gigpo", "hgpo", "tree_grpo", "ricepo", "ricepo_random_trigger"):
-        log = [json.loads(x) for x in (results / "train" / "bright" / "tiny_qwen2" / method / "seed0" /
-                                       "log.jsonl").read_text().splitlines()]
+    for run in plan:
+        if not run.trained or run.seed != 0 or run.benchmark != "bright":
+            continue
+        log = [json.loads(x) for x in train_log_file(results, run).read_text().splitlines()]
         assert len(log) == config["train"]["steps"]
         for key in ("reward_mean", "kl", "tokens_generated", "retriever_calls", "retriever_cache_hits", "wall_s"):
-            assert all(key in r for r in log), (method, key)
-        cost[method] = sum(r["tokens_generated"] for r in log)
-    assert cost["ricepo"] > cost["grpo"] and cost["tree_grpo"] > cost["grpo"]
+            assert all(key in r for r in log), (run, key)
+        cost[run.method, run.variant] = sum(r["tokens_generated"] for r in log)
+    assert ("ricepo", "random_trigger") in cost
+    assert cost["ricepo", None] > cost["grpo", None] and cost["tree_grpo", None] > cost["grpo", None]
     figure = json.loads((results / "figures" / "figure_branching_cost.json").read_text())
-    ratio = {r["method"]: r["relative_to_grpo"]["tokens_generated"] for r in figure["rows"] if r["benchmark"] == "bright"}
+    ratio = {r["method"]: r["relative_to_grpo"]["tokens_generated"] for r in figure["rows"]
+             if r["benchmark"] == "bright" and r["variant"] is None}
     assert ratio["grpo"] == 1.0 and ratio["ricepo"] > 1.0 and ratio["tree_grpo"] > 1.0
 
     # one table rebuilds alone, without retraining or re-evaluating
@@ -184,7 +190,8 @@ def test_smoke_workflow_end_to_end(tmp_path):
     (tmp_path / "k1.yaml").write_text(yaml.safe_dump(changed))
     counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "k1.yaml"),
                                   cwd=tmp_path).stdout)
-    assert counts["bm25_index"] == 2 and counts["train"] == 22 and "prepare_data" not in counts   # BRIGHT's only
+    assert counts["bm25_index"] == 2 and "prepare_data" not in counts   # BRIGHT's only
+    assert counts["train"] == sum(r.trained for r in plan if r.benchmark == "bright")
     edited = tmp_path / "edited"                                  # the package with one line of training code edited
     shutil.copytree(ROOT / "src" / "ricepo", edited / "src" / "ricepo", ignore=shutil.ignore_patterns("__pycache__"))
     for shared_dir in ("workflow", "config"):                    # what the package finds beside its src/
@@ -193,7 +200,7 @@ def test_smoke_workflow_end_to_end(tmp_path):
         f.write("# an edit\n")
     counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", smoke, cwd=tmp_path,
                                   env={"PYTHONPATH": str(edited / "src")}).stdout)
-    assert counts["train"] == 32 and counts["agent_eval"] == 57 and counts["prepare_data"] == 3
+    assert counts["train"] == n_train and counts["agent_eval"] == n_eval and counts["prepare_data"] == 3
 
     # Another configuration in the same folder plans its own jobs; the smoke report stays.
     mini = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())

@@ -182,8 +182,13 @@ def cmd_report(args) -> None:
 
 
 def cmd_config(args) -> None:
-    from .config import load_config, runs
+    from .config import load_config
+    from .layout import runs
 
+    if args.config_cmd == "methods":
+        from .credit.registry import describe_methods
+        print(describe_methods())
+        return
     config = load_config(*args.files)
     print(json.dumps({"run_name": config["run_name"], "benchmarks": sorted(config["benchmarks"]),
                       "runs": len(runs(config))}))
@@ -300,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfsub = cf.add_subparsers(dest="config_cmd", required=True)
     cc = cfsub.add_parser("check", help="config/config.yaml with FILE(s) merged over it, validated")
     cc.add_argument("files", nargs="*", metavar="FILE", help="overlay configs, as given to --configfile")
+    cfsub.add_parser("methods", help="every registered method: its settings (default, role) and variants")
     cf.set_defaults(func=cmd_config)
 
     g = sub.add_parser("gpu-run", help="run a command on GPUs of its own (CUDA_VISIBLE_DEVICES from a slot lock)")

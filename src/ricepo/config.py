@@ -20,8 +20,24 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    """The config schema: the file, completed from the method registry (credit/): the method and
+    variant names, and each method's `credit.<name>` settings with their defaults."""
+    from .credit import METHODS
+
     with open(path) as f:
-        return yaml.safe_load(f)
+        schema = yaml.safe_load(f)
+    schema["definitions"]["method"] = {"enum": list(METHODS)}
+    schema["definitions"]["variant"] = {"enum": sorted({v for m in METHODS.values() for v in m.variants})}
+    schema["properties"]["credit"]["properties"] = {name: m.settings_schema() for name, m in METHODS.items() if m.params}
+    return schema
+
+
+def section_defaults(section: str) -> dict:
+    """What an empty top-level section (train, rollout, ...) resolves to: the schema's defaults."""
+    schema = load_schema()
+    out: dict = {}
+    _fill_defaults(out, {"properties": {section: schema["properties"][section]}}, schema)
+    return out[section]
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -104,6 +120,12 @@ def _check_references(config: dict) -> None:
                                   f"dense_models ({', '.join(sorted(config.get('dense_models', {}))) or 'none'})")
     abl = config.get("ablations")
     if abl and abl.get("variants"):
+        from .credit import get_method
+        variants = get_method(abl["method"]).variants
+        for i, v in enumerate(abl["variants"]):
+            if v not in variants:
+                raise RicepoError(f"config error at ablations.variants[{i}]: {v!r} is not a variant of method "
+                                  f"{abl['method']!r} ({', '.join(variants) or 'none'})")
         if abl.get("benchmark") not in config["benchmarks"]:
             raise RicepoError(f"config error at ablations.benchmark: {abl.get('benchmark')!r} is not a configured benchmark")
         if abl.get("backbone") not in config["benchmarks"][abl["benchmark"]]["backbones"]:
@@ -151,36 +173,3 @@ def load_config(*overlays: str | Path) -> dict:
         return check_config(config)
     except RicepoError as e:
         raise RicepoError(f"{overlays[-1] if overlays else DEFAULT_CONFIG}: {e}") from None
-
-
-def run_methods(config: dict, bench: str) -> list[str]:
-    """Method run names of a benchmark: its methods, plus `ricepo_<variant>` ablations."""
-    methods = list(config["benchmarks"][bench]["methods"])
-    abl = config.get("ablations") or {}
-    if abl.get("benchmark") == bench:
-        methods += [f"ricepo_{v}" for v in abl.get("variants", [])]
-    return methods
-
-
-def runs(config: dict) -> list[dict]:
-    """Every (benchmark, backbone, method, seed) the config asks for; ablations only on their backbone."""
-    out = []
-    abl = config.get("ablations") or {}
-    for bench, spec in config["benchmarks"].items():
-        for bb in spec["backbones"]:
-            methods = list(spec["methods"])
-            if abl.get("benchmark") == bench and abl.get("backbone") == bb:
-                methods += [f"ricepo_{v}" for v in abl.get("variants", [])]
-            for method in methods:
-                seeds = [0] if method == "prompting" and config["evaluate"]["decoding"] == "greedy" else config["seeds"]
-                for seed in seeds:
-                    out.append({"benchmark": bench, "backbone": bb, "method": method, "seed": seed})
-    return out
-
-
-def base_method(method: str) -> tuple[str, str | None]:
-    """`ricepo_case1` -> ('ricepo', 'case1'); `grpo` -> ('grpo', None)."""
-    if method.startswith("ricepo_"):
-        return "ricepo", method[len("ricepo_"):]
-    return method, None
-

@@ -5,9 +5,9 @@ from pathlib import Path
 import re
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-from ricepo.config import base_method, check_config, runs
+from ricepo import layout
+from ricepo.config import check_config
 from ricepo.environments import index_parts
 from ricepo.errors import RicepoError
 from ricepo.identity import code_version
@@ -19,7 +19,6 @@ except RicepoError as e:
     raise WorkflowError(str(e))
 config.clear()
 config.update(_checked)
-validate(config, "../schemas/config.schema.yaml")
 
 # Each configuration owns its outputs: switching configurations never mixes or hides results.
 RUN = config["run_name"]
@@ -30,11 +29,11 @@ DATA = f"{config['data']['root']}/{RUN}"
 # when the package's code changes (report jobs: the report code too; ricepo/identity.py).
 CODE = code_version()
 BENCHMARKS = list(config["benchmarks"])
-RUNS = runs(config)
+RUNS = layout.runs(config)
 ALL_TASKS = sorted({t for b in config["benchmarks"].values() for t in b["tasks"]})
-ALL_BACKBONES = sorted({r["backbone"] for r in RUNS})
-ALL_METHODS = sorted({r["method"] for r in RUNS})
-TRAINED_RUNS = [r for r in RUNS if r["method"] != "prompting"]
+ALL_BACKBONES = sorted({r.backbone for r in RUNS})
+ALL_METHODS = sorted({r.method for r in RUNS})
+ALL_VARIANTS = sorted({r.variant or layout.BASE for r in RUNS})
 
 
 def _alternatives(names):
@@ -46,6 +45,7 @@ wildcard_constraints:
     task=_alternatives(ALL_TASKS),
     backbone=_alternatives(ALL_BACKBONES) or "none",
     method=_alternatives(ALL_METHODS),
+    variant=_alternatives(ALL_VARIANTS),
     dense_model=_alternatives(config.get("dense_models", {})) or "none",
     seed=r"\d+",
 
@@ -78,32 +78,29 @@ def backbone_inputs(name):
     return [bb["model"]] if bb.get("build") else []
 
 
-def template(name):
-    family = config["backbones"][name]["family"]
-    return config["templates"].get(family, config["templates"]["default"])
+def run_of(wc):
+    """The Run a train or eval job's wildcards name."""
+    return layout.Run(wc.benchmark, wc.backbone, wc.method,
+                      None if wc.variant == layout.BASE else wc.variant, int(wc.seed))
 
 
-def job_spec(benchmark, backbone, method, seed):
+def job_spec(wc):
     """Everything one train/eval job reads from the config, as JSON (params: a change reruns it)."""
-    base, variant = base_method(method)
-    credit = dict(config["credit"].get(base, {}))
-    return json.dumps({
-        "benchmark": benchmark, "method": base, "variant": variant, "seed": int(seed),
-        "backbone": config["backbones"][backbone], "template": template(backbone),
-        "rollout": config["rollout"], "train": config["train"], "credit": credit,
-        "evaluate": config["evaluate"],
-        "retriever": config["benchmarks"][benchmark]["retriever"],
-        "dense_models": config.get("dense_models", {}),
-    }, sort_keys=True)
+    return layout.job_spec_json(config, run_of(wc))
+
+
+def out(pattern):
+    """An output pattern of ricepo.layout below this run's results folder, Snakemake wildcards kept."""
+    return f"{R}/{pattern}"
 
 
 def split_dir(benchmark, task):
-    return f"{R}/splits/{benchmark}/{task}"
+    return f"{R}/{layout.path(layout.SPLIT_DIR, benchmark=benchmark, task=task)}"
 
 
 def index_dir(benchmark, task):
     """Root of a task's indexes: bm25/ and dense/<model>/ below it."""
-    return f"{R}/index/{benchmark}/{task}"
+    return f"{R}/{layout.path(layout.INDEX_DIR, benchmark=benchmark, task=task)}"
 
 
 def index_inputs(benchmark, task):
@@ -111,24 +108,8 @@ def index_inputs(benchmark, task):
     return [f"{index_dir(benchmark, task)}/{part}" for part in index_parts(config["benchmarks"][benchmark]["retriever"])]
 
 
-def eval_metrics(benchmark, backbones=None, methods=None):
-    """metrics.json of every planned run of a benchmark (optionally restricted)."""
-    out = []
-    for r in RUNS:
-        if r["benchmark"] != benchmark:
-            continue
-        if backbones is not None and r["backbone"] not in backbones:
-            continue
-        if methods is not None and r["method"] not in methods:
-            continue
-        for task in config["benchmarks"][benchmark]["tasks"]:
-            out.append(f"{R}/eval/{benchmark}/{r['backbone']}/{r['method']}/seed{r['seed']}/{task}/metrics.json")
-    return out
-
-
-def train_logs(benchmark=None):
-    return [f"{R}/train/{r['benchmark']}/{r['backbone']}/{r['method']}/seed{r['seed']}/log.jsonl"
-            for r in TRAINED_RUNS if benchmark in (None, r["benchmark"])]
+def report_inputs(name):
+    return [str(p) for p in layout.ARTEFACTS[name].inputs(config, R)]
 
 
 # --- inputs and params of the rules -------------------------------------------------------
@@ -159,7 +140,7 @@ def train_launcher(wc):
     if n == 1:
         return "ricepo"
     mode = "--use_fsdp --fsdp_sharding_strategy FULL_SHARD" if config["train"]["distributed"] == "fsdp" else "--multi_gpu"
-    key = f"{wc.benchmark}/{wc.backbone}/{wc.method}/{wc.seed}"
+    key = layout.path(layout.RUN_DIR, run_of(wc))
     port = 29500 + int(hashlib.sha256(key.encode()).hexdigest(), 16) % 400
     return (f"accelerate launch {mode} --num_processes {n} --num_machines 1 --mixed_precision no "
             f"--dynamo_backend no --main_process_port {port} -m ricepo")
@@ -172,43 +153,15 @@ def _train_inputs(wc):
 
 
 def _policy(wc):
-    if wc.method == "prompting":
-        return backbone_path(wc.backbone)
-    return f"{R}/train/{wc.benchmark}/{wc.backbone}/{wc.method}/seed{wc.seed}/model"
+    run = run_of(wc)
+    return f"{R}/{layout.path(layout.TRAIN_DIR, run)}/model" if run.trained else backbone_path(wc.backbone)
 
 
 def _eval_inputs(wc):
     deps = [split_dir(wc.benchmark, wc.task), *index_inputs(wc.benchmark, wc.task)]
-    return deps + (backbone_inputs(wc.backbone) if wc.method == "prompting" else [_policy(wc)])
+    return deps + ([_policy(wc)] if run_of(wc).trained else backbone_inputs(wc.backbone))
 
 
-TABLES = ["table_bright_main", "table_beir_main", "table_ablation_credit", "table_ablation_trigger",
-          "table_ablation_gates"]
-FIGURES = ["figure_entropy_cdf", "figure_reward_curves", "figure_branching_cost", "figure_ablation_bars"]
-ABL = config.get("ablations") or {}
+TABLES = layout.TABLES
+FIGURES = layout.FIGURES
 
-
-def bm25_metrics(benchmark):
-    if benchmark not in config["benchmarks"]:
-        return []
-    return [f"{R}/baselines/{benchmark}/bm25/{t}/metrics.json" for t in config["benchmarks"][benchmark]["tasks"]]
-
-
-def _ablation_metrics(methods):
-    if not ABL.get("benchmark"):
-        return []
-    return eval_metrics(ABL["benchmark"], backbones=[ABL["backbone"]], methods=methods)
-
-
-REPORT_INPUTS = {
-    "table_bright_main": lambda: eval_metrics("bright") + bm25_metrics("bright") if "bright" in config["benchmarks"] else [],
-    "table_beir_main": lambda: eval_metrics("beir") + bm25_metrics("beir") if "beir" in config["benchmarks"] else [],
-    "table_ablation_credit": lambda: _ablation_metrics(["ricepo", "ricepo_case1", "ricepo_case2", "ricepo_random_case"]),
-    "table_ablation_trigger": lambda: _ablation_metrics(["ricepo", "ricepo_random_trigger"]),
-    "table_ablation_gates": lambda: _ablation_metrics(["ricepo", "ricepo_effect_only", "ricepo_influence_only"]),
-    "figure_entropy_cdf": lambda: _ablation_metrics(["ricepo", "ricepo_random_trigger"]),
-    "figure_reward_curves": lambda: train_logs(),
-    "figure_branching_cost": lambda: train_logs(),
-    "figure_ablation_bars": lambda: _ablation_metrics(["ricepo", "ricepo_case1", "ricepo_case2", "ricepo_random_case",
-                                                       "ricepo_effect_only", "ricepo_influence_only"]),
-}

@@ -34,7 +34,7 @@ rule split:
     input:
         f"{DATA}/{{benchmark}}/{{task}}",
     output:
-        directory(f"{R}/splits/{{benchmark}}/{{task}}"),
+        directory(out(layout.SPLIT_DIR)),
     params:
         train=lambda wc: bench(wc)["split_counts"][wc.task]["train"],
         test=lambda wc: bench(wc)["split_counts"][wc.task]["test"],

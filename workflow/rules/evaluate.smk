@@ -5,10 +5,10 @@ rule agent_eval:
     input:
         _eval_inputs,
     output:
-        metrics=f"{R}/eval/{{benchmark}}/{{backbone}}/{{method}}/seed{{seed}}/{{task}}/metrics.json",
-        run=f"{R}/eval/{{benchmark}}/{{backbone}}/{{method}}/seed{{seed}}/{{task}}/run.trec",
+        metrics=out(f"{layout.EVAL_DIR}/metrics.json"),
+        run=out(f"{layout.EVAL_DIR}/run.trec"),
     params:
-        spec=lambda wc: job_spec(wc.benchmark, wc.backbone, wc.method, wc.seed),
+        spec=job_spec,
         model=_policy,
         split=lambda wc: split_dir(wc.benchmark, wc.task),
         index=lambda wc: index_dir(wc.benchmark, wc.task),
@@ -18,7 +18,7 @@ rule agent_eval:
     resources:
         gpus=1,
     log:
-        f"{R}/logs/eval/{{benchmark}}/{{backbone}}/{{method}}/seed{{seed}}/{{task}}.log",
+        out(f"logs/{layout.EVAL_DIR}.log"),
     shell:
         "OMP_NUM_THREADS={threads} ricepo gpu-run --gpus {resources.gpus} -- ricepo agent-eval --spec {params.spec:q} --model {params.model} "
         "--task {wildcards.task}={params.split}:{params.index} --out {params.out} > {log} 2>&1"
@@ -27,15 +27,15 @@ rule agent_eval:
 rule bm25_baseline:
     # The retriever alone (query text, no agent): the BM25 row of the main tables.
     input:
-        split=f"{R}/splits/{{benchmark}}/{{task}}",
-        index=f"{R}/index/{{benchmark}}/{{task}}/bm25",
+        split=out(layout.SPLIT_DIR),
+        index=out(f"{layout.INDEX_DIR}/bm25"),
     output:
-        run=f"{R}/baselines/{{benchmark}}/bm25/{{task}}/run.trec",
-        metrics=f"{R}/baselines/{{benchmark}}/bm25/{{task}}/metrics.json",
+        run=out(f"{layout.BM25_DIR}/run.trec"),
+        metrics=out(f"{layout.BM25_DIR}/metrics.json"),
     params:
         code=CODE,
     log:
-        f"{R}/logs/baselines/{{benchmark}}/bm25/{{task}}.log",
+        out(f"logs/{layout.BM25_DIR}.log"),
     shell:
         "(ricepo retrieve --dataset {input.split} --split test --index {input.index} --out {output.run} && "
         "ricepo evaluate --qrels {input.split}/qrels/test.tsv --run {output.run} --out {output.metrics}) > {log} 2>&1"

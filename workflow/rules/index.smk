@@ -3,9 +3,9 @@
 
 rule bm25_index:
     input:
-        f"{R}/splits/{{benchmark}}/{{task}}",
+        out(layout.SPLIT_DIR),
     output:
-        directory(f"{R}/index/{{benchmark}}/{{task}}/bm25"),
+        directory(out(f"{layout.INDEX_DIR}/bm25")),
     params:
         k1=lambda wc: bench(wc)["retriever"]["k1"],
         b=lambda wc: bench(wc)["retriever"]["b"],
@@ -22,9 +22,9 @@ rule bm25_index:
 rule dense_index:
     # Corpus embeddings, once per (task, dense model); the encoder settings are saved beside them.
     input:
-        f"{R}/splits/{{benchmark}}/{{task}}",
+        out(layout.SPLIT_DIR),
     output:
-        directory(f"{R}/index/{{benchmark}}/{{task}}/dense/{{dense_model}}"),
+        directory(out(f"{layout.INDEX_DIR}/dense/{{dense_model}}")),
     params:
         model=lambda wc: config["dense_models"][wc.dense_model]["model"],
         settings=lambda wc: json.dumps({k: v for k, v in config["dense_models"][wc.dense_model].items() if k != "model"}),

@@ -18,7 +18,7 @@ rule resolved_config:
 rule table:
     input:
         config=f"{R}/config.resolved.json",
-        results=lambda wc: REPORT_INPUTS[wc.name](),
+        results=lambda wc: report_inputs(wc.name),
     output:
         csv=f"{R}/tables/{{name}}.csv",
         md=f"{R}/tables/{{name}}.md",
@@ -37,7 +37,7 @@ rule table:
 rule figure:
     input:
         config=f"{R}/config.resolved.json",
-        results=lambda wc: REPORT_INPUTS[wc.name](),
+        results=lambda wc: report_inputs(wc.name),
     output:
         svg=f"{R}/figures/{{name}}.svg",
         png=f"{R}/figures/{{name}}.png",

@@ -5,20 +5,20 @@ rule train:
     input:
         _train_inputs,
     output:
-        model=directory(f"{R}/train/{{benchmark}}/{{backbone}}/{{method}}/seed{{seed}}/model"),
-        log=f"{R}/train/{{benchmark}}/{{backbone}}/{{method}}/seed{{seed}}/log.jsonl",
+        model=directory(out(f"{layout.TRAIN_DIR}/model")),
+        log=out(f"{layout.TRAIN_DIR}/log.jsonl"),
     params:
-        spec=lambda wc: job_spec(wc.benchmark, wc.backbone, wc.method, wc.seed),
+        spec=job_spec,
         tasks=lambda wc: _task_args(wc.benchmark),
-        out=lambda wc: f"{R}/train/{wc.benchmark}/{wc.backbone}/{wc.method}/seed{wc.seed}",
+        out=lambda wc, output: str(Path(output.log).parent),
         launcher=lambda wc: train_launcher(wc),
         code=CODE,
     threads: config["train"]["processes"]
     resources:
         gpus=config["train"]["processes"],
     log:
-        f"{R}/logs/train/{{benchmark}}/{{backbone}}/{{method}}/seed{{seed}}.log",
+        out(f"logs/{layout.TRAIN_DIR}.log"),
     benchmark:
-        f"{R}/benchmarks/train/{{benchmark}}/{{backbone}}/{{method}}/seed{{seed}}.tsv"
+        out(f"benchmarks/{layout.TRAIN_DIR}.tsv")
     shell:
         "OMP_NUM_THREADS=1 ricepo gpu-run --gpus {resources.gpus} -- {params.launcher} train --spec {params.spec:q} {params.tasks} --out {params.out} > {log} 2>&1"

@@ -8,9 +8,9 @@ A = A^E + ω·A^S on both spans of the step. `mode: mean_norm` drops the std in 
 """
 from __future__ import annotations
 
-from .registry import register
+from .registry import Method, Param, register
 from .stats import EPS, mean, std
-from .steps import returns, step_rewards
+from .steps import RETURN_PARAMS, returns, step_rewards
 
 
 def _norm(values: list[float], remove_std: bool, singleton_is_identity: bool) -> list[float]:
@@ -23,9 +23,7 @@ def _norm(values: list[float], remove_std: bool, singleton_is_identity: bool) ->
     return [(v - m) / (s + EPS) for v in values]
 
 
-@register("gigpo")
-def gigpo(group: dict, gamma: float = 0.95, omega: float = 1.0, mode: str = "std_norm",
-          step_reward: str = "final_only") -> dict[str, list[dict]]:
+def gigpo(group: dict, gamma: float, omega: float, mode: str, step_reward: str) -> dict[str, list[dict]]:
     remove_std = mode == "mean_norm"
     rows = [(t["id"], k) for t in group["trajectories"] for k in range(len(t["steps"]))]
     final = {t["id"]: float(t["final_reward"]) for t in group["trajectories"]}
@@ -48,3 +46,10 @@ def gigpo(group: dict, gamma: float = 0.95, omega: float = 1.0, mode: str = "std
             a = episode[(t["id"], k)] + omega * step_adv[(t["id"], k)]
             out[t["id"]].append({"reasoning": a, "summary": a})
     return out
+
+
+register(Method("gigpo", "GiGPO", rollout="independent", credit=gigpo, params={
+    **RETURN_PARAMS,
+    "omega": Param({"type": "number", "default": 1.0}, doc="weight of the step advantage"),
+    "mode": Param({"enum": ["std_norm", "mean_norm"], "default": "std_norm"}, doc="mean_norm drops the std"),
+}))

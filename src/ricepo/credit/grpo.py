@@ -7,7 +7,7 @@ receives A_i.
 """
 from __future__ import annotations
 
-from .registry import register
+from .registry import Method, Param, register
 from .stats import EPS, mean, std
 
 
@@ -19,14 +19,18 @@ def group_reward_stats(group: dict) -> tuple[float, float]:
     return mean(rewards), std(rewards, bessel=True)
 
 
-def trajectory_advantages(group: dict, norm_by_std: bool = True) -> dict[str, float]:
+def trajectory_advantages(group: dict, norm_by_std: bool) -> dict[str, float]:
     m, s = group_reward_stats(group)
     denom = s + EPS if norm_by_std else 1.0
     return {t["id"]: (float(t["final_reward"]) - m) / denom for t in group["trajectories"]}
 
 
-@register("grpo")
-def grpo(group: dict, norm_by_std: bool = True) -> dict[str, list[dict]]:
+def grpo(group: dict, norm_by_std: bool) -> dict[str, list[dict]]:
     adv = trajectory_advantages(group, norm_by_std)
     return {t["id"]: [{"reasoning": adv[t["id"]], "summary": adv[t["id"]]} for _ in t["steps"]]
             for t in group["trajectories"]}
+
+
+register(Method("grpo", "GRPO", rollout="independent", credit=grpo, params={
+    "norm_by_std": Param({"type": "boolean", "default": True}, doc="false: Dr. GRPO (no division by the std)"),
+}))

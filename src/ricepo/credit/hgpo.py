@@ -10,14 +10,13 @@ the GRPO trajectory advantage as level k = 0.
 from __future__ import annotations
 
 from .grpo import trajectory_advantages
-from .registry import register
+from .registry import Method, Param, register
 from .stats import EPS, mean, std
-from .steps import returns, step_rewards
+from .steps import RETURN_PARAMS, returns, step_rewards
 
 
-@register("hgpo")
-def hgpo(group: dict, gamma: float = 0.95, history: int = 2, alpha: float = 1.0, base_group: bool = False,
-         step_reward: str = "final_only") -> dict[str, list[dict]]:
+def hgpo(group: dict, gamma: float, history: int, alpha: float, base_group: bool,
+         step_reward: str) -> dict[str, list[dict]]:
     g, states = {}, {}
     for t in group["trajectories"]:
         states[t["id"]] = [str(s["state"]) for s in t["steps"]]
@@ -37,7 +36,7 @@ def hgpo(group: dict, gamma: float = 0.95, history: int = 2, alpha: float = 1.0,
         for row, v in zip(members, values):
             levels[row].append((k, (v - m) / (sd + EPS)))
     if base_group:
-        base = trajectory_advantages(group)
+        base = trajectory_advantages(group, norm_by_std=True)
         for (tid, s) in levels:
             levels[(tid, s)].append((0, base[tid]))
 
@@ -49,3 +48,11 @@ def hgpo(group: dict, gamma: float = 0.95, history: int = 2, alpha: float = 1.0,
             adv = sum((k + 1) ** alpha / total * a for k, a in kept) if kept else 0.0
             out[t["id"]].append({"reasoning": adv, "summary": adv})
     return out
+
+
+register(Method("hgpo", "HGPO", rollout="independent", credit=hgpo, params={
+    **RETURN_PARAMS,
+    "history": Param({"type": "integer", "minimum": 0, "default": 2}, doc="K: levels of history beyond the current state"),
+    "alpha": Param({"type": "number", "default": 1.0}, doc="level weight exponent, w_k ∝ (k+1)^α"),
+    "base_group": Param({"type": "boolean", "default": False}, doc="add the GRPO advantage as level 0"),
+}))

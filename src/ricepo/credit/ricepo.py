@@ -14,10 +14,11 @@ steps before the anchor get 0 (they are copies of the original and are not train
 step gets the branch's own A_sum_m = (ℓ_m - mean ℓ)/(I + 1e-6) and A_reason_m by the same gate,
 and later steps A_traj_m = (F_m - mean_group R) / (std_group R + 1e-6), the branch's final reward
 standardised with the group's GRPO statistics.
-Variants: case1 (g ≡ 1), case2 (reasoning credit = population z-score of F over the branches,
-taken at branch 0), random_case (case1 or case2 per anchor, seeded), random_trigger (full gate;
-the anchors were drawn at random upstream), effect_only (g = 1[U ≤ τ_R]), influence_only
-(g = 1[I ≥ τ_I]).
+The ablations are variants of the method, overlays of its settings: the credit `rule` case1
+(g ≡ 1), case2 (reasoning credit = population z-score of F over the branches, taken at branch 0),
+random_case (case1 or case2 per anchor, seeded), effect_only (g = 1[U ≤ τ_R]), influence_only
+(g = 1[I ≥ τ_I]); and random_trigger, the rollout's `trigger: random` (anchors drawn at random,
+full gate).
 """
 from __future__ import annotations
 
@@ -25,11 +26,10 @@ import math
 import random
 
 from .grpo import group_reward_stats, trajectory_advantages
-from .registry import register
+from .registry import Method, Param, Variant, register
 from .stats import EPS, mean, std
 
-TAU_I, TAU_R = 0.05, 0.10   # algorithms.md defaults (paper blank)
-VARIANTS = ("full", "case1", "case2", "random_case", "random_trigger", "effect_only", "influence_only")
+RULES = ("full", "case1", "case2", "random_case", "effect_only", "influence_only")
 
 
 def anchor_statistics(branches: list[dict]) -> dict:
@@ -44,21 +44,33 @@ def anchor_statistics(branches: list[dict]) -> dict:
     return {"influence": influence, "instability": instability, "a_sum": a_sum, "final_z": final_z}
 
 
-def gate(variant: str, influence: float, instability: float, tau_I: float, tau_R: float) -> int:
-    if variant == "case1":
+def gate(rule: str, influence: float, instability: float, tau_I: float, tau_R: float) -> int:
+    if rule == "case1":
         return 1
-    if variant == "effect_only":
+    if rule == "effect_only":
         return int(instability <= tau_R)
-    if variant == "influence_only":
+    if rule == "influence_only":
         return int(influence >= tau_I)
     return int(influence >= tau_I and instability <= tau_R)
 
 
-@register("ricepo")
-def ricepo(group: dict, variant: str = "full", tau_I: float = TAU_I, tau_R: float = TAU_R, combine: str = "replace",
-           seed: int = 0, norm_by_std: bool = True) -> dict[str, list[dict]]:
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+def anchor_credit(anchor: dict, query_id, rule: str, tau_I: float, tau_R: float, seed: int):
+    """(g, propagated credit per branch, statistics) of one anchor. g is None where the rule does
+    not gate: case2 and random_case take the propagated credit whole (the trainer's log counts
+    only real gate decisions)."""
+    stats = anchor_statistics(anchor["branches"])
+    case = rule
+    if rule == "random_case":
+        case = random.Random(f"{seed}:{query_id}:{anchor['trajectory']}:{int(anchor['step'])}").choice(["case1", "case2"])
+    propagated = stats["final_z"] if case == "case2" else stats["a_sum"]
+    g = None if rule in ("case2", "random_case") else gate(case, stats["influence"], stats["instability"], tau_I, tau_R)
+    return g, propagated, stats
+
+
+def ricepo(group: dict, rule: str, tau_I: float, tau_R: float, combine: str, norm_by_std: bool,
+           seed: int = 0) -> dict[str, list[dict]]:
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, not {rule!r}")
     if combine not in ("replace", "add"):
         raise ValueError(f"combine must be replace or add, not {combine!r}")
     traj_adv = trajectory_advantages(group, norm_by_std)
@@ -70,12 +82,8 @@ def ricepo(group: dict, variant: str = "full", tau_I: float = TAU_I, tau_R: floa
         tid, step = anchor["trajectory"], int(anchor["step"])
         if tid not in out or not 0 <= step < depth[tid]:
             raise ValueError(f"anchor ({tid!r}, {step}) names no step of the group")
-        stats = anchor_statistics(anchor["branches"])
-        case = variant
-        if variant == "random_case":
-            case = random.Random(f"{seed}:{group.get('query_id')}:{tid}:{step}").choice(["case1", "case2"])
-        g = 1 if case == "case2" else gate(case, stats["influence"], stats["instability"], tau_I, tau_R)
-        propagated = stats["final_z"] if case == "case2" else stats["a_sum"]
+        g, propagated, stats = anchor_credit(anchor, group.get("query_id"), rule, tau_I, tau_R, seed)
+        g = 1 if g is None else g
         for m, branch in enumerate(anchor["branches"]):
             if m == 0:
                 rid, base = tid, traj_adv[tid]
@@ -111,3 +119,31 @@ def select_anchors(group: dict, k: int, trigger: str = "entropy", seed: int = 0)
     else:
         raise ValueError(f"trigger must be entropy or random, not {trigger!r}")
     return [[tid, step] for _, step, _, tid in chosen]
+
+
+register(Method(
+    "ricepo", "RICE-PO", rollout="branches", credit=ricepo, runtime=("seed",),
+    params={
+        "anchors": Param({"type": "integer", "minimum": 1, "default": 2}, "rollout", "k anchors per group (paper blank)"),
+        "branches": Param({"type": "integer", "minimum": 2, "default": 4}, "rollout",
+                          "M branches per anchor, the original included (paper blank)"),
+        "trigger": Param({"enum": ["entropy", "random"], "default": "entropy"}, "rollout",
+                         "anchors at the top-k summary entropy, or drawn at random"),
+        "train_branches": Param({"type": "boolean", "default": False}, "rollout",
+                                "train branch rows too (from the anchor step on)"),
+        "tau_I": Param({"type": "number", "minimum": 0, "default": 0.05}, doc="influence threshold τ_I (paper blank)"),
+        "tau_R": Param({"type": "number", "minimum": 0, "default": 0.10}, doc="residual-effect threshold τ_R (paper blank)"),
+        "combine": Param({"enum": ["replace", "add"], "default": "replace"},
+                         doc="replace (the literal reading of Eq. 9) or add the gated credit to A_traj"),
+        "rule": Param({"enum": list(RULES), "default": "full"}, doc="credit rule: full gate, or an ablation's"),
+        "norm_by_std": Param({"type": "boolean", "default": True}, doc="A_traj divided by the group's std"),
+    },
+    variants={
+        "case1": Variant("Case 1", {"rule": "case1"}),
+        "case2": Variant("Case 2", {"rule": "case2"}),
+        "random_case": Variant("Random", {"rule": "random_case"}),
+        "random_trigger": Variant("Random Trigger", {"trigger": "random"}),
+        "effect_only": Variant("Effect Only", {"rule": "effect_only"}),
+        "influence_only": Variant("Influence Only", {"rule": "influence_only"}),
+    },
+))

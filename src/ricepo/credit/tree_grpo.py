@@ -8,13 +8,12 @@ is nothing within the tree to compare with). Every span of the leaf gets A_leaf.
 from __future__ import annotations
 
 from .grpo import trajectory_advantages
-from .registry import register
+from .registry import Method, Param, register
 from .stats import EPS, mean, std
 
 
-@register("tree_grpo")
 def tree_grpo(group: dict) -> dict[str, list[dict]]:
-    inter = trajectory_advantages(group)
+    inter = trajectory_advantages(group, norm_by_std=True)
     trees: dict = {}
     for t in group["trajectories"]:
         trees.setdefault(t.get("tree", 0), []).append(t)
@@ -28,3 +27,11 @@ def tree_grpo(group: dict) -> dict[str, list[dict]]:
         intra.update({t["id"]: (r - m) / (s + EPS) for t, r in zip(leaves, rewards)})
     return {t["id"]: [{"reasoning": inter[t["id"]] + intra[t["id"]], "summary": inter[t["id"]] + intra[t["id"]]}
                       for _ in t["steps"]] for t in group["trajectories"]}
+
+
+register(Method("tree_grpo", "Tree-GRPO", rollout="trees", credit=tree_grpo, params={
+    "trees": Param({"type": "integer", "minimum": 1, "default": 2}, "rollout", "M trees per query"),
+    "expansions": Param({"type": "integer", "minimum": 1, "default": 2}, "rollout", "N expansions per tree and round"),
+    "rounds": Param({"type": "integer", "minimum": 1, "default": 1}, "rollout", "L expansion rounds"),
+    "leaves": Param({"type": "integer", "minimum": 1, "default": 3}, "rollout", "K leaves kept per tree"),
+}))

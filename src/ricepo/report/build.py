@@ -6,17 +6,18 @@ from pathlib import Path
 from ..errors import RicepoError
 from .figures import FIGURES, build_figure
 from .html import render
-from .tables import SPECS, build_table, write_table
+from ..layout import TABLES
+from .tables import build_table, write_table
 
 
 def run(what: str, *, config: dict | None, results: Path, out: Path) -> None:
     if config is None:
         raise RicepoError("report: --config-json is required (results/config.resolved.json)")
-    if what in SPECS:
+    if what in TABLES:
         write_table(build_table(what, config, results), out)
     elif what in FIGURES:
         build_figure(what, config, results, out)
     elif what == "html":
         render(config, results / "config.resolved.json", results / "tables", results / "figures", out)
     else:
-        raise RicepoError(f"report: unknown artefact {what!r}; known: {', '.join([*SPECS, *FIGURES, 'html'])}")
+        raise RicepoError(f"report: unknown artefact {what!r}; known: {', '.join([*TABLES, *FIGURES, 'html'])}")

@@ -17,9 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..atomic import atomic_file, write_text  # noqa: E402
-from ..config import runs  # noqa: E402
+from ..credit import get_method  # noqa: E402
+from ..layout import runs  # noqa: E402
 from .results import load_paper, measured, train_log  # noqa: E402
-from .tables import METHOD_LABELS  # noqa: E402
 
 CURVE_METHODS = ["grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"]
 
@@ -29,17 +29,29 @@ def smooth(values: list[float], window: int) -> list[float]:
     return [statistics.fmean(values[max(0, i - window + 1): i + 1]) for i in range(len(values))]
 
 
+def _trained_cells(config: dict, results: Path, order=None) -> list[tuple[tuple, list[list[dict]]]]:
+    """((benchmark, backbone, method, variant), the step logs of its seeds) of every trained cell."""
+    cells: dict[tuple, list] = {}
+    for r in runs(config):
+        if r.trained:
+            cells.setdefault((r.benchmark, r.backbone, r.method, r.variant), []).append(train_log(results, r))
+    return sorted(cells.items(), key=order or (lambda kv: (*kv[0][:3], kv[0][3] or "")))
+
+
+def label(cell: dict) -> str:
+    return get_method(cell["method"]).label_of(cell.get("variant"))
+
+
 def reward_curves(config: dict, results: Path) -> dict:
-    """Mean training reward per step, per (benchmark, backbone, method), averaged over seeds."""
+    """Mean training reward per step, per (benchmark, backbone, method, variant), averaged over seeds."""
     curves = []
-    for key in sorted({(r["benchmark"], r["backbone"], r["method"]) for r in runs(config) if r["method"] != "prompting"}):
-        logs = [train_log(results, *key, r["seed"]) for r in runs(config) if (r["benchmark"], r["backbone"], r["method"]) == key]
+    for key, logs in _trained_cells(config, results):
         logs = [lg for lg in logs if lg]
         if not logs:
             continue
         n = min(len(lg) for lg in logs)
         raw = [statistics.fmean(lg[i]["reward_mean"] for lg in logs) for i in range(n)]
-        curves.append({"benchmark": key[0], "backbone": key[1], "method": key[2], "seeds": len(logs),
+        curves.append({"benchmark": key[0], "backbone": key[1], "method": key[2], "variant": key[3], "seeds": len(logs),
                        "steps": list(range(1, n + 1)), "raw": raw, "smoothed": smooth(raw, max(3, n // 10))})
     return {"id": "figure_reward_curves", "curves": curves,
             "not_run": [m for m in CURVE_METHODS if not any(c["method"] == m for c in curves)]}
@@ -52,14 +64,14 @@ def plot_reward_curves(data: dict, out_dir: Path) -> None:
     for ax, bench in zip(axes[0], benches):
         for c in [c for c in data["curves"] if c["benchmark"] == bench]:
             color = palette.get(c["method"], palette["other"])
-            label = f"{METHOD_LABELS.get(c['method'], c['method'])} ({c['backbone']}, {c['seeds']} seed(s))"
+            text = f"{label(c)} ({c['backbone']}, {c['seeds']} seed(s))"
             ax.plot(c["steps"], c["raw"], color=color, alpha=0.25, linewidth=1)
-            ax.plot(c["steps"], c["smoothed"], color=color, linewidth=2, label=label)
+            ax.plot(c["steps"], c["smoothed"], color=color, linewidth=2, label=text)
         ax.set_title(f"{bench}: mean training reward (NDCG@10)")
         ax.set_xlabel("training step")
         ax.set_ylabel("reward")
         if data["not_run"]:
-            ax.text(0.01, 0.01, "not run: " + ", ".join(METHOD_LABELS[m] for m in data["not_run"]),
+            ax.text(0.01, 0.01, "not run: " + ", ".join(get_method(m).label for m in data["not_run"]),
                     transform=ax.transAxes, fontsize=7, color="gray")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="upper left")
@@ -68,13 +80,13 @@ def plot_reward_curves(data: dict, out_dir: Path) -> None:
 
 def entropy_cdf(config: dict, results: Path) -> dict:
     """Per-task NDCG@10 gain of RICE-PO over its random-trigger variant: paper's and ours."""
-    paper = {r["method"]: r["values"] for r in load_paper()["table_ablation_trigger"]["rows"]}
-    paper_gain = {t: paper["ricepo"][t] - paper["ricepo_random_trigger"][t] for t in paper["ricepo"]}
+    paper = {r.get("variant"): r["values"] for r in load_paper()["table_ablation_trigger"]["rows"]}
+    paper_gain = {t: paper[None][t] - paper["random_trigger"][t] for t in paper[None]}
     abl = config.get("ablations") or {}
     ours_gain = {}
     if abl.get("benchmark") in config["benchmarks"]:
         full = measured(config, results, abl["benchmark"], abl["backbone"], "ricepo")
-        rand = measured(config, results, abl["benchmark"], abl["backbone"], "ricepo_random_trigger")
+        rand = measured(config, results, abl["benchmark"], abl["backbone"], "ricepo", "random_trigger")
         for task in config["benchmarks"][abl["benchmark"]]["tasks"]:
             a = [v[task] for v in full.values() if task in v]
             b = [v[task] for v in rand.values() if task in v]
@@ -123,11 +135,11 @@ def ablation_bars(config: dict, results: Path) -> dict:
         tasks = list(rows[0]["values"])
         series = []
         for r in rows:
-            seeds = (measured(config, results, abl["benchmark"], abl["backbone"], r["method"])
+            seeds = (measured(config, results, abl["benchmark"], abl["backbone"], r["method"], r.get("variant"))
                      if abl.get("benchmark") in config["benchmarks"] else {})
             ours = {t: statistics.fmean(v[t] for v in seeds.values() if t in v)
                     for t in tasks if any(t in v for v in seeds.values())}
-            series.append({"method": r["method"], "label": METHOD_LABELS.get(r["method"], r["method"]),
+            series.append({"method": r["method"], "variant": r.get("variant"), "label": label(r),
                            "paper": r["values"], "ours": ours, "seeds": sorted(seeds)})
         panels.append({"table": table, "title": title, "tasks": tasks, "series": series})
     return {"id": "figure_ablation_bars", "backbone": abl.get("backbone"), "panels": panels}
@@ -163,20 +175,26 @@ def branching_cost(config: dict, results: Path) -> dict:
     """Mean per training step, over steps and seeds, of every trained (benchmark, backbone, method),
     and its ratio to GRPO on the same benchmark and backbone."""
     rows = []
-    order = list(METHOD_LABELS)
-    keys = {(r["benchmark"], r["backbone"], r["method"]) for r in runs(config) if r["method"] != "prompting"}
-    for key in sorted(keys, key=lambda k: (k[0], k[1], order.index(k[2]) if k[2] in order else len(order), k[2])):
-        logs = [train_log(results, *key, r["seed"]) for r in runs(config) if (r["benchmark"], r["backbone"], r["method"]) == key]
+    methods = [m for b in config["benchmarks"].values() for m in b["methods"]]
+
+    def order(kv):   # the config's method order, each method's variants after it in their declared order
+        (bench, backbone, method, variant), _ = kv
+        variants = list(get_method(method).variants)
+        return (bench, backbone, methods.index(method) if method in methods else len(methods), method,
+                variants.index(variant) + 1 if variant else 0)
+
+    for key, logs in _trained_cells(config, results, order):
         steps = [s for lg in logs if lg for s in lg]
         if not steps:
             continue
-        row = {"benchmark": key[0], "backbone": key[1], "method": key[2], "seeds": sum(1 for lg in logs if lg),
+        row = {"benchmark": key[0], "backbone": key[1], "method": key[2], "variant": key[3],
+               "seeds": sum(1 for lg in logs if lg),
                "steps": len(steps)}
         for k, _ in COST_KEYS + (("retriever_cache_hits", ""), ("wall_s", "")):
             row[k] = statistics.fmean(s[k] for s in steps)
         rows.append(row)
     for row in rows:
-        base = next((r for r in rows if r["method"] == "grpo" and r["benchmark"] == row["benchmark"]
+        base = next((r for r in rows if (r["method"], r["variant"]) == ("grpo", None) and r["benchmark"] == row["benchmark"]
                      and r["backbone"] == row["backbone"]), None)
         row["relative_to_grpo"] = {k: row[k] / base[k] for k, _ in COST_KEYS + (("wall_s", ""),)} if base else None
     return {"id": "figure_branching_cost", "rows": rows}
@@ -188,7 +206,7 @@ def plot_branching_cost(data: dict, out_dir: Path) -> None:
                              squeeze=False)
     for (bench, backbone), ax_row in zip(groups, axes):
         rows = [r for r in data["rows"] if (r["benchmark"], r["backbone"]) == (bench, backbone)]
-        labels = [METHOD_LABELS.get(r["method"], r["method"]) for r in rows]
+        labels = [label(r) for r in rows]
         for ax, (key, title) in zip(ax_row, COST_KEYS):
             values = [r[key] for r in rows]
             ax.barh(labels, values, color=sns.color_palette("tab10")[0 if key == "tokens_generated" else 1])

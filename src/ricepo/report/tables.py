@@ -10,26 +10,23 @@ import json
 from pathlib import Path
 
 from ..atomic import atomic_file, write_text
-from ..config import runs
+from ..credit import get_method
+from ..layout import ARTEFACTS, bm25_metrics_file, runs
 from .results import load_paper, mean_std, measured, per_query
 from .significance import ALPHA, paired_bootstrap
 
-MAIN_METHODS = ["prompting", "grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"]
-METHOD_LABELS = {"prompting": "Prompting agent", "grpo": "GRPO", "gigpo": "GiGPO", "hgpo": "HGPO",
-                 "tree_grpo": "Tree-GRPO", "ricepo": "RICE-PO", "ricepo_case1": "Case 1", "ricepo_case2": "Case 2",
-                 "ricepo_random_case": "Random", "ricepo_random_trigger": "Random Trigger",
-                 "ricepo_effect_only": "Effect Only", "ricepo_influence_only": "Influence Only",
-                 "bm25_measured": "BM25 (measured here)"}
-SPECS = {
-    "table_bright_main": {"title": "BRIGHT: NDCG@10 per task", "benchmark": "bright", "methods": MAIN_METHODS},
-    "table_beir_main": {"title": "BEIR: NDCG@10 per dataset", "benchmark": "beir", "methods": MAIN_METHODS},
-    "table_ablation_credit": {"title": "Ablation: credit propagation (BRIGHT)", "ablation": True,
-                              "methods": ["ricepo_case2", "ricepo_case1", "ricepo_random_case", "ricepo"]},
-    "table_ablation_trigger": {"title": "Ablation: anchor trigger (BRIGHT)", "ablation": True,
-                               "methods": ["ricepo_random_trigger", "ricepo"]},
-    "table_ablation_gates": {"title": "Ablation: gates (BRIGHT)", "ablation": True,
-                             "methods": ["ricepo_effect_only", "ricepo_influence_only", "ricepo"]},
-}
+BM25_LABEL = "BM25 (measured here)"
+
+
+def conditions(name: str, config: dict, paper: dict) -> list[tuple[str, str | None]]:
+    """The (method, variant) rows of a table: an ablation's, or the paper's methods then any other
+    method the config runs on the benchmark."""
+    artefact = ARTEFACTS[name]
+    if artefact.conditions:
+        return list(artefact.conditions)
+    methods = [r["method"] for r in paper["rows"] if r["group"] != "cited"]
+    methods += (config["benchmarks"].get(artefact.benchmark) or {}).get("methods", [])
+    return [(m, None) for m in dict.fromkeys(methods)]
 
 
 def _cell(paper, values_by_seed: list[float]) -> dict:
@@ -40,17 +37,18 @@ def _cell(paper, values_by_seed: list[float]) -> dict:
 
 
 def build_table(name: str, config: dict, results: Path) -> dict:
-    spec = SPECS[name]
+    artefact = ARTEFACTS[name]
+    ablation = not artefact.benchmark
     paper = load_paper()[name]
     abl = config.get("ablations") or {}
-    benchmark = abl.get("benchmark", "bright") if spec.get("ablation") else spec["benchmark"]
+    benchmark = abl.get("benchmark", "bright") if ablation else artefact.benchmark
     configured = config["benchmarks"].get(benchmark)
     paper_tasks = list(paper["rows"][0]["values"])
     tasks = paper_tasks + [t for t in (configured or {}).get("tasks", []) if t not in paper_tasks]
     columns = tasks + ["avg"]
 
     paper_groups = list(dict.fromkeys(r["group"] for r in paper["rows"]))
-    if spec.get("ablation"):
+    if ablation:
         ours_groups = [abl["backbone"]] if abl.get("backbone") and configured else []
     else:
         ours_groups = list(configured["backbones"]) if configured else []
@@ -63,15 +61,17 @@ def build_table(name: str, config: dict, results: Path) -> dict:
                                        "diff": None, "status": "cited"} for t in tasks}
                          | {"avg": {"paper": r["avg"], "ours": None, "ours_std": None, "n_seeds": 0, "diff": None,
                                     "status": "cited"}}})
-    if configured and not spec.get("ablation"):
+    if configured and not ablation:
         rows.append(_bm25_row(benchmark, tasks, configured, results))
-    planned = {(x["backbone"], x["method"]) for x in runs(config) if x["benchmark"] == benchmark}
+    planned = {(x.backbone, x.method, x.variant) for x in runs(config) if x.benchmark == benchmark}
     for group in paper_groups + [g for g in ours_groups if g not in paper_groups]:
         if group == "cited":
             continue
-        for method in spec["methods"]:
-            prow = next((r for r in paper["rows"] if r["group"] == group and r["method"] == method), None)
-            seeds = measured(config, results, benchmark, group, method) if (group, method) in planned else {}
+        for method, variant in conditions(name, config, paper):
+            prow = next((r for r in paper["rows"] if (r["group"], r["method"], r.get("variant")) == (group, method, variant)),
+                        None)
+            seeds = (measured(config, results, benchmark, group, method, variant)
+                     if (group, method, variant) in planned else {})
             cells = {t: _cell(prow["values"].get(t) if prow else None,
                               [v[t] for v in seeds.values() if t in v]) for t in tasks}
             ran = [t for t in tasks if cells[t]["status"] == "measured"]
@@ -83,13 +83,14 @@ def build_table(name: str, config: dict, results: Path) -> dict:
             cells["avg"] = avg
             prov = (f"measured here: config `{config.get('run_name')}`, seeds {sorted(seeds)}" if seeds
                     else "not run in this configuration")
-            if seeds and not spec.get("ablation") and method not in ("grpo", "prompting"):
+            if seeds and not ablation and method != "grpo" and get_method(method).rollout is not None:
                 _mark_significance(cells, config, results, benchmark, group, method, ran)
-            rows.append({"group": group, "method": method, "label": METHOD_LABELS.get(method, method),
+            rows.append({"group": group, "method": method, "variant": variant,
+                         "label": get_method(method).label_of(variant),
                          "provenance": prov + ("; paper value transcribed in config/paper_results.yaml" if prow else ""),
                          "cells": cells})
     source = (configured or {}).get("source", "none")
-    return {"id": name, "title": spec["title"], "paper_ref": paper["paper_ref"], "benchmark": benchmark,
+    return {"id": name, "title": artefact.title, "paper_ref": paper["paper_ref"], "benchmark": benchmark,
             "columns": columns, "rows": rows, "data_source": source,
             "comparable": source != "fixture",
             "data_note": ("Our numbers come from the synthetic offline fixture; they test the harness and are "
@@ -116,14 +117,14 @@ def _mark_significance(cells: dict, config: dict, results: Path, benchmark: str,
 def _bm25_row(benchmark: str, tasks: list[str], configured: dict, results: Path) -> dict:
     cells = {}
     for t in tasks:
-        path = results / "baselines" / benchmark / "bm25" / t / "metrics.json"
+        path = bm25_metrics_file(results, benchmark, t)
         value = 100 * json.loads(path.read_text())["ndcg_cut_10"] if path.exists() else None
         cells[t] = _cell(None, [value] if value is not None else [])
     ran = [cells[t]["ours"] for t in tasks if cells[t]["ours"] is not None]
     cells["avg"] = _cell(None, [sum(ran) / len(ran)] if ran else [])
     cells["avg"]["tasks_in_avg"] = len(ran)
     r = configured["retriever"]
-    return {"group": "cited", "method": "bm25_measured", "label": METHOD_LABELS["bm25_measured"],
+    return {"group": "cited", "method": "bm25_measured", "label": BM25_LABEL,
             "provenance": f"measured here: bm25s, k1={r['k1']}, b={r['b']}, stemmer {r.get('stemmer', 'english')}, "
                           f"query text only", "cells": cells}
 
@@ -147,11 +148,11 @@ def write_table(table: dict, out_dir: Path) -> None:
     write_text(out_dir / f"{name}.json", json.dumps(table, indent=1))
     with atomic_file(out_dir / f"{name}.csv", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["group", "method", "column", "ours", "ours_std", "n_seeds", "paper", "diff", "status", "p_vs_grpo"])
+        w.writerow(["group", "method", "variant", "column", "ours", "ours_std", "n_seeds", "paper", "diff", "status", "p_vs_grpo"])
         for r in table["rows"]:
             for col in table["columns"]:
                 c = r["cells"][col]
-                w.writerow([r["group"], r["method"], col, fmt(c["ours"], 4), fmt(c["ours_std"], 4), c["n_seeds"],
+                w.writerow([r["group"], r["method"], r.get("variant") or "", col, fmt(c["ours"], 4), fmt(c["ours_std"], 4), c["n_seeds"],
                             fmt(c["paper"]), fmt(c["diff"], 4), c["status"], fmt(c.get("p_vs_grpo"), 4)])
     lines = [f"# {table['title']}", "", f"Paper: {table['paper_ref']}. Cells: ours (mean ± std over seeds) / paper "
              f"(difference); † = differs from GRPO (same backbone) at p < {ALPHA}, paired bootstrap over queries.",

@@ -3,7 +3,9 @@
 Every method uses the same agent, retriever and sampling; they differ in which rows they
 generate (../shared/reference/algorithms.md):
 
-- `independent` (grpo, gigpo, hgpo): G trajectories per query.
+A method names its collector (`Method.rollout`, credit/):
+
+- `independent` (grpo, gigpo, hgpo, ...): G trajectories per query.
 - `trees` (tree_grpo): M trees per query, each one full chain, then L rounds of N expansions from
   points drawn uniformly (with replacement) from {root} ∪ {non-leaf turns} of the tree as it stood
   at the start of the round; the first K leaves of each tree in creation order are kept (our
@@ -24,15 +26,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..agent.rollout import Agent, Trajectory
-from ..credit import compute_credit
-from ..credit.ricepo import TAU_I, TAU_R, anchor_statistics, gate, select_anchors
+from ..credit import compute_credit, get_method
+from ..credit.ricepo import anchor_credit, select_anchors
 from ..retrieval.retriever import TaskEnvironment
-
-# Keys of `credit.<method>` in the config that shape the rollout rather than the credit.
-ROLLOUT_KEYS = {
-    "tree_grpo": ("trees", "expansions", "rounds", "leaves"),
-    "ricepo": ("anchors", "branches", "trigger", "train_branches"),
-}
 
 
 @dataclass
@@ -98,8 +94,8 @@ def independent(ctx: StepContext, batch: list[tuple[str, str, str]]) -> Collecte
     return Collected(rows=trajs, spans=spans, rollouts=trajs)
 
 
-def trees(ctx: StepContext, batch: list[tuple[str, str, str]], trees: int = 2, expansions: int = 2,
-          rounds: int = 1, leaves: int = 3) -> Collected:
+def trees(ctx: StepContext, batch: list[tuple[str, str, str]], trees: int, expansions: int, rounds: int,
+          leaves: int) -> Collected:
     chains = ctx.agent.rollout(_jobs(batch, trees, "t"), ctx.envs, ctx.generator)
     forest: dict[tuple[str, int], list[Trajectory]] = {}
     nodes: dict[str, list[str]] = {}     # row id -> id of the tree node of each of its turns
@@ -138,11 +134,8 @@ def trees(ctx: StepContext, batch: list[tuple[str, str, str]], trees: int = 2, e
                      extra={"leaves_per_query": len(kept) / max(len(batch), 1)})
 
 
-def branches(ctx: StepContext, batch: list[tuple[str, str, str]], anchors: int = 2, branches: int = 4,
-             trigger: str = "entropy", train_branches: bool = False) -> Collected:
-    variant = ctx.credit_params.get("variant", "full")
-    if variant == "random_trigger":
-        trigger = "random"
+def branches(ctx: StepContext, batch: list[tuple[str, str, str]], anchors: int, branches: int, trigger: str,
+             train_branches: bool) -> Collected:
     trajs = ctx.agent.rollout(_jobs(batch, ctx.group_size), ctx.envs, ctx.generator)
     draw_seed = ctx.seed * 1_000_003 + ctx.step
     plan = []      # (group key, original, step, branch rows)
@@ -162,12 +155,13 @@ def branches(ctx: StepContext, batch: list[tuple[str, str, str]], anchors: int =
         arms = [{"local_reward": orig.steps[step].local_reward, "final_reward": orig.final_reward}]
         arms += [{"id": b.id, "local_reward": b.steps[step].local_reward, "final_reward": b.final_reward}
                  for b in rows]
-        group_json[key].setdefault("anchors", []).append({"trajectory": orig.id, "step": step, "branches": arms})
-        stats = anchor_statistics(arms)
+        anchor = {"trajectory": orig.id, "step": step, "branches": arms}
+        group_json[key].setdefault("anchors", []).append(anchor)
+        p = ctx.credit_params
+        g, _, stats = anchor_credit(anchor, group_json[key]["query_id"], p["rule"], p["tau_I"], p["tau_R"], draw_seed)
         influence.append(stats["influence"])
-        if variant not in ("case2", "random_case"):    # their reasoning credit bypasses the gate
-            gates.append(gate(variant, stats["influence"], stats["instability"],
-                              ctx.credit_params.get("tau_I", TAU_I), ctx.credit_params.get("tau_R", TAU_R)))
+        if g is not None:
+            gates.append(g)
     spans: dict[str, list[dict]] = {}
     for group in group_json.values():
         spans.update(_credit(ctx, group, seed=draw_seed))
@@ -179,9 +173,8 @@ def branches(ctx: StepContext, batch: list[tuple[str, str, str]], anchors: int =
     return Collected(rows=rows, spans=spans, rollouts=trajs + grown, extra=extra)
 
 
-COLLECTORS = {"grpo": independent, "gigpo": independent, "hgpo": independent,
-              "tree_grpo": trees, "ricepo": branches}
+COLLECTORS = {"independent": independent, "trees": trees, "branches": branches}
 
 
 def collect(ctx: StepContext, batch: list[tuple[str, str, str]], rollout_params: dict) -> Collected:
-    return COLLECTORS[ctx.method](ctx, batch, **rollout_params)
+    return COLLECTORS[get_method(ctx.method).rollout](ctx, batch, **rollout_params)

@@ -8,32 +8,38 @@ from ..agent.models import load_backbone
 from ..agent.rollout import Agent, RolloutSettings
 from ..agent.sampling import TransformersSampler
 from ..atomic import atomic_dir, write_text
+from ..credit import get_method
 from ..environments import BM25_ONLY, index_parts, load_environment
 from ..errors import RicepoError
 from ..identity import training_identity
 from ..precision import resolve_precision
-from .collect import ROLLOUT_KEYS
 from .distributed import make_accelerator
 from .trainer import TrainConfig, Trainer
 
 
+# Keys of `train:` that the workflow's launcher reads (train.smk), not the trainer.
+LAUNCH_KEYS = ("processes", "distributed")
+
+
 def train_config(spec: dict) -> TrainConfig:
-    """The trainer's settings from a job spec: the method's `credit` options split into the credit
-    function's and the collector's, the ablation variant added to the former."""
-    method, variant = spec["method"], spec.get("variant")
-    keys = TrainConfig.__dataclass_fields__
-    options = dict(spec.get("credit", {}))
-    rollout_params = {k: options.pop(k) for k in ROLLOUT_KEYS.get(method, ()) if k in options}
-    if variant:
-        options["variant"] = variant
-    return TrainConfig(method=method, group_size=spec["rollout"]["group_size"], seed=spec["seed"],
-                       credit_params=options, rollout_params=rollout_params,
-                       **{k: v for k, v in spec["train"].items() if k in keys})
+    """The trainer's settings from a job spec: its `train:` section and the method's settings
+    (defaults, the config's `credit.<method>`, the variant's overlay) split into the credit
+    function's and the collector's. A key the trainer does not know, or one it lacks, is an error."""
+    credit, rollout = get_method(spec["method"]).settings(spec.get("credit", {}), spec.get("variant"))
+    train = {k: v for k, v in spec["train"].items() if k not in LAUNCH_KEYS}
+    given = {"method": spec["method"], "seed": spec["seed"], "group_size": spec["rollout"]["group_size"],
+             "credit_params": credit, "rollout_params": rollout, **train}
+    fields = set(TrainConfig.__dataclass_fields__)
+    if set(given) - fields:
+        raise RicepoError(f"job spec: unknown train key(s) {', '.join(sorted(set(given) - fields))}")
+    if fields - set(given):
+        raise RicepoError(f"job spec: train lacks {', '.join(sorted(fields - set(given)))}")
+    return TrainConfig(**given)
 
 
 def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str | Path) -> list[dict]:
-    if spec["method"] == "prompting":
-        raise RicepoError("method 'prompting' has nothing to train: evaluate the backbone directly")
+    if get_method(spec["method"]).rollout is None:
+        raise RicepoError(f"method {spec['method']!r} has nothing to train: evaluate the backbone directly")
     envs, queries = {}, []
     for task, (split_dir, index_dir) in tasks.items():
         env, split_queries = load_environment(task, split_dir, index_dir, "train", spec.get("retriever"),

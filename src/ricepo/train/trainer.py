@@ -20,7 +20,7 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,28 +39,30 @@ from .distributed import (all_reduce, full_params_for_generation, gather_objects
 from .loss import aggregate, token_losses
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    method: str                       # credit method name in the registry (grpo, gigpo, hgpo, ...)
-    steps: int = 125                  # optimizer steps, one rollout batch each
-    queries_per_step: int = 32        # queries per batch; each gets `group_size` trajectories
-    group_size: int = 8               # G trajectories per query
-    learning_rate: float = 1e-6       # AdamW learning rate
-    kl_coef: float = 0.001            # β of the k3 KL penalty against the initial policy
-    clip_eps: float = 0.2             # PPO clip ε
-    dual_clip: float = 3.0            # dual-clip cap c for negative advantages
-    loss_agg: str = "token-mean"      # token-mean | seq-mean-token-mean | seq-mean-token-sum
-    ppo_epochs: int = 1               # passes over each rollout batch
-    ppo_mini_batches: int = 4         # optimizer steps per pass: the batch's queries split this many ways
-    micro_batch_size: int = 4         # sequences per forward/backward pass
-    grad_clip: float = 1.0            # max gradient norm
-    weight_decay: float = 0.0         # AdamW weight decay
-    seed: int = 0                     # seeds query order, sampling and torch
-    save_every: int = 10              # steps between resumable checkpoints (state.pt)
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory)
-    precision: str = "auto"           # auto | fp32 | bf16-mixed (ricepo/precision.py); the resolved one is in the identity
-    credit_params: dict = field(default_factory=dict)   # keyword arguments of the credit function
-    rollout_params: dict = field(default_factory=dict)  # the method's collector options (trees, branches, ...)
+    """The trainer's settings. No defaults here: they come from the config schema
+    (workflow/schemas/config.schema.yaml, `train:`) through the job spec (train/run.py)."""
+    method: str                       # a registered method (credit/): its collector and credit function
+    seed: int                         # seeds query order, sampling and torch
+    group_size: int                   # G trajectories per query (rollout.group_size)
+    steps: int                        # optimizer steps, one rollout batch each
+    queries_per_step: int             # queries per batch; each gets `group_size` trajectories
+    learning_rate: float              # AdamW learning rate
+    kl_coef: float                    # β of the k3 KL penalty against the initial policy
+    clip_eps: float                   # PPO clip ε
+    dual_clip: float                  # dual-clip cap c for negative advantages
+    loss_agg: str                     # token-mean | seq-mean-token-mean | seq-mean-token-sum
+    ppo_epochs: int                   # passes over each rollout batch
+    ppo_mini_batches: int             # optimizer steps per pass: the batch's queries split this many ways
+    micro_batch_size: int             # sequences per forward/backward pass
+    grad_clip: float                  # max gradient norm
+    weight_decay: float               # AdamW weight decay
+    save_every: int                   # steps between resumable checkpoints (state.pt); 0: none
+    gradient_checkpointing: bool      # recompute activations in the backward pass (less memory)
+    precision: str                    # auto | fp32 | bf16-mixed (ricepo/precision.py); the resolved one is in the identity
+    credit_params: dict               # keyword arguments of the credit function (Method.settings)
+    rollout_params: dict              # the method's collector options (trees, branches, ...)
 
 
 def token_advantages(t: Trajectory, spans: list[dict]) -> list[float]:

@@ -1,0 +1,157 @@
+"""The run matrix and the results layout: what a config asks to run, and where each output lives.
+
+A `Run` is one (benchmark, backbone, method, variant, seed): a named condition, trained once on
+all of the benchmark's tasks and evaluated on each. The Snakemake rules build their inputs and
+outputs from the patterns and functions here, and the report reads results through them, so the
+two never disagree about a path.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .credit import get_method
+
+# The path segment of a run without a variant (a method's variants may not take this name).
+BASE = "default"
+
+# Outputs below results/{run_name}/, as patterns whose fields are a Run's (and a task's).
+RUN_DIR = "{benchmark}/{backbone}/{method}/{variant}/seed{seed}"
+TRAIN_DIR = "train/" + RUN_DIR
+EVAL_DIR = "eval/" + RUN_DIR + "/{task}"
+BM25_DIR = "baselines/{benchmark}/bm25/{task}"
+SPLIT_DIR = "splits/{benchmark}/{task}"
+INDEX_DIR = "index/{benchmark}/{task}"
+
+
+@dataclass(frozen=True)
+class Run:
+    benchmark: str
+    backbone: str
+    method: str
+    variant: str | None
+    seed: int
+
+    def fields(self) -> dict:
+        return {**asdict(self), "variant": self.variant or BASE}
+
+    @property
+    def trained(self) -> bool:
+        return get_method(self.method).rollout is not None
+
+    @property
+    def label(self) -> str:
+        return get_method(self.method).label_of(self.variant)
+
+
+def path(pattern: str, run: Run | None = None, **fields) -> str:
+    """The relative path of one output: `pattern` filled from the run and `fields`."""
+    return pattern.format(**(run.fields() if run else {}), **fields)
+
+
+def runs(config: dict) -> list[Run]:
+    """Every run the config asks for: each benchmark's methods on each of its backbones, the
+    ablation variants on the ablation backbone only. An untrained method evaluated greedily is
+    deterministic: one seed."""
+    out = []
+    abl = config.get("ablations") or {}
+    for bench, spec in config["benchmarks"].items():
+        for bb in spec["backbones"]:
+            conditions = [(m, None) for m in spec["methods"]]
+            if abl.get("benchmark") == bench and abl.get("backbone") == bb:
+                conditions += [(abl["method"], v) for v in abl.get("variants", [])]
+            for method, variant in conditions:
+                deterministic = get_method(method).rollout is None and config["evaluate"]["decoding"] == "greedy"
+                for seed in ([0] if deterministic else config["seeds"]):
+                    out.append(Run(bench, bb, method, variant, seed))
+    return out
+
+
+def template(config: dict, backbone: str) -> dict:
+    family = config["backbones"][backbone]["family"]
+    return config["templates"].get(family, config["templates"]["default"])
+
+
+def job_spec(config: dict, run: Run) -> dict:
+    """Everything one train or eval job of `run` reads from the config."""
+    return {
+        "benchmark": run.benchmark, "method": run.method, "variant": run.variant, "seed": int(run.seed),
+        "backbone": config["backbones"][run.backbone], "template": template(config, run.backbone),
+        "rollout": config["rollout"], "train": config["train"],
+        "credit": dict(config["credit"].get(run.method, {})),
+        "evaluate": config["evaluate"],
+        "retriever": config["benchmarks"][run.benchmark]["retriever"],
+        "dense_models": config.get("dense_models", {}),
+    }
+
+
+def job_spec_json(config: dict, run: Run) -> str:
+    return json.dumps(job_spec(config, run), sort_keys=True)
+
+
+def metrics_file(results: str | Path, run: Run, task: str) -> Path:
+    return Path(results) / path(EVAL_DIR, run, task=task) / "metrics.json"
+
+
+def train_log_file(results: str | Path, run: Run) -> Path:
+    return Path(results) / path(TRAIN_DIR, run) / "log.jsonl"
+
+
+def bm25_metrics_file(results: str | Path, benchmark: str, task: str) -> Path:
+    return Path(results) / path(BM25_DIR, benchmark=benchmark, task=task) / "metrics.json"
+
+
+# --- the report's artefacts and the runs each one reads -------------------------------------
+
+ABLATION_CREDIT = [("ricepo", "case2"), ("ricepo", "case1"), ("ricepo", "random_case"), ("ricepo", None)]
+ABLATION_TRIGGER = [("ricepo", "random_trigger"), ("ricepo", None)]
+ABLATION_GATES = [("ricepo", "effect_only"), ("ricepo", "influence_only"), ("ricepo", None)]
+
+
+@dataclass(frozen=True)
+class Artefact:
+    name: str
+    kind: str                      # table | figure
+    reads: str                     # metrics (eval metrics.json) | train_logs (log.jsonl)
+    benchmark: str | None = None   # a main table's benchmark (with the BM25 row); None: the ablation benchmark
+    conditions: tuple = ()         # an ablation's (method, variant) rows, in the paper's order
+    title: str = ""
+
+    def runs(self, config: dict) -> list[Run]:
+        abl = config.get("ablations") or {}
+        if self.reads == "train_logs":
+            return [r for r in runs(config) if r.trained]
+        if self.benchmark:
+            return [r for r in runs(config) if r.benchmark == self.benchmark and r.variant is None]
+        return [r for r in runs(config) if r.benchmark == abl.get("benchmark") and r.backbone == abl.get("backbone")
+                and (r.method, r.variant) in self.conditions]
+
+    def inputs(self, config: dict, results: str | Path) -> list[Path]:
+        """The result files this artefact reads (its rule's inputs)."""
+        if self.reads == "train_logs":
+            return [train_log_file(results, r) for r in self.runs(config)]
+        files = [metrics_file(results, r, t) for r in self.runs(config)
+                 for t in config["benchmarks"][r.benchmark]["tasks"]]
+        if self.benchmark in config["benchmarks"]:
+            files += [bm25_metrics_file(results, self.benchmark, t) for t in config["benchmarks"][self.benchmark]["tasks"]]
+        return files
+
+
+ARTEFACTS = {a.name: a for a in [
+    Artefact("table_bright_main", "table", "metrics", benchmark="bright", title="BRIGHT: NDCG@10 per task"),
+    Artefact("table_beir_main", "table", "metrics", benchmark="beir", title="BEIR: NDCG@10 per dataset"),
+    Artefact("table_ablation_credit", "table", "metrics", conditions=tuple(ABLATION_CREDIT),
+             title="Ablation: credit propagation (BRIGHT)"),
+    Artefact("table_ablation_trigger", "table", "metrics", conditions=tuple(ABLATION_TRIGGER),
+             title="Ablation: anchor trigger (BRIGHT)"),
+    Artefact("table_ablation_gates", "table", "metrics", conditions=tuple(ABLATION_GATES),
+             title="Ablation: gates (BRIGHT)"),
+    Artefact("figure_entropy_cdf", "figure", "metrics", conditions=tuple(ABLATION_TRIGGER)),
+    Artefact("figure_reward_curves", "figure", "train_logs"),
+    Artefact("figure_branching_cost", "figure", "train_logs"),
+    Artefact("figure_ablation_bars", "figure", "metrics",
+             conditions=tuple(dict.fromkeys(ABLATION_CREDIT + ABLATION_GATES))),
+]}
+TABLES = [n for n, a in ARTEFACTS.items() if a.kind == "table"]
+FIGURES = [n for n, a in ARTEFACTS.items() if a.kind == "figure"]
