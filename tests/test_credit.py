@@ -51,6 +51,8 @@ def test_a_method_is_registered_once_and_its_variants_are_overlays_of_its_settin
     with pytest.raises(RicepoError, match="variant 'x' sets unknown setting"):
         register(Method("demo", "Demo", rollout="independent", params={"a": Param({"default": 1})},
                         variants={"x": Variant("X", {"b": 2})}))
+    with pytest.raises(RicepoError, match="may not be called 'default'"):
+        register(Method("demo", "Demo", rollout="independent", variants={"default": Variant("D", {})}))
     assert "demo" not in METHODS
     ricepo = get_method("ricepo")
     credit, rollout = ricepo.settings({"anchors": 3}, "random_trigger")

@@ -12,9 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .credit import get_method
-
-# The path segment of a run without a variant (a method's variants may not take this name).
-BASE = "default"
+from .credit.registry import BASE_VARIANT as BASE
 
 # Outputs below results/{run_name}/, as patterns whose fields are a Run's (and a task's).
 RUN_DIR = "{benchmark}/{backbone}/{method}/{variant}/seed{seed}"

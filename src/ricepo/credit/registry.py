@@ -76,6 +76,8 @@ class Method:
 
 
 METHODS: dict[str, Method] = {}
+# The name of a run without a variant (its path segment, ricepo/layout.py): no variant may take it.
+BASE_VARIANT = "default"
 
 
 def register(method: Method) -> Method:
@@ -85,6 +87,8 @@ def register(method: Method) -> Method:
         if p.role not in ("credit", "rollout") or "default" not in p.schema:
             raise RicepoError(f"method {method.name!r}: setting {key!r} needs a default and the role credit or rollout")
     for name, v in method.variants.items():
+        if name == BASE_VARIANT:
+            raise RicepoError(f"method {method.name!r}: a variant may not be called {BASE_VARIANT!r}")
         unknown = set(v.overlay) - set(method.params)
         if unknown:
             raise RicepoError(f"method {method.name!r}: variant {name!r} sets unknown setting(s) {', '.join(sorted(unknown))}")
