@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ricepo.data.canonical import Dataset
-from ricepo.evaluate.metrics import evaluate_run
+from ricepo.metrics import evaluate_run
 from ricepo.retrieval.bm25 import BM25Index, doc_text
 from ricepo.retrieval.dense import DenseIndex, HybridRetriever, resolve_model_path, settings_for
 from ricepo.retrieval.ranking import top_k

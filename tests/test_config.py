@@ -9,7 +9,8 @@ from conftest import ROOT
 
 
 def full():
-    return yaml.safe_load(open(ROOT / "config" / "config.yaml"))
+    """config/config.yaml, with the sections it leaves to the schema's defaults present and empty."""
+    return {"rollout": {}, "train": {}, "evaluate": {}, **yaml.safe_load(open(ROOT / "config" / "config.yaml"))}
 
 
 def test_paper_config_validates_and_plans_the_full_matrix():
@@ -31,7 +32,6 @@ def test_paper_config_validates_and_plans_the_full_matrix():
 
 def test_defaults_are_filled():
     cfg = full()
-    del cfg["rollout"]["group_size"]
     del cfg["credit"]
     config = check_config(cfg)
     assert config["rollout"]["group_size"] == 8
@@ -75,3 +75,44 @@ def test_smoke_config_trains_every_method_and_ablation_variant():
     assert {"prompting", "grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"} <= set(config["benchmarks"]["bright"]["methods"])
     assert conditions == {(m, None) for m in config["benchmarks"]["bright"]["methods"]} | {
         ("ricepo", v) for v in ("case1", "case2", "random_case", "random_trigger", "effect_only", "influence_only")}
+
+
+def test_every_schema_default_reaches_the_code_unchanged(tmp_path):
+    """The schema is the one home of the defaults: config.yaml restates none of the rollout, train
+    and evaluate settings, and each default arrives in the trainer's, the agent's, the method's and
+    the retriever's settings with its value and type unchanged."""
+    from ricepo.agent.rollout import RolloutSettings
+    from ricepo.config import DOCUMENTED_SECTIONS, retriever_settings, section_defaults
+    from ricepo.credit import METHODS
+    from ricepo.environments import make_retriever
+    from ricepo.layout import job_spec
+    from ricepo.train.run import LAUNCH_KEYS, train_config
+
+    assert not set(DOCUMENTED_SECTIONS) & set(yaml.safe_load(open(ROOT / "config" / "config.yaml")))
+    config = load_config()
+    run = next(r for r in runs(config) if r.method == "ricepo" and r.variant is None)
+    spec = job_spec(config, run)
+    reached = []
+    trainer = train_config(spec)
+    for key, value in section_defaults("train").items():
+        if key not in LAUNCH_KEYS:
+            reached.append((f"train.{key}", value, getattr(trainer, key)))
+    rollout = section_defaults("rollout")
+    agent = RolloutSettings.from_config(spec["rollout"])
+    reached += [(f"rollout.{k}", v, getattr(agent, k)) for k, v in rollout.items() if k != "group_size"]
+    reached.append(("rollout.group_size", rollout["group_size"], trainer.group_size))
+    assert RolloutSettings.for_evaluation(spec["rollout"], spec["evaluate"]["decoding"], {}).temperature == 0.0
+    for name, method in METHODS.items():
+        credit, collector = method.settings({}, None)
+        for key, param in method.params.items():
+            reached.append((f"credit.{name}.{key}", param.schema["default"], {**credit, **collector}[key]))
+    assert {**trainer.credit_params, **trainer.rollout_params} == {k: p.schema["default"]
+                                                                 for k, p in METHODS["ricepo"].params.items()}
+    # the retriever: `ricepo retrieve` with no flags builds BM25 with the schema's k1, b and stemmer
+    corpus = {"d1": {"title": "", "text": "cells divide"}, "d2": {"title": "", "text": "markets fall"}}
+    bm25 = make_retriever(tmp_path, "", {}, {}, corpus=corpus)
+    defaults = retriever_settings()
+    reached += [("retriever.k1", defaults["k1"], bm25.model.k1), ("retriever.b", defaults["b"], bm25.model.b),
+                ("retriever.stemmer", defaults["stemmer"], bm25.stemmer)]
+    wrong = [(key, want, got) for key, want, got in reached if want != got or type(want) is not type(got)]
+    assert len(reached) > 40 and not wrong, wrong

@@ -84,7 +84,8 @@ def test_retrieve_cli_dense_and_hybrid_on_a_small_corpus(tmp_path):
     for retriever in ("dense", "hybrid"):
         run = tmp_path / f"{retriever}.trec"
         subprocess.run(["ricepo", "retrieve", "--dataset", str(tmp_path / "ds"), "--retriever", retriever,
-                        "--dense-model", MINILM, "--dense-index", str(tmp_path / "emb"), "--out", str(run)],
+                        "--dense-model", MINILM, "--index-root", str(tmp_path / "idx"), "--out", str(run)],
                        check=True, capture_output=True)
         assert run.read_text().split()[2] == "d2"
-    assert (tmp_path / "emb" / "embeddings.npy").exists()
+    # the embeddings are computed once, kept under the index root and reused by the hybrid run
+    assert len(list((tmp_path / "idx" / "dense").glob("*/embeddings.npy"))) == 1

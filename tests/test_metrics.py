@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from ricepo.data.trec import read_run, write_run
-from ricepo.evaluate.metrics import evaluate_run, ndcg10_single
+from ricepo.metrics import evaluate_run, ndcg10_single
 from ricepo.errors import RicepoError
 from conftest import shared
 

@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT
+from ricepo.layout import FIGURES, TABLES
 
 SECTIONS = ["table-bright-main", "table-beir-main", "table-ablation-credit", "table-ablation-trigger",
             "table-ablation-gates", "figure-entropy-cdf", "figure-reward-curves", "figure-branching-cost", "figure-ablation-bars",
@@ -42,12 +43,11 @@ def report(tmp_path_factory):
                    check=True, capture_output=True)
     results = tmp / "results" / "smoke"
     config = str(results / "config.resolved.json")
-    for what, out in [(t, "tables") for t in ("table_bright_main", "table_beir_main", "table_ablation_credit",
-                                              "table_ablation_trigger", "table_ablation_gates")] + \
-                     [(f, "figures") for f in ("figure_entropy_cdf", "figure_reward_curves", "figure_branching_cost",
-                                                "figure_ablation_bars")] + \
-                     [("html", "../../reports/smoke/report.html")]:
-        subprocess.run(["ricepo", "report", what, "--config-json", config, "--results", str(results),
+    made = [*(results / "tables" / f"{t}.json" for t in TABLES),
+            *(results / "figures" / f"{f}.{ext}" for f in FIGURES for ext in ("json", "png"))]
+    for what, out, inputs in ([(t, "tables", []) for t in TABLES] + [(f, "figures", []) for f in FIGURES]
+                              + [("html", "../../reports/smoke/report.html", made)]):
+        subprocess.run(["ricepo", "report", what, "--config-json", config, "--inputs", *map(str, inputs),
                         "--out", str(results / out)], check=True, capture_output=True)
     return tmp, tmp / "reports" / "smoke" / "report.html"
 

@@ -3,6 +3,8 @@ prefill of the whole context gives, and only the new tokens are fed."""
 import pytest
 import torch
 
+from conftest import ROLLOUT
+
 
 @pytest.fixture(scope="module")
 def tiny(tiny_backbone):
@@ -83,7 +85,7 @@ def test_top_p_and_top_k_keep_the_nucleus_by_hand():
 def test_evaluation_decoding_greedy_or_the_backbones_settings():
     from ricepo.agent.rollout import RolloutSettings
 
-    rollout = {"temperature": 1.0, "max_depth": 2}
+    rollout = {**ROLLOUT, "temperature": 1.0, "max_depth": 2}
     greedy = RolloutSettings.for_evaluation(rollout, "greedy", {"temperature": 0.6, "top_p": 0.95})
     assert (greedy.temperature, greedy.top_p, greedy.top_k) == (0.0, 1.0, 0)
     vendor = RolloutSettings.for_evaluation(rollout, "backbone", {"temperature": 0.6, "top_p": 0.95, "top_k": 20})

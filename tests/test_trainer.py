@@ -55,7 +55,8 @@ def _other_split(fixture_task, tmp_path):
 
 CHANGES = {   # a change -> (the identity entry it changes, the second run's spec, tasks and code version)
     "learning rate": ("spec", lambda s, t, tmp: ({**s, "train": {**s["train"], "learning_rate": 5e-4}}, t, None)),
-    "retriever": ("spec", lambda s, t, tmp: ({**s, "retriever": {"name": "bm25", "k1": 1.2, "b": 0.75}}, t, None)),
+    "retriever": ("spec", lambda s, t, tmp: ({**s, "retriever": {"name": "bm25", "dense_weight": {"default": 0.7}}},
+                                              t, None)),
     "split": ("split:leetcode", lambda s, t, tmp: (s, _other_split(t["leetcode"][0].parent, tmp), None)),
     "code": ("code", lambda s, t, tmp: (s, t, "9.9.9+other")),
     "precision": ("precision", lambda s, t, tmp: ({**s, "train": {**s["train"], "precision": "bf16-mixed"}}, t, None)),

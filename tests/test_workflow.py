@@ -211,6 +211,25 @@ def test_smoke_workflow_end_to_end(tmp_path):
     assert counts["train"] == 2 and counts["agent_eval"] == 3 and counts["report"] == 1
     assert (tmp_path / "reports" / "smoke" / "report.html").exists()
 
+    # Every reported cell is graded against config/expected/smoke.yaml: all OK here; one metrics
+    # file moved by 0.01 (one NDCG point) makes its cells FAIL and the target fail.
+    out = snakemake("check", "--cores", "1", "--configfile", smoke, cwd=tmp_path)
+    verdicts = (results / "check.txt").read_text().splitlines()
+    assert len(verdicts) > 50 and all(v.startswith("OK ") for v in verdicts[:-1]), verdicts[:5]
+    assert verdicts[-1].endswith(f"{len(verdicts) - 1} OK, 0 OKish, 0 FAIL of {len(verdicts) - 1} cells")
+    assert verdicts[0] in out.stdout + out.stderr                 # printed, not only written
+    run = next(r for r in plan if (r.benchmark, r.method, r.variant) == ("bright", "grpo", None))
+    task = config["benchmarks"]["bright"]["tasks"][0]
+    moved = metrics_file(results, run, task)
+    result = json.loads(moved.read_text())
+    result["ndcg_cut_10"] += 0.01
+    moved.write_text(json.dumps(result))
+    out = snakemake("check", "--cores", "1", "--configfile", smoke, cwd=tmp_path, check=False)
+    assert out.returncode != 0
+    failed = [v for v in (out.stdout + out.stderr).splitlines() if v.startswith("FAIL ")]
+    assert any(f"table_bright_main  {run.backbone}/grpo  {task}:" in v for v in failed), failed
+    assert not (results / "check.txt").exists()
+
 
 def test_lint_has_only_the_answered_complaint(tmp_path):
     """`snakemake --lint` may only ask for per-rule conda envs (answered in the Snakefile's header)."""

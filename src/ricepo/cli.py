@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-import time
 from pathlib import Path
 
+from . import jobs
 from .errors import RicepoError
 
 
@@ -22,163 +23,111 @@ def _read_json_input(source: str):
         raise RicepoError(f"{source}: line {e.lineno}: malformed JSON ({e.msg})") from None
 
 
+def _print(summary) -> None:
+    print(json.dumps(summary))
+
+
+def _groups(data) -> tuple[list, bool]:
+    return (data, True) if isinstance(data, list) else ([data], False)
+
+
 def cmd_credit(args) -> None:
-    from .credit import compute_credit
     from .credit.registry import parse_value
 
-    data = _read_json_input(args.file)
+    groups, many = _groups(_read_json_input(args.file))
     if args.select is not None:
-        from .credit.ricepo import select_anchors
-        groups = data if isinstance(data, list) else [data]
-        out = [select_anchors(g, args.select, args.trigger, args.seed) for g in groups]
-        print(json.dumps(out if isinstance(data, list) else out[0]))
-        return
-    if not args.method:
+        out = jobs.select_anchors(groups, args.select, args.trigger, args.seed)
+    elif not args.method:
         raise RicepoError("credit: give --method NAME (or --select K)")
-    params = {}
-    for item in args.set or []:
-        if "=" not in item:
-            raise RicepoError(f"--set {item!r}: expected key=value")
-        key, value = item.split("=", 1)
-        params[key] = parse_value(value)
-    groups = data if isinstance(data, list) else [data]
-    out = [compute_credit(args.method, g, **params) for g in groups]
-    print(json.dumps(out if isinstance(data, list) else out[0]))
+    else:
+        params = {}
+        for item in args.set or []:
+            if "=" not in item:
+                raise RicepoError(f"--set {item!r}: expected key=value")
+            key, value = item.split("=", 1)
+            params[key] = parse_value(value)
+        out = jobs.credit(groups, args.method, params)
+    _print(out if many else out[0])
 
 
 def cmd_evaluate(args) -> None:
-    from .data.canonical import read_qrels
-    from .data.trec import read_excluded, read_run
-    from .evaluate.metrics import evaluate_run
-
-    excluded = read_excluded(args.excluded) if args.excluded else {}
-    result = json.dumps(evaluate_run(read_qrels(args.qrels), read_run(args.run), excluded))
-    if args.out:
-        from .atomic import write_text
-        write_text(args.out, result + "\n")
-    print(result)
+    _print(jobs.evaluate(args.qrels, args.run, args.excluded, args.out))
 
 
-def _dense_index(args, corpus):
-    from .retrieval.dense import DenseIndex, settings_for
-
-    if not args.dense_model:
+def _retriever_args(args) -> tuple[dict, dict]:
+    """The benchmark-style `retriever` entry and `dense_models` the flags describe (flags not
+    given take the config schema's defaults)."""
+    given = {"name": args.retriever, "k1": args.k1, "b": args.b, "stemmer": args.stemmer}
+    dense_models = {}
+    if args.dense_model:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.dense_model)
+        dense_models[name] = {"model": args.dense_model, **json.loads(args.dense_settings or "{}")}
+        given["dense_model"] = name
+    elif args.retriever in ("dense", "hybrid"):
         raise RicepoError(f"--retriever {args.retriever} needs --dense-model (a Hub id, a folder or pkg:PACKAGE/dir)")
-    settings = settings_for(args.dense_model, **json.loads(getattr(args, "dense_settings", None) or "{}"))
-    if args.dense_index and Path(args.dense_index, "encoder.json").exists():
-        return DenseIndex.load(args.dense_index, expect=settings)
-    index = DenseIndex.build(corpus, settings)
-    if args.dense_index:
-        index.save(args.dense_index)
-    return index
+    if getattr(args, "dense_weight", None) is not None:
+        given["dense_weight"] = {"default": args.dense_weight}
+    return {k: v for k, v in given.items() if v is not None}, dense_models
 
 
 def cmd_retrieve(args) -> None:
-    from .data.canonical import Dataset
-    from .data.trec import removed_for, write_run
-    from .retrieval.bm25 import BM25Index
-    from .retrieval.dense import HybridRetriever
-
-    t0 = time.time()
-    ds = Dataset(args.dataset)
-    queries = ds.split_queries(args.split)
-    if args.retriever in ("bm25", "hybrid"):
-        bm25 = BM25Index.load(args.index) if args.index else BM25Index.build(ds.corpus, args.k1, args.b, args.stemmer)
-    if args.retriever == "bm25":
-        # the index's own parameters: a saved index was built with the config's, not argparse's
-        retriever, tag = bm25, f"bm25-k1={bm25.model.k1}-b={bm25.model.b}-{bm25.stemmer}"
-    elif args.retriever == "dense":
-        retriever, tag = _dense_index(args, ds.corpus), f"dense-{Path(args.dense_model).name}"
-    else:
-        retriever = HybridRetriever(bm25, _dense_index(args, ds.corpus), args.dense_weight)
-        tag = f"hybrid-w={args.dense_weight}-{Path(args.dense_model).name}"
-    drops = {qid: removed_for(qid, ds.excluded) for qid in queries}
-    widest = max((len(d) for d in drops.values()), default=0)
-    if hasattr(retriever, "search_many"):
-        rankings = retriever.search_many([q["text"] for q in queries.values()], args.k + widest)
-    else:
-        rankings = [retriever.search(q["text"], args.k + widest) for q in queries.values()]
-    run = {qid: [(d, s) for d, s in ranking if d not in drops[qid]][: args.k]
-           for qid, ranking in zip(queries, rankings)}
-    write_run(args.out, run, tag)
-    print(json.dumps({"queries": len(run), "retriever": tag, "out": args.out, "seconds": round(time.time() - t0, 2)}))
+    retriever, dense_models = _retriever_args(args)
+    _print(jobs.retrieve(args.dataset, args.split, args.out, args.k, retriever, dense_models, args.index_root))
 
 
 def cmd_index(args) -> None:
-    from .data.canonical import read_corpus
-    from .retrieval.bm25 import BM25Index
-
-    t0 = time.time()
-    corpus = read_corpus(Path(args.dataset) / "corpus.jsonl")
-    if args.retriever == "dense":
-        args.dense_index = args.out
-        _dense_index(args, corpus)
-        print(json.dumps({"docs": len(corpus), "dense_model": args.dense_model, "seconds": round(time.time() - t0, 2)}))
-        return
-    BM25Index.build(corpus, args.k1, args.b, args.stemmer).save(args.out)
-    print(json.dumps({"docs": len(corpus), "k1": args.k1, "b": args.b, "stemmer": args.stemmer,
-                      "seconds": round(time.time() - t0, 2)}))
+    retriever, dense_models = _retriever_args(args)
+    _print(jobs.index(args.dataset, args.out, "dense" if args.retriever == "dense" else "bm25", retriever,
+                      dense_models))
 
 
 def cmd_data(args) -> None:
     if args.data_cmd == "prepare":
-        from .data.prepare import prepare
-        print(json.dumps(prepare(args.benchmark, args.task, json.loads(args.spec), args.out, args.reasonir)))
+        _print(jobs.prepare(args.benchmark, args.task, json.loads(args.spec), args.out, args.reasonir))
     elif args.data_cmd == "reasonir":
-        from .data.prepare import prepare_reasonir
-        print(json.dumps(prepare_reasonir(json.loads(args.spec), args.out)))
+        _print(jobs.reasonir(json.loads(args.spec), args.out))
     elif args.data_cmd == "split":
-        from .data.splits import build_split
-        manifest = build_split(args.dataset, args.out, benchmark=args.benchmark, task=args.task,
-                               counts={"train": args.train, "test": args.test}, seed=args.seed,
-                               train_from=args.train_from)
-        print(json.dumps({k: manifest[k] for k in ("benchmark", "task", "counts", "judgments")}))
+        _print(jobs.split(args.dataset, args.out, args.benchmark, args.task, args.train, args.test, args.seed,
+                          args.train_from))
     elif args.data_cmd == "inspect":
         from .data.inspect import inspect_source
-        print(json.dumps(inspect_source(args.source, args.benchmark, args.task)))
+        _print(inspect_source(args.source, args.benchmark, args.task))
 
 
 def cmd_model(args) -> None:
-    from .agent.models import build_from_gguf, build_tiny_backbone
-    from .data.canonical import read_corpus
-    from .retrieval.bm25 import doc_text
-
     if args.model_cmd == "build-gguf":
-        print(json.dumps(build_from_gguf(args.source, args.out)))
-        return
-
-    texts = []
-    for path in args.corpus:
-        texts += [doc_text(d) for d in read_corpus(path).values()]
-    info = build_tiny_backbone(args.out, texts, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
-                               layers=args.layers, seed=args.seed)
-    print(json.dumps(info))
+        _print(jobs.build_gguf(args.source, args.out))
+    else:
+        _print(jobs.build_tiny(args.corpus, args.out, args.vocab_size, args.hidden_size, args.layers, args.seed))
 
 
 def cmd_train(args) -> None:
     from .environments import parse_task_args
-    from .train.run import run_training
 
-    log = run_training(json.loads(args.spec), parse_task_args(args.task), args.out)
-    print(json.dumps({"steps": len(log), "first_reward": log[0]["reward_mean"], "last_reward": log[-1]["reward_mean"]}))
+    _print(jobs.train(json.loads(args.spec), parse_task_args(args.task), args.out))
 
 
 def cmd_agent_eval(args) -> None:
     from .environments import parse_task_args
-    from .evaluate.agent_eval import run_agent_eval
 
-    (task, (split_dir, index_dir)), = parse_task_args([args.task]).items()
-    result = run_agent_eval(json.loads(args.spec), args.model, task, split_dir, index_dir, args.out,
-                            batch_size=args.batch_size)
-    print(json.dumps({k: result[k] for k in ("ndcg_cut_10", "n_queries", "parseable_rate")}))
+    _print(jobs.agent_eval(json.loads(args.spec), args.model, parse_task_args([args.task]), args.out,
+                           args.batch_size))
 
 
 def cmd_report(args) -> None:
-    from .report import build
+    _print(jobs.report(args.what, Path(args.config_json), [Path(p) for p in args.inputs], Path(args.out)))
 
-    config = json.loads(Path(args.config_json).read_text()) if args.config_json else None
-    results = Path(args.results) if args.results else Path(args.config_json or ".").parent
-    build.run(args.what, config=config, results=results, out=Path(args.out))
+
+def cmd_check(args) -> None:
+    summary = jobs.check(Path(args.config_json), [Path(p) for p in args.inputs], args.expected, args.out, args.write)
+    if summary.get("failed"):
+        raise CheckFailed(f"check: {summary['failed']} of {summary['cells']} cells FAIL against {summary['expected']}")
+    if args.write:
+        _print(summary)
+
+
+class CheckFailed(Exception):
+    """Some cell is outside its tolerance: exit 1 (not bad input)."""
 
 
 def cmd_config(args) -> None:
@@ -188,6 +137,10 @@ def cmd_config(args) -> None:
     if args.config_cmd == "methods":
         from .credit.registry import describe_methods
         print(describe_methods())
+        return
+    if args.config_cmd == "defaults":
+        from .config import describe_defaults
+        print(describe_defaults())
         return
     config = load_config(*args.files)
     print(json.dumps({"run_name": config["run_name"], "benchmarks": sorted(config["benchmarks"]),
@@ -201,13 +154,25 @@ def cmd_gpu_run(args) -> None:
     exec_on_gpus(args.gpus, command)
 
 
+def _retriever_flags(p: argparse.ArgumentParser, with_weight: bool) -> None:
+    """A benchmark's `retriever` settings as flags; one not given takes the config schema's default."""
+    p.add_argument("--retriever", choices=["bm25", "dense", "hybrid"], help="default: bm25")
+    p.add_argument("--k1", type=float, help="BM25 k1 (default: the config schema's)")
+    p.add_argument("--b", type=float, help="BM25 b (default: the config schema's)")
+    p.add_argument("--stemmer", choices=["english", "none"], help="BM25 analyzer (default: english)")
+    p.add_argument("--dense-model", help="dense encoder: Hub id, folder, or pkg:PACKAGE/dir")
+    p.add_argument("--dense-settings", help="encoder settings (pooling, query_prefix, ...) as JSON")
+    if with_weight:
+        p.add_argument("--dense-weight", type=float, help="weight of the dense score in hybrid fusion (default 0.5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ricepo", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
     c = sub.add_parser("credit", help="span advantages of one group (or a list of groups), as JSON")
     c.add_argument("file", nargs="?", default="-", help="JSON group(s); - for stdin")
-    c.add_argument("--method", help="grpo | gigpo | hgpo | tree_grpo | ricepo")
+    c.add_argument("--method", help="a registered method (`ricepo config methods` lists them)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method parameter (repeatable)")
     c.add_argument("--select", type=int, metavar="K", help="print the K anchors RICE-PO would choose")
     c.add_argument("--trigger", choices=["entropy", "random"], default="entropy")
@@ -224,27 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("retrieve", help="run a retriever over a canonical dataset, write a TREC run")
     r.add_argument("--dataset", required=True, help="canonical (BEIR layout) dataset folder")
     r.add_argument("--split", default="test")
-    r.add_argument("--retriever", default="bm25", choices=["bm25", "dense", "hybrid"])
     r.add_argument("--out", required=True)
     r.add_argument("--k", type=int, default=1000)
-    r.add_argument("--index", help="a saved BM25 index (built on the fly if absent)")
-    r.add_argument("--k1", type=float, default=0.9)
-    r.add_argument("--b", type=float, default=0.4)
-    r.add_argument("--stemmer", default="english", choices=["english", "none"])
-    r.add_argument("--dense-model", help="dense encoder: Hub id, folder, or pkg:PACKAGE/dir")
-    r.add_argument("--dense-index", help="folder caching the corpus embeddings (written if absent)")
-    r.add_argument("--dense-weight", type=float, default=0.5, help="weight of the dense score in hybrid fusion")
+    r.add_argument("--index-root", help="the dataset's index root (bm25/, dense/<model>/): read where present, "
+                                        "built and kept there where not (default: built in a temporary folder)")
+    _retriever_flags(r, with_weight=True)
     r.set_defaults(func=cmd_retrieve)
 
-    i = sub.add_parser("index", help="build and save a BM25 index of a canonical corpus")
+    i = sub.add_parser("index", help="build and save one index of a canonical corpus: BM25 or corpus embeddings")
     i.add_argument("--dataset", required=True)
-    i.add_argument("--out", required=True)
-    i.add_argument("--k1", type=float, default=0.9)
-    i.add_argument("--b", type=float, default=0.4)
-    i.add_argument("--stemmer", default="english", choices=["english", "none"])
-    i.add_argument("--retriever", default="bm25", choices=["bm25", "dense"])
-    i.add_argument("--dense-model", help="dense encoder: Hub id, folder, or pkg:PACKAGE/dir")
-    i.add_argument("--dense-settings", help="encoder settings (pooling, query_prefix, ...) as JSON")
+    i.add_argument("--out", required=True, help="the index folder (index root/bm25 or index root/dense/<model>)")
+    _retriever_flags(i, with_weight=False)
     i.set_defaults(func=cmd_index)
 
     d = sub.add_parser("data", help="prepare, split and inspect datasets")
@@ -306,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     cc = cfsub.add_parser("check", help="config/config.yaml with FILE(s) merged over it, validated")
     cc.add_argument("files", nargs="*", metavar="FILE", help="overlay configs, as given to --configfile")
     cfsub.add_parser("methods", help="every registered method: its settings (default, role) and variants")
+    cfsub.add_parser("defaults", help="the rollout, train and evaluate settings: default and meaning of each")
     cf.set_defaults(func=cmd_config)
 
     g = sub.add_parser("gpu-run", help="run a command on GPUs of its own (CUDA_VISIBLE_DEVICES from a slot lock)")
@@ -313,10 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     g.set_defaults(func=cmd_gpu_run)
 
+    ck = sub.add_parser("check", help="grade every reported cell against config/expected/{run_name}.yaml: OK / OKish / FAIL")
+    ck.add_argument("--config-json", required=True, help="results/{run_name}/config.resolved.json")
+    ck.add_argument("--inputs", nargs="*", default=[], metavar="FILE", help="the tables' JSON files")
+    ck.add_argument("--expected", help="default: config/expected/{run_name}.yaml")
+    ck.add_argument("--out", help="also write the verdicts to this file")
+    ck.add_argument("--write", action="store_true", help="(re)write the expected file from these tables")
+    ck.set_defaults(func=cmd_check)
+
     rp = sub.add_parser("report", help="tables, figures and the HTML report")
     rp.add_argument("what", help="a table or figure target name, or `html`")
-    rp.add_argument("--config-json", help="the validated config as a JSON file")
-    rp.add_argument("--results", help="the results folder (default: the one holding --config-json)")
+    rp.add_argument("--config-json", required=True, help="results/{run_name}/config.resolved.json (its folder holds the results)")
+    rp.add_argument("--inputs", nargs="*", default=[], metavar="FILE",
+                    help="the files the rule declares: the only files read (a planned run not among them is 'not run')")
     rp.add_argument("--out", required=True)
     rp.set_defaults(func=cmd_report)
     return p
@@ -329,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     except RicepoError as e:
         print(f"ricepo: error: {e}", file=sys.stderr)
         return 2
+    except CheckFailed as e:
+        print(f"ricepo: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,6 +7,7 @@ the key, so a typo stops the run before any job starts.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,33 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict:
     return schema
 
 
+def _defaults(key: str, fragment: dict, given: dict | None = None) -> dict:
+    out = {key: dict(given or {})}
+    _fill_defaults(out, {"properties": {key: fragment}}, load_schema())
+    return out[key]
+
+
 def section_defaults(section: str) -> dict:
     """What an empty top-level section (train, rollout, ...) resolves to: the schema's defaults."""
-    schema = load_schema()
-    out: dict = {}
-    _fill_defaults(out, {"properties": {section: schema["properties"][section]}}, schema)
-    return out[section]
+    return _defaults(section, load_schema()["properties"][section])
+
+
+DOCUMENTED_SECTIONS = ("rollout", "train", "evaluate")
+
+
+def describe_defaults() -> str:
+    """Each setting of the rollout, train and evaluate sections: its default and what it means."""
+    schema, lines = load_schema(), []
+    for section in DOCUMENTED_SECTIONS:
+        lines.append(f"{section}:")
+        for key, sub in schema["properties"][section]["properties"].items():
+            lines.append(f"  {key}: {json.dumps(sub['default'])}  # {sub.get('description', '')}".rstrip(" #"))
+    return "\n".join(lines)
+
+
+def retriever_settings(retriever: dict | None = None) -> dict:
+    """A benchmark's `retriever` entry with the schema's defaults filled (BM25 when none is given)."""
+    return _defaults("retriever", load_schema()["definitions"]["benchmark"]["properties"]["retriever"], retriever)
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:

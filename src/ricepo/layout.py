@@ -100,7 +100,7 @@ def bm25_metrics_file(results: str | Path, benchmark: str, task: str) -> Path:
     return Path(results) / path(BM25_DIR, benchmark=benchmark, task=task) / "metrics.json"
 
 
-# --- the report's artefacts and the runs each one reads -------------------------------------
+# --- the report's artefacts (in the page's order) and the runs each one reads --------------
 
 ABLATION_CREDIT = [("ricepo", "case2"), ("ricepo", "case1"), ("ricepo", "random_case"), ("ricepo", None)]
 ABLATION_TRIGGER = [("ricepo", "random_trigger"), ("ricepo", None)]
@@ -145,11 +145,14 @@ ARTEFACTS = {a.name: a for a in [
              title="Ablation: anchor trigger (BRIGHT)"),
     Artefact("table_ablation_gates", "table", "metrics", conditions=tuple(ABLATION_GATES),
              title="Ablation: gates (BRIGHT)"),
-    Artefact("figure_entropy_cdf", "figure", "metrics", conditions=tuple(ABLATION_TRIGGER)),
-    Artefact("figure_reward_curves", "figure", "train_logs"),
-    Artefact("figure_branching_cost", "figure", "train_logs"),
+    Artefact("figure_entropy_cdf", "figure", "metrics", conditions=tuple(ABLATION_TRIGGER),
+             title="Entropy-based triggering: per-task gain CDF (paper Figure 4)"),
     Artefact("figure_ablation_bars", "figure", "metrics",
-             conditions=tuple(dict.fromkeys(ABLATION_CREDIT + ABLATION_GATES))),
+             conditions=tuple(dict.fromkeys(ABLATION_CREDIT + ABLATION_GATES)),
+             title="Credit-propagation and gate ablations per task (paper Figures 2 and 3)"),
+    Artefact("figure_reward_curves", "figure", "train_logs", title="Training reward curves (paper appendix A.6)"),
+    Artefact("figure_branching_cost", "figure", "train_logs",
+             title="Training cost per step: tokens generated and retriever calls (ours)"),
 ]}
 TABLES = [n for n, a in ARTEFACTS.items() if a.kind == "table"]
 FIGURES = [n for n, a in ARTEFACTS.items() if a.kind == "figure"]

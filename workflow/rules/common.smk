@@ -11,6 +11,7 @@ from ricepo.config import check_config
 from ricepo.environments import index_parts
 from ricepo.errors import RicepoError
 from ricepo.identity import code_version
+from ricepo.report.check import expected_file
 
 try:
     # One-line errors naming the key (unknown keys, wrong types, unknown method names).
@@ -106,6 +107,12 @@ def index_dir(benchmark, task):
 def index_inputs(benchmark, task):
     """The index folders the benchmark's retriever reads."""
     return [f"{index_dir(benchmark, task)}/{part}" for part in index_parts(config["benchmarks"][benchmark]["retriever"])]
+
+
+def bm25_flags(wc):
+    """The benchmark's BM25 settings as `ricepo index|retrieve` flags (the index and its baseline agree)."""
+    r = config["benchmarks"][wc.benchmark]["retriever"]
+    return f"--k1 {r['k1']} --b {r['b']} --stemmer {r['stemmer']}"
 
 
 def report_inputs(name):

@@ -33,9 +33,11 @@ rule bm25_baseline:
         run=out(f"{layout.BM25_DIR}/run.trec"),
         metrics=out(f"{layout.BM25_DIR}/metrics.json"),
     params:
+        bm25=bm25_flags,
+        index_root=lambda wc, input: str(Path(input.index).parent),
         code=CODE,
     log:
         out(f"logs/{layout.BM25_DIR}.log"),
     shell:
-        "(ricepo retrieve --dataset {input.split} --split test --index {input.index} --out {output.run} && "
+        "(ricepo retrieve --dataset {input.split} --split test --index-root {params.index_root} {params.bm25} --out {output.run} && "
         "ricepo evaluate --qrels {input.split}/qrels/test.tsv --run {output.run} --out {output.metrics}) > {log} 2>&1"

@@ -7,16 +7,14 @@ rule bm25_index:
     output:
         directory(out(f"{layout.INDEX_DIR}/bm25")),
     params:
-        k1=lambda wc: bench(wc)["retriever"]["k1"],
-        b=lambda wc: bench(wc)["retriever"]["b"],
-        stemmer=lambda wc: bench(wc)["retriever"]["stemmer"],
+        bm25=bm25_flags,
         code=CODE,
     log:
         f"{R}/logs/index/{{benchmark}}/{{task}}.log",
     benchmark:
         f"{R}/benchmarks/index/{{benchmark}}/{{task}}.tsv"
     shell:
-        "ricepo index --dataset {input} --k1 {params.k1} --b {params.b} --stemmer {params.stemmer} --out {output} > {log} 2>&1"
+        "ricepo index --dataset {input} {params.bm25} --out {output} > {log} 2>&1"
 
 
 rule dense_index:

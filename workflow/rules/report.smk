@@ -1,6 +1,6 @@
-# Tables, figures and the HTML report. Each artefact is its own target and reads only result
-# files, so it rebuilds without retraining. The results folder is the one holding the resolved
-# config (`ricepo report --results` defaults to it).
+# Tables, figures and the HTML report. Each artefact is its own target and reads only the result
+# files its rule declares (handed over with --inputs), so it rebuilds without retraining and never
+# picks up a file the configuration did not plan.
 
 
 rule resolved_config:
@@ -31,7 +31,7 @@ rule table:
     log:
         f"{R}/logs/report/{{name}}.log",
     shell:
-        "ricepo report {wildcards.name} --config-json {input.config} --out {params.out} > {log} 2>&1"
+        "ricepo report {wildcards.name} --config-json {input.config} --inputs {input.results} --out {params.out} > {log} 2>&1"
 
 
 rule figure:
@@ -50,14 +50,14 @@ rule figure:
     log:
         f"{R}/logs/report/{{name}}.log",
     shell:
-        "ricepo report {wildcards.name} --config-json {input.config} --out {params.out} > {log} 2>&1"
+        "ricepo report {wildcards.name} --config-json {input.config} --inputs {input.results} --out {params.out} > {log} 2>&1"
 
 
 rule report:
     input:
         config=f"{R}/config.resolved.json",
         tables=expand(f"{R}/tables/{{name}}.json", name=TABLES),
-        figures=expand(f"{R}/figures/{{name}}.json", name=FIGURES),
+        figures=expand(f"{R}/figures/{{name}}.{{ext}}", name=FIGURES, ext=["json", "png"]),
     output:
         REPORT,
     params:
@@ -65,7 +65,7 @@ rule report:
     log:
         f"{R}/logs/report/report.log",
     shell:
-        "ricepo report html --config-json {input.config} --out {output} > {log} 2>&1"
+        "ricepo report html --config-json {input.config} --inputs {input.tables} {input.figures} --out {output} > {log} 2>&1"
 
 
 rule table_bright_main:
@@ -111,3 +111,22 @@ rule figure_branching_cost:
 rule figure_ablation_bars:
     input:
         f"{R}/figures/figure_ablation_bars.svg",
+
+
+rule check:
+    # Every reported cell graded against config/expected/{run_name}.yaml: OK / OKish / FAIL, one
+    # line per cell on the terminal and in the output; any FAIL fails the job (and the target).
+    input:
+        config=f"{R}/config.resolved.json",
+        tables=expand(f"{R}/tables/{{name}}.json", name=TABLES),
+        expected=lambda wc: [p for p in [expected_file(RUN)] if p.exists()],
+    output:
+        f"{R}/check.txt",
+    params:
+        expected=expected_file(RUN),
+        code=code_version(with_report=True),
+    log:
+        f"{R}/logs/report/check.log",
+    shell:
+        "ricepo check --config-json {input.config} --inputs {input.tables} --expected {params.expected} "
+        "--out {output} 2>&1 | tee {log}"

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import RicepoError
 from ..retrieval.retriever import TaskEnvironment
 from .sampling import Sampled, Sampler
 from .template import build_messages, format_documents
@@ -60,20 +61,29 @@ def content_tokens(tokenizer, ids: list[int]) -> list[bool]:
 
 @dataclass
 class RolloutSettings:
-    max_depth: int = 3                 # D: retrieval rounds per trajectory
-    temperature: float = 1.0           # sampling temperature (0 = greedy)
-    max_reasoning_tokens: int = 512    # budget before the harness closes </think>
-    max_summary_tokens: int = 128      # budget before the harness closes </summary>
-    docs_in_observation: int = 5       # documents shown inside <tool_response>
-    doc_max_chars: int = 600           # characters kept of each shown document
-    format_penalty: float = 0.0        # subtracted from the final reward if a step is unparseable
-    top_p: float = 1.0                 # nucleus sampling (1 = off); test time only, see for_evaluation
-    top_k: int = 0                     # top-k sampling (0 = off); test time only
+    """How the agent acts. No defaults here: the config schema's `rollout:` section holds them
+    (workflow/schemas/config.schema.yaml); nucleus and top-k sampling are off in training."""
+    max_depth: int                     # D: retrieval rounds per trajectory
+    temperature: float                 # sampling temperature (0 = greedy)
+    max_reasoning_tokens: int          # budget before the harness closes </think>
+    max_summary_tokens: int            # budget before the harness closes </summary>
+    docs_in_observation: int           # documents shown inside <tool_response>
+    doc_max_chars: int                 # characters kept of each shown document
+    format_penalty: float              # subtracted from the final reward if a step is unparseable
+    top_p: float                       # nucleus sampling (1 = off); test time only, see for_evaluation
+    top_k: int                         # top-k sampling (0 = off); test time only
 
     @classmethod
     def from_config(cls, rollout: dict, temperature: float | None = None) -> "RolloutSettings":
-        keys = cls.__dataclass_fields__
-        s = cls(**{k: v for k, v in rollout.items() if k in keys})
+        """From the config's `rollout:` section (group_size is the trainer's); a key missing from
+        it, or one nobody reads, is an error naming it."""
+        given = {k: v for k, v in rollout.items() if k != "group_size"}
+        fields = set(cls.__dataclass_fields__) - {"top_p", "top_k"}
+        if set(given) != fields:
+            unknown, missing = sorted(set(given) - fields), sorted(fields - set(given))
+            raise RicepoError("rollout settings: " + "; ".join(
+                ([f"unknown key(s) {', '.join(unknown)}"] if unknown else []) + ([f"missing {', '.join(missing)}"] if missing else [])))
+        s = cls(**given, top_p=1.0, top_k=0)
         if temperature is not None:
             s.temperature = temperature
         return s
@@ -84,7 +94,7 @@ class RolloutSettings:
         if decoding == "greedy":
             return cls.from_config(rollout, temperature=0.0)
         if decoding != "backbone":
-            raise ValueError(f"evaluate.decoding: unknown mode {decoding!r} (greedy | backbone)")
+            raise RicepoError(f"evaluate.decoding: unknown mode {decoding!r} (greedy | backbone)")
         s = cls.from_config(rollout, temperature=generation.get("temperature", 1.0))
         s.top_p, s.top_k = generation.get("top_p", 1.0), generation.get("top_k", 0)
         return s

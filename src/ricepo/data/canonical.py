@@ -22,60 +22,66 @@ def _open(path: Path):
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
+def _lines(path: Path, what: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of every non-blank line; a missing file is an error naming it."""
+    if not path.exists():
+        raise RicepoError(f"{path}: {what} not found")
+    with _open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                yield lineno, line
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object); a malformed line is an error naming file and line."""
     path = Path(path)
-    if not path.exists():
-        raise RicepoError(f"{path}: file not found")
-    with _open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RicepoError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise RicepoError(f"{path}:{lineno}: expected a JSON object")
-            yield lineno, obj
+    for lineno, line in _lines(path, "file"):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RicepoError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise RicepoError(f"{path}:{lineno}: expected a JSON object")
+        yield lineno, obj
 
 
-def _require_id(path: Path, lineno: int, obj: dict, seen: set) -> str:
-    if "_id" not in obj:
-        raise RicepoError(f"{path}:{lineno}: missing key '_id'")
-    doc_id = str(obj["_id"])
-    if doc_id in seen:
-        raise RicepoError(f"{path}:{lineno}: duplicate id {doc_id!r}")
-    seen.add(doc_id)
-    return doc_id
+def _records(path: str | Path, kind: str, build) -> dict[str, dict]:
+    """{id: build(obj)} of a JSONL file of objects with unique `_id`s, in file order; `build`
+    returns None for a record with nothing to read (an error naming the file and line)."""
+    path = Path(path)
+    out: dict[str, dict] = {}
+    for lineno, obj in iter_jsonl(path):
+        if "_id" not in obj:
+            raise RicepoError(f"{path}:{lineno}: missing key '_id'")
+        rid = str(obj["_id"])
+        if rid in out:
+            raise RicepoError(f"{path}:{lineno}: duplicate id {rid!r}")
+        record = build(obj)
+        if record is None:
+            empty = "empty title and text" if kind == "document" else "empty text"
+            raise RicepoError(f"{path}:{lineno}: {kind} {rid!r} has {empty}")
+        out[rid] = record
+    return out
+
+
+def _document(obj: dict) -> dict | None:
+    title, text = str(obj.get("title") or ""), str(obj.get("text") or "")
+    return {"title": title, "text": text} if (title.strip() or text.strip()) else None
+
+
+def _query(obj: dict) -> dict | None:
+    text = str(obj.get("text") or "")
+    return {"text": text, "metadata": obj.get("metadata") or {}} if text.strip() else None
 
 
 def read_corpus(path: str | Path) -> dict[str, dict]:
     """{doc_id: {"title", "text"}} in file order."""
-    path = Path(path)
-    corpus: dict[str, dict] = {}
-    seen: set = set()
-    for lineno, obj in iter_jsonl(path):
-        doc_id = _require_id(path, lineno, obj, seen)
-        title, text = str(obj.get("title") or ""), str(obj.get("text") or "")
-        if not (title.strip() or text.strip()):
-            raise RicepoError(f"{path}:{lineno}: document {doc_id!r} has empty title and text")
-        corpus[doc_id] = {"title": title, "text": text}
-    return corpus
+    return _records(path, "document", _document)
 
 
 def read_queries(path: str | Path) -> dict[str, dict]:
     """{query_id: {"text", "metadata"}} in file order."""
-    path = Path(path)
-    queries: dict[str, dict] = {}
-    seen: set = set()
-    for lineno, obj in iter_jsonl(path):
-        qid = _require_id(path, lineno, obj, seen)
-        text = str(obj.get("text") or "")
-        if not text.strip():
-            raise RicepoError(f"{path}:{lineno}: query {qid!r} has empty text")
-        queries[qid] = {"text": text, "metadata": obj.get("metadata") or {}}
-    return queries
+    return _records(path, "query", _query)
 
 
 def iter_columns(path: str | Path, what: str = "file", sep: str | None = None,
@@ -83,17 +89,11 @@ def iter_columns(path: str | Path, what: str = "file", sep: str | None = None,
     """(line number, fields) of a column file (whitespace-separated, or by `sep`); blank lines and,
     with `header`, a first line naming the query-id column are skipped; a missing file is an error
     naming it (`what`: how the message calls it)."""
-    path = Path(path)
-    if not path.exists():
-        raise RicepoError(f"{path}: {what} not found")
-    with _open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split(sep) if sep else line.split()
-            if header and lineno == 1 and parts[0] in ("query-id", "query_id", "qid"):
-                continue
-            yield lineno, parts
+    for lineno, line in _lines(Path(path), what):
+        parts = line.rstrip("\n").split(sep) if sep else line.split()
+        if header and lineno == 1 and parts[0] in ("query-id", "query_id", "qid"):
+            continue
+        yield lineno, parts
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:

@@ -50,7 +50,8 @@ def write_excluded(path: str | Path, excluded: dict[str, set[str]]) -> None:
                 f.write(f"{qid}\t{doc_id}\n")
 
 
-def removed_for(query_id: str, excluded: dict[str, set[str]]) -> set[str]:
-    """What a query's ranking must not hold when scored: its excluded documents (BRIGHT) and its
-    own id (a corpus that also holds the queries)."""
-    return excluded.get(query_id, set()) | {query_id}
+def without_excluded(query_id: str, ranking, excluded: dict[str, set[str]]) -> list[tuple[str, float]]:
+    """`ranking` ((doc id, score) pairs) less what the query's ranking must not hold when scored:
+    its excluded documents (BRIGHT) and its own id (a corpus that also holds the queries)."""
+    drop = excluded.get(query_id, set()) | {query_id}
+    return [(d, s) for d, s in ranking if d not in drop]

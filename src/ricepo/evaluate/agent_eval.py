@@ -16,7 +16,7 @@ from ..data.trec import write_run
 from ..environments import load_environment
 from ..errors import RicepoError
 from ..precision import resolve_precision
-from .metrics import evaluate_run
+from ..metrics import evaluate_run
 
 
 def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path,

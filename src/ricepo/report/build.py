@@ -1,23 +1,27 @@
-"""Dispatch of `ricepo report WHAT`: a table, a figure, or the HTML page."""
+"""`ricepo report WHAT`: one table, one figure, or the HTML page, from the files its rule declares."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..errors import RicepoError
-from .figures import FIGURES, build_figure
+from ..layout import FIGURES, TABLES
+from .figures import build_figure
 from .html import render
-from ..layout import TABLES
+from .results import ResultFiles
 from .tables import build_table, write_table
 
 
-def run(what: str, *, config: dict | None, results: Path, out: Path) -> None:
-    if config is None:
-        raise RicepoError("report: --config-json is required (results/config.resolved.json)")
+def run(what: str, *, config_json: Path, inputs: list[Path], out: Path) -> None:
+    """`config_json` is results/{run_name}/config.resolved.json (its folder holds the results);
+    `inputs` the files the rule declares: result files for a table or figure, the tables' and
+    figures' JSON and PNG files for the page."""
+    config = json.loads(Path(config_json).read_text())
     if what in TABLES:
-        write_table(build_table(what, config, results), out)
+        write_table(build_table(what, ResultFiles(config, Path(config_json).parent, inputs)), out)
     elif what in FIGURES:
-        build_figure(what, config, results, out)
+        build_figure(what, ResultFiles(config, Path(config_json).parent, inputs), out)
     elif what == "html":
-        render(config, results / "config.resolved.json", results / "tables", results / "figures", out)
+        render(config, Path(config_json), inputs, out)
     else:
         raise RicepoError(f"report: unknown artefact {what!r}; known: {', '.join([*TABLES, *FIGURES, 'html'])}")

@@ -17,24 +17,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..atomic import atomic_file, write_text  # noqa: E402
-from ..credit import get_method  # noqa: E402
+from ..credit import METHODS, get_method  # noqa: E402
 from ..layout import runs  # noqa: E402
-from .results import load_paper, measured, train_log  # noqa: E402
-
-CURVE_METHODS = ["grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"]
-
+from .results import ResultFiles, load_paper  # noqa: E402
 
 def smooth(values: list[float], window: int) -> list[float]:
     """Trailing moving average (the first points average what exists so far)."""
     return [statistics.fmean(values[max(0, i - window + 1): i + 1]) for i in range(len(values))]
 
 
-def _trained_cells(config: dict, results: Path, order=None) -> list[tuple[tuple, list[list[dict]]]]:
+def _trained_cells(results: ResultFiles, order=None) -> list[tuple[tuple, list[list[dict]]]]:
     """((benchmark, backbone, method, variant), the step logs of its seeds) of every trained cell."""
     cells: dict[tuple, list] = {}
-    for r in runs(config):
+    for r in runs(results.config):
         if r.trained:
-            cells.setdefault((r.benchmark, r.backbone, r.method, r.variant), []).append(train_log(results, r))
+            cells.setdefault((r.benchmark, r.backbone, r.method, r.variant), []).append(results.train_log(r))
     return sorted(cells.items(), key=order or (lambda kv: (*kv[0][:3], kv[0][3] or "")))
 
 
@@ -42,10 +39,10 @@ def label(cell: dict) -> str:
     return get_method(cell["method"]).label_of(cell.get("variant"))
 
 
-def reward_curves(config: dict, results: Path) -> dict:
+def reward_curves(results: ResultFiles) -> dict:
     """Mean training reward per step, per (benchmark, backbone, method, variant), averaged over seeds."""
     curves = []
-    for key, logs in _trained_cells(config, results):
+    for key, logs in _trained_cells(results):
         logs = [lg for lg in logs if lg]
         if not logs:
             continue
@@ -53,17 +50,18 @@ def reward_curves(config: dict, results: Path) -> dict:
         raw = [statistics.fmean(lg[i]["reward_mean"] for lg in logs) for i in range(n)]
         curves.append({"benchmark": key[0], "backbone": key[1], "method": key[2], "variant": key[3], "seeds": len(logs),
                        "steps": list(range(1, n + 1)), "raw": raw, "smoothed": smooth(raw, max(3, n // 10))})
+    planned = dict.fromkeys(r.method for r in runs(results.config) if r.trained)
     return {"id": "figure_reward_curves", "curves": curves,
-            "not_run": [m for m in CURVE_METHODS if not any(c["method"] == m for c in curves)]}
+            "not_run": [m for m in planned if not any(c["method"] == m for c in curves)]}
 
 
 def plot_reward_curves(data: dict, out_dir: Path) -> None:
     benches = sorted({c["benchmark"] for c in data["curves"]}) or ["(none)"]
     fig, axes = plt.subplots(1, len(benches), figsize=(5.5 * len(benches), 3.6), squeeze=False)
-    palette = dict(zip(CURVE_METHODS + ["other"], sns.color_palette("tab10")))
+    palette = dict(zip(METHODS, sns.color_palette("tab10", len(METHODS))))
     for ax, bench in zip(axes[0], benches):
         for c in [c for c in data["curves"] if c["benchmark"] == bench]:
-            color = palette.get(c["method"], palette["other"])
+            color = palette[c["method"]]
             text = f"{label(c)} ({c['backbone']}, {c['seeds']} seed(s))"
             ax.plot(c["steps"], c["raw"], color=color, alpha=0.25, linewidth=1)
             ax.plot(c["steps"], c["smoothed"], color=color, linewidth=2, label=text)
@@ -78,15 +76,16 @@ def plot_reward_curves(data: dict, out_dir: Path) -> None:
     _save(fig, out_dir, "figure_reward_curves")
 
 
-def entropy_cdf(config: dict, results: Path) -> dict:
+def entropy_cdf(results: ResultFiles) -> dict:
     """Per-task NDCG@10 gain of RICE-PO over its random-trigger variant: paper's and ours."""
+    config = results.config
     paper = {r.get("variant"): r["values"] for r in load_paper()["table_ablation_trigger"]["rows"]}
     paper_gain = {t: paper[None][t] - paper["random_trigger"][t] for t in paper[None]}
     abl = config.get("ablations") or {}
     ours_gain = {}
     if abl.get("benchmark") in config["benchmarks"]:
-        full = measured(config, results, abl["benchmark"], abl["backbone"], "ricepo")
-        rand = measured(config, results, abl["benchmark"], abl["backbone"], "ricepo", "random_trigger")
+        full = results.measured(abl["benchmark"], abl["backbone"], "ricepo")
+        rand = results.measured(abl["benchmark"], abl["backbone"], "ricepo", "random_trigger")
         for task in config["benchmarks"][abl["benchmark"]]["tasks"]:
             a = [v[task] for v in full.values() if task in v]
             b = [v[task] for v in rand.values() if task in v]
@@ -125,8 +124,9 @@ def plot_entropy_cdf(data: dict, out_dir: Path) -> None:
 ABLATION_PANELS = (("table_ablation_credit", "Credit propagation"), ("table_ablation_gates", "Gates"))
 
 
-def ablation_bars(config: dict, results: Path) -> dict:
+def ablation_bars(results: ResultFiles) -> dict:
     """Per-task NDCG@10 of each credit and gate ablation variant: ours (mean over seeds) and the paper's."""
+    config = results.config
     paper = load_paper()
     abl = config.get("ablations") or {}
     panels = []
@@ -135,7 +135,7 @@ def ablation_bars(config: dict, results: Path) -> dict:
         tasks = list(rows[0]["values"])
         series = []
         for r in rows:
-            seeds = (measured(config, results, abl["benchmark"], abl["backbone"], r["method"], r.get("variant"))
+            seeds = (results.measured(abl["benchmark"], abl["backbone"], r["method"], r.get("variant"))
                      if abl.get("benchmark") in config["benchmarks"] else {})
             ours = {t: statistics.fmean(v[t] for v in seeds.values() if t in v)
                     for t in tasks if any(t in v for v in seeds.values())}
@@ -171,9 +171,10 @@ def plot_ablation_bars(data: dict, out_dir: Path) -> None:
 COST_KEYS = (("tokens_generated", "tokens generated"), ("retriever_calls", "searches run (cache hits not counted)"))
 
 
-def branching_cost(config: dict, results: Path) -> dict:
+def branching_cost(results: ResultFiles) -> dict:
     """Mean per training step, over steps and seeds, of every trained (benchmark, backbone, method),
     and its ratio to GRPO on the same benchmark and backbone."""
+    config = results.config
     rows = []
     methods = [m for b in config["benchmarks"].values() for m in b["methods"]]
 
@@ -183,7 +184,7 @@ def branching_cost(config: dict, results: Path) -> dict:
         return (bench, backbone, methods.index(method) if method in methods else len(methods), method,
                 variants.index(variant) + 1 if variant else 0)
 
-    for key, logs in _trained_cells(config, results, order):
+    for key, logs in _trained_cells(results, order):
         steps = [s for lg in logs if lg for s in lg]
         if not steps:
             continue
@@ -237,9 +238,9 @@ FIGURES = {"figure_reward_curves": (reward_curves, plot_reward_curves),
            "figure_ablation_bars": (ablation_bars, plot_ablation_bars)}
 
 
-def build_figure(name: str, config: dict, results: Path, out_dir: Path) -> dict:
+def build_figure(name: str, results: ResultFiles, out_dir: Path) -> dict:
     compute, plot = FIGURES[name]
-    data = compute(config, results)
+    data = compute(results)
     plot(data, out_dir)
     write_text(out_dir / f"{name}.json", json.dumps(data, indent=1))
     return data

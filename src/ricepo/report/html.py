@@ -14,20 +14,15 @@ from pathlib import Path
 import jinja2
 
 from ..atomic import write_text
+from ..errors import RicepoError
+from ..layout import ARTEFACTS, FIGURES, TABLES
 from .tables import cell_text, fmt
 
 PACKAGES = ["torch", "transformers", "bm25s", "pytrec-eval-terrier", "snakemake", "pandas", "matplotlib",
             "seaborn", "jinja2", "ricepo"]
-TABLE_ORDER = ["table_bright_main", "table_beir_main", "table_ablation_credit", "table_ablation_trigger",
-               "table_ablation_gates"]
-FIGURE_ORDER = ["figure_entropy_cdf", "figure_ablation_bars", "figure_reward_curves", "figure_branching_cost"]
-FIGURE_TITLES = {"figure_entropy_cdf": "Entropy-based triggering: per-task gain CDF (paper Figure 4)",
-                 "figure_reward_curves": "Training reward curves (paper appendix A.6)",
-                 "figure_branching_cost": "Training cost per step: tokens generated and retriever calls (ours)",
-                 "figure_ablation_bars": "Credit-propagation and gate ablations per task (paper Figures 2 and 3)"}
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     root = Path(__file__).resolve().parents[3]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -49,7 +44,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _machine() -> str:
+def machine() -> str:
     desc = f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
     try:
         import torch
@@ -62,18 +57,26 @@ def _machine() -> str:
 
 def provenance(config: dict, config_path: Path) -> dict:
     blob = json.dumps(config, sort_keys=True).encode()
-    return {"commit": _git_commit(), "config_file": str(config_path), "config_sha256": hashlib.sha256(blob).hexdigest(),
+    return {"commit": git_commit(), "config_file": str(config_path), "config_sha256": hashlib.sha256(blob).hexdigest(),
             "run_name": config.get("run_name"), "seeds": config.get("seeds"), "packages": _versions(),
-            "machine": _machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def render(config: dict, config_path: Path, tables_dir: Path, figures_dir: Path, out: Path) -> None:
-    tables = [json.loads((tables_dir / f"{n}.json").read_text()) for n in TABLE_ORDER]
+def render(config: dict, config_path: Path, inputs: list[Path], out: Path) -> None:
+    """The page from the tables' JSON and the figures' JSON and PNG files among `inputs`."""
+    by_name = {Path(p).name: Path(p) for p in inputs}
+
+    def handed(name: str) -> Path:
+        if name not in by_name:
+            raise RicepoError(f"report html: {name} is not among the inputs (the report rule declares every table and figure)")
+        return by_name[name]
+
+    tables = [json.loads(handed(f"{n}.json").read_text()) for n in TABLES]
     figures = []
-    for name in FIGURE_ORDER:
-        png = base64.b64encode((figures_dir / f"{name}.png").read_bytes()).decode()
-        figures.append({"id": name, "title": FIGURE_TITLES[name], "png": png,
-                        "data": json.loads((figures_dir / f"{name}.json").read_text())})
+    for name in FIGURES:
+        png = base64.b64encode(handed(f"{name}.png").read_bytes()).decode()
+        figures.append({"id": name, "title": ARTEFACTS[name].title, "png": png,
+                        "data": json.loads(handed(f"{name}.json").read_text())})
     env = jinja2.Environment(loader=jinja2.PackageLoader("ricepo.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
     env.filters["fmt"] = fmt

@@ -1,4 +1,9 @@
-"""Reading measured results (eval metrics, train logs) and the paper's numbers."""
+"""The result files a report job reads, and the paper's numbers.
+
+A report job is handed its rule's declared inputs (`ricepo report NAME --inputs ...`) and reads
+those files and nothing else: a planned run whose file was not handed over is "not run", even if
+the file happens to lie on disk (a stale result of an earlier configuration never leaks in).
+"""
 from __future__ import annotations
 
 import json
@@ -7,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from ..layout import Run, metrics_file, runs, train_log_file
+from ..errors import RicepoError
+from ..layout import Run, bm25_metrics_file, metrics_file, runs, train_log_file
 
 PAPER_RESULTS = Path(__file__).resolve().parents[3] / "config" / "paper_results.yaml"
 
@@ -17,48 +23,66 @@ def load_paper(path: Path = PAPER_RESULTS) -> dict:
         return yaml.safe_load(f)["tables"]
 
 
-def read_ndcg(path: Path) -> float:
-    return float(json.loads(path.read_text())["ndcg_cut_10"])
-
-
-def _metric_files(config: dict, results: Path, benchmark: str, backbone: str, method: str, variant: str | None):
-    """(seed, task, metrics.json path) of every planned run of this cell whose metrics exist."""
-    for r in runs(config):
-        if (r.benchmark, r.backbone, r.method, r.variant) != (benchmark, backbone, method, variant):
-            continue
-        for task in config["benchmarks"][benchmark]["tasks"]:
-            path = metrics_file(results, r, task)
-            if path.exists():
-                yield r.seed, task, path
-
-
-def measured(config: dict, results: Path, benchmark: str, backbone: str, method: str,
-             variant: str | None = None) -> dict[int, dict[str, float]]:
-    """{seed: {task: NDCG@10 x 100}} for every planned run of this cell whose metrics exist."""
-    out: dict[int, dict[str, float]] = {}
-    for seed, task, path in _metric_files(config, results, benchmark, backbone, method, variant):
-        out.setdefault(seed, {})[task] = 100 * read_ndcg(path)
-    return out
-
-
-def per_query(config: dict, results: Path, benchmark: str, backbone: str, method: str,
-              variant: str | None = None) -> dict[str, dict[str, float]]:
-    """{task: {query id: NDCG@10 x 100 averaged over the seeds that ran}} from metrics.json."""
-    out: dict[str, dict[str, list[float]]] = {}
-    for _, task, path in _metric_files(config, results, benchmark, backbone, method, variant):
-        for q, v in json.loads(path.read_text())["per_query"].items():
-            out.setdefault(task, {}).setdefault(q, []).append(100 * float(v))
-    return {t: {q: statistics.fmean(v) for q, v in qs.items()} for t, qs in out.items()}
-
-
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def train_log(results: Path, run: Run) -> list[dict]:
-    path = train_log_file(results, run)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+class ResultFiles:
+    """The results of one configuration, as far as a report job was handed them.
+
+    `root` is the configuration's results folder (results/{run_name}); `files` the declared inputs.
+    """
+
+    def __init__(self, config: dict, root: str | Path, files: list[str | Path]):
+        self.config, self.root = config, Path(root)
+        self.files = {Path(f).resolve() for f in files}
+
+    def _read(self, path: Path) -> str | None:
+        if path.resolve() not in self.files:
+            return None
+        try:
+            return path.read_text()
+        except FileNotFoundError:
+            raise RicepoError(f"{path}: declared as an input of this report job but missing") from None
+
+    def metrics(self, run: Run, task: str) -> dict | None:
+        """metrics.json of one evaluation (NDCG@10 and per-query values), or None if not handed over."""
+        text = self._read(metrics_file(self.root, run, task))
+        return json.loads(text) if text is not None else None
+
+    def bm25(self, benchmark: str, task: str) -> dict | None:
+        text = self._read(bm25_metrics_file(self.root, benchmark, task))
+        return json.loads(text) if text is not None else None
+
+    def train_log(self, run: Run) -> list[dict]:
+        text = self._read(train_log_file(self.root, run))
+        return [json.loads(line) for line in (text or "").splitlines() if line.strip()]
+
+    def _metrics_of(self, benchmark: str, backbone: str, method: str, variant: str | None):
+        """(seed, task, metrics) of every planned run of this cell that was handed over."""
+        for r in runs(self.config):
+            if (r.benchmark, r.backbone, r.method, r.variant) != (benchmark, backbone, method, variant):
+                continue
+            for task in self.config["benchmarks"][benchmark]["tasks"]:
+                result = self.metrics(r, task)
+                if result is not None:
+                    yield r.seed, task, result
+
+    def measured(self, benchmark: str, backbone: str, method: str,
+                 variant: str | None = None) -> dict[int, dict[str, float]]:
+        """{seed: {task: NDCG@10 x 100}} of this cell's runs."""
+        out: dict[int, dict[str, float]] = {}
+        for seed, task, result in self._metrics_of(benchmark, backbone, method, variant):
+            out.setdefault(seed, {})[task] = 100 * float(result["ndcg_cut_10"])
+        return out
+
+    def per_query(self, benchmark: str, backbone: str, method: str,
+                  variant: str | None = None) -> dict[str, dict[str, float]]:
+        """{task: {query id: NDCG@10 x 100 averaged over the seeds that ran}}."""
+        out: dict[str, dict[str, list[float]]] = {}
+        for _, task, result in self._metrics_of(benchmark, backbone, method, variant):
+            for q, v in result["per_query"].items():
+                out.setdefault(task, {}).setdefault(q, []).append(100 * float(v))
+        return {t: {q: statistics.fmean(v) for q, v in qs.items()} for t, qs in out.items()}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ..atomic import atomic_file, write_text
 from ..credit import get_method
-from ..layout import ARTEFACTS, bm25_metrics_file, runs
-from .results import load_paper, mean_std, measured, per_query
+from ..layout import ARTEFACTS, runs
+from .results import ResultFiles, load_paper, mean_std
 from .significance import ALPHA, paired_bootstrap
 
 BM25_LABEL = "BM25 (measured here)"
@@ -36,7 +36,8 @@ def _cell(paper, values_by_seed: list[float]) -> dict:
             "status": "measured" if ours is not None else "not run"}
 
 
-def build_table(name: str, config: dict, results: Path) -> dict:
+def build_table(name: str, results: ResultFiles) -> dict:
+    config = results.config
     artefact = ARTEFACTS[name]
     ablation = not artefact.benchmark
     paper = load_paper()[name]
@@ -70,7 +71,7 @@ def build_table(name: str, config: dict, results: Path) -> dict:
         for method, variant in conditions(name, config, paper):
             prow = next((r for r in paper["rows"] if (r["group"], r["method"], r.get("variant")) == (group, method, variant)),
                         None)
-            seeds = (measured(config, results, benchmark, group, method, variant)
+            seeds = (results.measured(benchmark, group, method, variant)
                      if (group, method, variant) in planned else {})
             cells = {t: _cell(prow["values"].get(t) if prow else None,
                               [v[t] for v in seeds.values() if t in v]) for t in tasks}
@@ -84,7 +85,7 @@ def build_table(name: str, config: dict, results: Path) -> dict:
             prov = (f"measured here: config `{config.get('run_name')}`, seeds {sorted(seeds)}" if seeds
                     else "not run in this configuration")
             if seeds and not ablation and method != "grpo" and get_method(method).rollout is not None:
-                _mark_significance(cells, config, results, benchmark, group, method, ran)
+                _mark_significance(cells, results, benchmark, group, method, ran)
             rows.append({"group": group, "method": method, "variant": variant,
                          "label": get_method(method).label_of(variant),
                          "provenance": prov + ("; paper value transcribed in config/paper_results.yaml" if prow else ""),
@@ -97,10 +98,10 @@ def build_table(name: str, config: dict, results: Path) -> dict:
                           "not comparable with the paper's." if source == "fixture" else "")}
 
 
-def _mark_significance(cells: dict, config: dict, results: Path, benchmark: str, backbone: str, method: str,
+def _mark_significance(cells: dict, results: ResultFiles, benchmark: str, backbone: str, method: str,
                        tasks: list[str]) -> None:
     """p-value of the paired bootstrap against GRPO (same backbone) per task, and over all queries for avg."""
-    ours, grpo = (per_query(config, results, benchmark, backbone, m) for m in (method, "grpo"))
+    ours, grpo = (results.per_query(benchmark, backbone, m) for m in (method, "grpo"))
     pooled_a, pooled_b = [], []
     for task in tasks:
         shared = sorted(set(ours.get(task, {})) & set(grpo.get(task, {})))
@@ -114,11 +115,11 @@ def _mark_significance(cells: dict, config: dict, results: Path, benchmark: str,
         cells["avg"]["p_vs_grpo"] = paired_bootstrap(pooled_a, pooled_b)
 
 
-def _bm25_row(benchmark: str, tasks: list[str], configured: dict, results: Path) -> dict:
+def _bm25_row(benchmark: str, tasks: list[str], configured: dict, results: ResultFiles) -> dict:
     cells = {}
     for t in tasks:
-        path = bm25_metrics_file(results, benchmark, t)
-        value = 100 * json.loads(path.read_text())["ndcg_cut_10"] if path.exists() else None
+        result = results.bm25(benchmark, t)
+        value = 100 * result["ndcg_cut_10"] if result is not None else None
         cells[t] = _cell(None, [value] if value is not None else [])
     ran = [cells[t]["ours"] for t in tasks if cells[t]["ours"] is not None]
     cells["avg"] = _cell(None, [sum(ran) / len(ran)] if ran else [])

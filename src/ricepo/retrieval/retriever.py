@@ -5,8 +5,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..data.trec import removed_for
-from ..evaluate.metrics import ndcg10_single
+from ..data.trec import without_excluded
+from ..metrics import ndcg10_single
 
 
 class Retriever(Protocol):
@@ -47,8 +47,7 @@ class TaskEnvironment:
 
     def ranking_for(self, query_id: str, text: str) -> list[tuple[str, float]]:
         """The ranking as scored: the query's excluded documents and its own id removed."""
-        drop = removed_for(query_id, self.excluded)
-        return [(d, s) for d, s in self.search(text) if d not in drop]
+        return without_excluded(query_id, self.search(text), self.excluded)
 
     def score(self, query_id: str, ranking: list[tuple[str, float]]) -> float:
         """NDCG@10 of a ranking from `ranking_for` for query `query_id` (pytrec_eval)."""

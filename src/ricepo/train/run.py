@@ -9,7 +9,7 @@ from ..agent.rollout import Agent, RolloutSettings
 from ..agent.sampling import TransformersSampler
 from ..atomic import atomic_dir, write_text
 from ..credit import get_method
-from ..environments import BM25_ONLY, index_parts, load_environment
+from ..environments import index_parts, load_environment
 from ..errors import RicepoError
 from ..identity import training_identity
 from ..precision import resolve_precision
@@ -59,7 +59,7 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
     agent = Agent(sampler, tokenizer, spec["template"], RolloutSettings.from_config(spec["rollout"]))
     out_dir = Path(out_dir)
     trainer = Trainer(model, tokenizer, agent, envs, queries, cfg, out_dir,
-                      identity=training_identity(spec, tasks, index_parts(spec.get("retriever") or BM25_ONLY)),
+                      identity=training_identity(spec, tasks, index_parts(spec.get("retriever"))),
                       precision=precision, accelerator=acc)
     log = trainer.fit()
     weights = acc.get_state_dict(trainer.model)

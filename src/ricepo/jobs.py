@@ -1,0 +1,169 @@
+"""One function per workflow job: what `ricepo VERB` does once its arguments are parsed.
+
+The Snakemake rules call these through `cli.py`, which only parses arguments; each function
+returns the summary the command prints (a dict, written as one JSON line).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from .atomic import write_text
+from .errors import RicepoError
+
+
+def credit(groups: list[dict], method: str, params: dict) -> list[dict]:
+    """Span advantages of each group (`ricepo credit`)."""
+    from .credit import compute_credit
+
+    return [compute_credit(method, g, **params) for g in groups]
+
+
+def select_anchors(groups: list[dict], k: int, trigger: str, seed: int) -> list:
+    """The anchors RICE-PO would choose in each group (`ricepo credit --select K`)."""
+    from .credit.ricepo import select_anchors as select
+
+    return [select(g, k, trigger, seed) for g in groups]
+
+
+def evaluate(qrels: Path, run: Path, excluded: Path | None = None, out: Path | None = None) -> dict:
+    """NDCG@10 of a TREC run (rule bm25_baseline, second half)."""
+    from .data.canonical import read_qrels
+    from .data.trec import read_excluded, read_run
+    from .metrics import evaluate_run
+
+    result = evaluate_run(read_qrels(qrels), read_run(run), read_excluded(excluded) if excluded else {})
+    if out:
+        write_text(out, json.dumps(result) + "\n")
+    return result
+
+
+def index(dataset: Path, out: Path, part: str, retriever: dict, dense_models: dict) -> dict:
+    """One index of a canonical corpus: BM25 or corpus embeddings (rules bm25_index, dense_index)."""
+    from .config import retriever_settings
+    from .data.canonical import read_corpus
+    from .environments import build_index
+
+    t0 = time.time()
+    corpus = read_corpus(Path(dataset) / "corpus.jsonl")
+    info = build_index(corpus, part, retriever_settings(retriever), dense_models, Path(out))
+    return {**info, "seconds": round(time.time() - t0, 2)}
+
+
+def retrieve(dataset: Path, split: str, out: Path, k: int, retriever: dict, dense_models: dict,
+             index_root: Path | None = None) -> dict:
+    """A retriever alone (query text, no agent) over a split's queries, as a TREC run (rule
+    bm25_baseline, first half). Indexes missing under `index_root` are built and kept there; with
+    no root they are built in a temporary folder."""
+    from .data.canonical import Dataset
+    from .data.trec import without_excluded, write_run
+    from .environments import make_retriever, retriever_tag
+
+    t0 = time.time()
+    ds = Dataset(dataset)
+    queries = ds.split_queries(split)
+    with tempfile.TemporaryDirectory() as scratch:
+        searcher = make_retriever(Path(index_root or scratch), "", retriever, dense_models, corpus=ds.corpus)
+        # the widest exclusion list is fetched on top of k, so every query keeps k documents once filtered
+        widest = max((len(ds.excluded.get(q, ())) + 1 for q in queries), default=0)
+        texts = [q["text"] for q in queries.values()]
+        rankings = (searcher.search_many(texts, k + widest) if hasattr(searcher, "search_many")
+                    else [searcher.search(t, k + widest) for t in texts])
+    run = {qid: without_excluded(qid, ranking, ds.excluded)[:k] for qid, ranking in zip(queries, rankings)}
+    tag = retriever_tag(retriever)
+    write_run(out, run, tag)
+    return {"queries": len(run), "retriever": tag, "out": str(out), "seconds": round(time.time() - t0, 2)}
+
+
+def prepare(benchmark: str, task: str, spec: dict, out: Path, reasonir: Path | None = None) -> dict:
+    """One task of a benchmark in the canonical layout (rule prepare_data)."""
+    from .data.prepare import prepare as prepare_task
+
+    return prepare_task(benchmark, task, spec, out, reasonir)
+
+
+def reasonir(spec: dict, out: Path) -> dict:
+    """ReasonIR hq resolved against the BRIGHT corpora, per domain (rule prepare_reasonir)."""
+    from .data.prepare import prepare_reasonir
+
+    return prepare_reasonir(spec, out)
+
+
+def split(dataset: Path, out: Path, benchmark: str, task: str, train: int, test: int, seed: int,
+          train_from: str) -> dict:
+    """A task's train/test split with its manifest (rule split)."""
+    from .data.splits import build_split
+
+    manifest = build_split(dataset, out, benchmark=benchmark, task=task, counts={"train": train, "test": test},
+                           seed=seed, train_from=train_from)
+    return {k: manifest[k] for k in ("benchmark", "task", "counts", "judgments")}
+
+
+def build_tiny(corpora: list[Path], out: Path, vocab_size: int, hidden_size: int, layers: int, seed: int) -> dict:
+    """The tiny random backbone of the offline configs, its tokenizer trained on the corpora
+    (rule build_tiny_backbone)."""
+    from .agent.models import build_tiny_backbone
+    from .data.canonical import read_corpus
+    from .retrieval.bm25 import doc_text
+
+    texts = [doc_text(d) for path in corpora for d in read_corpus(path).values()]
+    return build_tiny_backbone(out, texts, vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, seed=seed)
+
+
+def build_gguf(source: str, out: Path) -> dict:
+    """A GGUF chat model dequantised to a transformers checkpoint (rule build_gguf_backbone)."""
+    from .agent.models import build_from_gguf
+
+    return build_from_gguf(source, out)
+
+
+def train(spec: dict, tasks: dict[str, tuple[Path, Path]], out: Path) -> dict:
+    """One policy: one benchmark, backbone, method, variant and seed (rule train)."""
+    from .train.run import run_training
+
+    log = run_training(spec, tasks, out)
+    return {"steps": len(log), "first_reward": log[0]["reward_mean"], "last_reward": log[-1]["reward_mean"]}
+
+
+def agent_eval(spec: dict, model: str, tasks: dict[str, tuple[Path, Path]], out: Path, batch_size: int) -> dict:
+    """A policy on one task's test queries: TREC run, transcripts and NDCG@10 (rule agent_eval)."""
+    from .evaluate.agent_eval import run_agent_eval
+
+    if len(tasks) != 1:
+        raise RicepoError(f"agent-eval evaluates one task at a time, got {len(tasks)}")
+    (task, (split_dir, index_dir)), = tasks.items()
+    result = run_agent_eval(spec, model, task, split_dir, index_dir, out, batch_size=batch_size)
+    return {k: result[k] for k in ("ndcg_cut_10", "n_queries", "parseable_rate")}
+
+
+def report(what: str, config_json: Path, inputs: list[Path], out: Path) -> dict:
+    """One table, one figure or the HTML page from the files the rule declares (rules table,
+    figure, report)."""
+    from .report import build
+
+    build.run(what, config_json=config_json, inputs=inputs, out=out)
+    return {"built": what, "out": str(out), "inputs": len(inputs)}
+
+
+def check(config_json: Path, inputs: list[Path], expected: Path | None = None, out: Path | None = None,
+          write: bool = False) -> dict:
+    """Grade every reported cell against config/expected/{run_name}.yaml (rule check); with
+    `write`, (re)write that file from these tables instead."""
+    from .report import check as grading
+
+    run_name = json.loads(Path(config_json).read_text())["run_name"]
+    path = Path(expected) if expected else grading.expected_file(run_name)
+    tables = grading.read_tables(inputs)
+    if write:
+        command = f"snakemake --cores all reproduce_all --configfile config/{run_name}.yaml"
+        n = grading.write_expected(tables, path, run_name, grading.measured_source(command))
+        return {"written": str(path), "cells": n}
+    verdicts = grading.check(tables, grading.load_expected(path))
+    lines = grading.render_lines(verdicts, run_name)
+    print("\n".join(lines), flush=True)
+    if out:
+        write_text(out, "\n".join(lines) + "\n")
+    failed = sum(v["status"] == "FAIL" for v in verdicts)
+    return {"cells": len(verdicts), "failed": failed, "expected": str(path)}

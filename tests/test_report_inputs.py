@@ -1,0 +1,44 @@
+"""A report job reads the files its rule declares and nothing else."""
+import json
+
+import pytest
+
+from conftest import ROOT
+from ricepo.config import load_config
+from ricepo.errors import RicepoError
+from ricepo.layout import ARTEFACTS, metrics_file, runs
+from ricepo.report.results import ResultFiles
+from ricepo.report.tables import build_table
+
+
+@pytest.fixture
+def smoke(tmp_path):
+    config = load_config(ROOT / "config" / "smoke.yaml")
+    run = next(r for r in runs(config) if r.benchmark == "bright" and r.method == "grpo")
+    task = config["benchmarks"]["bright"]["tasks"][0]
+    path = metrics_file(tmp_path, run, task)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"ndcg_cut_10": 0.4321, "per_query": {"q1": 0.4321}, "n_queries": 1}))
+    return config, run, task, path
+
+
+def cell(table, run, task):
+    row = next(r for r in table["rows"] if (r["group"], r["method"]) == (run.backbone, run.method))
+    return row["cells"][task]
+
+
+def test_a_result_file_is_read_only_when_declared(smoke, tmp_path):
+    config, run, task, path = smoke
+    assert path in ARTEFACTS["table_bright_main"].inputs(config, tmp_path)    # the rule declares it
+    declared = build_table("table_bright_main", ResultFiles(config, tmp_path, [path]))
+    assert cell(declared, run, task)["ours"] == pytest.approx(43.21)
+    # the same file on disk, not handed over (as if left by another configuration): not read
+    undeclared = build_table("table_bright_main", ResultFiles(config, tmp_path, []))
+    assert cell(undeclared, run, task)["status"] == "not run"
+
+
+def test_a_declared_file_that_is_missing_is_an_error(smoke, tmp_path):
+    config, run, task, path = smoke
+    path.unlink()
+    with pytest.raises(RicepoError, match="declared as an input of this report job but missing"):
+        build_table("table_bright_main", ResultFiles(config, tmp_path, [path]))
