@@ -258,18 +258,62 @@ def test_beir_local_keeps_title_apart_and_samples_train_from_dev(tmp_path):
     assert manifest["counts"] == {"train": 2, "test": 2} and manifest["train_from"] == "dev"
 
 
-def test_beir_hub_path_downloads_the_published_zip(tmp_path, monkeypatch):
+def irds_home_with_real_scifact(home):
+    """An IR_DATASETS_HOME as ir_datasets leaves it after downloading scifact.zip, the zip built from
+    ../shared/data's byte-identical copy of BEIR's release (same member paths as the published zip)."""
+    import zipfile
+
+    src = shared("beir", "scifact")
+    cached = home / "beir" / "scifact" / "source.zip"
+    cached.parent.mkdir(parents=True)
+    with zipfile.ZipFile(cached, "w", zipfile.ZIP_STORED) as z:
+        for f in ["corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv"]:
+            z.write(src / f, f"scifact/{f}")
+    return home
+
+
+@pytest.mark.realdata
+def test_beir_through_ir_datasets_equals_the_local_copy(tmp_path):
+    """The real ir_datasets code path (its zip cache, docstore and qrels parsers) reads real SciFact
+    into the same canonical files, byte for byte, as the local folder."""
+    from ricepo.data.splits import sha256
+
+    counts = {"scifact": {"train": 802, "test": 300}}
+    env = {**os.environ, "IR_DATASETS_HOME": str(irds_home_with_real_scifact(tmp_path / "irds"))}
+    spec_irds = json.dumps({"source": "ir_datasets", "path": None, "split_counts": counts})
+    out = ricepo("data", "prepare", "--benchmark", "beir", "--task", "scifact", "--spec", spec_irds,
+                 "--out", str(tmp_path / "via_irds" / "scifact"), env=env)
+    assert out.returncode == 0, out.stderr
+    prepare("beir", "scifact", spec(path=shared("beir"), split_counts=counts), tmp_path / "local" / "scifact")
+    files = ["corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv"]
+    irds, local = tmp_path / "via_irds" / "scifact", tmp_path / "local" / "scifact"
+    assert {f: sha256(irds / f) for f in files} == {f: sha256(local / f) for f in files}
+    info_irds, info_local = (json.loads((d / "source.json").read_text()) for d in (irds, local))
+    assert info_irds["docs"] == info_local["docs"] == 5183
+    assert info_irds["queries"] == info_local["queries"] == {"train": 809, "test": 300}
+    assert info_irds["revision"].startswith("ir_datasets ") and "beir/scifact" in info_irds["revision"]
+    assert set(info_irds["source_sha256"]) == {"source.zip"}
+
+
+def test_beir_ir_datasets_without_the_zip_or_a_route_fails_fast_with_one_line(tmp_path, monkeypatch):
     from ricepo.data import beir
 
-    src = beir_copy(tmp_path / "mirror", "scifact", {"train": ["a"], "test": ["t"]})
-    urls = []
+    monkeypatch.setattr(beir, "_source_zip", lambda dataset_id: (
+        tmp_path / "beir" / "scifact" / "source.zip", "https://no-such-host.invalid/scifact.zip", "0" * 32))
+    t0 = time.time()
+    with pytest.raises(RicepoError) as e:
+        prepare("beir", "scifact", spec(source="ir_datasets", split_counts={"scifact": {"train": 1, "test": 1}}),
+                tmp_path / "data" / "scifact")
+    assert time.time() - t0 < 5 and "\n" not in str(e.value)
+    assert "cannot reach https://no-such-host.invalid" in str(e.value) and "benchmarks.beir.path" in str(e.value)
+    assert not (tmp_path / "data" / "scifact").exists()
 
-    def fake_download(url, dest, what, hint):
-        urls.append(url)
-        return src / "scifact"
 
-    monkeypatch.setattr(beir, "download_url", fake_download)
-    s = {"source": "hub", "split_counts": {"scifact": {"train": 1, "test": 1}}}
-    info = prepare("beir", "scifact", s, tmp_path / "data" / "scifact")
-    assert urls == ["https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip"]
-    assert info["revision"] == urls[0] and info["queries"] == {"train": 1, "test": 1}
+@pytest.mark.parametrize("bench, source", [("beir", "hub"), ("bright", "ir_datasets")])
+def test_a_benchmark_from_the_other_ones_download_is_a_config_error(bench, source):
+    from ricepo.config import check_config, overlay, read_yaml
+
+    config = overlay(read_yaml(ROOT / "config" / "config.yaml"), {"benchmarks": {bench: {"source": source}}})
+    with pytest.raises(RicepoError, match=rf"benchmarks\.{bench}\.source: {bench} is not read from '{source}'"):
+        check_config(config)
+

@@ -4,18 +4,20 @@ own load-time check reports broken images; console errors and missing sections f
 The screenshot is written to results/browser/report.png of the test's folder and, when
 RICEPO_SCREENSHOT_DIR is set, copied there (CI keeps it as an artefact).
 """
+import json
 import os
 import re
 import shutil
 import struct
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
-from ricepo.layout import FIGURES, TABLES
+from ricepo.layout import ARTEFACTS, FIGURES, TABLES, metrics_file, runs
 
-SECTIONS = ["table-bright-main", "table-beir-main", "table-ablation-credit", "table-ablation-trigger",
+SECTIONS = ["claims", "table-bright-main", "table-beir-main", "table-ablation-credit", "table-ablation-trigger",
             "table-ablation-gates", "figure-entropy-cdf", "figure-reward-curves", "figure-branching-cost", "figure-ablation-bars",
             "provenance"]
 
@@ -35,20 +37,33 @@ def headless(*args, url):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """The smoke configuration's report over an empty results tree (every cell "not run", every
-    figure drawn from no data) — the rendering path the full smoke run also takes."""
+    """The smoke configuration's report over a results tree where three methods have results on
+    BRIGHT (with NDCG@10 spread over two seeds, so cells show mean ± std) and the rest do not:
+    the cells, the "not run" rows and the claims take the rendering path of a real run."""
     tmp = tmp_path_factory.mktemp("browser")
     subprocess.run(["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp), "--cores", "1",
                     "results/smoke/config.resolved.json", "--configfile", str(ROOT / "config" / "smoke.yaml")],
                    check=True, capture_output=True)
     results = tmp / "results" / "smoke"
     config = str(results / "config.resolved.json")
-    made = [*(results / "tables" / f"{t}.json" for t in TABLES),
+    resolved = json.loads(Path(config).read_text())
+    for run in runs(resolved):
+        if run.benchmark == "bright" and run.method in ("prompting", "grpo", "ricepo") and run.variant is None:
+            for task in resolved["benchmarks"]["bright"]["tasks"]:
+                per_query = {f"q{i}": 0.1 * run.seed + 0.01 * i for i in range(10)}
+                f = metrics_file(results, run, task)
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_text(json.dumps({"ndcg_cut_10": sum(per_query.values()) / 10, "per_query": per_query}))
+    made = [results / "tables" / "claims.json", *(results / "tables" / f"{t}.json" for t in TABLES),
             *(results / "figures" / f"{f}.{ext}" for f in FIGURES for ext in ("json", "png"))]
-    for what, out, inputs in ([(t, "tables", []) for t in TABLES] + [(f, "figures", []) for f in FIGURES]
-                              + [("html", "../../reports/smoke/report.html", made)]):
-        subprocess.run(["ricepo", "report", what, "--config-json", config, "--inputs", *map(str, inputs),
-                        "--out", str(results / out)], check=True, capture_output=True)
+    jobs = ([("claims", "tables", ARTEFACTS["claims"].inputs(resolved, results))]
+            + [(t, "tables", ARTEFACTS[t].inputs(resolved, results)) for t in TABLES]
+            + [(f, "figures", ARTEFACTS[f].inputs(resolved, results)) for f in FIGURES]
+            + [("html", "../../reports/smoke/report.html", made)])
+    for what, out, inputs in jobs:
+        subprocess.run(["ricepo", "report", what, "--config-json", config, "--inputs",
+                        *(str(p) for p in inputs if p.exists()), "--out", str(results / out)],
+                       check=True, capture_output=True)
     return tmp, tmp / "reports" / "smoke" / "report.html"
 
 
@@ -71,3 +86,19 @@ def test_report_renders_in_chromium_without_broken_images_or_console_errors(repo
         assert f'id="{section}"' in dom.stdout, section
     console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and ("ERROR" in line or "Uncaught" in line)]
     assert not console_errors, console_errors
+
+
+def test_report_fits_1280_pixels_and_folds_the_rows_not_measured_here(report):
+    """At a 1280-px window no table runs off the right edge (the average column included), and
+    each table's rows with no measured cell are hidden until its toggle is ticked. The page's
+    #selftest script measures both in the browser and writes the counts on <body>."""
+    _, html = report
+    dom = headless("--window-size=1280,2000", "--dump-dom", url=html.as_uri() + "#selftest")
+    attrs = {k: int(v) for k, v in re.findall(r'data-([a-z-]+)="(\d+)"', dom.stdout.split("<body", 1)[1].split(">", 1)[0])}
+    assert attrs["wide-tables"] == 0, [line for line in dom.stderr.splitlines() if "wider than" in line]
+    assert attrs["unmeasured-rows"] > 0
+    assert attrs["hidden-when-folded"] == attrs["unmeasured-rows"]
+    assert attrs["shown-when-unfolded"] == attrs["unmeasured-rows"]
+    measured_rows = dom.stdout.count('<tr class="measured">')
+    assert measured_rows >= 3        # prompting, GRPO and RICE-PO on BRIGHT stay in view
+    assert 'class="banner">These verdicts are about the synthetic offline fixture data' in dom.stdout

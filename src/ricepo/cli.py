@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--seed", type=int, default=42)
     ds.add_argument("--train-from", default="train", help="source split the train queries are sampled from")
     ds.add_argument("--out", required=True)
-    di = dsub.add_parser("inspect", help="print counts of a source (a local folder, or hub)")
+    di = dsub.add_parser("inspect", help="print counts of a source (a local folder, hub, or ir_datasets for BEIR)")
     di.add_argument("source")
     di.add_argument("--benchmark", required=True, choices=["bright", "beir", "reasonir"])
     di.add_argument("--task")

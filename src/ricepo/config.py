@@ -7,6 +7,7 @@ the key, so a typo stops the run before any job starts.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,10 @@ def _check_references(config: dict) -> None:
         for task in spec["tasks"]:
             if task not in spec["split_counts"]:
                 raise RicepoError(f"config error at benchmarks.{bench}.split_counts: no counts for task {task!r}")
+        online = {"bright": "hub", "beir": "ir_datasets"}.get(bench)
+        if spec["source"] in ("hub", "ir_datasets") and spec["source"] != online:
+            raise RicepoError(f"config error at benchmarks.{bench}.source: {bench} is not read from "
+                              f"{spec['source']!r} (sources: {online + ', ' if online else ''}local, fixture)")
         if spec["source"] == "local" and not spec.get("path"):
             raise RicepoError(f"config error at benchmarks.{bench}.path: source 'local' needs a path")
         if (bench == "bright" and spec["source"] == "local" and not spec.get("reasonir_path")
@@ -195,3 +200,22 @@ def load_config(*overlays: str | Path) -> dict:
         return check_config(config)
     except RicepoError as e:
         raise RicepoError(f"{overlays[-1] if overlays else DEFAULT_CONFIG}: {e}") from None
+
+
+@functools.lru_cache
+def configfile_of(run_name: str) -> Path | None:
+    """The file under config/ that runs `run_name` (config.yaml itself for its own run_name), or None
+    for a configuration kept elsewhere."""
+    for path in [DEFAULT_CONFIG, *sorted(DEFAULT_CONFIG.parent.glob("*.yaml"))]:
+        if read_yaml(path).get("run_name") == run_name:
+            return path
+    return None
+
+
+def snakemake_command(run_name: str, *targets: str) -> str:
+    """The command that (re)builds `targets` of configuration `run_name`."""
+    path = configfile_of(run_name)
+    where = ("" if path == DEFAULT_CONFIG else
+             f" --configfile {path.relative_to(DEFAULT_CONFIG.parents[1])}" if path else
+             f" --configfile <the file with run_name: {run_name}>")
+    return f"snakemake --cores all {' '.join(targets)}{where}"

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .atomic import write_text
+from .config import snakemake_command
 from .errors import RicepoError
 
 
@@ -157,7 +158,7 @@ def check(config_json: Path, inputs: list[Path], expected: Path | None = None, o
     path = Path(expected) if expected else grading.expected_file(run_name)
     tables = grading.read_tables(inputs)
     if write:
-        command = f"snakemake --cores all reproduce_all --configfile config/{run_name}.yaml"
+        command = snakemake_command(run_name, "reproduce_all")
         n = grading.write_expected(tables, path, run_name, grading.measured_source(command))
         return {"written": str(path), "cells": n}
     verdicts = grading.check(tables, grading.load_expected(path))

@@ -110,8 +110,8 @@ ABLATION_GATES = [("ricepo", "effect_only"), ("ricepo", "influence_only"), ("ric
 @dataclass(frozen=True)
 class Artefact:
     name: str
-    kind: str                      # table | figure
-    reads: str                     # metrics (eval metrics.json) | train_logs (log.jsonl)
+    kind: str                      # claims | table | figure
+    reads: str                     # metrics (eval metrics.json) | train_logs (log.jsonl) | all (every other's)
     benchmark: str | None = None   # a main table's benchmark (with the BM25 row); None: the ablation benchmark
     conditions: tuple = ()         # an ablation's (method, variant) rows, in the paper's order
     title: str = ""
@@ -127,6 +127,8 @@ class Artefact:
 
     def inputs(self, config: dict, results: str | Path) -> list[Path]:
         """The result files this artefact reads (its rule's inputs)."""
+        if self.reads == "all":
+            return list(dict.fromkeys(f for a in ARTEFACTS.values() if a.reads != "all" for f in a.inputs(config, results)))
         if self.reads == "train_logs":
             return [train_log_file(results, r) for r in self.runs(config)]
         files = [metrics_file(results, r, t) for r in self.runs(config)
@@ -137,6 +139,7 @@ class Artefact:
 
 
 ARTEFACTS = {a.name: a for a in [
+    Artefact("claims", "claims", "all", title="The paper's claims, checked"),
     Artefact("table_bright_main", "table", "metrics", benchmark="bright", title="BRIGHT: NDCG@10 per task"),
     Artefact("table_beir_main", "table", "metrics", benchmark="beir", title="BEIR: NDCG@10 per dataset"),
     Artefact("table_ablation_credit", "table", "metrics", conditions=tuple(ABLATION_CREDIT),

@@ -12,6 +12,7 @@ from ricepo.environments import index_parts
 from ricepo.errors import RicepoError
 from ricepo.identity import code_version
 from ricepo.report.check import expected_file
+from ricepo.report.results import PAPER_CLAIMS
 
 try:
     # One-line errors naming the key (unknown keys, wrong types, unknown method names).

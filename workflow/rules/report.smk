@@ -15,10 +15,30 @@ rule resolved_config:
         "printf '%s\\n' {params.config:q} > {output} 2> {log}"
 
 
+rule claims:
+    # The paper's claims (config/paper_claims.yaml) graded against every result of the configuration.
+    input:
+        config=f"{R}/config.resolved.json",
+        claims=str(PAPER_CLAIMS),
+        results=lambda wc: report_inputs("claims"),
+    output:
+        json=f"{R}/tables/claims.json",
+        csv=f"{R}/tables/claims.csv",
+        md=f"{R}/tables/claims.md",
+    params:
+        out=lambda wc, output: str(Path(output.json).parent),
+        code=code_version(with_report=True),
+    log:
+        f"{R}/logs/report/claims.log",
+    shell:
+        "ricepo report claims --config-json {input.config} --inputs {input.results} --out {params.out} > {log} 2>&1"
+
+
 rule table:
     input:
         config=f"{R}/config.resolved.json",
         results=lambda wc: report_inputs(wc.name),
+        expected=lambda wc: [p for p in [expected_file(RUN)] if p.exists()],
     output:
         csv=f"{R}/tables/{{name}}.csv",
         md=f"{R}/tables/{{name}}.md",
@@ -31,7 +51,8 @@ rule table:
     log:
         f"{R}/logs/report/{{name}}.log",
     shell:
-        "ricepo report {wildcards.name} --config-json {input.config} --inputs {input.results} --out {params.out} > {log} 2>&1"
+        "ricepo report {wildcards.name} --config-json {input.config} --inputs {input.results} {input.expected} "
+        "--out {params.out} > {log} 2>&1"
 
 
 rule figure:
@@ -56,6 +77,7 @@ rule figure:
 rule report:
     input:
         config=f"{R}/config.resolved.json",
+        claims=f"{R}/tables/claims.json",
         tables=expand(f"{R}/tables/{{name}}.json", name=TABLES),
         figures=expand(f"{R}/figures/{{name}}.{{ext}}", name=FIGURES, ext=["json", "png"]),
     output:
@@ -65,7 +87,8 @@ rule report:
     log:
         f"{R}/logs/report/report.log",
     shell:
-        "ricepo report html --config-json {input.config} --inputs {input.tables} {input.figures} --out {output} > {log} 2>&1"
+        "ricepo report html --config-json {input.config} --inputs {input.claims} {input.tables} {input.figures} "
+        "--out {output} > {log} 2>&1"
 
 
 rule table_bright_main:

@@ -1,18 +1,15 @@
-"""The network boundary: Hugging Face Hub snapshots and BEIR's zip downloads.
+"""The network boundary: Hugging Face Hub snapshots, and the reachability probe before a download.
 
-Everything that touches the network goes through `download_hub` or `download_url`, so tests can
-replace these two functions with a local fixture. Without a route (or with HF_HUB_OFFLINE=1) they
-fail within seconds, in one line that names the dataset, the source tried and how to supply a
-local copy; there are no retry loops.
+The Hub goes through `download_hub`, so tests can replace it with a local fixture; BEIR's zips are
+ir_datasets' downloads (data/beir.py), probed here first. Without a route (or with
+HF_HUB_OFFLINE=1) both fail within seconds, in one line that names the dataset, the source tried
+and how to supply a local copy; there are no retry loops.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import urllib.parse
-import urllib.request
-import zipfile
 from pathlib import Path
 
 from ..errors import RicepoError
@@ -20,7 +17,7 @@ from ..errors import RicepoError
 PROBE_TIMEOUT_S = 3.0
 
 
-def _probe(url: str, what: str, local_hint: str) -> None:
+def probe(url: str, what: str, local_hint: str) -> None:
     """A TCP connect with a short timeout, so that a missing route fails fast and clearly."""
     host = urllib.parse.urlparse(url).hostname
     port = urllib.parse.urlparse(url).port or 443
@@ -40,7 +37,7 @@ def download_hub(repo_id: str, patterns: list[str], local_hint: str, revision: s
     if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
         raise RicepoError(f"{what}: HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']}, so the Hub ({hub_endpoint()}) "
                           f"is not tried; {local_hint}")
-    _probe(hub_endpoint(), what, local_hint)
+    probe(hub_endpoint(), what, local_hint)
     from huggingface_hub import HfApi, snapshot_download
 
     try:
@@ -51,18 +48,3 @@ def download_hub(repo_id: str, patterns: list[str], local_hint: str, revision: s
                           f"{str(e).splitlines()[0] if str(e) else ''}); {local_hint}") from None
     return Path(folder), sha
 
-
-def download_url(url: str, dest: Path, what: str, local_hint: str) -> Path:
-    """Download a zip to `dest` (atomically) and extract it beside it; returns the extracted folder."""
-    _probe(url, what, local_hint)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(dest.suffix + ".partial")
-    try:
-        with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as f:
-            shutil.copyfileobj(r, f)
-    except OSError as e:
-        raise RicepoError(f"{what}: download of {url} failed ({e}); {local_hint}") from None
-    tmp.replace(dest)
-    with zipfile.ZipFile(dest) as z:
-        z.extractall(dest.parent)
-    return dest.parent / dest.stem

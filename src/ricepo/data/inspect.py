@@ -1,17 +1,17 @@
 """`ricepo data inspect`: counts of what a source holds, read with the loaders' own checks.
 
-Sources: `hub`, a BRIGHT examples file, or a folder in one of the published layouts (BEIR's zip
-layout; BEIR topics + TREC qrels; BRIGHT's examples/ + documents/; ReasonIR hq files).
+Sources: `hub` (BRIGHT, ReasonIR), `ir_datasets` (BEIR), a BRIGHT examples file, or a folder in
+one of the published layouts (BEIR's zip layout; BEIR topics + TREC qrels; BRIGHT's examples/ +
+documents/; ReasonIR hq files).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from tempfile import TemporaryDirectory
 
 from ..errors import RicepoError
 from . import beir, bright, reasonir
 from .canonical import read_corpus, read_qrels, read_queries
-from .hub import download_hub, download_url
+from .hub import download_hub
 from .prepare import BRIGHT_HUB, REASONIR_HUB, local_hint
 
 
@@ -53,23 +53,28 @@ def _from_hub(benchmark: str, task: str | None) -> dict:
     if benchmark == "reasonir":
         folder, _ = download_hub(REASONIR_HUB, ["hq/*"], local_hint("bright") + " (reasonir_path for ReasonIR)")
         return {"rows": sum(1 for f in reasonir.row_files(folder) for _ in bright.read_rows(f, ["query"]))}
-    if not task:
-        raise RicepoError("beir: name a dataset with --task to inspect the download")
-    url = beir.BEIR_URL.format(name=task)
-    hint = f"download {task}.zip where the network exists, unzip it and inspect the folder"
-    with TemporaryDirectory() as tmp:
-        return _beir_folder(download_url(url, Path(tmp) / f"{task}.zip", f"BEIR {task}", hint))
+    raise RicepoError(f"{benchmark}: not on the Hub; BEIR comes through ir_datasets (source 'ir_datasets')")
+
+
+def _from_ir_datasets(benchmark: str, task: str | None) -> dict:
+    if benchmark != "beir" or not task:
+        raise RicepoError("ir_datasets: inspect a BEIR dataset (--benchmark beir --task NAME)")
+    corpus, queries, qrels, _, _ = beir.load_ir_datasets(task)
+    return {"docs": len(corpus), "queries": {s: sum(1 for q in r if q in queries) for s, r in qrels.items()},
+            "qrels": {s: sum(len(d) for d in r.values()) for s, r in qrels.items()}}
 
 
 def inspect_source(source: str, benchmark: str, task: str | None = None) -> dict:
     if source == "hub":
         return _from_hub(benchmark, task)
+    if source == "ir_datasets":
+        return _from_ir_datasets(benchmark, task)
     path = Path(source)
     if path.is_file() and benchmark == "bright":
         queries, qrels = bright.read_examples(path, "short")
         return {"queries": {"test": len(queries)}, "qrels": {"test": sum(len(d) for d in qrels.values())}}
     if not path.is_dir():
-        raise RicepoError(f"{benchmark}: source {path} is neither a folder, an examples file nor 'hub'")
+        raise RicepoError(f"{benchmark}: source {path} is neither a folder, an examples file, 'hub' nor 'ir_datasets'")
     if benchmark == "bright":
         return _bright_counts(path, task)
     if benchmark == "reasonir":

@@ -1,4 +1,5 @@
-"""Bring one benchmark task into the canonical layout, from the fixture, a local folder or the Hub.
+"""Bring one benchmark task into the canonical layout, from the fixture, a local folder, the Hub
+(BRIGHT) or ir_datasets (BEIR).
 
 Output folder (written atomically): corpus.jsonl, queries.jsonl, qrels/{train,dev,test}.tsv as
 the source has them, and source.json (where it came from, its revision, the document count and
@@ -74,25 +75,23 @@ def _source_checksums(folder: Path) -> dict[str, str]:
     return {str(f.relative_to(folder)): sha256(f) for f in files if f.exists()}
 
 
-def _beir(task: str, spec: dict, downloads: Path) -> tuple[dict, dict, dict, str]:
-    if spec["source"] == "local":
-        folder = Path(spec["path"]) / task
-        if not folder.is_dir():
-            raise RicepoError(f"beir/{task}: local folder {folder} not found (benchmarks.beir.path must hold "
-                              f"one folder per dataset in BEIR's zip layout)")
-        revision = f"local:{folder.resolve()}"
-    else:
-        folder = beir.fetch(task, downloads)
-        revision = beir.BEIR_URL.format(name=task)
+def _beir(task: str, spec: dict) -> tuple[dict, dict, dict, str, dict]:
+    if spec["source"] == "ir_datasets":
+        return beir.load_ir_datasets(task)
+    folder = Path(spec["path"]) / task
+    if not folder.is_dir():
+        raise RicepoError(f"beir/{task}: local folder {folder} not found (benchmarks.beir.path must hold "
+                          f"one folder per dataset in BEIR's zip layout)")
     ds = Dataset(folder, splits=beir.SPLITS)
-    return ds.corpus, ds.queries, ds.qrels, revision, _source_checksums(folder)
+    return (ds.corpus, beir.without_metadata(ds.queries), ds.qrels, f"local:{folder.resolve()}",
+            _source_checksums(folder))
 
 
 def prepare(benchmark: str, task: str, spec: dict, out_dir: str | Path, reasonir_dir: str | Path | None = None) -> dict:
     """spec: the benchmark's config entry. Writes `out_dir` atomically; returns what source.json holds."""
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        source = spec.get("source", "hub")
+        source = spec["source"]
         known, source_sha = None, {}
         if source == "fixture":
             fx = spec.get("fixture", {})
@@ -107,7 +106,7 @@ def prepare(benchmark: str, task: str, spec: dict, out_dir: str | Path, reasonir
                 corpus, queries, qrels, revision = _bright(task, spec, Path(reasonir_dir) if reasonir_dir else None)
                 known = bright.KNOWN_DOCS.get(task)
             else:
-                corpus, queries, qrels, revision, source_sha = _beir(task, spec, out_dir.parent / "_downloads")
+                corpus, queries, qrels, revision, source_sha = _beir(task, spec)
                 known = beir.KNOWN_DOCS.get(task)
             write_corpus(tmp / "corpus.jsonl", corpus)
             write_queries(tmp / "queries.jsonl", queries)

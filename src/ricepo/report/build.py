@@ -6,6 +6,8 @@ from pathlib import Path
 
 from ..errors import RicepoError
 from ..layout import FIGURES, TABLES
+from .check import load_expected
+from .claims import grade_claims, write_claims
 from .figures import build_figure
 from .html import render
 from .results import ResultFiles
@@ -14,14 +16,19 @@ from .tables import build_table, write_table
 
 def run(what: str, *, config_json: Path, inputs: list[Path], out: Path) -> None:
     """`config_json` is results/{run_name}/config.resolved.json (its folder holds the results);
-    `inputs` the files the rule declares: result files for a table or figure, the tables' and
-    figures' JSON and PNG files for the page."""
+    `inputs` the files the rule declares: result files for a table or figure (and, for a table,
+    the configuration's expected scores where it has them), the tables' and figures' JSON and PNG
+    files for the page."""
     config = json.loads(Path(config_json).read_text())
-    if what in TABLES:
-        write_table(build_table(what, ResultFiles(config, Path(config_json).parent, inputs)), out)
+    if what == "claims":
+        write_claims(grade_claims(ResultFiles(config, Path(config_json).parent, inputs)), out)
+    elif what in TABLES:
+        expected = [Path(p) for p in inputs if Path(p).suffix == ".yaml"]
+        write_table(build_table(what, ResultFiles(config, Path(config_json).parent, inputs),
+                                load_expected(expected[0]) if expected else None), out)
     elif what in FIGURES:
         build_figure(what, ResultFiles(config, Path(config_json).parent, inputs), out)
     elif what == "html":
         render(config, Path(config_json), inputs, out)
     else:
-        raise RicepoError(f"report: unknown artefact {what!r}; known: {', '.join([*TABLES, *FIGURES, 'html'])}")
+        raise RicepoError(f"report: unknown artefact {what!r}; known: {', '.join(['claims', *TABLES, *FIGURES, 'html'])}")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -16,6 +15,7 @@ import jinja2
 from ..atomic import write_text
 from ..errors import RicepoError
 from ..layout import ARTEFACTS, FIGURES, TABLES
+from .results import config_sha256
 from .tables import cell_text, fmt
 
 PACKAGES = ["torch", "transformers", "bm25s", "pytrec-eval-terrier", "snakemake", "pandas", "matplotlib",
@@ -55,15 +55,20 @@ def machine() -> str:
     return desc
 
 
+def provenance_text(p: dict) -> str:
+    """A cell's provenance as its tooltip."""
+    return "\n".join([f"check: {p['check']}", f"command: {p['command']}", f"config sha256: {p['config_sha256'][:16]}",
+                      f"seeds: {', '.join(map(str, p['seeds'])) or '-'}", "metrics files:", *p["metrics_files"]])
+
+
 def provenance(config: dict, config_path: Path) -> dict:
-    blob = json.dumps(config, sort_keys=True).encode()
-    return {"commit": git_commit(), "config_file": str(config_path), "config_sha256": hashlib.sha256(blob).hexdigest(),
+    return {"commit": git_commit(), "config_file": str(config_path), "config_sha256": config_sha256(config),
             "run_name": config.get("run_name"), "seeds": config.get("seeds"), "packages": _versions(),
             "machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def render(config: dict, config_path: Path, inputs: list[Path], out: Path) -> None:
-    """The page from the tables' JSON and the figures' JSON and PNG files among `inputs`."""
+    """The page from the claims' and tables' JSON and the figures' JSON and PNG files among `inputs`."""
     by_name = {Path(p).name: Path(p) for p in inputs}
 
     def handed(name: str) -> Path:
@@ -71,6 +76,7 @@ def render(config: dict, config_path: Path, inputs: list[Path], out: Path) -> No
             raise RicepoError(f"report html: {name} is not among the inputs (the report rule declares every table and figure)")
         return by_name[name]
 
+    claims = json.loads(handed("claims.json").read_text())
     tables = [json.loads(handed(f"{n}.json").read_text()) for n in TABLES]
     figures = []
     for name in FIGURES:
@@ -81,6 +87,7 @@ def render(config: dict, config_path: Path, inputs: list[Path], out: Path) -> No
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
     env.filters["fmt"] = fmt
     env.filters["cell_text"] = cell_text
-    html = env.get_template("report.html.j2").render(tables=tables, figures=figures,
+    env.filters["provenance_text"] = provenance_text
+    html = env.get_template("report.html.j2").render(claims=claims, tables=tables, figures=figures,
                                                      prov=provenance(config, config_path), config=config)
     write_text(out, html)

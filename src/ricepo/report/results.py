@@ -6,6 +6,7 @@ the file happens to lie on disk (a stale result of an earlier configuration neve
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 from pathlib import Path
@@ -16,11 +17,17 @@ from ..errors import RicepoError
 from ..layout import Run, bm25_metrics_file, metrics_file, runs, train_log_file
 
 PAPER_RESULTS = Path(__file__).resolve().parents[3] / "config" / "paper_results.yaml"
+PAPER_CLAIMS = PAPER_RESULTS.with_name("paper_claims.yaml")
 
 
 def load_paper(path: Path = PAPER_RESULTS) -> dict:
     with open(path) as f:
         return yaml.safe_load(f)["tables"]
+
+
+def config_sha256(config: dict) -> str:
+    """The hash of a resolved configuration, as the report and every cell cite it."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -69,6 +76,18 @@ class ResultFiles:
                 result = self.metrics(r, task)
                 if result is not None:
                     yield r.seed, task, result
+
+    def metrics_files(self, benchmark: str, backbone: str, method: str,
+                      variant: str | None = None) -> dict[str, dict[int, Path]]:
+        """{task: {seed: metrics.json}} of this cell's runs that were handed over."""
+        out: dict[str, dict[int, Path]] = {}
+        for r in runs(self.config):
+            if (r.benchmark, r.backbone, r.method, r.variant) == (benchmark, backbone, method, variant):
+                for task in self.config["benchmarks"][benchmark]["tasks"]:
+                    f = metrics_file(self.root, r, task)
+                    if f.resolve() in self.files:
+                        out.setdefault(task, {})[r.seed] = f
+        return out
 
     def measured(self, benchmark: str, backbone: str, method: str,
                  variant: str | None = None) -> dict[int, dict[str, float]]:

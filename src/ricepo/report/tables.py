@@ -10,9 +10,11 @@ import json
 from pathlib import Path
 
 from ..atomic import atomic_file, write_text
+from ..config import snakemake_command
 from ..credit import get_method
-from ..layout import ARTEFACTS, runs
-from .results import ResultFiles, load_paper, mean_std
+from ..layout import ARTEFACTS, bm25_metrics_file, runs
+from .check import grade, row_key
+from .results import ResultFiles, config_sha256, load_paper, mean_std
 from .significance import ALPHA, paired_bootstrap
 
 BM25_LABEL = "BM25 (measured here)"
@@ -36,7 +38,34 @@ def _cell(paper, values_by_seed: list[float]) -> dict:
             "status": "measured" if ours is not None else "not run"}
 
 
-def build_table(name: str, results: ResultFiles) -> dict:
+def _attach_provenance(table: dict, results: ResultFiles, files: dict, expected: dict | None) -> None:
+    """Each measured row's cells get where they came from: the command that rebuilds them, the
+    config hash, the metrics files and seeds behind them, and their grade against the expected file.
+    `files`: {row key: {task: {seed: metrics.json}}}."""
+    run_name, sha = results.config["run_name"], config_sha256(results.config)
+    for row in table["rows"]:
+        key = row_key(row)
+        if key not in files:
+            continue
+        for column in table["columns"]:
+            cell = row["cells"][column]
+            chosen = list(files[key].values()) if column == "avg" else [files[key].get(column, {})]
+            paths = [str(f) for by_seed in chosen for f in by_seed.values()]
+            seeds = sorted({seed for by_seed in chosen for seed in by_seed if seed is not None})
+            if expected is None:
+                status = "no expected file"
+            elif cell["ours"] is None and (table["id"], key, column) not in expected["cells"]:
+                status = "not expected"
+            else:
+                status = grade(cell["ours"], expected["cells"].get((table["id"], key, column)))
+            cell["provenance"] = {
+                "command": snakemake_command(run_name, " ".join(paths) if column != "avg" and paths else table["id"]),
+                "config_sha256": sha, "metrics_files": paths, "seeds": seeds, "check": status}
+
+
+def build_table(name: str, results: ResultFiles, expected: dict | None = None) -> dict:
+    """`expected`: the configuration's expected scores (report.check.load_expected), which grade
+    each cell; None when the configuration has none."""
     config = results.config
     artefact = ARTEFACTS[name]
     ablation = not artefact.benchmark
@@ -62,8 +91,11 @@ def build_table(name: str, results: ResultFiles) -> dict:
                                        "diff": None, "status": "cited"} for t in tasks}
                          | {"avg": {"paper": r["avg"], "ours": None, "ours_std": None, "n_seeds": 0, "diff": None,
                                     "status": "cited"}}})
+    files: dict = {}
     if configured and not ablation:
         rows.append(_bm25_row(benchmark, tasks, configured, results))
+        files[row_key(rows[-1])] = {t: {None: f} for t in tasks      # BM25 has no seed
+                                     if (f := bm25_metrics_file(results.root, benchmark, t)).resolve() in results.files}
     planned = {(x.backbone, x.method, x.variant) for x in runs(config) if x.benchmark == benchmark}
     for group in paper_groups + [g for g in ours_groups if g not in paper_groups]:
         if group == "cited":
@@ -90,12 +122,17 @@ def build_table(name: str, results: ResultFiles) -> dict:
                          "label": get_method(method).label_of(variant),
                          "provenance": prov + ("; paper value transcribed in config/paper_results.yaml" if prow else ""),
                          "cells": cells})
+            files[row_key(rows[-1])] = results.metrics_files(benchmark, group, method, variant)
     source = (configured or {}).get("source", "none")
-    return {"id": name, "title": artefact.title, "paper_ref": paper["paper_ref"], "benchmark": benchmark,
-            "columns": columns, "rows": rows, "data_source": source,
-            "comparable": source != "fixture",
-            "data_note": ("Our numbers come from the synthetic offline fixture; they test the harness and are "
-                          "not comparable with the paper's." if source == "fixture" else "")}
+    table = {"id": name, "title": artefact.title, "paper_ref": paper["paper_ref"], "benchmark": benchmark,
+             "columns": columns, "rows": rows, "data_source": source,
+             "comparable": source != "fixture",
+             "data_note": ("Our numbers come from the synthetic offline fixture; they test the harness and are "
+                           "not comparable with the paper's." if source == "fixture" else "")}
+    for row in rows:
+        row["measured"] = any(c["status"] == "measured" for c in row["cells"].values())
+    _attach_provenance(table, results, files, expected)
+    return table
 
 
 def _mark_significance(cells: dict, results: ResultFiles, benchmark: str, backbone: str, method: str,
@@ -149,12 +186,16 @@ def write_table(table: dict, out_dir: Path) -> None:
     write_text(out_dir / f"{name}.json", json.dumps(table, indent=1))
     with atomic_file(out_dir / f"{name}.csv", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["group", "method", "variant", "column", "ours", "ours_std", "n_seeds", "paper", "diff", "status", "p_vs_grpo"])
+        w.writerow(["group", "method", "variant", "column", "ours", "ours_std", "n_seeds", "paper", "diff", "status",
+                    "p_vs_grpo", "check", "seeds", "config_sha256", "metrics_files", "command"])
         for r in table["rows"]:
             for col in table["columns"]:
                 c = r["cells"][col]
+                p = c.get("provenance") or {}
                 w.writerow([r["group"], r["method"], r.get("variant") or "", col, fmt(c["ours"], 4), fmt(c["ours_std"], 4), c["n_seeds"],
-                            fmt(c["paper"]), fmt(c["diff"], 4), c["status"], fmt(c.get("p_vs_grpo"), 4)])
+                            fmt(c["paper"]), fmt(c["diff"], 4), c["status"], fmt(c.get("p_vs_grpo"), 4),
+                            p.get("check", ""), " ".join(map(str, p.get("seeds", []))), p.get("config_sha256", ""),
+                            " ".join(p.get("metrics_files", [])), p.get("command", "")])
     lines = [f"# {table['title']}", "", f"Paper: {table['paper_ref']}. Cells: ours (mean ± std over seeds) / paper "
              f"(difference); † = differs from GRPO (same backbone) at p < {ALPHA}, paired bootstrap over queries.",
              table["data_note"], "", "| group | method | " + " | ".join(table["columns"]) + " |",

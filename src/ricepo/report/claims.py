@@ -1,0 +1,199 @@
+"""The paper's claims as verdicts: config/paper_claims.yaml graded against a configuration's results.
+
+Each claim is split into comparisons (one per backbone group and competitor); a comparison holds
+when our difference is positive and the paired bootstrap gives p < ALPHA, is "not run" when either
+side has no result here, and does not hold otherwise. A claim holds when all of its comparisons
+hold, does not hold when any does not, and is "not run" otherwise (or when it has none). The
+paper's side is read from config/paper_results.yaml (tables) or quoted from the claim (figures).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from ..atomic import atomic_file, write_text
+from ..credit import get_method
+from ..errors import RicepoError
+from ..layout import runs
+from .figures import branching_cost, reward_curves
+from .results import PAPER_CLAIMS, ResultFiles
+from .significance import ALPHA, paired_bootstrap
+from .tables import build_table
+
+KINDS = {"beats": {"table", "column", "target", "against"}, "curve_above": {"target", "against", "paper_evidence"},
+         "cost_bound": {"target", "measure", "paper_evidence"}}
+VERDICTS = ("holds", "does not hold", "not run")
+
+
+def load_claims(path: Path = PAPER_CLAIMS) -> list[dict]:
+    claims = (yaml.safe_load(path.read_text()) or {}).get("claims") or []
+    for i, claim in enumerate(claims):
+        where = f"{path}: claims[{i}]"
+        kind = claim.get("kind")
+        if kind not in KINDS:
+            raise RicepoError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
+        missing = ({"id", "statement", "source"} | KINDS[kind]) - set(claim)
+        if missing:
+            raise RicepoError(f"{where}: missing {', '.join(sorted(missing))}")
+    return claims
+
+
+def condition_key(row: dict) -> str:
+    """A table row as a claim names it: method, or method/variant."""
+    return row["method"] + (f"/{row['variant']}" if row.get("variant") else "")
+
+
+def _label(key: str) -> str:
+    method, _, variant = key.partition("/")
+    return get_method(method).label_of(variant or None)
+
+
+def _compare(a: list[float], b: list[float], diff: float) -> tuple[str, float]:
+    p = paired_bootstrap(a, b)
+    return ("holds" if diff > 0 and p < ALPHA else "does not hold"), p
+
+
+def _overall(parts: list[dict]) -> str:
+    verdicts = {p["verdict"] for p in parts}
+    if "does not hold" in verdicts:
+        return "does not hold"
+    return "holds" if verdicts == {"holds"} else "not run"
+
+
+def _pooled(per_query: dict, tasks: list[str]) -> dict[tuple[str, str], float]:
+    return {(t, q): v for t in tasks for q, v in per_query.get(t, {}).items()}
+
+
+def _beats(claim: dict, results: ResultFiles, tables: dict) -> tuple[str, list[dict]]:
+    if claim["table"] not in tables:
+        tables[claim["table"]] = build_table(claim["table"], results)
+    table = tables[claim["table"]]
+    column, target = claim["column"], claim["target"]
+    rows = {(r["group"], condition_key(r)): r for r in table["rows"]}
+    paper_groups = [g for g in dict.fromkeys(r["group"] for r in table["rows"]) if g != "cited"]
+    method, _, variant = target.partition("/")
+    planned = [g for g in dict.fromkeys(r.backbone for r in runs(results.config) if r.benchmark == table["benchmark"]
+                                        and (r.method, r.variant) == (method, variant or None)) if (g, target) in rows]
+
+    paper = []
+    for group in paper_groups:
+        mine = rows.get((group, target))
+        others = [(k, rows[(group, k)]["cells"][column]["paper"]) for k in claim["against"] if (group, k) in rows]
+        others = [(k, v) for k, v in others if v is not None]
+        if mine and mine["cells"][column]["paper"] is not None and others:
+            best_key, best = max(others, key=lambda kv: kv[1])
+            value = mine["cells"][column]["paper"]
+            paper.append(f"{group}: {_label(target)} {value:.2f} vs {'best other ' if len(others) > 1 else ''}"
+                         f"{best:.2f} ({_label(best_key)})" + ("" if value > best else ", not above it"))
+    parts = []
+    for group in planned:
+        mine = rows[(group, target)]
+        ours_q = results.per_query(table["benchmark"], group, method, variant or None)
+        for key in claim["against"]:
+            other = rows.get((group, key))
+            a, b = mine["cells"][column]["ours"], other["cells"][column]["ours"] if other else None
+            part = {"group": group, "against": _label(key), "ours": a, "theirs": b}
+            if a is None or b is None:
+                parts.append({**part, "verdict": "not run", "detail": f"{_label(key)} not run"})
+                continue
+            o_method, _, o_variant = key.partition("/")
+            theirs_q = results.per_query(table["benchmark"], group, o_method, o_variant or None)
+            tasks = [t for t in table["columns"] if t != "avg"] if column == "avg" else [column]
+            x, y = _pooled(ours_q, tasks), _pooled(theirs_q, tasks)
+            shared = sorted(set(x) & set(y))
+            verdict, p = _compare([x[k] for k in shared], [y[k] for k in shared], a - b)
+            parts.append({**part, "verdict": verdict, "p": p,
+                          "detail": f"{_label(target)} {a:.2f} vs {_label(key)} {b:.2f} ({a - b:+.2f}, p = {p:.3f}, "
+                                    f"{len(shared)} queries)"})
+    if not parts:
+        parts = [{"group": "-", "verdict": "not run", "detail": f"{_label(target)} not run in {claim['table']}"}]
+    return "; ".join(paper) or "no paper values for these rows", parts
+
+
+def _curve_above(claim: dict, results: ResultFiles) -> tuple[str, list[dict]]:
+    curves = reward_curves(results)["curves"]
+    by = {(c["benchmark"], c["backbone"], c["method"]): c for c in curves if c["variant"] is None}
+    parts = []
+    for (bench, backbone, method), mine in by.items():
+        if method != claim["target"]:
+            continue
+        for other_method in claim["against"]:
+            other = by.get((bench, backbone, other_method))
+            part = {"group": f"{bench}/{backbone}", "against": _label(other_method)}
+            if other is None:
+                parts.append({**part, "verdict": "not run", "detail": f"{_label(other_method)} not trained"})
+                continue
+            n = min(len(mine["raw"]), len(other["raw"]))
+            a, b = mine["raw"][:n], other["raw"][:n]
+            diff = (sum(a) - sum(b)) / n
+            verdict, p = _compare(a, b, diff)
+            parts.append({**part, "verdict": verdict, "p": p,
+                          "detail": f"mean training reward {_label(claim['target'])} {sum(a) / n:.3f} vs "
+                                    f"{_label(other_method)} {sum(b) / n:.3f} ({diff:+.3f}, p = {p:.3f}, {n} steps)"})
+    if not parts:
+        parts = [{"group": "-", "verdict": "not run", "detail": f"{_label(claim['target'])} not trained"}]
+    return claim["paper_evidence"], parts
+
+
+def _cost_bound(claim: dict, results: ResultFiles) -> tuple[str, list[dict]]:
+    config = results.config
+    settings = config["credit"].get(claim["target"], {})
+    k, m, g = settings.get("anchors"), settings.get("branches"), config["rollout"]["group_size"]
+    if k is None or m is None:
+        raise RicepoError(f"claim {claim['id']}: method {claim['target']!r} has no anchors/branches settings")
+    bound = 1 + k * (m - 1) / g
+    parts = []
+    for row in branching_cost(results)["rows"]:
+        if (row["method"], row["variant"]) != (claim["target"], None):
+            continue
+        part = {"group": f"{row['benchmark']}/{row['backbone']}", "against": "GRPO"}
+        if row["relative_to_grpo"] is None:
+            parts.append({**part, "verdict": "not run", "detail": "GRPO not trained"})
+            continue
+        ratio = row["relative_to_grpo"][claim["measure"]]
+        parts.append({**part, "verdict": "holds" if ratio <= bound else "does not hold", "ratio": ratio,
+                      "detail": f"{claim['measure']} per step {ratio:.2f}x GRPO's; budget 1 + {k}({m}-1)/{g} = {bound:.2f}x"})
+    if not parts:
+        parts = [{"group": "-", "verdict": "not run", "detail": f"{_label(claim['target'])} not trained"}]
+    return claim["paper_evidence"], parts
+
+
+def grade_claims(results: ResultFiles, claims: list[dict] | None = None) -> dict:
+    claims = load_claims() if claims is None else claims
+    tables: dict = {}
+    out = []
+    for claim in claims:
+        if claim["kind"] == "beats":
+            paper, parts = _beats(claim, results, tables)
+        elif claim["kind"] == "curve_above":
+            paper, parts = _curve_above(claim, results)
+        else:
+            paper, parts = _cost_bound(claim, results)
+        out.append({"id": claim["id"], "statement": claim["statement"], "source": claim["source"], "paper": paper,
+                    "parts": parts, "verdict": _overall(parts)})
+    sources = {spec.get("source") for spec in results.config["benchmarks"].values() if spec}
+    return {"id": "claims", "claims": out, "counts": {v: sum(c["verdict"] == v for c in out) for v in VERDICTS},
+            "data_note": ("These verdicts are about the synthetic offline fixture data: they test the harness, "
+                          "not the paper." if "fixture" in sources else "")}
+
+
+def write_claims(graded: dict, out_dir: Path) -> None:
+    write_text(out_dir / "claims.json", json.dumps(graded, indent=1))
+    with atomic_file(out_dir / "claims.csv", newline="") as f:
+        import csv
+
+        w = csv.writer(f)
+        w.writerow(["claim", "verdict", "group", "against", "part_verdict", "detail", "statement", "paper"])
+        for c in graded["claims"]:
+            for p in c["parts"]:
+                w.writerow([c["id"], c["verdict"], p["group"], p.get("against", ""), p["verdict"], p["detail"],
+                            c["statement"], c["paper"]])
+    lines = ["# The paper's claims, checked", "", graded["data_note"], "",
+             "| claim | paper | ours | verdict |", "|---|---|---|---|"]
+    for c in graded["claims"]:
+        ours = "<br>".join(("" if p["group"] == "-" else f"{p['group']}: ") + f"{p['detail']} ({p['verdict']})"
+                           for p in c["parts"])
+        lines.append(f"| {c['statement']} ({c['source']}) | {c['paper']} | {ours} | **{c['verdict']}** |")
+    write_text(out_dir / "claims.md", "\n".join(lines) + "\n")
