@@ -299,7 +299,7 @@ def test_beir_ir_datasets_without_the_zip_or_a_route_fails_fast_with_one_line(tm
     from ricepo.data import beir
 
     monkeypatch.setattr(beir, "_source_zip", lambda dataset_id: (
-        tmp_path / "beir" / "scifact" / "source.zip", "https://no-such-host.invalid/scifact.zip", "0" * 32))
+        tmp_path / "beir" / "scifact" / "source.zip", "https://no-such-host.invalid/scifact.zip"))
     t0 = time.time()
     with pytest.raises(RicepoError) as e:
         prepare("beir", "scifact", spec(source="ir_datasets", split_counts={"scifact": {"train": 1, "test": 1}}),

@@ -44,12 +44,12 @@ def _ir_datasets_id(task: str) -> tuple[str, tuple[str, ...]]:
 
 
 def _source_zip(dataset_id: str):
-    """ir_datasets' download of the dataset's zip: (cache path, the URL it downloads from, md5)."""
+    """ir_datasets' download of the dataset's zip: (cache path, the URL it downloads from)."""
     from ir_datasets.util import DownloadConfig, home_path
 
     download = DownloadConfig.context("beir", home_path() / "beir")[dataset_id.removeprefix("beir/")]
     urls = [m.url for m in download.mirrors if hasattr(m, "url")]
-    return Path(download.path(force=False)), urls[0], download.expected_md5
+    return Path(download.path(force=False)), urls[0]
 
 
 def load_ir_datasets(task: str) -> tuple[dict, dict, dict, str, dict]:
@@ -60,7 +60,7 @@ def load_ir_datasets(task: str) -> tuple[dict, dict, dict, str, dict]:
     from .splits import sha256
 
     dataset_id, splits = _ir_datasets_id(task)
-    cached, url, md5 = _source_zip(dataset_id)
+    cached, url = _source_zip(dataset_id)
     if not cached.exists():
         probe(url, f"BEIR {task} (ir_datasets {dataset_id})",
               f"place BEIR's {task}.zip at {cached} (IR_DATASETS_HOME), or set benchmarks.beir.source: local "
@@ -81,7 +81,7 @@ def load_ir_datasets(task: str) -> tuple[dict, dict, dict, str, dict]:
     except Exception as e:     # ir_datasets raises many types (network, zip, md5); all mean the same here
         raise RicepoError(f"beir/{task}: ir_datasets {dataset_id} failed ({e.__class__.__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    revision = f"ir_datasets {ir_datasets.__version__}:{dataset_id} (zip md5 {md5})"
+    revision = f"ir_datasets {ir_datasets.__version__}:{dataset_id}"
     return corpus, queries, qrels, revision, {"source.zip": sha256(cached)}
 
 
