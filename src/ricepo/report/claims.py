@@ -8,6 +8,7 @@ paper's side is read from config/paper_results.yaml (tables) or quoted from the 
 """
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -182,8 +183,6 @@ def grade_claims(results: ResultFiles, claims: list[dict] | None = None) -> dict
 def write_claims(graded: dict, out_dir: Path) -> None:
     write_text(out_dir / "claims.json", json.dumps(graded, indent=1))
     with atomic_file(out_dir / "claims.csv", newline="") as f:
-        import csv
-
         w = csv.writer(f)
         w.writerow(["claim", "verdict", "group", "against", "part_verdict", "detail", "statement", "paper"])
         for c in graded["claims"]:
