@@ -118,6 +118,8 @@ class Artefact:
 
     def runs(self, config: dict) -> list[Run]:
         abl = config.get("ablations") or {}
+        if self.reads == "all":
+            return runs(config)
         if self.reads == "train_logs":
             return [r for r in runs(config) if r.trained]
         if self.benchmark:

@@ -56,6 +56,11 @@ def _compare(a: list[float], b: list[float], diff: float) -> tuple[str, float]:
     return ("holds" if diff > 0 and p < ALPHA else "does not hold"), p
 
 
+def _nothing_run(target: str, why: str) -> list[dict]:
+    """The one comparison of a claim whose target did not run at all."""
+    return [{"group": "-", "verdict": "not run", "detail": f"{_label(target)} {why}"}]
+
+
 def _overall(parts: list[dict]) -> str:
     verdicts = {p["verdict"] for p in parts}
     if "does not hold" in verdicts:
@@ -108,9 +113,7 @@ def _beats(claim: dict, results: ResultFiles, tables: dict) -> tuple[str, list[d
             parts.append({**part, "verdict": verdict, "p": p,
                           "detail": f"{_label(target)} {a:.2f} vs {_label(key)} {b:.2f} ({a - b:+.2f}, p = {p:.3f}, "
                                     f"{len(shared)} queries)"})
-    if not parts:
-        parts = [{"group": "-", "verdict": "not run", "detail": f"{_label(target)} not run in {claim['table']}"}]
-    return "; ".join(paper) or "no paper values for these rows", parts
+    return "; ".join(paper) or "no paper values for these rows", parts or _nothing_run(target, f"not run in {claim['table']}")
 
 
 def _curve_above(claim: dict, results: ResultFiles) -> tuple[str, list[dict]]:
@@ -133,9 +136,7 @@ def _curve_above(claim: dict, results: ResultFiles) -> tuple[str, list[dict]]:
             parts.append({**part, "verdict": verdict, "p": p,
                           "detail": f"mean training reward {_label(claim['target'])} {sum(a) / n:.3f} vs "
                                     f"{_label(other_method)} {sum(b) / n:.3f} ({diff:+.3f}, p = {p:.3f}, {n} steps)"})
-    if not parts:
-        parts = [{"group": "-", "verdict": "not run", "detail": f"{_label(claim['target'])} not trained"}]
-    return claim["paper_evidence"], parts
+    return claim["paper_evidence"], parts or _nothing_run(claim["target"], "not trained")
 
 
 def _cost_bound(claim: dict, results: ResultFiles) -> tuple[str, list[dict]]:
@@ -156,9 +157,7 @@ def _cost_bound(claim: dict, results: ResultFiles) -> tuple[str, list[dict]]:
         ratio = row["relative_to_grpo"][claim["measure"]]
         parts.append({**part, "verdict": "holds" if ratio <= bound else "does not hold", "ratio": ratio,
                       "detail": f"{claim['measure']} per step {ratio:.2f}x GRPO's; budget 1 + {k}({m}-1)/{g} = {bound:.2f}x"})
-    if not parts:
-        parts = [{"group": "-", "verdict": "not run", "detail": f"{_label(claim['target'])} not trained"}]
-    return claim["paper_evidence"], parts
+    return claim["paper_evidence"], parts or _nothing_run(claim["target"], "not trained")
 
 
 def grade_claims(results: ResultFiles, claims: list[dict] | None = None) -> dict:
