@@ -62,6 +62,34 @@ def test_hgpo_by_hand():
     assert out["T0"][0]["summary"] == pytest.approx(0.125 / (math.sqrt(0.03125 / 3) + EPS))
 
 
+def test_hgpo_level_of_tied_returns_is_exactly_zero_and_takes_no_weight():
+    # T0..T2 go (q, A, C) with R = .7, T3 goes (q, B, C) with R = 1 (K = 2, α = 1, final_only).
+    # At step 2 the levels of T0..T2 are k=1 (C): G [.7, .7, .7, 1]; k=2 (A,C) and k=3 (q,A,C):
+    # G [.7, .7, .7], all tied, so exactly 0 and dropped. Only k=1 remains, with weight 1:
+    # mean .775, population std sqrt((3 x .075² + .225²)/4) = sqrt(.016875) -> -.075/.1299 = -.577.
+    # In floats the mean of three .7s is .6999999999999998: the tied levels kept ~1e-10 and took
+    # a share of the weights, giving -.128 (found by a comparison with verl-agent's code).
+    g = {"trajectories": [traj(f"T{i}", 0.7, ["q", "A", "C"]) for i in range(3)] + [traj("T3", 1.0, ["q", "B", "C"])]}
+    expected = -0.075 / (math.sqrt(0.016875) + EPS)
+    assert expected == pytest.approx(-0.57735, abs=1e-4)
+    out = subprocess.run(["ricepo", "credit", "--method", "hgpo", "-"], input=json.dumps(g),
+                         capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    for tid in ("T0", "T1", "T2"):
+        assert result[tid][2]["reasoning"] == pytest.approx(expected, rel=1e-9)
+    assert result["T3"][2]["summary"] == pytest.approx(0.225 / (math.sqrt(0.016875) + EPS), rel=1e-9)
+
+
+def test_hgpo_item_equal_to_its_level_mean_is_dropped_exactly():
+    # k=1 level (C) at step 1 holds G [0, .05, .1] (γ = 1): the float mean is .05000000000000001, but
+    # T1's value equals the exact mean of the three doubles, so it is 0 and dropped (its (b,C) level
+    # is a group of one). T0: -.05 / population std sqrt(.005/3).
+    g = {"trajectories": [traj("T0", 0.0, ["a", "C"]), traj("T1", 0.05, ["b", "C"]), traj("T2", 0.1, ["c", "C"])]}
+    out = compute_credit("hgpo", g, gamma=1.0)
+    assert out["T1"][1]["summary"] == 0.0
+    assert out["T0"][1]["summary"] == pytest.approx(-0.05 / (math.sqrt(0.005 / 3) + EPS))
+
+
 def test_hgpo_base_group_adds_the_grpo_level():
     g = {"trajectories": [traj("T0", 1.0, ["a"]), traj("T1", 0.0, ["b"])]}
     # no step group has two members, so only level 0 (GRPO: ±.5/(sqrt(.5)+eps), weight 1) remains

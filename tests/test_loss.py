@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from ricepo.train.loss import aggregate, token_losses
+from ricepo.train.loss import aggregate, token_losses, trained_rows
 
 
 def test_ppo_clip_dual_clip_and_k3_by_hand():
@@ -34,6 +34,32 @@ def test_k3_is_clamped_as_verl_clamps_it():
     token_losses(d, torch.zeros(1), torch.zeros(1), torch.zeros(1), clip_eps=0.2, dual_clip=3.0,
                  kl_coef=1.0)[0].sum().backward()
     assert torch.isfinite(d.grad).all()
+
+
+def test_policy_ratio_is_clamped_as_verl_clamps_it():
+    # log-ratio 100: e^100 overflows float32 to inf and inf x 0 (a zero advantage) is NaN. Clamped to
+    # 20, the ratio is e^20 and a zero advantage gives pg 0, a finite loss and a finite gradient.
+    logp = torch.tensor([100.0, 100.0, -100.0], requires_grad=True)
+    old = torch.zeros(3)
+    adv = torch.tensor([0.0, -1.0, 1.0])
+    loss, pg, _, _ = token_losses(logp, old, logp.detach(), adv, clip_eps=0.2, dual_clip=3.0, kl_coef=0.1)
+    # token 0: A = 0 -> 0; token 1: A = -1, ratio e^20 -> capped by the dual clip at 3;
+    # token 2: A = +1, ratio e^-20 -> max(-e^-20, -0.8) = -e^-20
+    assert pg.tolist() == pytest.approx([0.0, 3.0, -math.exp(-20.0)], rel=1e-5, abs=1e-12)
+    aggregate(loss, torch.ones(3, dtype=torch.bool), "token-mean", total_tokens=3, total_seqs=1).backward()
+    assert torch.isfinite(loss).all() and torch.isfinite(logp.grad).all()
+
+
+def test_seq_mean_divides_by_rows_with_a_trained_token():
+    # row 2 has no trained token: verl's seq-mean divides by the 2 rows that have one, not by 3
+    values = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0], [9.0, 9.0, 9.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0], [0, 0, 0]], dtype=torch.bool)
+    assert trained_rows(mask) == 2
+    # seq-mean-token-mean: (6/3 + 4/1) / 2 = 3; seq-mean-token-sum: (6 + 4) / 2 = 5
+    assert aggregate(values, mask, "seq-mean-token-mean", total_tokens=4,
+                     total_seqs=trained_rows(mask)).item() == pytest.approx(3.0)
+    assert aggregate(values, mask, "seq-mean-token-sum", total_tokens=4,
+                     total_seqs=trained_rows(mask)).item() == pytest.approx(5.0)
 
 
 def test_aggregation_modes_by_hand():

@@ -49,16 +49,18 @@ def test_each_measured_cell_carries_its_provenance_and_grade(smoke, tmp_path):
 
     config, run, task, path = smoke
     key = f"{run.backbone}/{run.method}"
-    expected = {"cells": {("table_bright_main", key, task): {"expected": 43.21, "tolerance": 0.1}}}
+    expected = {"grading": {"kind": "exact"}, "cells": {("table_bright_main", key, task): {"expected": 43.21, "tolerance": 0.1}}}
     table = build_table("table_bright_main", ResultFiles(config, tmp_path, [path]), expected)
     prov = cell(table, run, task)["provenance"]
     assert prov == {"command": f"snakemake --cores all {path} --configfile config/smoke.yaml",
                     "config_sha256": config_sha256(config), "metrics_files": [str(path)], "seeds": [run.seed],
-                    "check": "OK"}
+                    "check": "OK", "check_kind": "exact"}
     assert cell(table, run, "avg")["provenance"]["command"] == \
         "snakemake --cores all table_bright_main --configfile config/smoke.yaml"
-    moved = {"cells": {("table_bright_main", key, task): {"expected": 43.11, "tolerance": 0.05}}}
+    moved = {"grading": {"kind": "tolerance"},
+             "cells": {("table_bright_main", key, task): {"expected": 43.11, "tolerance": 0.05}}}
     table = build_table("table_bright_main", ResultFiles(config, tmp_path, [path]), moved)
-    assert cell(table, run, task)["provenance"]["check"] == "FAIL"
+    assert (cell(table, run, task)["provenance"]["check"], cell(table, run, task)["provenance"]["check_kind"]) == \
+        ("FAIL", "±0.05")
     assert cell(build_table("table_bright_main", ResultFiles(config, tmp_path, [path])), run, task)["provenance"][
         "check"] == "no expected file"

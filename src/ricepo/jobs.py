@@ -161,8 +161,10 @@ def check(config_json: Path, inputs: list[Path], expected: Path | None = None, o
         command = snakemake_command(run_name, "reproduce_all")
         n = grading.write_expected(tables, path, run_name, grading.measured_source(command))
         return {"written": str(path), "cells": n}
-    verdicts = grading.check(tables, grading.load_expected(path))
+    expected = grading.load_expected(path)
+    verdicts = grading.check(tables, expected)
     lines = grading.render_lines(verdicts, run_name)
+    lines[-1:-1] = grading.numerics_lines(expected, grading.run_numerics(tables))   # before the count
     print("\n".join(lines), flush=True)
     if out:
         write_text(out, "\n".join(lines) + "\n")

@@ -3,11 +3,16 @@
 Same step rows and returns G as GiGPO. For step s and level k = 1..min(K+1, s+1) the key is
 (k, states of steps s-k+1..s of the same trajectory); k = 1 is GiGPO's anchor group. Each key
 group of size ≥ 2 gives a_k = z-score of G with the *population* std; groups of one give
-nothing, and items whose value is exactly 0 are dropped. A = Σ_k w_k a_k with
+nothing, and items whose value is exactly 0 are dropped. "Exactly 0" is decided in exact rational
+arithmetic (an item equal to its level's mean, so every item of a level of tied returns): in
+floats the mean of three 0.7s is 0.6999999999999998, and a tied level would keep a ~1e-10 value
+and take a share of the weights. A = Σ_k w_k a_k with
 w_k = (k+1)^α / Σ_j (k_j+1)^α over the kept items; 0 when none is kept. `base_group: true` adds
 the GRPO trajectory advantage as level k = 0.
 """
 from __future__ import annotations
+
+from fractions import Fraction
 
 from .grpo import trajectory_advantages
 from .registry import Method, Param, register
@@ -33,8 +38,9 @@ def hgpo(group: dict, gamma: float, history: int, alpha: float, base_group: bool
             continue
         values = [g[m] for m in members]
         m, sd = mean(values), std(values, bessel=False)
+        exact_mean = sum(map(Fraction, values)) / len(values)
         for row, v in zip(members, values):
-            levels[row].append((k, (v - m) / (sd + EPS)))
+            levels[row].append((k, 0.0 if Fraction(v) == exact_mean else (v - m) / (sd + EPS)))
     if base_group:
         base = trajectory_advantages(group, norm_by_std=True)
         for (tid, s) in levels:

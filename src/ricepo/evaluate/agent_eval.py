@@ -15,7 +15,7 @@ from ..atomic import write_text
 from ..data.trec import write_run
 from ..environments import load_environment
 from ..errors import RicepoError
-from ..precision import resolve_precision
+from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from ..metrics import evaluate_run
 
 
@@ -54,6 +54,10 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
     result["parseable_rate"] = sum(s.parseable for s in steps) / max(1, len(steps))
     result["model"] = model_path
     result["precision"] = precision.name
+    result["numerics"] = numerics(precision)
+    trained_under = Path(model_path) / NUMERICS_FILE
+    if trained_under.exists():
+        result["training_numerics"] = json.loads(trained_under.read_text())
     write_text(out_dir / "transcripts.jsonl", "".join(json.dumps(row) + "\n" for row in transcripts))
     write_text(out_dir / "metrics.json", json.dumps(result, indent=2))
     return result

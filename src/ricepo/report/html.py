@@ -57,7 +57,8 @@ def machine() -> str:
 
 def provenance_text(p: dict) -> str:
     """A cell's provenance as its tooltip."""
-    return "\n".join([f"check: {p['check']}", f"command: {p['command']}", f"config sha256: {p['config_sha256'][:16]}",
+    check = f"{p['check']}, graded {p['check_kind']}" if p.get("check_kind") else p["check"]
+    return "\n".join([f"check: {check}", f"command: {p['command']}", f"config sha256: {p['config_sha256'][:16]}",
                       f"seeds: {', '.join(map(str, p['seeds'])) or '-'}", "metrics files:", *p["metrics_files"]])
 
 

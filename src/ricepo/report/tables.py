@@ -13,7 +13,7 @@ from ..atomic import atomic_file, write_text
 from ..config import snakemake_command
 from ..credit import get_method
 from ..layout import ARTEFACTS, bm25_metrics_file, runs
-from .check import grade, row_key
+from .check import check_kind, grade, row_key
 from .results import ResultFiles, config_sha256, load_paper, mean_std
 from .significance import ALPHA, paired_bootstrap
 
@@ -52,15 +52,17 @@ def _attach_provenance(table: dict, results: ResultFiles, files: dict, expected:
             chosen = list(files[key].values()) if column == "avg" else [files[key].get(column, {})]
             paths = [str(f) for by_seed in chosen for f in by_seed.values()]
             seeds = sorted({seed for by_seed in chosen for seed in by_seed if seed is not None})
+            graded_by = expected["cells"].get((table["id"], key, column)) if expected else None
             if expected is None:
                 status = "no expected file"
-            elif cell["ours"] is None and (table["id"], key, column) not in expected["cells"]:
+            elif cell["ours"] is None and graded_by is None:
                 status = "not expected"
             else:
-                status = grade(cell["ours"], expected["cells"].get((table["id"], key, column)))
+                status = grade(cell["ours"], graded_by)
             cell["provenance"] = {
                 "command": snakemake_command(run_name, " ".join(paths) if column != "avg" and paths else table["id"]),
-                "config_sha256": sha, "metrics_files": paths, "seeds": seeds, "check": status}
+                "config_sha256": sha, "metrics_files": paths, "seeds": seeds, "check": status,
+                "check_kind": check_kind(expected, graded_by)}
 
 
 def build_table(name: str, results: ResultFiles, expected: dict | None = None) -> dict:
@@ -187,14 +189,15 @@ def write_table(table: dict, out_dir: Path) -> None:
     with atomic_file(out_dir / f"{name}.csv", newline="") as f:
         w = csv.writer(f)
         w.writerow(["group", "method", "variant", "column", "ours", "ours_std", "n_seeds", "paper", "diff", "status",
-                    "p_vs_grpo", "check", "seeds", "config_sha256", "metrics_files", "command"])
+                    "p_vs_grpo", "check", "check_kind", "seeds", "config_sha256", "metrics_files", "command"])
         for r in table["rows"]:
             for col in table["columns"]:
                 c = r["cells"][col]
                 p = c.get("provenance") or {}
                 w.writerow([r["group"], r["method"], r.get("variant") or "", col, fmt(c["ours"], 4), fmt(c["ours_std"], 4), c["n_seeds"],
                             fmt(c["paper"]), fmt(c["diff"], 4), c["status"], fmt(c.get("p_vs_grpo"), 4),
-                            p.get("check", ""), " ".join(map(str, p.get("seeds", []))), p.get("config_sha256", ""),
+                            p.get("check", ""), p.get("check_kind", ""), " ".join(map(str, p.get("seeds", []))),
+                            p.get("config_sha256", ""),
                             " ".join(p.get("metrics_files", [])), p.get("command", "")])
     lines = [f"# {table['title']}", "", f"Paper: {table['paper_ref']}. Cells: ours (mean ± std over seeds) / paper "
              f"(difference); † = differs from GRPO (same backbone) at p < {ALPHA}, paired bootstrap over queries.",

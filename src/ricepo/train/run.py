@@ -12,7 +12,7 @@ from ..credit import get_method
 from ..environments import index_parts, load_environment
 from ..errors import RicepoError
 from ..identity import training_identity
-from ..precision import resolve_precision
+from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from .distributed import make_accelerator
 from .trainer import TrainConfig, Trainer
 
@@ -67,6 +67,7 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
         with atomic_dir(out_dir / "model") as tmp:
             acc.unwrap_model(trainer.model).save_pretrained(tmp, state_dict=weights)
             tokenizer.save_pretrained(tmp)
+            (Path(tmp) / NUMERICS_FILE).write_text(json.dumps(numerics(precision), indent=2))
         write_text(out_dir / "log.jsonl", "".join(json.dumps(record) + "\n" for record in log))
     acc.wait_for_everyone()
     return log

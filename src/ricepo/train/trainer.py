@@ -36,7 +36,7 @@ from ..retrieval.retriever import TaskEnvironment
 from .collect import StepContext, batch_position, collect
 from .distributed import (all_reduce, full_params_for_generation, gather_objects, is_fsdp, make_accelerator,
                           merge_records, shard)
-from .loss import aggregate, token_losses
+from .loss import aggregate, token_losses, trained_rows
 
 
 @dataclass(frozen=True)
@@ -145,10 +145,11 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
     for _ in range(cfg.ppo_epochs):
         for m in range(cfg.ppo_mini_batches):
             rows = everything[batch.minibatch == m]
-            totals = all_reduce(torch.tensor([float(batch.mask[rows].sum()), float(len(rows))], device=device))
-            if totals[1] == 0:      # no process has a row in this mini-batch
+            totals = all_reduce(torch.tensor([float(batch.mask[rows].sum()), float(trained_rows(batch.mask[rows])),
+                                              float(len(rows))], device=device))
+            if totals[2] == 0:      # no process has a row in this mini-batch
                 continue
-            total_tokens, total_seqs = max(float(totals[0]), 1.0), float(totals[1])
+            total_tokens, total_seqs = max(float(totals[0]), 1.0), max(float(totals[1]), 1.0)
             chunks = _micro_batches(rows, cfg.micro_batch_size)
             # every process runs as many backward passes as the busiest one (DDP syncs on each)
             n_passes = int(all_reduce(torch.tensor([len(chunks)], device=device), "max")[0])
