@@ -47,12 +47,13 @@ def main() -> int:
     ap.add_argument("--run", action="append", required=True, help="LABEL=RESULTS_DIR")
     ap.add_argument("--factor", type=float, default=2.0)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--note", default="", help="appended to the derivation: what was not measured, and why")
     args = ap.parse_args()
     path = Path(args.expected)
     expected = load_expected(path)
     runs = {}
     for spec in args.run:
-        label, _, folder = spec.partition("=")
+        label, _, folder = spec.rpartition("=")   # a label may hold settings (KEY=VALUE)
         tables = [json.loads((Path(folder) / "tables" / f"{t}.json").read_text()) for t in TABLES]
         runs[label] = reported_cells(tables)
     worst = {k: 0.0 for k in KINDS}
@@ -81,10 +82,11 @@ def main() -> int:
         f"{DEFAULT_TOLERANCE}, rounded up to 0.1 (scripts/derive_tolerance.py). Largest deviations: "
         + ", ".join(f"{k} {worst[k]:.4f}" for k in KINDS) + "; tolerances: "
         + ", ".join(f"{k} {tolerance[k]:.1f}" for k in KINDS)
-        + ". Few runs bound the spread only roughly: a cell outside its tolerance moved more than any measured run did.")}
+        + ". Few runs bound the spread only roughly: a cell outside its tolerance moved more than any measured run did."
+        + (f" {args.note}" if args.note else ""))}
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    for label in runs:
-        data["sources"][f"spread: {label}"] = {"kind": "spread", "run": label, "date": today}
+    for i, label in enumerate(runs, 1):
+        data["sources"][f"spread_{i}"] = {"kind": "spread", "run": label, "date": today}
     for table, rows in data["cells"].items():
         for cell in rows:
             cell["tolerance"] = tolerance[kind_of(cell["row"])]

@@ -152,4 +152,4 @@ def test_tolerances_are_derived_from_measured_runs_by_kind(tmp_path):
     assert tol[("tiny/prompting", "biology")] == 0.1                   # 2 x 0.03 = 0.06 -> at least 0.1
     assert tol[("tiny/grpo", "biology")] == tol[("tiny/grpo", "avg")] == 2.5   # 2 x 1.23 = 2.46 -> 2.5
     assert exp["grading"]["kind"] == "tolerance" and "trained 1.2300" in exp["grading"]["derivation"]
-    assert {"spread: avx2", "spread: seed 1", "measured"} <= set(exp["sources"])
+    assert [exp["sources"][k]["run"] for k in ("spread_1", "spread_2")] == ["avx2", "seed 1"]

@@ -128,7 +128,7 @@ def numerics_lines(expected: dict, ours: list[dict]) -> list[str]:
     kind = expected["grading"]["kind"]
     lines = [f"grading  {kind}: {GRADINGS[kind]}",
              "numerics expected file: " + (" · ".join(f"{k} {v}" for k, v in a.items()) or "not recorded"),
-             "numerics this run:      " + (" · ".join(f"{k} {v}" for k, v in b.items()) or "not recorded (no torch job)")]
+             "numerics this run:      " + (" · ".join(f"{k} {v}" for k, v in b.items()) or "not recorded")]
     differ = [f"{k} ({a.get(k, '-')} → {b.get(k, '-')})" for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
     if not theirs or not ours:
         return lines
