@@ -21,9 +21,11 @@ include: "workflow/rules/index.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/plan.smk"
 
 
 rule reproduce_all:
     default_target: True
     input:
         REPORT,
+        f"{R}/plan.txt",

@@ -1,18 +1,21 @@
-"""One paper-shaped training step on this machine, and what `reproduce_all` on config/config.yaml
-would cost from it.
+"""One paper-shaped training step on this machine, the plan's prediction beside what it measured,
+and the plan's GPU-hours for `reproduce_all` on config/config.yaml.
 
-The policy has the exact architecture of the paper's 1.5B backbone (DeepSeek-R1-Distill-Qwen-1.5B,
-config/architectures/r1_distill_qwen_1p5b.json) at random initialisation, since no weights can be
-downloaded on a GPU node without network; the step uses config/config.yaml's training settings
-(32 queries x G 8, 3 retrieval rounds, 512/128 reasoning/summary token budgets, precision auto)
-on a fixture task with BM25. A random policy never closes its tags, so every round runs to the
-full budgets: the step's token count is the most a real step can generate.
+The policy has the exact architecture of one of the paper's backbones (config/architectures/, at
+random initialisation: no weights can be downloaded on a GPU node without network); the step uses
+config/config.yaml's rollout and training settings on a BRIGHT-style fixture task with BM25, whose
+train queries are replaced by BRIGHT's real biology queries when `--query-files` holds them
+(../shared/data/bright/examples/), so prompts have BRIGHT's real lengths. A random policy never
+closes its tags, so every round runs to its full budgets: the step is the plan's worst case.
 
-    python scripts/paper_step.py [--method grpo] [--scale paper|tiny]
+    python scripts/paper_step.py [--backbone r1_distill_qwen_1p5b] [--method grpo] [--scale paper|tiny]
+                                 [--query-files ../shared/data]
 
-Prints seconds per phase, tokens per second, peak GPU memory, and the projected GPU-hours of the
-full reproduction (its assumptions printed beside it). `--scale tiny` shrinks model and batch to
-check the script itself on a CPU.
+Prints seconds per phase, tokens per second, the plan's peak beside the measured peak (CUDA's
+max_memory_allocated, or ricepo.memory_meter on a CPU), and `ricepo plan`'s projection of the
+whole reproduction. Not measured here: the hybrid retriever's dense encoder (Diver-Retriever-4B
+cannot be downloaded offline); the plan counts it and prints it apart. `--scale tiny` shrinks
+model and batch to check the script itself on a CPU.
 """
 from __future__ import annotations
 
@@ -23,19 +26,14 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
-
-from ricepo.config import check_config
-from ricepo.layout import runs
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCH = ROOT / "config" / "architectures" / "r1_distill_qwen_1p5b.json"
-# Parameters of the other backbones relative to the 1.5B one, for the projection (model cards).
-PARAMS_B = {"r1_distill_qwen_1p5b": 1.78, "qwen3_4b_thinking": 4.02, "qwen2p5_3b_instruct": 3.09}
+BACKBONES = ("r1_distill_qwen_1p5b", "qwen2p5_3b_instruct", "qwen3_4b_thinking")
 
 
-def fixture_environment(root: Path):
-    """A BRIGHT-style fixture task, split, BM25-indexed, and a byte-level tokenizer trained on it."""
+def fixture_environment(root: Path, query_files: Path | None):
+    """A BRIGHT-style fixture task, split, BM25-indexed, its train queries BRIGHT's real biology
+    queries where they are given; and a byte-level tokenizer trained on the corpus."""
     from transformers import AutoTokenizer
 
     from ricepo.agent.models import build_tiny_backbone
@@ -53,96 +51,105 @@ def fixture_environment(root: Path):
     texts = [doc_text(d) for d in read_corpus(root / "data" / "corpus.jsonl").values()]
     build_tiny_backbone(root / "tokenizer", texts, seed=0)   # only its tokenizer is used
     env, queries = load_environment("biology", root / "split", root / "index", "train")
+    real = query_files / "bright" / "examples" / "biology.jsonl" if query_files else None
+    if real is not None and real.exists():
+        texts = [json.loads(line)["query"] for line in real.read_text().splitlines() if line.strip()]
+        queries = {qid: {**q, "text": texts[i % len(texts)]} for i, (qid, q) in enumerate(queries.items())}
     return env, queries, AutoTokenizer.from_pretrained(root / "tokenizer")
 
 
-def paper_model(scale: str, device: torch.device):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    arch = {k: v for k, v in json.loads(ARCH.read_text()).items() if not k.startswith("_")}
+def paper_arch(backbone: str, scale: str) -> dict:
+    arch = {k: v for k, v in json.loads((ROOT / "config" / "architectures" / f"{backbone}.json").read_text()).items()
+            if not k.startswith("_")}
     if scale == "tiny":
         arch.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2)
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = Qwen2ForCausalLM(Qwen2Config(**arch))
-    return model.float()
+                    num_key_value_heads=2, head_dim=16)
+    return arch
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backbone", choices=BACKBONES, default=BACKBONES[0])
     ap.add_argument("--method", default="grpo")
     ap.add_argument("--scale", choices=["paper", "tiny"], default="paper")
+    ap.add_argument("--query-files", default=str(ROOT.parent / "shared" / "data"))
     args = ap.parse_args()
+
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     from ricepo.agent.rollout import Agent, RolloutSettings
     from ricepo.agent.sampling import TransformersSampler
+    from ricepo.config import load_config
+    from ricepo.layout import template
+    from ricepo.memory_meter import PeakMemory
+    from ricepo.plan import GIB, format_plan, measure_lengths, plan_config, read_arch, train_memory, train_shape
     from ricepo.precision import resolve_precision
     from ricepo.train.distributed import make_accelerator
     from ricepo.train.run import train_config
     from ricepo.train.trainer import Trainer
 
-    config = check_config(yaml.safe_load(open(ROOT / "config" / "config.yaml")))
+    config = load_config()
     rollout, train = dict(config["rollout"]), dict(config["train"])
     if args.scale == "tiny":
         rollout.update(group_size=2, max_reasoning_tokens=16, max_summary_tokens=8)
         train.update(queries_per_step=2)
     acc = make_accelerator()
+    cuda = acc.device.type == "cuda"
     precision = resolve_precision(train["precision"], acc.device)
+    credit = config["credit"].get(args.method, {})
+    prompt_template = template(config, args.backbone)
+    query_files = Path(args.query_files) if Path(args.query_files).exists() else None
     with tempfile.TemporaryDirectory() as tmp:
-        env, queries, tok = fixture_environment(Path(tmp))
-        model = paper_model(args.scale, acc.device)
-        n_params = sum(p.numel() for p in model.parameters())
-        sampler = TransformersSampler(model, tok, precision.sampler_dtype)
-        agent = Agent(sampler, tok, config["templates"]["r1_distill"], RolloutSettings.from_config(rollout))
-        cfg = train_config({"method": args.method, "seed": 0, "rollout": rollout, "train": {**train, "steps": 1},
-                            "credit": config["credit"].get(args.method, {})})
-        trainer = Trainer(model, tok, agent, {"biology": env}, [("biology", q, v["text"]) for q, v in queries.items()],
-                          cfg, Path(tmp) / "run", identity={"paper_step": args.scale}, precision=precision,
-                          accelerator=acc)
-        if torch.cuda.is_available():
+        env, queries, tok = fixture_environment(Path(tmp), query_files)
+        arch_json = paper_arch(args.backbone, args.scale)
+        lens = measure_lengths([q["text"] for q in queries.values()],
+                               [f"{d.get('title', '')}: {d['text']}" for d in list(env.corpus.values())[:200]],
+                               "fixture corpus, BRIGHT biology queries" if query_files else "fixture", rollout,
+                               prompt_template, tok)
+        shape = train_shape({**train, "precision": precision.name}, rollout, credit, args.method, None,
+                            read_arch(args.backbone, arch_json), lens, {})
+        planned = {phase: sum(parts.values()) / GIB for phase, parts in zip(("rollout", "update"), train_memory(shape))}
+        meter = PeakMemory(acc.device.type)
+        if cuda:
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.time()
-        record = trainer.train_step()
-        wall = time.time() - t0
-    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    print(f"paper-shaped step ({args.scale}): {args.method}, {n_params / 1e9:.2f}B parameters "
-          f"({ARCH.name} at random), {device}, {precision.describe()}")
+        with meter:
+            torch.manual_seed(0)
+            with torch.device(acc.device):
+                model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**arch_json)).float()
+            n_params = sum(p.numel() for p in model.parameters())
+            sampler = TransformersSampler(model, tok, precision.sampler_dtype)
+            agent = Agent(sampler, tok, prompt_template, RolloutSettings.from_config(rollout))
+            cfg = train_config({"method": args.method, "seed": 0, "rollout": rollout, "train": {**train, "steps": 2},
+                                "credit": credit})
+            trainer = Trainer(model, tok, agent, {"biology": env},
+                              [("biology", q, v["text"]) for q, v in queries.items()], cfg, Path(tmp) / "run",
+                              identity={"paper_step": args.scale}, precision=precision, accelerator=acc)
+            trainer.train_step()          # the first step creates AdamW's state
+            trainer.step += 1
+            t0 = time.time()
+            record = trainer.train_step()
+            wall = time.time() - t0
+    peak = torch.cuda.max_memory_allocated() / GIB if cuda else meter.peak / GIB
+    device = torch.cuda.get_device_name(0) if cuda else "CPU"
+    print(f"paper-shaped step ({args.scale}): {args.method}, {args.backbone} ({n_params / 1e9:.2f}B parameters at "
+          f"random), {device}, {precision.describe()}")
     print(f"  {cfg.queries_per_step} queries x G {rollout['group_size']} x {rollout['max_depth']} rounds, "
           f"budgets {rollout['max_reasoning_tokens']}/{rollout['max_summary_tokens']} tokens, "
-          f"{cfg.ppo_mini_batches} PPO mini-batches of micro-batch {cfg.micro_batch_size}")
+          f"{rollout['rows_per_call'] or 'all'} rows per sampler call, {cfg.ppo_mini_batches} PPO mini-batches, "
+          f"micro-batches of <= {cfg.micro_batch_size} rows / {cfg.micro_batch_tokens or 'any'} tokens, "
+          f"gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}; lengths: {lens.source}, "
+          f"longest row {lens.context} tokens")
     print(f"  rollout {record['rollout_s']:.1f} s ({record['tokens_generated']} tokens, "
           f"{record['tokens_generated'] / record['rollout_s']:.0f} tok/s) | old+ref {record['old_ref_s']:.1f} s | "
-          f"update {record['update_s']:.1f} s | step {wall:.1f} s | peak GPU memory {peak:.1f} GiB")
+          f"update {record['update_s']:.1f} s | step {wall:.1f} s")
+    print(f"  peak memory: plan {max(planned.values()):.2f} GiB (rollout {planned['rollout']:.2f}, update "
+          f"{planned['update']:.2f}; every row at the longest prompt; no dense retriever) | measured {peak:.2f} GiB "
+          f"({'max_memory_allocated' if cuda else 'ricepo.memory_meter'}) | error "
+          f"{(max(planned.values()) - peak) / peak:+.1%}")
     print(f"  sampler-trainer log-prob gap: mean {record['logprob_gap_mean']:.4f}, max {record['logprob_gap_max']:.4f}")
-    project(config, record, wall)
-
-
-def project(config: dict, record: dict, step_s: float) -> None:
-    """GPU-hours of `reproduce_all` on config/config.yaml from this step: training runs at their
-    step count, costed as this step times the method's rows per query relative to G (Tree-GRPO's
-    expansions, RICE-PO's branches) and the backbone's size relative to 1.5B; evaluations at
-    this step's rollout seconds per row, one greedy row per test query."""
-    g = config["rollout"]["group_size"]
-    tree, rice = config["credit"]["tree_grpo"], config["credit"]["ricepo"]
-    rows = {"tree_grpo": tree["trees"] * (1 + tree["expansions"] * tree["rounds"]),
-            "ricepo": g + rice["anchors"] * (rice["branches"] - 1)}
-    per_row_s = record["rollout_s"] / record["trajectories"]
-    train_h = eval_h = 0.0
-    n_train = n_eval = 0
-    for run in runs(config):
-        size = PARAMS_B[run.backbone] / PARAMS_B["r1_distill_qwen_1p5b"]
-        bench = config["benchmarks"][run.benchmark]
-        if run.trained:
-            n_train += 1
-            train_h += config["train"]["steps"] * step_s * rows.get(run.method, g) / g * size / 3600
-        for task in bench["tasks"]:
-            n_eval += 1
-            eval_h += bench["split_counts"][task]["test"] * per_row_s * size / 3600
-    print(f"projected reproduce_all on config/config.yaml: {n_train} training runs {train_h:.0f} GPU-h + "
-          f"{n_eval} evaluations {eval_h:.0f} GPU-h = {train_h + eval_h:.0f} GPU-hours on this GPU "
-          f"(assumes steps cost as this one: full token budgets, cost linear in rows and parameters)")
+    plans = plan_config(config, ROOT / "results" / config["run_name"], query_files)
+    summary = [line for line in format_plan(plans, "plan").splitlines() if line.startswith("estimated GPU-hours")]
+    print(f"projected reproduce_all on config/config.yaml (ricepo plan; {plans[0].gpu}-class GPUs): {summary[0]}")
 
 
 if __name__ == "__main__":

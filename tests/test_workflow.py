@@ -137,6 +137,11 @@ def test_smoke_workflow_end_to_end(tmp_path):
     for log in gpu_logs:
         assert log.read_text().splitlines()[0] in ("gpu-run: CUDA_VISIBLE_DEVICES=0",
                                                    "gpu-run: CUDA_VISIBLE_DEVICES=1"), log
+    # reproduce_all includes the memory plan of every GPU job, from the prepared splits and the built backbone
+    planned = (results / "plan.txt").read_text().splitlines()
+    jobs = n_train + sum(len(b["tasks"]) for b in config["benchmarks"].values())   # evaluations: one line per task
+    assert planned[-1] == f"{jobs} of {jobs} jobs fit", planned[-1]
+    assert all("(fits;" in line for line in planned if line.startswith("  train "))
     html = (tmp_path / "reports" / "smoke" / "report.html").read_text()
     parser = _Cells()
     parser.feed(html)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import jobs
 from .errors import RicepoError
+from .evaluate import BATCH_SIZE
 
 
 def _read_json_input(source: str):
@@ -116,6 +117,23 @@ def cmd_agent_eval(args) -> None:
 
 def cmd_report(args) -> None:
     _print(jobs.report(args.what, Path(args.config_json), [Path(p) for p in args.inputs], Path(args.out)))
+
+
+def cmd_plan(args) -> None:
+    from .atomic import write_text
+    from .config import load_config
+    from .plan import format_plan, plan_config
+
+    config = json.loads(Path(args.config_json).read_text()) if args.config_json else load_config(*args.configfile)
+    results = Path(args.results or f"results/{config['run_name']}")
+    plans = plan_config(config, results, Path(args.query_files) if args.query_files else None)
+    text = format_plan(plans, f"plan {config['run_name']}")
+    print(text)
+    refused = [p for p in plans if not p.fits]
+    if refused:
+        raise RicepoError(f"{len(refused)} of {len(plans)} jobs do not fit their GPU; the first: {refused[0].refusal()}")
+    if args.out:
+        write_text(Path(args.out), text + "\n")
 
 
 def cmd_check(args) -> None:
@@ -253,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--model", required=True, help="Hub id or folder of the policy")
     a.add_argument("--task", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT")
     a.add_argument("--out", required=True)
-    a.add_argument("--batch-size", type=int, default=16)
+    a.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     a.set_defaults(func=cmd_agent_eval)
 
     cf = sub.add_parser("config", help="check a configuration as the workflow reads it")
@@ -276,6 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--out", help="also write the verdicts to this file")
     ck.add_argument("--write", action="store_true", help="(re)write the expected file from these tables")
     ck.set_defaults(func=cmd_check)
+
+    pl = sub.add_parser("plan", help="every GPU job's predicted peak memory and GPU-hours; fails if one does not fit")
+    source = pl.add_mutually_exclusive_group()
+    source.add_argument("--config-json", help="results/{run_name}/config.resolved.json")
+    source.add_argument("--configfile", nargs="*", default=[], metavar="FILE",
+                        help="overlay configs merged over config/config.yaml, as given to snakemake")
+    pl.add_argument("--results", help="the run's results folder, for its prepared splits (default results/{run_name})")
+    pl.add_argument("--query-files", help="where splits are not prepared: a folder with bright/examples/{task}.jsonl "
+                    "and beir/{task}/queries.jsonl (e.g. ../shared/data)")
+    pl.add_argument("--out", help="also write the plan to this file")
+    pl.set_defaults(func=cmd_plan)
 
     rp = sub.add_parser("report", help="tables, figures and the HTML report")
     rp.add_argument("what", help="a table or figure target name, or `html`")

@@ -26,6 +26,7 @@ import torch
 from .errors import RicepoError
 
 SETTINGS = ("auto", "fp32", "bf16-mixed")
+REFERENCE_SETTINGS = ("auto", "fp32", "bf16")
 _CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 # The CPU features that decide which kernels run (and so how results round), best first.
 _KERNEL_FLAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
@@ -90,7 +91,9 @@ class Precision:
         """The context the trainer's forward and backward passes run in."""
         if not self.mixed:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        # No weight cache: with it autocast keeps a bf16 copy of every weight for the whole pass
+        # (2 bytes per parameter, measured); without, a layer's copies go once its backward is done.
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=False)
 
     def describe(self) -> str:
         return f"precision {self.name} on {self.device.type} ({self.reason})"
@@ -110,3 +113,20 @@ def resolve_precision(setting: str, device: torch.device | str) -> Precision:
     if flag:
         return Precision("bf16-mixed", device, f"auto: CPU with native bf16 ({flag})")
     return Precision("fp32", device, f"auto: no native bf16 on this {device.type}")
+
+
+def reference_dtype(setting: str, precision: Precision) -> torch.dtype:
+    """The dtype of the frozen reference policy's weights (config `train.reference_precision`).
+
+    `auto` is bf16 under bf16-mixed and float32 under fp32. A bf16 reference halves its memory
+    (2 bytes per parameter instead of 4) and, under bf16-mixed, changes little: autocast already
+    rounds every matmul's weights to bf16, so only the embedding output, the norms' weights and
+    the residual stream round too. The KL term's log π_ref moves by that rounding (measured on the
+    tiny model: tests/test_memory.py bounds it), far below the policy's own drift that the KL
+    penalises; verl keeps its reference in bf16 for the same reason. Under fp32 `auto` keeps it
+    float32, so a float32 run computes exactly what it did."""
+    if setting not in REFERENCE_SETTINGS:
+        raise RicepoError(f"train.reference_precision: {setting!r} is not one of {', '.join(REFERENCE_SETTINGS)}")
+    if setting == "auto":
+        return precision.sampler_dtype
+    return torch.bfloat16 if setting == "bf16" else torch.float32

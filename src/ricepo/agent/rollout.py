@@ -67,6 +67,7 @@ class RolloutSettings:
     temperature: float                 # sampling temperature (0 = greedy)
     max_reasoning_tokens: int          # budget before the harness closes </think>
     max_summary_tokens: int            # budget before the harness closes </summary>
+    rows_per_call: int                 # trajectories per sampler call and KV cache (0: all at once)
     docs_in_observation: int           # documents shown inside <tool_response>
     doc_max_chars: int                 # characters kept of each shown document
     format_penalty: float              # subtracted from the final reward if a step is unparseable
@@ -220,13 +221,16 @@ class Agent:
     def advance(self, trajs: list[Trajectory], envs: dict[str, TaskEnvironment],
                 generator: torch.Generator | None = None) -> list[Trajectory]:
         """Run every trajectory (fresh, or cut by `branch` at any step) to the maximum depth,
-        batching all unfinished ones in each round, then score them."""
-        self.sampler.reset()
-        while True:
-            active = [t for t in trajs if len(t.steps) < self.s.max_depth and not t.ended]
-            if not active:
-                break
-            self.step(active, envs, generator)
+        batching the unfinished ones of each group of `rows_per_call` in each round (a group runs
+        to the end before the next starts, so only its KV cache is held), then score them."""
+        group = self.s.rows_per_call or max(len(trajs), 1)
+        for first in range(0, len(trajs), group):
+            self.sampler.reset()
+            while True:
+                active = [t for t in trajs[first:first + group] if len(t.steps) < self.s.max_depth and not t.ended]
+                if not active:
+                    break
+                self.step(active, envs, generator)
         self.sampler.reset()
         for t in trajs:
             self.finish(t)

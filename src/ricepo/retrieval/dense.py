@@ -106,16 +106,32 @@ class DenseEncoder:
         return self.encode([self.s.query_prefix + q for q in queries], "encode queries", progress)
 
 
+# Corpus embeddings up to this size live on the GPU in bf16 (DenseIndex._scores); ricepo plan counts them.
+DEVICE_EMBEDDINGS_MAX_GIB = 8.0
+SCORE_BLOCK = 65536   # documents scored per float32 block on the GPU
+_ENCODERS: dict[str, DenseEncoder] = {}
+
+
+def shared_encoder(settings: EncoderSettings) -> DenseEncoder:
+    """One encoder per process and settings, shared by every task's index: a training job over 11
+    BRIGHT tasks loads Diver-Retriever-4B (7.5 GiB in bf16) once, not 11 times."""
+    key = json.dumps(asdict(settings), sort_keys=True)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = DenseEncoder(settings)
+    return _ENCODERS[key]
+
+
 class DenseIndex:
     """Corpus embeddings (one row per document, corpus order) and the settings that made them."""
 
     def __init__(self, embeddings: np.ndarray, doc_ids: list[str], settings: EncoderSettings):
         self.embeddings, self.doc_ids, self.settings = embeddings, doc_ids, settings
         self._encoder: DenseEncoder | None = None
+        self._device_embeddings: torch.Tensor | None = None
 
     @classmethod
     def build(cls, corpus: dict[str, dict], settings: EncoderSettings, device: str | None = None) -> "DenseIndex":
-        encoder = DenseEncoder(settings, device)
+        encoder = DenseEncoder(settings, device) if device else shared_encoder(settings)
         doc_ids = list(corpus)
         index = cls(encoder.encode([doc_text(corpus[d]) for d in doc_ids], "encode corpus"), doc_ids, settings)
         index._encoder = encoder
@@ -140,12 +156,27 @@ class DenseIndex:
 
     def encoder(self) -> DenseEncoder:
         if self._encoder is None:
-            self._encoder = DenseEncoder(self.settings)
+            self._encoder = shared_encoder(self.settings)
         return self._encoder
+
+    def _scores(self, queries: np.ndarray) -> np.ndarray:
+        """Query-document scores. On a GPU the corpus embeddings are kept there in bf16 (half the
+        memory of float32) when they are at most DEVICE_EMBEDDINGS_MAX_GIB, and scored in float32
+        a block of documents at a time; larger ones, and every index on a CPU, stay float32 in
+        host memory (numpy), so CPU runs compute exactly what they did."""
+        device = self.encoder().device
+        if not device.startswith("cuda") or self.embeddings.size * 2 > DEVICE_EMBEDDINGS_MAX_GIB * 2**30:
+            return queries @ self.embeddings.T
+        if self._device_embeddings is None:
+            self._device_embeddings = torch.from_numpy(self.embeddings).to(device, torch.bfloat16)
+        q = torch.from_numpy(queries).to(device)
+        blocks = [q @ self._device_embeddings[i:i + SCORE_BLOCK].float().T
+                  for i in range(0, len(self._device_embeddings), SCORE_BLOCK)]
+        return torch.cat(blocks, dim=1).cpu().numpy()
 
     def search_many(self, queries: list[str], k: int) -> list[list[tuple[str, float]]]:
         """Top-k (doc_id, score) per query, best first; ties broken by corpus order."""
-        scores = self.encoder().encode_queries(queries) @ self.embeddings.T
+        scores = self._scores(self.encoder().encode_queries(queries))
         return [top_k(row, self.doc_ids, k) for row in scores]
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:

@@ -12,6 +12,7 @@ from ..credit import get_method
 from ..environments import index_parts, load_environment
 from ..errors import RicepoError
 from ..identity import training_identity
+from ..plan import check_training_fits
 from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from .distributed import make_accelerator
 from .trainer import TrainConfig, Trainer
@@ -51,6 +52,14 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
         queries += [(task, qid, q["text"]) for qid, q in split_queries.items()]
     cfg = train_config(spec)
     acc = make_accelerator()   # one process, or one of those `accelerate launch` started
+    if acc.device.type == "cuda":   # refused here, before the model is loaded, if the plan says it cannot fit
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(acc.device)
+        job = check_training_fits(spec, tasks, free / 2**30, torch.cuda.get_device_name(acc.device))
+        if acc.is_main_process:
+            print(f"plan: {job.peak_gib:.1f} GiB predicted at the {job.phase} peak, {job.capacity_gib:.1f} GiB free",
+                  flush=True)
     precision = resolve_precision(cfg.precision, acc.device)
     if acc.is_main_process:
         print(precision.describe(), flush=True)

@@ -24,14 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
 from ..agent.rollout import Agent, Trajectory
-from ..agent.sampling import policy_logprobs
+from ..agent.sampling import cast_parameters, policy_logprobs
 from ..atomic import atomic_file
 from ..errors import RicepoError
 from ..identity import differences
-from ..precision import Precision
+from ..precision import Precision, reference_dtype
 from ..retrieval.retriever import TaskEnvironment
 from .collect import StepContext, batch_position, collect
 from .distributed import (all_reduce, full_params_for_generation, gather_objects, is_fsdp, make_accelerator,
@@ -55,7 +56,10 @@ class TrainConfig:
     loss_agg: str                     # token-mean | seq-mean-token-mean | seq-mean-token-sum
     ppo_epochs: int                   # passes over each rollout batch
     ppo_mini_batches: int             # optimizer steps per pass: the batch's queries split this many ways
-    micro_batch_size: int             # sequences per forward/backward pass
+    micro_batch_size: int             # at most this many sequences per forward/backward pass
+    micro_batch_tokens: int           # and at most this many tokens (rows x their longest row); 0: no token bound
+    logprob_chunk_tokens: int         # trained positions per vocabulary projection (bounds the logits' memory)
+    reference_precision: str          # auto | fp32 | bf16: the frozen reference's weights (auto: bf16 under bf16-mixed)
     grad_clip: float                  # max gradient norm
     weight_decay: float               # AdamW weight decay
     save_every: int                   # steps between resumable checkpoints (state.pt); 0: none
@@ -79,13 +83,35 @@ def _pad(rows: list[list], value, device, dtype):
 
 
 def sequence_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, temperature: float, vocab: int,
-                      start: int = 1) -> torch.Tensor:
+                      start: int = 1, mask: torch.Tensor | None = None, chunk_tokens: int = 1024) -> torch.Tensor:
     """log π(token_t | tokens_<t) for t ≥ `start` at the rollout temperature, over the tokenizer's
-    `vocab` ids (as the sampler scores them); shape (B, L-start). Only those positions go through
-    the vocabulary projection: with a long prompt and a large vocabulary, the (B, L, V) float
-    logits were most of the update's time and memory."""
-    logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=ids.shape[1] - start + 1).logits[:, :-1]
-    return policy_logprobs(logits, temperature, vocab).gather(-1, ids[:, start:, None]).squeeze(-1)
+    `vocab` ids (as the sampler scores them); shape (B, L-start), 0 where `mask` (B, L-start) is
+    False. Only the masked positions go through the vocabulary projection, `chunk_tokens` at a
+    time, each chunk's logits recomputed in the backward pass instead of kept: no
+    (rows x positions x vocabulary) float tensor ever exists (for 4 rows of 4.5k positions and
+    Qwen's 152k ids that tensor alone was 10 GiB, and its log-softmax and gradient as much again)."""
+    out = model(input_ids=ids, attention_mask=attn, logits_to_keep=1, output_hidden_states=True)
+    hidden = out.hidden_states[-1][:, start - 1:-1]          # position t-1 predicts token t
+    targets = ids[:, start:]
+    if mask is None:
+        mask = torch.ones_like(targets, dtype=torch.bool)
+    head = getattr(model, "module", model).get_output_embeddings()   # DDP wraps the model
+
+    def score(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return policy_logprobs(head(h), temperature, vocab).gather(-1, t[:, None]).squeeze(-1)
+
+    where, weight = mask.nonzero(as_tuple=True), 1.0
+    if not where[0].numel():
+        # nothing trained in these rows: one position scored at weight 0, so that every parameter
+        # still gets a (zero) gradient, as DDP's synchronisation needs
+        where, weight = (torch.zeros(1, dtype=torch.long, device=ids.device),) * 2, 0.0
+    h, t = hidden[where], targets[where]
+    parts = []
+    for i in range(0, len(t), chunk_tokens):
+        args = (h[i:i + chunk_tokens], t[i:i + chunk_tokens])
+        parts.append(checkpoint(score, *args, use_reentrant=False) if torch.is_grad_enabled() else score(*args))
+    logp = torch.zeros(targets.shape, dtype=torch.float32, device=ids.device)
+    return logp.index_put(where, torch.cat(parts) * weight)
 
 
 @dataclass
@@ -114,8 +140,20 @@ class UpdateBatch:
                    minibatch=torch.tensor(minibatch, device=device), start=start)
 
 
-def _micro_batches(rows: torch.Tensor, size: int) -> list[torch.Tensor]:
-    return [rows[i:i + size] for i in range(0, len(rows), size)]
+def micro_batches(rows: torch.Tensor, lengths: torch.Tensor, size: int, tokens: int) -> list[torch.Tensor]:
+    """`rows` in order, cut into micro-batches of at most `size` rows and, when `tokens` > 0, at
+    most `tokens` tokens once padded to their own longest row (a longer row goes alone)."""
+    out, current, width = [], [], 0
+    for r in rows.tolist():
+        wider = max(width, int(lengths[r]))
+        if current and (len(current) == size or (tokens and (len(current) + 1) * wider > tokens)):
+            out.append(current)
+            current, wider = [], int(lengths[r])
+        current.append(r)
+        width = wider
+    if current:
+        out.append(current)
+    return [torch.tensor(c, device=rows.device) for c in out]
 
 
 def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, temperature: float, vocab: int,
@@ -125,16 +163,34 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
     off 1 from the second mini-batch on and clipping can act). Each mini-batch's loss is
     normalised by its token and sequence counts summed over processes and scaled by the process
     count, because DDP averages gradients: N processes on N shards take the step one process
-    takes on all rows. Returns the step log's update figures, averaged over optimizer steps."""
+    takes on all rows. A micro-batch is cut to its own longest row (`micro_batches`), and the
+    gradients are freed after each optimizer step, so they do not live on into the rollout.
+    Returns the step log's update figures, averaged over optimizer steps."""
     device, world = batch.ids.device, acc.num_processes
     ids, attn, start = batch.ids, batch.attn, batch.start
+    lengths = attn.sum(-1)
     everything = torch.arange(ids.shape[0], device=device)
+
+    def cut(c: torch.Tensor) -> int:
+        """Columns of the micro-batch `c` from `start` on: up to its longest row."""
+        return max(int(lengths[c].max()), start + 1) - start
+
+    def logprobs(policy, c: torch.Tensor) -> torch.Tensor:
+        w = cut(c)
+        return sequence_logprobs(policy, ids[c, :start + w], attn[c, :start + w], temperature, vocab, start,
+                                 batch.mask[c, :w], cfg.logprob_chunk_tokens)
+
+    def split(rows: torch.Tensor) -> list[torch.Tensor]:
+        return micro_batches(rows, lengths, cfg.micro_batch_size, cfg.micro_batch_tokens)
+
     t0 = time.time()
+    old, ref_logp = torch.zeros_like(batch.adv), torch.zeros_like(batch.adv)
     with torch.no_grad(), precision.autocast():
         model.eval()
-        passes = _micro_batches(everything, cfg.micro_batch_size)
-        old = torch.cat([sequence_logprobs(model, ids[c], attn[c], temperature, vocab, start) for c in passes])
-        ref_logp = torch.cat([sequence_logprobs(ref, ids[c], attn[c], temperature, vocab, start) for c in passes])
+        for c in split(everything):
+            w = cut(c)
+            old[c, :w] = logprobs(model, c)
+            ref_logp[c, :w] = logprobs(ref, c)
     old_ref_s = time.time() - t0
     gap = (old - batch.sampled).abs()[batch.mask]
     gap_stats = all_reduce(torch.tensor([float(gap.sum()), float(gap.numel())], device=device))
@@ -150,31 +206,30 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
             if totals[2] == 0:      # no process has a row in this mini-batch
                 continue
             total_tokens, total_seqs = max(float(totals[0]), 1.0), max(float(totals[1]), 1.0)
-            chunks = _micro_batches(rows, cfg.micro_batch_size)
+            chunks = split(rows)
             # every process runs as many backward passes as the busiest one (DDP syncs on each)
             n_passes = int(all_reduce(torch.tensor([len(chunks)], device=device), "max")[0])
-            opt.zero_grad(set_to_none=True)
             step = torch.zeros(4, device=device)
             for i in range(n_passes):
                 sync = acc.no_sync(model) if i < n_passes - 1 else contextlib.nullcontext()
                 with sync, precision.autocast():
                     if i >= len(chunks):   # an idle pass: zero loss, so gradients still sync
-                        (sequence_logprobs(model, ids[:1], attn[:1], temperature, vocab, start).sum() * 0.0).backward()
+                        (logprobs(model, everything[:1]).sum() * 0.0).backward()
                         continue
-                    c = chunks[i]
-                    logp = sequence_logprobs(model, ids[c], attn[c], temperature, vocab, start)
-                    loss_tok, pg, kl, clipped = token_losses(logp, old[c], ref_logp[c], batch.adv[c],
-                                                             clip_eps=cfg.clip_eps, dual_clip=cfg.dual_clip,
-                                                             kl_coef=cfg.kl_coef)
-                    loss = aggregate(loss_tok, batch.mask[c], cfg.loss_agg, total_tokens=total_tokens,
-                                     total_seqs=total_seqs)
+                    c, w = chunks[i], cut(chunks[i])
+                    mask = batch.mask[c, :w]
+                    loss_tok, pg, kl, clipped = token_losses(logprobs(model, c), old[c, :w], ref_logp[c, :w],
+                                                             batch.adv[c, :w], clip_eps=cfg.clip_eps,
+                                                             dual_clip=cfg.dual_clip, kl_coef=cfg.kl_coef)
+                    loss = aggregate(loss_tok, mask, cfg.loss_agg, total_tokens=total_tokens, total_seqs=total_seqs)
                     (loss * world).backward()
                 with torch.no_grad():
-                    w = batch.mask[c].float()
-                    step += torch.stack([loss.detach(), (pg * w).sum() / total_tokens,
-                                         (kl * w).sum() / total_tokens, (clipped * w).sum() / total_tokens])
+                    trained = mask.float()
+                    step += torch.stack([loss.detach(), (pg * trained).sum() / total_tokens,
+                                         (kl * trained).sum() / total_tokens, (clipped * trained).sum() / total_tokens])
             grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
+            opt.zero_grad(set_to_none=True)
             sums += torch.cat([all_reduce(step), torch.as_tensor(grad_norm, device=device, dtype=torch.float32)[None]])
             updates += 1
     sums = sums / max(updates, 1)
@@ -202,8 +257,10 @@ class Trainer:
         if next(model.parameters()).dtype != torch.float32:
             raise RicepoError("training: the policy's master weights must be float32 (bf16 weights would not move at "
                               "lr 1e-6); load the backbone in float32 and set train.precision for the arithmetic")
-        # The reference policy is a frozen copy: no gradients, so the optimizer holds only the policy.
-        self.ref = copy.deepcopy(model).eval().requires_grad_(False).to(self.acc.device)
+        # The reference policy is a frozen copy: no gradients, so the optimizer holds only the policy;
+        # in bf16 under bf16-mixed (precision.reference_dtype says why that is safe for the KL).
+        self.ref = cast_parameters(copy.deepcopy(model), reference_dtype(cfg.reference_precision, precision))
+        self.ref = self.ref.eval().requires_grad_(False).to(self.acc.device)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         # fused: one kernel over all parameters (CPU and CUDA), several times faster than the loop
