@@ -6,10 +6,10 @@ from conftest import ROOT
 PACKAGE = ROOT / "src" / "ricepo"
 LAYERS = [                       # lowest first; a unit is a module or a subpackage of ricepo
     {"errors", "atomic", "identity"},
-    {"data", "credit", "precision", "packaged", "gpu_slots"},
+    {"data", "credit", "precision", "packaged", "gpu_slots", "memory_meter"},
     {"config", "layout", "metrics"},        # the config schema, the run matrix, NDCG
     {"retrieval", "report"},
-    {"environments", "agent"},
+    {"environments", "agent", "plan"},   # plan: memory and GPU-hours from config, layout and retrieval
     {"train", "evaluate"},
     {"jobs"},
     {"cli", "__init__"},

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import jobs
 from .errors import RicepoError
-from .evaluate import BATCH_SIZE
+from .layout import EVAL_BATCH_SIZE
 
 
 def _read_json_input(source: str):
@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--model", required=True, help="Hub id or folder of the policy")
     a.add_argument("--task", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT")
     a.add_argument("--out", required=True)
-    a.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    a.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE)
     a.set_defaults(func=cmd_agent_eval)
 
     cf = sub.add_parser("config", help="check a configuration as the workflow reads it")

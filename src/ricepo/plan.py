@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import RicepoError
-from .evaluate import BATCH_SIZE as EVAL_BATCH
+from .layout import EVAL_BATCH_SIZE as EVAL_BATCH
 
 GIB = 2 ** 30
 ARCHITECTURES = Path(__file__).resolve().parents[2] / "config" / "architectures"
@@ -502,12 +502,13 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
         if not job.fits:
             job.advice = ["evaluate with a smaller --batch-size"]
         plans.append(job)
-    plans += _index_plans(config)
+    plans += _index_plans(config, splits)
     return plans
 
 
-def _index_plans(config: dict) -> list[JobPlan]:
+def _index_plans(config: dict, splits: Path) -> list[JobPlan]:
     from .config import retriever_settings
+    from .retrieval.dense import settings_for
 
     out = []
     key, gpu = config["plan"]["gpu"], config["gpus"][config["plan"]["gpu"]]
@@ -515,18 +516,14 @@ def _index_plans(config: dict) -> list[JobPlan]:
         retriever = retriever_settings(bench["retriever"])
         if retriever["name"] == "bm25":
             continue
-        entry = config["dense_models"][retriever["dense_model"]]
+        entry = dict(config["dense_models"][retriever["dense_model"]])
         enc = load_arch(retriever["dense_model"], entry["model"], causal_lm=False)
-        from .retrieval.dense import settings_for
-
-        s = settings_for(entry["model"], **{k: v for k, v in entry.items() if k != "model"}) \
-            if Path(entry["model"]).exists() else None
-        batch, length = (s.batch_size, s.max_length) if s else (entry.get("batch_size", 32), entry.get("max_length", 512))
-        parts = index_memory(enc, batch, length)
+        s = settings_for(entry.pop("model"), **entry)
+        parts = index_memory(enc, s.batch_size, s.max_length)
         for task in bench["tasks"]:
-            docs = _corpus_docs(Path("/nonexistent"), benchmark, task)
-            # every document at the full max_length is the most a corpus can cost (an upper bound)
-            seconds = 2 * enc.params * docs * min(length, 512) / (config["plan"]["mfu"] * gpu["bf16_tflops"] * 1e12)
+            docs = _corpus_docs(splits / benchmark / task, benchmark, task)
+            # each document at up to 512 tokens (most BRIGHT and BEIR documents are shorter): an estimate
+            seconds = 2 * enc.params * docs * min(s.max_length, 512) / (config["plan"]["mfu"] * gpu["bf16_tflops"] * 1e12)
             out.append(JobPlan(job=f"dense_index {benchmark}/{task} {retriever['dense_model']}", kind="dense_index",
                                gpu=key, capacity_gib=gpu["memory_gib"] - config["plan"]["reserve_gib"],
                                parts=gib(parts), phase="forward", other_phase_gib=0.0, gpu_hours=seconds / 3600,

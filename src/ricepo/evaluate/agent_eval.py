@@ -17,11 +17,11 @@ from ..environments import load_environment
 from ..errors import RicepoError
 from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from ..metrics import evaluate_run
-from . import BATCH_SIZE
+from ..layout import EVAL_BATCH_SIZE
 
 
 def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path,
-                   batch_size: int = BATCH_SIZE, keep_transcripts: int = 5) -> dict:
+                   batch_size: int = EVAL_BATCH_SIZE, keep_transcripts: int = 5) -> dict:
     out_dir = Path(out_dir)
     env, queries = load_environment(task, split_dir, index_dir, "test", spec.get("retriever"),
                                     spec.get("dense_models"))
