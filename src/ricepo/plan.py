@@ -139,7 +139,8 @@ def split_texts(split_dir: Path | None, split: str, fallback: Path | None,
                 sample_docs: int = 200) -> tuple[list[str], list[str], str]:
     """(query texts, a sample of document texts, source) of a task: from its prepared split
     (`queries.jsonl`, `qrels/<split>.tsv`, `corpus.jsonl`), else the queries of a fallback file
-    (BRIGHT examples JSONL with `query`, or a BEIR queries.jsonl with `text`) and no documents."""
+    (BRIGHT examples JSONL with `query`, a BEIR queries.jsonl with `text`, or BEIR's gzipped test
+    topics, id TAB text) and no documents."""
     if split_dir is not None and (split_dir / "queries.jsonl").exists():
         from .data.canonical import Dataset
 
@@ -149,6 +150,11 @@ def split_texts(split_dir: Path | None, split: str, fallback: Path | None,
             docs = [f"{d.get('title', '')}: {d['text']}" for d in list(ds.corpus.values())[:sample_docs]]
             return [q["text"] for q in queries.values()], docs, f"{split_dir} ({split})"
     if fallback is not None and fallback.exists():
+        if fallback.suffix == ".gz":      # BEIR topics: id TAB text
+            import gzip
+
+            lines = gzip.open(fallback, "rt", encoding="utf-8").read().splitlines()
+            return [line.split("\t", 1)[-1] for line in lines if line.strip()], [], str(fallback)
         texts = [row.get("query") or row.get("text") or "" for row in
                  (json.loads(line) for line in fallback.read_text().splitlines() if line.strip())]
         return texts, [], str(fallback)
@@ -229,7 +235,6 @@ class JobPlan:
     capacity_gib: float               # the GPU's memory less the reserve
     parts: dict[str, float]           # component -> GiB at the peak phase
     phase: str                        # which phase peaks (rollout | update | forward)
-    other_phase_gib: float
     gpu_hours: float                  # estimate
     lengths_source: str
     advice: list[str] = field(default_factory=list)   # cheapest changes first
@@ -358,10 +363,13 @@ def _tokenizer(model: str):
 
 
 def _fallback(query_files: Path | None, benchmark: str, task: str) -> Path | None:
+    """A task's query file under `--query-files`: BRIGHT examples, BEIR queries, or BEIR test topics."""
     if query_files is None:
         return None
-    return {"bright": query_files / "bright" / "examples" / f"{task}.jsonl",
-            "beir": query_files / "beir" / task / "queries.jsonl"}[benchmark]
+    candidates = {"bright": [query_files / "bright" / "examples" / f"{task}.jsonl"],
+                  "beir": [query_files / "beir" / task / "queries.jsonl",
+                           query_files / "beir" / task / "topics.test.tsv.gz"]}[benchmark]
+    return next((c for c in candidates if c.exists()), candidates[0])
 
 
 def _corpus_docs(split_dir: Path, benchmark: str, task: str) -> int:
@@ -481,8 +489,8 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
             parts = train_memory(shape)[0 if rollout >= update else 1]
             hours = config["train"]["steps"] * train_seconds(shape, gpu, config["plan"]) / 3600
             job = JobPlan(job=f"train {label}", kind="train", gpu=gpu_key, capacity_gib=capacity, parts=gib(parts),
-                          phase="rollout" if rollout >= update else "update", other_phase_gib=min(rollout, update),
-                          gpu_hours=hours, lengths_source=lens.source)
+                          phase="rollout" if rollout >= update else "update", gpu_hours=hours,
+                          lengths_source=lens.source)
             if not job.fits:
                 job.advice = _train_advice(shape, job.peak_gib, capacity)
             plans.append(job)
@@ -497,7 +505,7 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
         hours = eval_seconds(arch, lens, queries, EVAL_BATCH, mixed, gpu, config["plan"]) / 3600
         job = JobPlan(job=f"agent_eval {benchmark}/{backbone} {task} (x{len(evaluated)} runs)", kind="agent_eval",
                       gpu=gpu_key, capacity_gib=gpu["memory_gib"] - config["plan"]["reserve_gib"], parts=gib(parts),
-                      phase="rollout", other_phase_gib=0.0, gpu_hours=hours * len(evaluated),
+                      phase="rollout", gpu_hours=hours * len(evaluated),
                       lengths_source=lens.source)
         if not job.fits:
             job.advice = ["evaluate with a smaller --batch-size"]
@@ -526,7 +534,7 @@ def _index_plans(config: dict, splits: Path) -> list[JobPlan]:
             seconds = 2 * enc.params * docs * min(s.max_length, 512) / (config["plan"]["mfu"] * gpu["bf16_tflops"] * 1e12)
             out.append(JobPlan(job=f"dense_index {benchmark}/{task} {retriever['dense_model']}", kind="dense_index",
                                gpu=key, capacity_gib=gpu["memory_gib"] - config["plan"]["reserve_gib"],
-                               parts=gib(parts), phase="forward", other_phase_gib=0.0, gpu_hours=seconds / 3600,
+                               parts=gib(parts), phase="forward", gpu_hours=seconds / 3600,
                                lengths_source=f"{docs} documents"))
     return out
 
@@ -540,6 +548,9 @@ def format_plan(plans: list[JobPlan], title: str) -> str:
         verdict = "fits" if p.fits else "DOES NOT FIT"
         lines.append(f"  {p.job}: {p.peak_gib:.1f} of {p.capacity_gib:.1f} on {p.gpu} ({verdict}; {p.phase} peak; "
                      f"{parts}) ~{p.gpu_hours:.2f} GPU-h")
+    sources = sorted({p.lengths_source for p in plans if p.kind != "dense_index"})
+    shown = "; ".join(sources) if len(sources) <= 3 else f"{len(sources)} sources, e.g. {sources[0]}"
+    lines.append(f"token lengths from: {shown}")
     hours = sum(p.gpu_hours for p in plans)
     by_kind = {k: sum(p.gpu_hours for p in plans if p.kind == k) for k in ("train", "agent_eval", "dense_index")}
     lines.append("estimated GPU-hours: " + ", ".join(f"{k} {v:.0f}" for k, v in by_kind.items()) + f"; total {hours:.0f}")
@@ -573,9 +584,7 @@ def check_training_fits(spec: dict, tasks: dict[str, tuple[Path, Path]], free_gi
     peak = max((rollout, update), key=lambda p: sum(p.values()))
     job = JobPlan(job=f"train {spec['benchmark']}/{Path(model).name}/{spec['method']} seed {spec['seed']}",
                   kind="train", gpu=gpu, capacity_gib=free_gib, parts=gib(peak),
-                  phase="rollout" if peak is rollout else "update",
-                  other_phase_gib=min(sum(rollout.values()), sum(update.values())) / GIB, gpu_hours=0.0,
-                  lengths_source=lens.source)
+                  phase="rollout" if peak is rollout else "update", gpu_hours=0.0, lengths_source=lens.source)
     if not job.fits:
         job.advice = _train_advice(shape, job.peak_gib, free_gib)
         raise RicepoError(job.refusal())
