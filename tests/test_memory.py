@@ -249,15 +249,18 @@ def test_a_job_too_large_is_refused_in_one_line(tmp_path):
 
 
 def test_a_training_job_is_refused_before_its_model_loads(fixture_task, tiny_backbone):
+    from ricepo.environments import load_environment
     from ricepo.errors import RicepoError
     from ricepo.plan import check_training_fits
-    from test_trainer import spec, tasks
+    from test_trainer import spec
 
+    env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
+    texts = [q["text"] for q in queries.values()]
     job_spec = {**spec(tiny_backbone, steps=1), "benchmark": "bright"}
-    job = check_training_fits(job_spec, tasks(fixture_task), free_gib=1.0, gpu="test")
+    job = check_training_fits(job_spec, {"leetcode": env}, texts, free_gib=1.0, gpu="test")
     assert job.fits and 0 < job.peak_gib < 1.0
     with pytest.raises(RicepoError, match=r"^train bright/tiny_qwen2/grpo seed 0: needs .* GiB at its .* peak, test has "):
-        check_training_fits(job_spec, tasks(fixture_task), free_gib=job.peak_gib / 2, gpu="test")
+        check_training_fits(job_spec, {"leetcode": env}, texts, free_gib=job.peak_gib / 2, gpu="test")
 
 
 def test_the_plan_predicts_a_measured_step_within_15_percent(tmp_path):

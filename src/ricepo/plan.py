@@ -295,10 +295,9 @@ def train_memory(s: TrainShape) -> tuple[dict, dict]:
     # pass, with the activations gone, the embedding's contribution and its sum with the accumulated
     # gradient are two such tensors at once.
     vocab_grad = 4 * a.vocab * a.hidden
-    during = activation_bytes(a, T, dt, s.gradient_checkpointing) + batch + chunk * a.vocab * LOGIT_BYTES + vocab_grad
-    update = {**fixed, "gradients": 4 * P, "activations": activation_bytes(a, T, dt, s.gradient_checkpointing) + batch,
-              "logits": chunk * a.vocab * LOGIT_BYTES + vocab_grad,
-              "gradient accumulation": max(0, 2 * vocab_grad - during)}
+    activations, logits = activation_bytes(a, T, dt, s.gradient_checkpointing) + batch, chunk * a.vocab * LOGIT_BYTES
+    update = {**fixed, "gradients": 4 * P, "activations": activations, "logits": logits + vocab_grad,
+              "gradient accumulation": max(0, 2 * vocab_grad - (activations + logits + vocab_grad))}
     return rollout, update
 
 
@@ -382,7 +381,7 @@ def _corpus_docs(split_dir: Path, benchmark: str, task: str) -> int:
     return {"bright": bright.KNOWN_DOCS, "beir": beir.KNOWN_DOCS}[benchmark].get(task, 0)
 
 
-def retriever_bytes(retriever: dict, dense_models: dict, benchmark: str, split_dirs: dict[str, Path]) -> dict:
+def retriever_bytes(retriever: dict, dense_models: dict, corpus_docs: dict[str, int]) -> dict:
     """Device bytes of a job's retriever: one shared dense encoder (bf16) and each task's corpus
     embeddings that DenseIndex keeps on the GPU (bf16, up to DEVICE_EMBEDDINGS_MAX_GIB each)."""
     from .config import retriever_settings
@@ -394,8 +393,8 @@ def retriever_bytes(retriever: dict, dense_models: dict, benchmark: str, split_d
     name = retriever["dense_model"]
     enc = load_arch(name, dense_models[name]["model"], causal_lm=False)
     embeddings = 0
-    for task, split_dir in split_dirs.items():
-        size = _corpus_docs(split_dir, benchmark, task) * enc.hidden * 2
+    for docs in corpus_docs.values():
+        size = docs * enc.hidden * 2
         embeddings += size if size <= DEVICE_EMBEDDINGS_MAX_GIB * GIB else 0
     return {"retriever encoder": 2 * enc.params, "corpus embeddings": embeddings}
 
@@ -454,8 +453,8 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
     plans, archs, lens_cache, evaluations = [], {}, {}, {}
 
     def _retriever(benchmark: str, tasks: list[str]) -> dict:
-        return retriever_bytes(config["benchmarks"][benchmark]["retriever"], config["dense_models"], benchmark,
-                               {t: splits / benchmark / t for t in tasks})
+        return retriever_bytes(config["benchmarks"][benchmark]["retriever"], config["dense_models"],
+                               {t: _corpus_docs(splits / benchmark / t, benchmark, t) for t in tasks})
 
     def lens_for(benchmark: str, tasks: list[str], split: str, backbone: str) -> Lengths:
         key = (benchmark, tuple(tasks), split, backbone)
@@ -560,9 +559,10 @@ def format_plan(plans: list[JobPlan], title: str) -> str:
     return "\n".join(lines)
 
 
-def check_training_fits(spec: dict, tasks: dict[str, tuple[Path, Path]], free_gib: float, gpu: str) -> JobPlan:
-    """The plan of one training job (a job spec and its tasks' split folders) against `free_gib`
-    of GPU memory; a job that does not fit is refused, before its model is loaded."""
+def check_training_fits(spec: dict, envs: dict, queries: list[str], free_gib: float, gpu: str) -> JobPlan:
+    """The plan of one training job (its job spec, its loaded task environments and train query
+    texts) against `free_gib` of GPU memory; a job that does not fit is refused, before its model
+    is loaded."""
     from transformers import AutoConfig
 
     model = spec["backbone"]["model"]
@@ -570,14 +570,10 @@ def check_training_fits(spec: dict, tasks: dict[str, tuple[Path, Path]], free_gi
         arch = read_arch(Path(model).name, AutoConfig.from_pretrained(model).to_dict())
     except OSError as e:
         raise RicepoError(f"plan: cannot read the architecture of {model!r}: {str(e).splitlines()[0]}") from None
-    queries, docs = [], []
-    for task, (split_dir, _) in tasks.items():
-        q, d, _ = split_texts(Path(split_dir), "train", None)
-        queries += q
-        docs += d
+    docs = [f"{d.get('title', '')}: {d['text']}" for env in envs.values() for d in list(env.corpus.values())[:200]]
     lens = measure_lengths(queries, docs, "the job's train splits", spec["rollout"], spec["template"], _tokenizer(model))
     retriever = retriever_bytes(spec.get("retriever") or {"name": "bm25"}, spec.get("dense_models") or {},
-                                spec["benchmark"], {t: Path(split) for t, (split, _) in tasks.items()})
+                                {task: len(env.corpus) for task, env in envs.items()})
     shape = train_shape(spec["train"], spec["rollout"], spec.get("credit", {}), spec["method"], spec.get("variant"),
                         arch, lens, retriever)
     rollout, update = train_memory(shape)

@@ -56,7 +56,8 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
         import torch
 
         free, _ = torch.cuda.mem_get_info(acc.device)
-        job = check_training_fits(spec, tasks, free / 2**30, torch.cuda.get_device_name(acc.device))
+        job = check_training_fits(spec, envs, [text for _, _, text in queries], free / 2**30,
+                                  torch.cuda.get_device_name(acc.device))
         if acc.is_main_process:
             print(f"plan: {job.peak_gib:.1f} GiB predicted at the {job.phase} peak, {job.capacity_gib:.1f} GiB free",
                   flush=True)
