@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
 # Check the GPU path on a GPU node before launching the full reproduction (README, "GPU check").
-#   scripts/gpu_check.sh [tests] [smoke] [paper]      (default: all three, about 10 minutes on an H100)
+#   scripts/gpu_check.sh [tests] [smoke] [paper]      (default: all three; budget 10 minutes on one H200)
 # tests: the tests marked gpu (sampling on CUDA, a bf16-mixed step at lr 1e-6 that moves every
-#        parameter tensor, train + SIGKILL + resume equal to an uninterrupted run);
-# smoke: the whole smoke DAG (config/smoke.yaml) in a temporary folder, training and evaluating on CUDA;
+#        parameter tensor, train + SIGKILL + resume equal to an uninterrupted run); fails if any
+#        of them is skipped or none ran;
+# smoke: the CUDA smoke subset (config/smoke.yaml + config/gpu_smoke.yaml: one task, one seed, the
+#        prompting agent, GRPO and RICE-PO, through to a report) in a temporary folder; fails
+#        unless the DAG completes and every training job's log says it ran on CUDA
+#        (scripts/train_devices.py);
 # paper: one paper-shaped training step with DeepSeek-R1-Distill-Qwen-1.5B's architecture at random
-#        initialisation (scripts/paper_step.py) and the projected GPU-hours of reproduce_all.
+#        initialisation (scripts/paper_step.py --check); fails unless it ran on CUDA and the
+#        plan's peak is within 10% of the measured one.
+# Each part prints its time; the check prints which parts failed and exits 1 if any did.
+# Drill: RICEPO_GPU_CHECK_DRILL=1 skips the CUDA gate, so that on a machine without a GPU every
+# part runs on the CPU and must fail (tests/test_gpu_check.py runs it so; the paper step at
+# --scale tiny there).
 # No network needed: with the project installed (pip install -e .) it runs as is; on a node
-# without PyPI, run scripts/gpu_wheels.sh where PyPI is reachable and bring .whl/ along: the
-# wheels the node lacks are installed into a temporary folder.
+# without PyPI, run scripts/gpu_wheels.py where PyPI is reachable and bring .whl/ along: the
+# wheels the node lacks are installed into a temporary folder (README, "GPU check").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 sections=${*:-tests smoke paper}
 export PYTHONUNBUFFERED=1
+check_start=$(date +%s)
+failed=""
+
+part_time() { echo "-- $1: $2 in $(( $(date +%s) - $3 )) s"; }
 
 if ! python3 -c "import ricepo" 2>/dev/null; then
   site=$(mktemp -d)
@@ -29,48 +42,67 @@ for whl in sorted(pathlib.Path(".whl").glob("*.whl")):
         print(whl)
 PY
 )
-    [ -n "$missing" ] && python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" $missing
+    if [ -n "$missing" ] && ! python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" $missing; then
+      echo "== gpu_check: FAILED: the wheels in .whl/ did not install"; exit 1
+    fi
   fi
   mkdir -p "$site/bin"
   printf '#!/bin/sh\nexec python3 -m ricepo "$@"\n' >"$site/bin/ricepo"
   [ -x "$site/bin/snakemake" ] || printf '#!/bin/sh\nexec python3 -m snakemake "$@"\n' >"$site/bin/snakemake"
   chmod +x "$site/bin/ricepo" "$site/bin/snakemake"
   export PYTHONPATH="$site:$root/src${PYTHONPATH:+:$PYTHONPATH}" PATH="$site/bin:$PATH"
+  python3 -c "import ricepo, snakemake, pytest" || { echo "== gpu_check: FAILED: the project does not import"; exit 1; }
 fi
 
 echo "== gpu_check $(git rev-parse --short HEAD 2>/dev/null) $(date -u +%FT%TZ)"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
-'| transformers', transformers.__version__, '| device', torch.cuda.get_device_name(0))" || exit 1
-python3 -c "import torch; from ricepo.precision import resolve_precision; \
+paper_args=""
+if [ "${RICEPO_GPU_CHECK_DRILL:-0}" = 1 ]; then
+  echo "drill: the CUDA gate is skipped; on a machine without a GPU every part must fail"
+  gpus=1; paper_args="--scale tiny"
+elif ! python3 -c "import torch, transformers; assert torch.cuda.is_available(), 'torch sees no CUDA device'; \
+print('torch', torch.__version__, 'cuda', torch.version.cuda, '| transformers', transformers.__version__, \
+'| devices', torch.cuda.device_count(), torch.cuda.get_device_name(0))"; then
+  echo "== gpu_check: FAILED: no usable CUDA device"; exit 1
+else
+  python3 -c "import torch; from ricepo.precision import resolve_precision; \
 print(resolve_precision('auto', torch.device('cuda')).describe())"
-status=0
+  gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
+fi
 
 if [[ " $sections " == *" tests "* ]]; then
   echo "== tests marked gpu"
-  python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider || status=1
+  start=$(date +%s)
+  out=$(mktemp)
+  python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider -rs 2>&1 | tee "$out"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -ne 0 ] || grep -q "skipped" "$out" || ! grep -qE "[0-9]+ passed" "$out"; then
+    failed="$failed tests"; part_time tests FAILED "$start"
+  else
+    part_time tests ok "$start"
+  fi
 fi
 
 if [[ " $sections " == *" smoke "* ]]; then
-  echo "== smoke DAG on CUDA"
+  echo "== CUDA smoke subset"
   work=$(mktemp -d)
   start=$(date +%s)
-  if snakemake -s "$root/Snakefile" -d "$work" reproduce_all --cores all --configfile "$root/config/smoke.yaml" \
-       --resources gpus="$(nvidia-smi -L | wc -l)" --quiet rules >"$work/snakemake.log" 2>&1; then
-    echo "smoke DAG: ok in $(( $(date +%s) - start )) s ($work/reports/smoke/report.html)"
-    cuda=$(grep -l "on cuda" "$work"/results/smoke/logs/train/*/*/*/*.log | wc -l)
-    total=$(ls "$work"/results/smoke/logs/train/*/*/*/*.log | wc -l)
-    echo "training jobs that ran on CUDA: $cuda of $total"
-    [ "$cuda" -eq "$total" ] || status=1
+  if snakemake -s "$root/Snakefile" -d "$work" reproduce_all --cores all --resources gpu="$gpus" \
+       --configfile "$root/config/smoke.yaml" "$root/config/gpu_smoke.yaml" --quiet rules >"$work/snakemake.log" 2>&1; then
+    echo "smoke DAG: complete ($work/reports/gpu_smoke/report.html)"
+    python3 scripts/train_devices.py "$work/results/gpu_smoke" || failed="$failed smoke"
   else
-    echo "smoke DAG: FAILED; the end of $work/snakemake.log:"; tail -30 "$work/snakemake.log"; status=1
+    echo "smoke DAG: FAILED; the end of $work/snakemake.log:"; tail -30 "$work/snakemake.log"; failed="$failed smoke"
   fi
+  part_time smoke "$([[ "$failed" == *smoke* ]] && echo FAILED || echo ok)" "$start"
 fi
 
 if [[ " $sections " == *" paper "* ]]; then
   echo "== paper-shaped step"
-  python3 scripts/paper_step.py 2>&1 | grep -v -E "Loading weights|Writing model|it/s\]" || status=1
+  start=$(date +%s)
+  python3 scripts/paper_step.py --check $paper_args 2>&1 | grep -v -E "Loading weights|Writing model|it/s\]"
+  if [ "${PIPESTATUS[0]}" -ne 0 ]; then failed="$failed paper"; part_time paper FAILED "$start"
+  else part_time paper ok "$start"; fi
 fi
 
-echo "== gpu_check: $([ $status -eq 0 ] && echo ok || echo FAILED)"
-exit $status
+echo "== gpu_check: $([ -z "$failed" ] && echo ok || echo "FAILED:$failed") in $(( $(date +%s) - check_start )) s"
+[ -z "$failed" ]

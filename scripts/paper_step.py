@@ -20,6 +20,7 @@ model and batch to check the script itself on a CPU.
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import tempfile
 import time
@@ -28,6 +29,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# With --check, a measured peak above the plan's by more than this fraction fails: the plan
+# exists to refuse jobs that would not fit, so it may over-predict but not under-predict much.
+MAX_UNDER = 0.10
 BACKBONES = ("r1_distill_qwen_1p5b", "qwen2p5_3b_instruct", "qwen3_4b_thinking")
 
 
@@ -73,6 +77,8 @@ def main() -> None:
     ap.add_argument("--method", default="grpo")
     ap.add_argument("--scale", choices=["paper", "tiny"], default="paper")
     ap.add_argument("--query-files", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 unless the step ran on CUDA and its measured peak is within MAX_UNDER of the plan's")
     args = ap.parse_args()
 
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -80,22 +86,25 @@ def main() -> None:
     from ricepo.agent.rollout import Agent, RolloutSettings
     from ricepo.agent.sampling import TransformersSampler
     from ricepo.config import load_config
-    from ricepo.layout import template
+    from ricepo.layout import backbone_settings, template
     from ricepo.memory_meter import PeakMemory
     from ricepo.plan import GIB, format_plan, measure_lengths, plan_config, read_arch, train_memory, train_shape
     from ricepo.precision import resolve_precision
-    from ricepo.train.distributed import make_accelerator
+    from ricepo.train.distributed import Parallel
     from ricepo.train.run import train_config
     from ricepo.train.trainer import Trainer
 
     config = load_config()
-    rollout, train = dict(config["rollout"]), dict(config["train"])
+    # the backbone's own settings, in one process (a sharded backbone's step is its per-GPU share
+    # only under several processes: tests/test_distributed.py checks that path)
+    rollout = backbone_settings(config, args.backbone, "rollout")
+    train = {**backbone_settings(config, args.backbone, "train"), "processes": 1}
     if args.scale == "tiny":
         rollout.update(group_size=2, max_reasoning_tokens=16, max_summary_tokens=8)
         train.update(queries_per_step=2)
-    acc = make_accelerator()
-    cuda = acc.device.type == "cuda"
-    precision = resolve_precision(train["precision"], acc.device)
+    par = Parallel.start("ddp")
+    cuda = par.device.type == "cuda"
+    precision = resolve_precision(train["precision"], par.device)
     credit = config["credit"].get(args.method, {})
     prompt_template = template(config, args.backbone)
     query_files = Path(args.query_files) if Path(args.query_files).exists() else None
@@ -109,12 +118,12 @@ def main() -> None:
         shape = train_shape({**train, "precision": precision.name}, rollout, credit, args.method, None,
                             read_arch(args.backbone, arch_json), lens, {})
         planned = {phase: sum(parts.values()) / GIB for phase, parts in zip(("rollout", "update"), train_memory(shape))}
-        meter = PeakMemory(acc.device.type)
+        meter = PeakMemory(par.device.type)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         with meter:
             torch.manual_seed(0)
-            with torch.device(acc.device):
+            with torch.device(par.device):
                 model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**arch_json)).float()
             n_params = sum(p.numel() for p in model.parameters())
             sampler = TransformersSampler(model, tok, precision.sampler_dtype)
@@ -123,7 +132,7 @@ def main() -> None:
                                 "credit": credit})
             trainer = Trainer(model, tok, agent, {"biology": env},
                               [("biology", q, v["text"]) for q, v in queries.items()], cfg, Path(tmp) / "run",
-                              identity={"paper_step": args.scale}, precision=precision, accelerator=acc)
+                              identity={"paper_step": args.scale}, precision=precision, parallel=par)
             trainer.train_step()          # the first step creates AdamW's state
             trainer.step += 1
             t0 = time.time()
@@ -150,6 +159,14 @@ def main() -> None:
     plans = plan_config(config, ROOT / "results" / config["run_name"], query_files)
     summary = [line for line in format_plan(plans, "plan").splitlines() if line.startswith("estimated GPU-hours")]
     print(f"projected reproduce_all on config/config.yaml (ricepo plan; {plans[0].gpu}-class GPUs): {summary[0]}")
+    if args.check:
+        under = (peak - max(planned.values())) / peak
+        failures = ([] if cuda else ["the step did not run on CUDA"]) + (
+            [f"the plan under-predicts the measured peak by {under:.1%} (more than {MAX_UNDER:.0%})"]
+            if under > MAX_UNDER else [])
+        for failure in failures:
+            print(f"paper step: FAILED: {failure}")
+        sys.exit(1 if failures else 0)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def run(shape: str, root: Path, env, queries, tok) -> tuple[float, float, dict]:
     from ricepo.agent.sampling import TransformersSampler
     from ricepo.plan import GIB, measure_lengths, read_arch, split_texts, train_memory, train_shape
     from ricepo.precision import resolve_precision
-    from ricepo.train.distributed import make_accelerator
+    from ricepo.train.distributed import Parallel
     from ricepo.train.run import train_config
     from ricepo.train.trainer import Trainer
     from ricepo.config import section_defaults
@@ -95,7 +95,7 @@ def run(shape: str, root: Path, env, queries, tok) -> tuple[float, float, dict]:
         longest = max(queries.items(), key=lambda kv: len(tok(kv[1]["text"])["input_ids"]))
         trainer = Trainer(model, tok, agent, {"biology": env}, [("biology", longest[0], longest[1]["text"])],
                           cfg, root / f"run-{shape}", identity={"plan_vs_measured": shape}, precision=precision,
-                          accelerator=make_accelerator())
+                          parallel=Parallel.start("ddp"))
         for _ in range(cfg.steps):
             trainer.train_step()
             trainer.step += 1

@@ -1,6 +1,7 @@
 """One PPO update on a fixed batch, for tests/test_distributed.py: run as plain python (one
 process) or under `accelerate launch --num_processes 2` (each process takes its shard of the
-rows). Writes, from the main process, the logged losses and the updated parameters."""
+rows), the policy wrapped as `--distributed` says (ddp, or fsdp: sharded per decoder layer).
+Writes, from the main process, the logged losses and the updated parameters."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +11,7 @@ import torch
 
 from ricepo.agent.models import load_backbone
 from ricepo.precision import resolve_precision
-from ricepo.train.distributed import make_accelerator, shard
+from ricepo.train.distributed import Parallel, shard
 from conftest import train_cfg  # noqa: E402  (this script runs from tests/)
 from ricepo.train.trainer import UpdateBatch, policy_update
 
@@ -40,17 +41,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--distributed", default="ddp")
     args = ap.parse_args()
-    acc = make_accelerator()
-    results = {"processes": acc.num_processes}
+    par = Parallel.start(args.distributed)
+    acc = par.acc
+    results = {"processes": acc.num_processes, "sharded": par.fsdp}
     for name, agg, mini_batches in CASES:
         model, _ = load_backbone(args.backbone, device=acc.device)
         ref = copy.deepcopy(model).eval().requires_grad_(False)
         cfg = train_cfg(learning_rate=1e-3, kl_coef=0.1, ppo_epochs=2, micro_batch_size=2, loss_agg=agg,
                         ppo_mini_batches=mini_batches)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
-        model, opt = acc.prepare(model, opt)
-        vocab = acc.unwrap_model(model).config.vocab_size
+        model, ref, opt = par.prepare(model, ref, lambda params: torch.optim.AdamW(params, lr=cfg.learning_rate),
+                                      None)
+        vocab = par.unwrap(model).config.vocab_size
+        local = [getattr(p, "_local_tensor", p) for p in model.parameters()]   # FSDP: this process's shard
+        results["held"] = sum(t.numel() for t in local) / sum(p.numel() for p in model.parameters())
         ids, attn, mask, adv = fixed_batch(vocab, acc.device)
         rows = shard(list(range(ROWS)), acc.process_index, acc.num_processes)
         mine = torch.tensor(rows, device=acc.device)
@@ -60,8 +65,10 @@ def main() -> None:
                             sampled=torch.zeros_like(adv[mine][:, start:]),
                             minibatch=torch.tensor([r % mini_batches for r in rows], device=acc.device), start=start)
         stats = policy_update(model, ref, opt, batch, cfg, temperature=1.0, vocab=vocab,
-                              precision=resolve_precision("fp32", acc.device), acc=acc)
-        params = torch.cat([p.detach().flatten().cpu() for p in acc.unwrap_model(model).parameters()])
+                              precision=resolve_precision("fp32", acc.device), par=par)
+        weights = par.full_state_dict(model)
+        params = torch.cat([weights[n].detach().flatten().cpu() for n, _ in par.unwrap(model).named_parameters()]
+                           ) if acc.is_main_process else None
         results[name] = {"stats": stats, "params": params}
     if acc.is_main_process:
         torch.save(results, args.out)

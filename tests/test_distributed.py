@@ -1,5 +1,7 @@
-"""Training across two processes (accelerate DDP over gloo, on CPU) takes the same update as
-one process on the same batch: same logged loss, same parameters afterwards."""
+"""Training across two processes on the CPU (gloo) takes the same update as one process on the
+same batch: same logged loss, same parameters afterwards, whether the policy is whole in each
+process (DDP) or sharded per decoder layer (FSDP2); an FSDP run resumes from its sharded
+checkpoint where an uninterrupted run would be."""
 import os
 import subprocess
 import sys
@@ -14,18 +16,23 @@ LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--
           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 
-def _run(cmd: list[str], tmp_path: Path) -> None:
+def _run(cmd: list[str], tmp_path: Path) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     got = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert got.returncode == 0, got.stderr[-3000:]
+    return got.stdout
 
 
-def test_two_processes_take_the_one_process_update(tiny_backbone, tmp_path):
+@pytest.mark.parametrize("mode, port", [("ddp", 29517), ("fsdp", 29519)])
+def test_two_processes_take_the_one_process_update(tiny_backbone, tmp_path, mode, port):
     _run([sys.executable, str(HELPER), "--backbone", str(tiny_backbone), "--out", "one.pt"], tmp_path)
-    _run([*LAUNCH, "--main_process_port", "29517", str(HELPER),
-          "--backbone", str(tiny_backbone), "--out", "two.pt"], tmp_path)
+    _run([*LAUNCH, "--main_process_port", str(port), str(HELPER),
+          "--backbone", str(tiny_backbone), "--out", "two.pt", "--distributed", mode], tmp_path)
     one, two = (torch.load(tmp_path / f, weights_only=False) for f in ("one.pt", "two.pt"))
     assert (one["processes"], two["processes"]) == (1, 2)
+    assert two["sharded"] == (mode == "fsdp")
+    # the fraction of the parameters the main process holds: all (DDP), about half (FSDP)
+    assert two["held"] == 1.0 if mode == "ddp" else 0.45 < two["held"] < 0.55, two["held"]
     for name in ("token-mean", "seq-mean-token-mean", "token-mean/2 mini-batches"):
         a, b = one[name], two[name]
         assert a["stats"]["kl"] > 0 and a["stats"]["clip_frac"] > 0, "the second epoch must move off-policy"
@@ -68,3 +75,37 @@ def test_step_log_merges_processes_by_hand():
     assert m == {"step": 3, "loss": 0.5, "trajectories": 12, "rollouts": 32, "rollout_s": 3.0,
                  "gate_open_rate": (0.5 * 8 + 0.25 * 24) / 32}
     assert merge_records([a]) == a
+
+
+def test_fsdp_run_resumes_from_its_sharded_checkpoint_as_if_never_stopped(fixture_task, tiny_backbone, tmp_path):
+    """`ricepo train` with train.distributed fsdp over two processes: 3 steps straight, and 2 steps
+    then the same run extended to 3 (it resumes from the sharded checkpoint of step 2), log the
+    same third step and save the same weights."""
+    import json
+
+    from safetensors.torch import load_file
+    from test_trainer import spec, tasks
+
+    (split, index), = tasks(fixture_task).values()
+
+    said = {}
+
+    def train(out: str, steps: int) -> list[dict]:
+        s = spec(tiny_backbone, steps=steps, queries_per_step=2, distributed="fsdp", precision="fp32", save_every=1)
+        said[out, steps] = _run([*LAUNCH, "--main_process_port", "29521", "-m", "ricepo", "train", "--spec", json.dumps(s),
+              "--task", f"leetcode={split}:{index}", "--out", out], tmp_path)
+        return [json.loads(x) for x in (tmp_path / out / "log.jsonl").read_text().splitlines()]
+
+    straight = train("straight", 3)
+    train("resumed", 2)
+    state = torch.load(tmp_path / "resumed" / "state.pt", weights_only=False)
+    assert state["step"] == 2 and state["model"] is None and state["shards"] == "state.shards.step2"
+    assert sorted(p.name for p in (tmp_path / "resumed").glob("state.shards.*")) == ["state.shards.step2"]
+    resumed = train("resumed", 3)
+    assert "at step 2/3 (same identity)" in said["resumed", 3] and "resuming" not in said["straight", 3]
+    assert [r["step"] for r in resumed] == [1, 2, 3]
+    for key in ("reward_mean", "loss", "kl", "grad_norm", "tokens_generated"):
+        assert resumed[2][key] == pytest.approx(straight[2][key], rel=1e-5, abs=1e-7), key
+    a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("straight", "resumed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert straight[2]["grad_norm"] > 0

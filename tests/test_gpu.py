@@ -41,22 +41,22 @@ def test_a_bf16_mixed_step_at_lr_1e_6_moves_every_parameter_tensor_on_the_gpu(ti
 
     from ricepo.agent.models import load_backbone
     from ricepo.precision import resolve_precision
-    from ricepo.train.distributed import make_accelerator
+    from ricepo.train.distributed import Parallel
     from conftest import train_cfg
     from ricepo.train.trainer import policy_update
     from test_trainer import _random_update_batch
 
-    acc = make_accelerator()
-    model, tok = load_backbone(str(tiny_backbone), device=acc.device)
+    par = Parallel.start("ddp")
+    model, tok = load_backbone(str(tiny_backbone), device=par.device)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     ref = copy.deepcopy(model).eval().requires_grad_(False)
     cfg = train_cfg(learning_rate=1e-6, ppo_mini_batches=1)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
     b = _random_update_batch(len(tok))
-    b = type(b)(**{k: (v.to(acc.device) if torch.is_tensor(v) else v) for k, v in vars(b).items()})
-    precision = resolve_precision("auto", acc.device)
+    b = type(b)(**{k: (v.to(par.device) if torch.is_tensor(v) else v) for k, v in vars(b).items()})
+    precision = resolve_precision("auto", par.device)
     assert precision.name == "bf16-mixed"
-    policy_update(model, ref, opt, b, cfg, 1.0, len(tok), precision, acc)
+    policy_update(model, ref, opt, b, cfg, 1.0, len(tok), precision, par)
     assert [n for n, p in model.named_parameters() if torch.equal(p, before[n])] == []
 
 

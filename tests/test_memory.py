@@ -108,7 +108,7 @@ def _uneven_batch(vocab, rows=4, long=160, short=24):
 
 def _update(cfg, model, precision="fp32", reference=None):
     from ricepo.precision import resolve_precision
-    from ricepo.train.distributed import make_accelerator
+    from ricepo.train.distributed import Parallel
     from ricepo.train.trainer import policy_update
 
     ref = reference if reference is not None else copy.deepcopy(model).eval().requires_grad_(False)
@@ -116,7 +116,7 @@ def _update(cfg, model, precision="fp32", reference=None):
     batch = _uneven_batch(model.config.vocab_size)
     box = {}
     peak = _peak(lambda: box.update(stats=policy_update(model, ref, opt, batch, cfg, 1.0, model.config.vocab_size,
-                                                        resolve_precision(precision, "cpu"), make_accelerator())))
+                                                        resolve_precision(precision, "cpu"), Parallel.start("ddp"))))
     return box["stats"], peak
 
 
@@ -230,9 +230,73 @@ def test_the_paper_configuration_fits_its_gpus():
     assert lines[-1].startswith("77 of 77 jobs fit"), lines[-1]
     train = [line for line in lines if line.startswith("  train ")]
     assert train and all("(fits;" in line for line in train)
-    assert all(" on h100_80gb " in line for line in train if "qwen3_4b" not in line)
-    assert all(" on h200_141gb " in line for line in train if "qwen3_4b" in line)
+    assert all(" on h100_80gb " in line for line in train)
+    four_b = [line for line in train if "qwen3_4b" in line]
+    assert four_b and all("; 2 GPUs, fsdp; fewest GPUs that fit: 2;" in line for line in four_b)
+    assert all("; fewest GPUs that fit: 1;" in line for line in train if "qwen3_4b" not in line)
     assert "estimates" in lines[0]
+
+
+def _shape(processes: int, sharded: bool, rows_per_call: int = 8):
+    from ricepo.config import load_config
+    from ricepo.layout import backbone_settings
+    from ricepo.plan import Lengths, load_arch, train_shape
+
+    config = load_config()
+    arch = load_arch("qwen3_4b_thinking", config["backbones"]["qwen3_4b_thinking"]["model"])
+    lens = Lengths(prompt=4000, prompt_mean=3000.0, observation=1500, reasoning=512, summary=128, depth=3, source="test")
+    train = {**backbone_settings(config, "qwen3_4b_thinking", "train"), "processes": processes,
+             "distributed": "fsdp" if sharded else "ddp"}
+    rollout = {**backbone_settings(config, "qwen3_4b_thinking", "rollout"), "rows_per_call": rows_per_call}
+    return arch, train_shape(train, rollout, {}, "grpo", None, arch, lens, {})
+
+
+def test_fsdp_divides_the_model_state_by_the_processes_and_adds_what_it_gathers():
+    """Qwen3-4B (4.02B parameters, tied head): by hand, float32 weights 4P, AdamW 8P, gradients
+    4P and the bf16 reference 2P are each 1/N per process under FSDP, whole under DDP; the
+    sampler's bf16 copy is whole in both; FSDP's update adds the root's bf16 embedding, two
+    gathered bf16 layers and one layer's float32 gradient."""
+    from ricepo.plan import train_memory
+
+    arch, ddp = _shape(2, sharded=False)
+    _, fsdp = _shape(2, sharded=True)
+    P = arch.params
+    (r_ddp, u_ddp), (r_fsdp, u_fsdp) = train_memory(ddp), train_memory(fsdp)
+    assert (u_ddp["weights"], u_ddp["optimizer"], u_ddp["gradients"], u_ddp["reference"]) == (4 * P, 8 * P, 4 * P, 2 * P)
+    assert (u_fsdp["weights"], u_fsdp["optimizer"], u_fsdp["gradients"], u_fsdp["reference"]) == (
+        4 * P // 2, 8 * P // 2, 4 * P // 2, 2 * P // 2)
+    assert u_ddp["sampler copy"] == u_fsdp["sampler copy"] == 2 * P
+    layer = (P - arch.vocab * arch.hidden) // arch.layers
+    assert u_fsdp["FSDP gathered"] == arch.vocab * arch.hidden * 2 + 2 * layer * 2 + 4 * layer
+    assert "FSDP gathered" not in u_ddp
+    # both run 2 processes: each rolls out half the step's rows (KV cache of 8 rows per call either way)
+    assert r_ddp["KV cache"] == r_fsdp["KV cache"]
+
+
+def test_the_plan_picks_the_fewest_gpus_that_fit():
+    from ricepo.plan import smallest_processes, train_peak_gib
+
+    _, one = _shape(1, sharded=False)
+    assert train_peak_gib(one) > 76.1                              # one 80 GB GPU cannot hold it
+    assert smallest_processes(one, 76.1) == 2
+    assert smallest_processes(one, 139.8 - 3) == 1                 # an H200 can
+    _, wide = _shape(1, sharded=False, rows_per_call=64)
+    n = smallest_processes(wide, 76.1)
+    assert n is None or n > 2
+
+
+def test_a_backbone_overlay_names_only_settings_of_its_section():
+    from ricepo.config import check_config, load_config
+    from ricepo.errors import RicepoError
+
+    config = load_config()
+    bad = {**config, "backbones": {**config["backbones"], "qwen3_4b_thinking": {
+        **config["backbones"]["qwen3_4b_thinking"], "train": {"procesess": 2}}}}
+    with pytest.raises(RicepoError, match=r"^config error at backbones.qwen3_4b_thinking.train: 'procesess' is not"):
+        check_config(bad)
+    bad["backbones"]["qwen3_4b_thinking"]["train"] = {"distributed": "zero3"}
+    with pytest.raises(RicepoError, match=r"^config error at backbones.qwen3_4b_thinking.train.distributed: 'zero3'"):
+        check_config(bad)
 
 
 def test_a_job_too_large_is_refused_in_one_line(tmp_path):

@@ -208,17 +208,17 @@ def test_one_step_at_lr_1e_6_moves_every_parameter_tensor(tiny_backbone, precisi
 
     from ricepo.agent.models import load_backbone
     from ricepo.precision import resolve_precision
-    from ricepo.train.distributed import make_accelerator
+    from ricepo.train.distributed import Parallel
     from ricepo.train.trainer import policy_update
 
-    acc = make_accelerator()
+    par = Parallel.start("ddp")
     model, tok = load_backbone(str(tiny_backbone))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     ref = copy.deepcopy(model).eval().requires_grad_(False)
     cfg = train_cfg(learning_rate=1e-6, ppo_mini_batches=1)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
     batch = _random_update_batch(len(tok))
-    stats = policy_update(model, ref, opt, batch, cfg, 1.0, len(tok), resolve_precision(precision, "cpu"), acc)
+    stats = policy_update(model, ref, opt, batch, cfg, 1.0, len(tok), resolve_precision(precision, "cpu"), par)
     assert stats["ppo_updates"] == 1
     unmoved = [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
     assert unmoved == [], unmoved
@@ -227,7 +227,7 @@ def test_one_step_at_lr_1e_6_moves_every_parameter_tensor(tiny_backbone, precisi
     bf16 = copy.deepcopy(ref).to(torch.bfloat16).requires_grad_(True)
     start = {n: p.detach().clone() for n, p in bf16.named_parameters()}
     policy_update(bf16, ref.to(torch.bfloat16), torch.optim.AdamW(bf16.parameters(), lr=1e-6), batch, cfg, 1.0,
-                  len(tok), resolve_precision("fp32", "cpu"), acc)
+                  len(tok), resolve_precision("fp32", "cpu"), par)
     changed = sum(int((p != start[n]).sum()) for n, p in bf16.named_parameters())
     assert changed < 0.2 * sum(p.numel() for p in bf16.parameters()), "bf16 weights would not train"
 
@@ -243,7 +243,7 @@ def test_mini_batches_move_the_ratio_off_one_so_clipping_acts(tiny_backbone, min
 
     from ricepo.agent.models import load_backbone
     from ricepo.precision import resolve_precision
-    from ricepo.train.distributed import make_accelerator
+    from ricepo.train.distributed import Parallel
     from ricepo.train.trainer import policy_update
 
     model, tok = load_backbone(str(tiny_backbone))
@@ -252,7 +252,7 @@ def test_mini_batches_move_the_ratio_off_one_so_clipping_acts(tiny_backbone, min
     batch.minibatch = torch.tensor([0, 1, 0, 1])
     cfg = train_cfg(learning_rate=1e-2, ppo_mini_batches=mini_batches)
     stats = policy_update(model, ref, torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate), batch, cfg, 1.0,
-                          len(tok), resolve_precision("fp32", "cpu"), make_accelerator())
+                          len(tok), resolve_precision("fp32", "cpu"), Parallel.start("ddp"))
     assert stats["ppo_updates"] == mini_batches
     assert (stats["clip_frac"] > 0.0) == (mini_batches > 1), stats
 

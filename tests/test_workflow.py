@@ -28,7 +28,16 @@ def job_counts(text):
 
 
 def test_default_config_plans_the_full_paper_matrix(tmp_path):
-    out = snakemake("-n", "--cores", "1", "reproduce_all", cwd=tmp_path)
+    out = snakemake("-n", "-p", "--cores", "1", "reproduce_all", cwd=tmp_path)
+    assert f"Using workflow specific profile {ROOT}/profiles/default " in out.stderr   # found by itself
+    # every training job asks for its backbone's processes as GPUs and launches that many; the 4B
+    # shards over 2 (config.yaml), the others take 1; each asks for host memory from the plan
+    trains = [block for block in out.stdout.split("\nrule ") if block.startswith("train:")]
+    assert len(trains) == 26
+    for block in trains:
+        n = 2 if "/qwen3_4b_thinking/" in block else 1
+        assert re.search(rf"resources: .*\bgpu={n}, mem_mb=\d+", block), block[-600:]
+        assert (f"--num_processes {n} " in block) == (n > 1)
     counts = job_counts(out.stdout)
     # BRIGHT: 2 backbones x 5 trained methods + 6 ablation variants (1.5B); BEIR: 2 x 5
     assert counts["train"] == 2 * 5 + 6 + 2 * 5
@@ -125,7 +134,7 @@ class _Cells(HTMLParser):
 def test_smoke_workflow_end_to_end(tmp_path):
     # A machine faked to have two GPUs (RICEPO_GPU_IDS): each GPU job must run on one of its own.
     smoke = str(ROOT / "config" / "smoke.yaml")
-    snakemake("reproduce_all", "--cores", "2", "--resources", "gpus=2", "--configfile", smoke, cwd=tmp_path,
+    snakemake("reproduce_all", "--cores", "2", "--resources", "gpu=2", "--configfile", smoke, cwd=tmp_path,
               env={"RICEPO_GPU_IDS": "0,1", "RICEPO_GPU_LOCK_DIR": str(tmp_path / "gpu-locks")})
     results = tmp_path / "results" / "smoke"
     config = json.loads((results / "config.resolved.json").read_text())

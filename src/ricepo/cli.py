@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     cf.set_defaults(func=cmd_config)
 
     g = sub.add_parser("gpu-run", help="run a command on GPUs of its own (CUDA_VISIBLE_DEVICES from a slot lock)")
-    g.add_argument("--gpus", type=int, required=True, help="GPUs the job needs (the rule's resources.gpus)")
+    g.add_argument("--gpus", type=int, required=True, help="GPUs the job needs (the rule's resources.gpu)")
     g.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     g.set_defaults(func=cmd_gpu_run)
 

@@ -116,7 +116,27 @@ def check_config(config: dict, schema: dict | None = None) -> dict:
     config = copy.deepcopy(config)
     _fill_defaults(config, schema, schema)
     _check_references(config)
+    _check_backbone_overlays(config, schema)
     return config
+
+
+def _check_backbone_overlays(config: dict, schema: dict) -> None:
+    """A backbone's `train:` / `rollout:` names only keys of that section, and the section it
+    makes for the backbone's jobs is valid."""
+    entry = schema["properties"]["backbones"]["additionalProperties"]["properties"]
+    for name, bb in config["backbones"].items():
+        for section in (k for k in bb if k in entry and k in schema["properties"]):
+            where = f"backbones.{name}.{section}"
+            unknown = sorted(set(bb[section]) - set(config[section]))
+            if unknown:
+                raise RicepoError(f"config error at {where}: {unknown[0]!r} is not a setting of {section} "
+                                  f"({', '.join(sorted(config[section]))})")
+            merged = {**config[section], **bb[section]}
+            error = jsonschema.exceptions.best_match(
+                jsonschema.Draft202012Validator(schema["properties"][section]).iter_errors(merged))
+            if error:
+                key = ".".join(str(k) for k in error.absolute_path)
+                raise RicepoError(f"config error at {where}.{key}: {error.message}")
 
 
 def _check_references(config: dict) -> None:

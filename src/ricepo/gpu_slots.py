@@ -1,7 +1,7 @@
 """One GPU per job: `ricepo gpu-run --gpus N -- COMMAND ...` runs COMMAND seeing only the N GPUs
 it holds.
 
-Snakemake's `--resources gpus=K` bounds how many GPUs the running jobs ask for together, but it
+Snakemake's `--resources gpu=K` bounds how many GPUs the running jobs ask for together, but it
 does not say which ones a job gets: every job would land on GPU 0. Each GPU of the machine has
 a lock file; the wrapper takes N free ones with `flock`, sets CUDA_VISIBLE_DEVICES to them and
 execs COMMAND with the locks still open, so they are held exactly as long as the job lives (a

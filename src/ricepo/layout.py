@@ -73,12 +73,27 @@ def template(config: dict, backbone: str) -> dict:
     return config["templates"].get(family, config["templates"]["default"])
 
 
+def train_tasks(config: dict, benchmark: str) -> list[str]:
+    """The benchmark's tasks that have train queries: a training run of it trains on all of them."""
+    bench = config["benchmarks"][benchmark]
+    return [t for t in bench["tasks"] if bench["split_counts"][t]["train"] > 0]
+
+
+def backbone_settings(config: dict, backbone: str, section: str) -> dict:
+    """`config[section]` as `backbone`'s jobs run it: the backbone's own values over the shared
+    ones (`backbones.<name>.train`, `.rollout`: the schema says which sections an entry may change)."""
+    return {**config[section], **config["backbones"][backbone].get(section, {})}
+
+
 def job_spec(config: dict, run: Run) -> dict:
     """Everything one train or eval job of `run` reads from the config."""
+    backbone = config["backbones"][run.backbone]
     return {
         "benchmark": run.benchmark, "method": run.method, "variant": run.variant, "seed": int(run.seed),
-        "backbone": config["backbones"][run.backbone], "template": template(config, run.backbone),
-        "rollout": config["rollout"], "train": config["train"],
+        "backbone": {k: v for k, v in backbone.items() if k not in config},   # its sections: merged below
+        "template": template(config, run.backbone),
+        "rollout": backbone_settings(config, run.backbone, "rollout"),
+        "train": backbone_settings(config, run.backbone, "train"),
         "credit": dict(config["credit"].get(run.method, {})),
         "evaluate": config["evaluate"],
         "retriever": config["benchmarks"][run.benchmark]["retriever"],

@@ -59,6 +59,12 @@ class Arch:
     kv_heads: int
     head_dim: int
     vocab: int
+    tied: bool          # the output head shares the input embedding's weights
+
+    @property
+    def layer_params(self) -> int:
+        """Parameters of one decoder layer (the rest: the embedding, the head unless tied, the norm)."""
+        return (self.params - self.vocab * self.hidden * (1 if self.tied else 2)) // self.layers
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -79,7 +85,8 @@ def read_arch(name: str, config: dict, causal_lm: bool = True) -> Arch:
     return Arch(name=name, params=sum(p.numel() for p in model.parameters()), layers=cfg.num_hidden_layers,
                 hidden=cfg.hidden_size, intermediate=cfg.intermediate_size, heads=heads,
                 kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
-                head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // heads, vocab=cfg.vocab_size)
+                head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // heads, vocab=cfg.vocab_size,
+                tied=bool(getattr(cfg, "tie_word_embeddings", False)))
 
 
 def arch_file(name: str, model: str) -> Path:
@@ -238,6 +245,8 @@ class JobPlan:
     gpu_hours: float                  # estimate
     lengths_source: str
     advice: list[str] = field(default_factory=list)   # cheapest changes first
+    processes: int = 1                # GPUs the job runs on (train.processes); the figures are per GPU
+    spread: str = ""                  # how a training job spreads over its GPUs, and the fewest that fit
 
     @property
     def peak_gib(self) -> float:
@@ -267,10 +276,17 @@ class TrainShape:
     mixed: bool                       # bf16-mixed (else fp32)
     reference_bytes: int              # 2 or 4 per parameter
     retriever: dict                   # name -> bytes on the device (encoder, embeddings)
+    processes: int = 1                # train.processes: each rolls out and trains on its share of the rows
+    sharded: bool = False             # FSDP (train.distributed fsdp, processes > 1): 1/N of the model state each
+
+    @property
+    def rows_here(self) -> int:
+        """The rows one process rolls out and trains on."""
+        return math.ceil(self.rows_per_step / self.processes)
 
     @property
     def call_rows(self) -> int:
-        return min(self.rows_per_call or self.rows_per_step, self.rows_per_step)
+        return min(self.rows_per_call or self.rows_here, self.rows_here)
 
     @property
     def micro_tokens(self) -> int:
@@ -279,39 +295,48 @@ class TrainShape:
 
 
 def train_memory(s: TrainShape) -> tuple[dict, dict]:
-    """(rollout parts, update parts) in bytes."""
+    """(rollout parts, update parts) in bytes, of one process."""
     a, P = s.arch, s.arch.params
     dt = 2 if s.mixed else 4
-    fixed = {"weights": 4 * P, "optimizer": 8 * P, "reference": s.reference_bytes * P,
-             "sampler copy": 2 * P if s.mixed else 0, **s.retriever}
+    n = s.processes if s.sharded else 1   # FSDP keeps 1/N of the weights, gradients, AdamW state and reference
+    # the sampler's own copy: under bf16-mixed, and always under FSDP (it cannot sample from shards)
+    sampler = 2 * P if s.mixed else (4 * P if s.sharded else 0)
+    fixed = {"weights": 4 * P // n, "optimizer": 8 * P // n, "reference": s.reference_bytes * P // n,
+             "sampler copy": sampler, **s.retriever}
     rollout = {**fixed, "KV cache": s.call_rows * s.lengths.context * a.kv_bytes_per_token * dt,
                "sampling": max(sampling_bytes(a, s.call_rows), prefill_bytes(a, s.call_rows * s.lengths.prompt, dt))}
     T = max(s.micro_tokens, s.lengths.context)
     trained = (T // s.lengths.context) * s.lengths.generated      # trained positions of a micro-batch
     chunk = min(s.logprob_chunk_tokens, max(trained, 1))
-    batch = s.rows_per_step * s.lengths.context * 8 * 7    # ids, mask, advantages, log-probs ...
+    batch = s.rows_here * s.lengths.context * 8 * 7    # ids, mask, advantages, log-probs ...
     # A vocabulary-sized float32 gradient (the head's, from a log-prob chunk) is allocated before it
     # is added to the accumulated one while the activations are alive; at the end of the backward
     # pass, with the activations gone, the embedding's contribution and its sum with the accumulated
     # gradient are two such tensors at once.
     vocab_grad = 4 * a.vocab * a.hidden
     activations, logits = activation_bytes(a, T, dt, s.gradient_checkpointing) + batch, chunk * a.vocab * LOGIT_BYTES
-    update = {**fixed, "gradients": 4 * P, "activations": activations, "logits": logits + vocab_grad,
+    update = {**fixed, "gradients": 4 * P // n, "activations": activations, "logits": logits + vocab_grad,
               "gradient accumulation": max(0, 2 * vocab_grad - (activations + logits + vocab_grad))}
+    if s.sharded:
+        # gathered while they run: the root's embedding (and head) for the whole pass, the running
+        # and the prefetched layer, and one layer's float32 gradient before its reduce-scatter
+        root = a.vocab * a.hidden * (1 if a.tied else 2)
+        update["FSDP gathered"] = root * dt + 2 * a.layer_params * dt + 4 * a.layer_params
     return rollout, update
 
 
 def train_seconds(s: TrainShape, gpu: dict, plan: dict) -> float:
-    """Estimated seconds of one training step on `gpu`."""
+    """Estimated seconds of one training step on `gpu`, its processes working in parallel on
+    their shares (the collectives' time left out)."""
     a, P = s.arch, s.arch.params
     dt = 2 if s.mixed else 4
     flops = plan["mfu"] * gpu["bf16_tflops"] * 1e12
     bandwidth = plan["decode_efficiency"] * gpu["bandwidth_tb_s"] * 1e12
-    calls = math.ceil(s.rows_per_step / s.call_rows)
+    calls = math.ceil(s.rows_here / s.call_rows)
     decode_step = (P * dt + s.call_rows * s.lengths.context_mean * a.kv_bytes_per_token * dt) / bandwidth
-    rollout = calls * s.lengths.generated * decode_step + 2 * P * s.rows_per_step * s.lengths.prompt_mean / flops
+    rollout = calls * s.lengths.generated * decode_step + 2 * P * s.rows_here * s.lengths.prompt_mean / flops
     passes = 2 + 2 + 6 + (2 if s.gradient_checkpointing else 0)   # old, ref, forward+backward, recompute
-    update = passes * P * s.rows_per_step * s.lengths.context_mean / flops
+    update = passes * P * s.rows_here * s.lengths.context_mean / flops
     return rollout + update
 
 
@@ -371,7 +396,9 @@ def _fallback(query_files: Path | None, benchmark: str, task: str) -> Path | Non
     return next((c for c in candidates if c.exists()), candidates[0])
 
 
+@functools.lru_cache(maxsize=None)
 def _corpus_docs(split_dir: Path, benchmark: str, task: str) -> int:
+    """Documents of a task: counted in its prepared split, else the published count."""
     corpus = split_dir / "corpus.jsonl"
     if corpus.exists():
         with open(corpus, "rb") as f:
@@ -419,15 +446,30 @@ def train_shape(train: dict, rollout: dict, credit: dict, method: str, variant: 
                       rows_per_call=rollout["rows_per_call"], micro_batch_size=train["micro_batch_size"],
                       micro_batch_tokens=train["micro_batch_tokens"], logprob_chunk_tokens=train["logprob_chunk_tokens"],
                       gradient_checkpointing=train["gradient_checkpointing"], mixed=mixed, reference_bytes=ref_bytes,
-                      retriever=retriever)
+                      retriever=retriever, processes=train["processes"],
+                      sharded=train["distributed"] == "fsdp" and train["processes"] > 1)
+
+
+def train_peak_gib(shape: TrainShape) -> float:
+    return max(sum(p.values()) for p in train_memory(shape)) / GIB
+
+
+def smallest_processes(s: TrainShape, capacity: float, most: int = 8) -> int | None:
+    """The fewest processes (FSDP beyond one) at which the job fits `capacity` GiB per GPU."""
+    import dataclasses
+
+    for n in range(1, most + 1):
+        if train_peak_gib(dataclasses.replace(s, processes=n, sharded=n > 1)) <= capacity:
+            return n
+    return None
 
 
 def _train_advice(s: TrainShape, need: float, capacity: float) -> list[str]:
-    """Changes that make a training job fit, cheapest first (each checked by recomputing)."""
+    """Changes that make a training job fit, cheapest first (each checked by recomputing): the
+    settings that cost no GPU first, then sharding over more GPUs."""
     import dataclasses
 
-    def peak(shape: TrainShape) -> float:
-        return max(sum(p.values()) for p in train_memory(shape)) / GIB
+    peak = train_peak_gib
 
     tries = []
     if not s.gradient_checkpointing:
@@ -441,13 +483,16 @@ def _train_advice(s: TrainShape, need: float, capacity: float) -> list[str]:
     if s.reference_bytes == 4:
         tries.append(("set train.reference_precision: bf16", dataclasses.replace(s, reference_bytes=2)))
     fitting = [what for what, shape in tries if peak(shape) <= capacity]
-    return fitting or [f"shard it over several GPUs (train.processes with FSDP): {need:.0f} GiB of which "
-                       f"{(16 * s.arch.params) / GIB:.0f} GiB is weights, gradients and optimizer state"]
+    n = smallest_processes(s, capacity)
+    if n and n > s.processes:
+        fitting.append(f"set train.processes: {n} and train.distributed: fsdp (this backbone's `train:`)")
+    return fitting or [f"no setting tried fits: {need:.0f} GiB of which {(16 * s.arch.params) / GIB:.0f} GiB is "
+                       f"weights, gradients and optimizer state; use a larger GPU"]
 
 
 def plan_config(config: dict, results: Path, query_files: Path | None = None) -> list[JobPlan]:
     """Every GPU job of `config`: each training run, each (run, task) evaluation, each dense index."""
-    from .layout import runs, template
+    from .layout import backbone_settings, runs, template, train_tasks
 
     splits = results / "splits"
     plans, archs, lens_cache, evaluations = [], {}, {}, {}
@@ -467,7 +512,8 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
                 sources.append(src)
             model = config["backbones"][backbone]["model"]
             source = sources[0] if len(set(sources)) == 1 else f"{len(tasks)} tasks' splits or query files"
-            lens_cache[key] = measure_lengths(queries, docs, source, config["rollout"], template(config, backbone),
+            lens_cache[key] = measure_lengths(queries, docs, source, backbone_settings(config, backbone, "rollout"),
+                                              template(config, backbone),
                                               _tokenizer(model))
         return lens_cache[key]
 
@@ -480,16 +526,22 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
         capacity = gpu["memory_gib"] - config["plan"]["reserve_gib"]
         label = f"{run.benchmark}/{run.backbone}/{run.method}{'/' + run.variant if run.variant else ''} seed {run.seed}"
         if run.trained:
-            tasks = [t for t in bench["tasks"] if bench["split_counts"][t]["train"] > 0]
+            tasks = train_tasks(config, run.benchmark)
             lens = lens_for(run.benchmark, tasks, "train", run.backbone)
-            shape = train_shape(config["train"], config["rollout"], config["credit"].get(run.method, {}), run.method,
-                                run.variant, arch, lens, _retriever(run.benchmark, tasks))
+            train = backbone_settings(config, run.backbone, "train")
+            shape = train_shape(train, backbone_settings(config, run.backbone, "rollout"),
+                                config["credit"].get(run.method, {}), run.method, run.variant, arch, lens,
+                                _retriever(run.benchmark, tasks))
             rollout, update = (sum(p.values()) / GIB for p in train_memory(shape))
             parts = train_memory(shape)[0 if rollout >= update else 1]
-            hours = config["train"]["steps"] * train_seconds(shape, gpu, config["plan"]) / 3600
+            hours = train["steps"] * train_seconds(shape, gpu, config["plan"]) * shape.processes / 3600
+            fewest = smallest_processes(shape, capacity)
             job = JobPlan(job=f"train {label}", kind="train", gpu=gpu_key, capacity_gib=capacity, parts=gib(parts),
                           phase="rollout" if rollout >= update else "update", gpu_hours=hours,
-                          lengths_source=lens.source)
+                          lengths_source=lens.source, processes=shape.processes,
+                          spread=(f"{shape.processes} GPUs, {'fsdp' if shape.sharded else 'ddp'}; "
+                                  if shape.processes > 1 else "")
+                          + f"fewest GPUs that fit: {fewest or 'none up to 8'}")
             if not job.fits:
                 job.advice = _train_advice(shape, job.peak_gib, capacity)
             plans.append(job)
@@ -538,6 +590,39 @@ def _index_plans(config: dict, splits: Path) -> list[JobPlan]:
     return out
 
 
+# Host (CPU) memory of a job, for the cluster's memory request (estimates, with room to spare).
+HOST_RUNTIME_GIB = 6.0          # Python, torch, transformers, the CUDA context: per process
+# a document's text, its BM25 tokens and postings, its id, per process: 11.5 KiB measured on BEIR
+# SciFact (1.6 KB per document on disk: the corpus dict 2.4 KiB, tokens and bm25s index 8.8 KiB)
+HOST_BYTES_PER_DOC = 16 * 1024
+
+
+def host_mb(config: dict, results: Path, kind: str, benchmark: str, backbone: str | None = None,
+            tasks: list[str] | None = None) -> int:
+    """Host memory (MB) a train, agent_eval or dense_index job asks the cluster for: per process
+    the runtime, the backbone's float32 weights as they load (and, in the main process, gathered
+    whole to be saved), each task's corpus and float32 corpus embeddings (which stay in host memory
+    even where a copy is on the GPU); times the processes."""
+    from .layout import backbone_settings
+
+    bench = config["benchmarks"][benchmark]
+    tasks = tasks if tasks is not None else bench["tasks"]
+    docs = {t: _corpus_docs(results / "splits" / benchmark / t, benchmark, t) for t in tasks}
+    retriever = bench["retriever"]   # a checked config: its defaults are filled
+    dim = 0
+    if retriever["name"] != "bm25":
+        name = retriever["dense_model"]
+        encoder = load_arch(name, config["dense_models"][name]["model"], causal_lm=False)
+        dim = encoder.hidden
+    if kind == "dense_index":
+        total = HOST_RUNTIME_GIB * GIB + 4 * encoder.params + sum(docs.values()) * (HOST_BYTES_PER_DOC + 4 * dim)
+        return math.ceil(total / 2**20)
+    processes = backbone_settings(config, backbone, "train")["processes"] if kind == "train" else 1
+    params = load_arch(backbone, config["backbones"][backbone]["model"]).params
+    per_process = HOST_RUNTIME_GIB * GIB + 4 * params + sum(docs.values()) * (HOST_BYTES_PER_DOC + 4 * dim)
+    return math.ceil((processes * per_process + (4 * params if processes > 1 else 0)) / 2**20)
+
+
 def format_plan(plans: list[JobPlan], title: str) -> str:
     """One line per job: peak and its parts, GPU-hours (estimate); refusals at the end."""
     lines = [f"{title}: {len(plans)} GPU jobs; peak accelerator memory per process (GiB) and GPU-hours "
@@ -545,8 +630,9 @@ def format_plan(plans: list[JobPlan], title: str) -> str:
     for p in plans:
         parts = ", ".join(f"{k} {v:.1f}" for k, v in p.parts.items())
         verdict = "fits" if p.fits else "DOES NOT FIT"
-        lines.append(f"  {p.job}: {p.peak_gib:.1f} of {p.capacity_gib:.1f} on {p.gpu} ({verdict}; {p.phase} peak; "
-                     f"{parts}) ~{p.gpu_hours:.2f} GPU-h")
+        spread = f"{p.spread}; " if p.spread else ""
+        lines.append(f"  {p.job}: {p.peak_gib:.1f} of {p.capacity_gib:.1f} on {p.gpu} ({verdict}; {spread}{p.phase} "
+                     f"peak; {parts}) ~{p.gpu_hours:.2f} GPU-h")
     sources = sorted({p.lengths_source for p in plans if p.kind != "dense_index"})
     shown = "; ".join(sources) if len(sources) <= 3 else f"{len(sources)} sources, e.g. {sources[0]}"
     lines.append(f"token lengths from: {shown}")

@@ -137,21 +137,44 @@ def _fixture_corpora(wildcards):
 
 def _task_args(benchmark):
     return " ".join(f"--task {t}={split_dir(benchmark, t)}:{index_dir(benchmark, t)}"
-                    for t in config["benchmarks"][benchmark]["tasks"]
-                    if config["benchmarks"][benchmark]["split_counts"][t]["train"] > 0)
+                    for t in layout.train_tasks(config, benchmark))
+
+
+def train_processes(wc):
+    """Processes (one GPU each) of a training run: its backbone's train.processes."""
+    return layout.backbone_settings(config, wc.backbone, "train")["processes"]
 
 
 def train_launcher(wc):
-    """`ricepo`, or `accelerate launch` of it over train.processes processes (DDP or FSDP). Each
-    run gets its own rendezvous port, so concurrent runs on one machine do not collide."""
-    n = config["train"]["processes"]
+    """`ricepo`, or `accelerate launch` of it over the run's processes (the trainer wraps the
+    policy for DDP or FSDP itself). Each run gets its own rendezvous port, so concurrent runs on
+    one machine do not collide."""
+    n = train_processes(wc)
     if n == 1:
         return "ricepo"
-    mode = "--use_fsdp --fsdp_sharding_strategy FULL_SHARD" if config["train"]["distributed"] == "fsdp" else "--multi_gpu"
     key = layout.path(layout.RUN_DIR, run_of(wc))
     port = 29500 + int(hashlib.sha256(key.encode()).hexdigest(), 16) % 400
-    return (f"accelerate launch {mode} --num_processes {n} --num_machines 1 --mixed_precision no "
+    return (f"accelerate launch --multi_gpu --num_processes {n} --num_machines 1 --mixed_precision no "
             f"--dynamo_backend no --main_process_port {port} -m ricepo")
+
+
+def train_host_mb(wc):
+    """Host memory of a training run (ricepo.plan.host_mb: an estimate), for the cluster."""
+    from ricepo.plan import host_mb
+
+    return host_mb(config, Path(R), "train", wc.benchmark, wc.backbone, layout.train_tasks(config, wc.benchmark))
+
+
+def eval_host_mb(wc):
+    from ricepo.plan import host_mb
+
+    return host_mb(config, Path(R), "agent_eval", wc.benchmark, wc.backbone, [wc.task])
+
+
+def index_host_mb(wc):
+    from ricepo.plan import host_mb
+
+    return host_mb(config, Path(R), "dense_index", wc.benchmark, tasks=[wc.task])
 
 
 def _train_inputs(wc):

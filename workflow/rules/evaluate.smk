@@ -16,11 +16,12 @@ rule agent_eval:
         code=CODE,
     threads: 1
     resources:
-        gpus=1,
+        gpu=1,
+        mem_mb=eval_host_mb,
     log:
         out(f"logs/{layout.EVAL_DIR}.log"),
     shell:
-        "OMP_NUM_THREADS={threads} ricepo gpu-run --gpus {resources.gpus} -- ricepo agent-eval --spec {params.spec:q} --model {params.model} "
+        "OMP_NUM_THREADS={threads} ricepo gpu-run --gpus {resources.gpu} -- ricepo agent-eval --spec {params.spec:q} --model {params.model} "
         "--task {wildcards.task}={params.split}:{params.index} --out {params.out} > {log} 2>&1"
 
 

@@ -29,11 +29,12 @@ rule dense_index:
         code=CODE,
     threads: 4
     resources:
-        gpus=1,
+        gpu=1,
+        mem_mb=index_host_mb,
     log:
         f"{R}/logs/index/{{benchmark}}/{{task}}/dense-{{dense_model}}.log",
     benchmark:
         f"{R}/benchmarks/index/{{benchmark}}/{{task}}/dense-{{dense_model}}.tsv"
     shell:
-        "ricepo gpu-run --gpus {resources.gpus} -- ricepo index --dataset {input} --retriever dense --dense-model {params.model} "
+        "ricepo gpu-run --gpus {resources.gpu} -- ricepo index --dataset {input} --retriever dense --dense-model {params.model} "
         "--dense-settings {params.settings:q} --out {output} > {log} 2>&1"

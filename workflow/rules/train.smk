@@ -13,12 +13,13 @@ rule train:
         out=lambda wc, output: str(Path(output.log).parent),
         launcher=lambda wc: train_launcher(wc),
         code=CODE,
-    threads: config["train"]["processes"]
+    threads: train_processes
     resources:
-        gpus=config["train"]["processes"],
+        gpu=train_processes,
+        mem_mb=train_host_mb,
     log:
         out(f"logs/{layout.TRAIN_DIR}.log"),
     benchmark:
         out(f"benchmarks/{layout.TRAIN_DIR}.tsv")
     shell:
-        "OMP_NUM_THREADS=1 ricepo gpu-run --gpus {resources.gpus} -- {params.launcher} train --spec {params.spec:q} {params.tasks} --out {params.out} > {log} 2>&1"
+        "OMP_NUM_THREADS=1 ricepo gpu-run --gpus {resources.gpu} -- {params.launcher} train --spec {params.spec:q} {params.tasks} --out {params.out} > {log} 2>&1"

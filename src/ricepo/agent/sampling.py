@@ -188,6 +188,13 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
     return results, PrefixCache(past=past, mask=mask, held=held)
 
 
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """`t` whole: a sharded (FSDP, DTensor) tensor is gathered from every process (all must call)."""
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
 def cast_parameters(model, dtype: torch.dtype):
     """`model` with its parameters in `dtype` and its buffers as they were: rotary frequencies
     stay float32, as inference engines keep them (`model.to(bf16)` would round them too)."""
@@ -213,12 +220,13 @@ class Sampler(Protocol):
 
 class TransformersSampler:
     """Batched sampling with a transformers model, continuing from the previous call's KV cache.
-    With `dtype` other than the model's (bf16-mixed training) it samples with its own copy of
-    the weights in that dtype, refreshed by `sync_weights`; otherwise it runs the model itself."""
+    With `dtype` other than the model's (bf16-mixed training), or when `separate` (the trainer
+    will shard the model: FSDP), it samples with its own copy of the weights in that dtype,
+    refreshed by `sync_weights`; otherwise it runs the model itself."""
 
-    def __init__(self, model, tokenizer, dtype: torch.dtype | None = None):
+    def __init__(self, model, tokenizer, dtype: torch.dtype | None = None, separate: bool = False):
         self.tokenizer = tokenizer
-        self.copied = dtype is not None and dtype != next(model.parameters()).dtype
+        self.copied = separate or (dtype is not None and dtype != next(model.parameters()).dtype)
         self.model = cast_parameters(copy.deepcopy(model), dtype).eval().requires_grad_(False) if self.copied else model
         self._cache: PrefixCache | None = None
 
@@ -239,5 +247,6 @@ class TransformersSampler:
     def sync_weights(self, model) -> None:
         if not self.copied:
             return
+        # one tensor at a time: a sharded (FSDP) parameter is gathered alone, then dropped
         for mine, theirs in zip(self.model.state_dict().values(), model.state_dict().values()):
-            mine.copy_(theirs)
+            mine.copy_(full_tensor(theirs))

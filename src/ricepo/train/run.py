@@ -14,12 +14,12 @@ from ..errors import RicepoError
 from ..identity import training_identity
 from ..plan import check_training_fits
 from ..precision import NUMERICS_FILE, numerics, resolve_precision
-from .distributed import make_accelerator
+from .distributed import Parallel
 from .trainer import TrainConfig, Trainer
 
 
 # Keys of `train:` that the workflow's launcher reads (train.smk), not the trainer.
-LAUNCH_KEYS = ("processes", "distributed")
+LAUNCH_KEYS = ("processes",)
 
 
 def train_config(spec: dict) -> TrainConfig:
@@ -51,7 +51,8 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
         envs[task] = env
         queries += [(task, qid, q["text"]) for qid, q in split_queries.items()]
     cfg = train_config(spec)
-    acc = make_accelerator()   # one process, or one of those `accelerate launch` started
+    par = Parallel.start(cfg.distributed)   # one process, or one of those `accelerate launch` started
+    acc = par.acc
     if acc.device.type == "cuda":   # refused here, before the model is loaded, if the plan says it cannot fit
         import torch
 
@@ -65,17 +66,18 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
     if acc.is_main_process:
         print(precision.describe(), flush=True)
     model, tokenizer = load_backbone(spec["backbone"]["model"], device=acc.device)   # float32 master weights
-    sampler = TransformersSampler(model, tokenizer, precision.sampler_dtype)
+    # under FSDP the policy is sharded: the sampler keeps a whole copy, whatever the precision
+    sampler = TransformersSampler(model, tokenizer, precision.sampler_dtype, separate=par.fsdp)
     agent = Agent(sampler, tokenizer, spec["template"], RolloutSettings.from_config(spec["rollout"]))
     out_dir = Path(out_dir)
     trainer = Trainer(model, tokenizer, agent, envs, queries, cfg, out_dir,
                       identity=training_identity(spec, tasks, index_parts(spec.get("retriever"))),
-                      precision=precision, accelerator=acc)
+                      precision=precision, parallel=par)
     log = trainer.fit()
-    weights = acc.get_state_dict(trainer.model)
+    weights = par.full_state_dict(trainer.model)
     if acc.is_main_process:
         with atomic_dir(out_dir / "model") as tmp:
-            acc.unwrap_model(trainer.model).save_pretrained(tmp, state_dict=weights)
+            par.unwrap(trainer.model).save_pretrained(tmp, state_dict=weights)
             tokenizer.save_pretrained(tmp)
             (Path(tmp) / NUMERICS_FILE).write_text(json.dumps(numerics(precision), indent=2))
         write_text(out_dir / "log.jsonl", "".join(json.dumps(record) + "\n" for record in log))

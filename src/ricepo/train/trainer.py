@@ -10,15 +10,16 @@ optimizer, RNG, log so far, and the run's identity: ricepo/identity.py) makes an
 resume where it stopped; a checkpoint of another identity (config, data, index, backbone, code,
 device or precision) is never resumed: the run starts from step 0 and says why. Under
 `accelerate launch` each process rolls out its share of the step's queries and the update is the
-one-process update on all rows (distributed.py). Precision: ricepo/precision.py.
+one-process update on all rows, the policy whole in each process (DDP) or sharded per decoder
+layer (FSDP): distributed.py. Precision: ricepo/precision.py.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,7 @@ from ..identity import differences
 from ..precision import Precision, reference_dtype
 from ..retrieval.retriever import TaskEnvironment
 from .collect import StepContext, batch_position, collect
-from .distributed import (all_reduce, full_params_for_generation, gather_objects, is_fsdp, make_accelerator,
-                          merge_records, shard)
+from .distributed import Parallel, all_reduce, gather_objects, merge_records, shard
 from .loss import aggregate, token_losses, trained_rows
 
 
@@ -64,6 +64,7 @@ class TrainConfig:
     weight_decay: float               # AdamW weight decay
     save_every: int                   # steps between resumable checkpoints (state.pt); 0: none
     gradient_checkpointing: bool      # recompute activations in the backward pass (less memory)
+    distributed: str                  # ddp | fsdp: how several processes hold the policy (distributed.py)
     precision: str                    # auto | fp32 | bf16-mixed (ricepo/precision.py); the resolved one is in the identity
     credit_params: dict               # keyword arguments of the credit function (Method.settings)
     rollout_params: dict              # the method's collector options (trees, branches, ...)
@@ -157,16 +158,17 @@ def micro_batches(rows: torch.Tensor, lengths: torch.Tensor, size: int, tokens: 
 
 
 def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, temperature: float, vocab: int,
-                  precision: Precision, acc) -> dict:
+                  precision: Precision, par: Parallel) -> dict:
     """PPO-clip on this process's rows: `ppo_epochs` passes of `ppo_mini_batches` optimizer steps,
     all against the log-probs the trainer recomputed before the first step (so the ratio moves
     off 1 from the second mini-batch on and clipping can act). Each mini-batch's loss is
     normalised by its token and sequence counts summed over processes and scaled by the process
-    count, because DDP averages gradients: N processes on N shards take the step one process
-    takes on all rows. A micro-batch is cut to its own longest row (`micro_batches`), and the
+    count, because DDP and FSDP average gradients: N processes on N shards take the step one
+    process takes on all rows. Every process runs as many forward and backward passes as the
+    busiest one (idle ones at weight 0), since each pass synchronises (FSDP gathers weights). A micro-batch is cut to its own longest row (`micro_batches`), and the
     gradients are freed after each optimizer step, so they do not live on into the rollout.
     Returns the step log's update figures, averaged over optimizer steps."""
-    device, world = batch.ids.device, acc.num_processes
+    device, world = batch.ids.device, par.world
     ids, attn, start = batch.ids, batch.attn, batch.start
     lengths = attn.sum(-1)
     everything = torch.arange(ids.shape[0], device=device)
@@ -183,11 +185,16 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
     def split(rows: torch.Tensor) -> list[torch.Tensor]:
         return micro_batches(rows, lengths, cfg.micro_batch_size, cfg.micro_batch_tokens)
 
+    def busiest(chunks: list) -> int:
+        return int(all_reduce(torch.tensor([len(chunks)], device=device), "max")[0])
+
     t0 = time.time()
     old, ref_logp = torch.zeros_like(batch.adv), torch.zeros_like(batch.adv)
     with torch.no_grad(), precision.autocast():
         model.eval()
-        for c in split(everything):
+        chunks = split(everything)
+        for i in range(busiest(chunks)):
+            c = chunks[i] if i < len(chunks) else everything[:1]   # an idle pass recomputes a row
             w = cut(c)
             old[c, :w] = logprobs(model, c)
             ref_logp[c, :w] = logprobs(ref, c)
@@ -207,12 +214,10 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
                 continue
             total_tokens, total_seqs = max(float(totals[0]), 1.0), max(float(totals[1]), 1.0)
             chunks = split(rows)
-            # every process runs as many backward passes as the busiest one (DDP syncs on each)
-            n_passes = int(all_reduce(torch.tensor([len(chunks)], device=device), "max")[0])
+            n_passes = busiest(chunks)
             step = torch.zeros(4, device=device)
             for i in range(n_passes):
-                sync = acc.no_sync(model) if i < n_passes - 1 else contextlib.nullcontext()
-                with sync, precision.autocast():
+                with par.grad_sync(model, last=i == n_passes - 1), precision.autocast():
                     if i >= len(chunks):   # an idle pass: zero loss, so gradients still sync
                         (logprobs(model, everything[:1]).sum() * 0.0).backward()
                         continue
@@ -227,7 +232,7 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
                     trained = mask.float()
                     step += torch.stack([loss.detach(), (pg * trained).sum() / total_tokens,
                                          (kl * trained).sum() / total_tokens, (clipped * trained).sum() / total_tokens])
-            grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            grad_norm = par.clip_grad_norm(model, cfg.grad_clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
             sums += torch.cat([all_reduce(step), torch.as_tensor(grad_norm, device=device, dtype=torch.float32)[None]])
@@ -241,10 +246,11 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
 class Trainer:
     def __init__(self, model, tokenizer, agent: Agent, envs: dict[str, TaskEnvironment],
                  queries: list[tuple[str, str, str]], cfg: TrainConfig, out_dir: str | Path, identity: dict,
-                 precision: Precision, accelerator=None):
+                 precision: Precision, parallel: Parallel | None = None):
         if not queries:
             raise RicepoError("training: the train split is empty (check split_counts)")
-        self.acc = accelerator or make_accelerator()
+        self.par = parallel or Parallel.start(cfg.distributed)
+        self.acc = self.par.acc
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         if cfg.queries_per_step < self.world:
             raise RicepoError(f"training: queries_per_step={cfg.queries_per_step} is fewer than the {self.world} "
@@ -264,8 +270,10 @@ class Trainer:
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         # fused: one kernel over all parameters (CPU and CUDA), several times faster than the loop
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
-        self.model, self.opt = self.acc.prepare(model, opt)
+        self.model, self.ref, self.opt = self.par.prepare(
+            model, self.ref, lambda params: torch.optim.AdamW(params, lr=cfg.learning_rate,
+                                                              weight_decay=cfg.weight_decay, fused=True),
+            torch.bfloat16 if precision.mixed else None)   # FSDP gathers weights in the autocast dtype
         self.device = self.acc.device
         # Random streams and numerics continue exactly only on the same device, precision and
         # process count, so they are part of what a checkpoint must share with this run.
@@ -277,10 +285,6 @@ class Trainer:
         self.generator.manual_seed(cfg.seed + 1_000_003 * self.rank)
         torch.manual_seed(cfg.seed)
         self.step, self.log = 0, []
-        # FSDP shards the optimizer state; saving and reloading it is not implemented (distributed.py)
-        self.resumable = not is_fsdp(self.acc)
-        if not self.resumable and self.acc.is_main_process:
-            print("FSDP: no resumable checkpoints; an interrupted run restarts from step 0", flush=True)
 
     # --- resume -------------------------------------------------------------------------
     def _state_path(self) -> Path:
@@ -288,7 +292,7 @@ class Trainer:
 
     def try_resume(self) -> None:
         path = self._state_path()
-        if not self.resumable or not path.exists():
+        if not path.exists():
             return
         # RNG states are CPU byte tensors whatever the device; load_state_dict moves the rest.
         try:
@@ -303,29 +307,41 @@ class Trainer:
                 print(f"{path} holds another run (differs in: {', '.join(differ)}); not resumed: training "
                       f"starts from step 0 and overwrites it", flush=True)
             return
-        self.acc.unwrap_model(self.model).load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
+        if state.get("shards"):   # FSDP: every process reads its part
+            self.par.load_sharded(self.model, self.opt, self.out / state["shards"])
+        else:
+            self.par.unwrap(self.model).load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generators"][self.rank])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.agent.sampler.sync_weights(self.acc.unwrap_model(self.model))
+        self.agent.sampler.sync_weights(self.par.unwrap(self.model))
         self.step, self.log = state["step"], state["log"]
         if self.acc.is_main_process:
             print(f"resuming {self.out} at step {self.step}/{self.cfg.steps} (same identity)", flush=True)
 
     def _save_state(self) -> None:
-        if not self.resumable:
-            return
+        """state.pt, written last and atomically; under FSDP the weights and optimizer state go
+        to a folder of shards it names (one per saved step; older ones are removed after it)."""
         generators = gather_objects(self.generator.get_state())
-        model_state = self.acc.get_state_dict(self.model)
-        optimizer_state = self.opt.state_dict()
+        shards, model_state, optimizer_state = None, None, None
+        if self.par.fsdp:
+            shards = f"{self._state_path().stem}.shards.step{self.step}"
+            self.par.save_sharded(self.model, self.opt, self.out / shards)
+        else:
+            model_state = self.acc.get_state_dict(self.model)
+            optimizer_state = self.opt.state_dict()
         if self.acc.is_main_process:
             cuda_rng = [t.cpu() for t in torch.cuda.get_rng_state_all()] if self.device.type == "cuda" else []
             with atomic_file(self._state_path(), "wb") as f:
                 torch.save({"identity": self.identity, "model": model_state, "optimizer": optimizer_state,
-                            "generators": [g.cpu() for g in generators], "torch_rng": torch.get_rng_state(),
-                            "cuda_rng": cuda_rng, "step": self.step, "log": self.log}, f)
+                            "shards": shards, "generators": [g.cpu() for g in generators],
+                            "torch_rng": torch.get_rng_state(), "cuda_rng": cuda_rng, "step": self.step,
+                            "log": self.log}, f)
+            for old in self.out.glob(f"{self._state_path().stem}.shards.step*"):
+                if old.name != shards:
+                    shutil.rmtree(old)
         self.acc.wait_for_everyone()
 
     # --- one step -----------------------------------------------------------------------
@@ -349,8 +365,7 @@ class Trainer:
         ctx = StepContext(agent=self.agent, envs=self.envs, generator=self.generator, method=cfg.method,
                           credit_params=cfg.credit_params, group_size=cfg.group_size, seed=cfg.seed, step=self.step)
         self.model.eval()
-        with full_params_for_generation(self.acc, self.model):
-            got = collect(ctx, shard(self._batch(self.step), self.rank, self.world), cfg.rollout_params)
+        got = collect(ctx, shard(self._batch(self.step), self.rank, self.world), cfg.rollout_params)
         t_rollout = time.time() - t0
 
         t1 = time.time()
@@ -359,9 +374,8 @@ class Trainer:
         minibatch = [(self.rank + self.world * batch_position(t)) % cfg.ppo_mini_batches for t in got.rows]
         batch = UpdateBatch.from_rows(got.rows, got.spans, minibatch, self.tok.pad_token_id, self.device)
         stats = policy_update(self.model, self.ref, self.opt, batch, cfg, self.temperature, self.vocab,
-                              self.precision, self.acc)
-        with full_params_for_generation(self.acc, self.model):
-            self.agent.sampler.sync_weights(self.acc.unwrap_model(self.model))
+                              self.precision, self.par)
+        self.agent.sampler.sync_weights(self.par.unwrap(self.model))
         t_update = time.time() - t1 - stats["old_ref_s"]   # optimizer steps and the sampler's refresh
 
         steps = [s for t in got.rollouts for s in t.steps]
