@@ -109,3 +109,20 @@ def test_fsdp_run_resumes_from_its_sharded_checkpoint_as_if_never_stopped(fixtur
     a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("straight", "resumed"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert straight[2]["grad_norm"] > 0
+
+
+def test_fsdp_trains_in_bf16_mixed_with_the_sampler_close_to_the_trainer(fixture_task, tiny_backbone, tmp_path):
+    """bf16-mixed under FSDP: layers gathered in bf16, gradients reduced in float32, the sampler's
+    bf16 copy refreshed tensor by tensor; its log-probs stay within bf16 rounding of the trainer's."""
+    import json
+
+    from test_trainer import spec, tasks
+
+    (split, index), = tasks(fixture_task).values()
+    s = spec(tiny_backbone, steps=2, queries_per_step=2, distributed="fsdp", precision="bf16-mixed")
+    out = _run([*LAUNCH, "--main_process_port", "29523", "-m", "ricepo", "train", "--spec", json.dumps(s),
+                "--task", f"leetcode={split}:{index}", "--out", "run"], tmp_path)
+    assert "precision bf16-mixed on cpu" in out
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2]
+    assert all(r["grad_norm"] > 0 and r["logprob_gap_max"] < 0.05 for r in log), log

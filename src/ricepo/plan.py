@@ -13,8 +13,12 @@ lengths of the prepared data, component by component:
     dense_index     = encoder weights + one batch's activations
 
 Bytes per parameter: float32 master weights 4, gradients 4, AdamW's two moments 8, the reference
-2 (bf16) or 4, the bf16 sampler copy 2 under bf16-mixed. The KV cache holds `rollout.rows_per_call`
-rows at the longest context (prompt, every round at full budgets, the observations between).
+2 (bf16) or 4, the bf16 sampler copy 2 under bf16-mixed. A training job of N processes
+(`train.processes`, a backbone's own `train:` included) is planned per process: each rolls out and
+trains on 1/N of the step's rows; under FSDP (`train.distributed: fsdp`) each also holds 1/N of the
+weights, gradients, AdamW state and reference, a whole sampler copy, and, during the update, what
+FSDP gathers while a layer runs. Each training job's line names the fewest GPUs that fit. The KV
+cache holds `rollout.rows_per_call` rows at the longest context (prompt, every round at full budgets, the observations between).
 Activations: with gradient checkpointing one float32 hidden state per layer and token plus one
 layer's activations recomputed; without, every layer's (`ACTIVATIONS`, measured on small Qwen2
 layers); a log-prob chunk's logits (`LOGIT_BYTES`). The rollout's sampling tensors and prefill
@@ -245,7 +249,6 @@ class JobPlan:
     gpu_hours: float                  # estimate
     lengths_source: str
     advice: list[str] = field(default_factory=list)   # cheapest changes first
-    processes: int = 1                # GPUs the job runs on (train.processes); the figures are per GPU
     spread: str = ""                  # how a training job spreads over its GPUs, and the fewest that fit
 
     @property
@@ -538,8 +541,7 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
             fewest = smallest_processes(shape, capacity)
             job = JobPlan(job=f"train {label}", kind="train", gpu=gpu_key, capacity_gib=capacity, parts=gib(parts),
                           phase="rollout" if rollout >= update else "update", gpu_hours=hours,
-                          lengths_source=lens.source, processes=shape.processes,
-                          spread=(f"{shape.processes} GPUs, {'fsdp' if shape.sharded else 'ddp'}; "
+                          lengths_source=lens.source, spread=(f"{shape.processes} GPUs, {'fsdp' if shape.sharded else 'ddp'}; "
                                   if shape.processes > 1 else "")
                           + f"fewest GPUs that fit: {fewest or 'none up to 8'}")
             if not job.fits:

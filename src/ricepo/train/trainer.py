@@ -165,8 +165,9 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
     normalised by its token and sequence counts summed over processes and scaled by the process
     count, because DDP and FSDP average gradients: N processes on N shards take the step one
     process takes on all rows. Every process runs as many forward and backward passes as the
-    busiest one (idle ones at weight 0), since each pass synchronises (FSDP gathers weights). A micro-batch is cut to its own longest row (`micro_batches`), and the
-    gradients are freed after each optimizer step, so they do not live on into the rollout.
+    busiest one (idle ones dropped or at weight 0), since each pass synchronises (FSDP gathers
+    weights). A micro-batch is cut to its own longest row (`micro_batches`), and the gradients
+    are freed after each optimizer step, so they do not live on into the rollout.
     Returns the step log's update figures, averaged over optimizer steps."""
     device, world = batch.ids.device, par.world
     ids, attn, start = batch.ids, batch.attn, batch.start
@@ -194,8 +195,10 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
         model.eval()
         chunks = split(everything)
         for i in range(busiest(chunks)):
-            c = chunks[i] if i < len(chunks) else everything[:1]   # an idle pass recomputes a row
-            w = cut(c)
+            if i >= len(chunks):   # an idle pass: a row scored and dropped, so that FSDP's gathers pair up
+                logprobs(model, everything[:1]), logprobs(ref, everything[:1])
+                continue
+            c, w = chunks[i], cut(chunks[i])
             old[c, :w] = logprobs(model, c)
             ref_logp[c, :w] = logprobs(ref, c)
     old_ref_s = time.time() - t0
