@@ -4,12 +4,13 @@ forced kernel paths, each graded against its expected scores.
     python scripts/kernel_paths.py [--configfile config/smoke.yaml] [--paths detected avx2 ...]
         [--workdir DIR] [--cores 2]
 
-Each path (ricepo.precision.FORCED_KERNEL_PATHS: the machine's own kernels, AVX2 only, AVX-512
-with bf16 and no AMX, the portable scalar/SSE paths) runs `snakemake check` in its own folder
-WORKDIR/PATH with those settings in the environment, so every job (the tiny model's build, the
-training, the evaluations) computes as that CPU would. Prints each path's `check` summary and
-its wall time; exits 1 if any cell of any path FAILs. A float32 configuration (smoke, scifact)
-must pass under every path; a bf16 one (mini) within the tolerance its expected file derives.
+Each path (ricepo.kernels.KERNEL_PATHS: the machine's own kernels, AVX2 only, AVX-512 with bf16
+and no AMX, the portable scalar/SSE paths, MKL as on the other CPU vendor's machine) runs
+`snakemake check` in its own folder WORKDIR/PATH with those settings in the environment, so every
+job (the tiny model's build, the training, the evaluations) computes as that CPU would. Prints
+each path's `check` summary and its wall time; exits 1 if any cell of any path FAILs. A float32
+configuration on portable kernels (smoke, scifact) must pass under every path; a bf16 one (mini)
+within the tolerance its expected file derives.
 """
 from __future__ import annotations
 
@@ -23,13 +24,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from ricepo.precision import FORCED_KERNEL_PATHS  # noqa: E402
+from ricepo.kernels import KERNEL_PATHS, forced_env  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configfile", default=str(ROOT / "config" / "smoke.yaml"))
-    ap.add_argument("--paths", nargs="+", default=list(FORCED_KERNEL_PATHS), choices=list(FORCED_KERNEL_PATHS))
+    ap.add_argument("--paths", nargs="+", default=list(KERNEL_PATHS), choices=list(KERNEL_PATHS))
     ap.add_argument("--workdir", default=None, help="default: a new temporary folder")
     ap.add_argument("--cores", default="2")
     args = ap.parse_args()
@@ -42,7 +43,7 @@ def main() -> int:
     for name in args.paths:
         folder = work / name
         folder.mkdir(exist_ok=True)
-        settings = FORCED_KERNEL_PATHS[name]
+        settings = forced_env(name, folder)
         t0 = time.time()
         out = subprocess.run(["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(folder), "check", "--cores",
                               args.cores, "--configfile", str(Path(args.configfile).resolve())],

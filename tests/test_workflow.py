@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, shared
+from ricepo.kernels import FORCED_KERNEL_PATHS, other_vendor_mkl
 from ricepo.layout import metrics_file, runs, train_log_file
-from ricepo.precision import FORCED_KERNEL_PATHS
 
 
 def snakemake(*args, cwd, check=True, env=None):
@@ -254,22 +254,28 @@ def test_smoke_workflow_end_to_end(tmp_path):
     assert verdicts[0] in out.stdout + out.stderr                 # printed, not only written
     assert any(x.startswith("grading  exact: float32") for x in lines), lines
 
-    # The same numbers on every CPU: HGPO's run (whose cells moved by up to 34 points between an
-    # AMX and an AVX-512 machine in bf16) retrained and re-evaluated with every kernel forced to the
-    # AVX2 path, as on a CPU without AVX-512 or AMX; every cell is still OK, and the check names
-    # the numerics that differ from the expected file's.
-    hgpo = next(r for r in plan if (r.benchmark, r.method, r.variant, r.seed) == ("bright", "hgpo", None, 0))
-    # its policy, its evaluations and everything graded from them: Snakemake reruns a deleted
+    # The same numbers on every CPU: two runs retrained and re-evaluated as the other CPU vendor's
+    # machine without AVX-512 computes them (torch's and oneDNN's kernels forced to the AVX2 path,
+    # MKL answering its vendor check the other way): HGPO's (whose cells moved by up to 34 points
+    # between an AMX and an AVX-512 machine in bf16) and random-trigger seed 1 (which MKL's own
+    # pick, without cpu_kernels: portable, trains to 68.60 on Intel and 5.11 on AMD); every cell is
+    # still OK, and the check names the numerics that differ from the expected file's.
+    forced = [next(r for r in plan if (r.benchmark, r.method, r.variant, r.seed) == key)
+              for key in [("bright", "hgpo", None, 0), ("bright", "ricepo", "random_trigger", 1)]]
+    # their policies, their evaluations and everything graded from them: Snakemake reruns a deleted
     # intermediate file only when something downstream of it is missing too
-    shutil.rmtree(train_log_file(results, hgpo).parent)
-    for task in config["benchmarks"]["bright"]["tasks"]:
-        shutil.rmtree(metrics_file(results, hgpo, task).parent)
+    for run in forced:
+        shutil.rmtree(train_log_file(results, run).parent)
+        for task in config["benchmarks"]["bright"]["tasks"]:
+            shutil.rmtree(metrics_file(results, run, task).parent)
     shutil.rmtree(results / "tables")
     (results / "check.txt").unlink()
-    out = snakemake("check", "--cores", "2", "--configfile", smoke, cwd=tmp_path, env=FORCED_KERNEL_PATHS["avx2"])
+    env = {**FORCED_KERNEL_PATHS["avx2"], **other_vendor_mkl(tmp_path / "shim")}
+    out = snakemake("check", "--cores", "2", "--configfile", smoke, cwd=tmp_path, env=env)
     lines = (results / "check.txt").read_text().splitlines()
-    assert job_counts(out.stdout + out.stderr)["train"] == 1
-    assert json.loads(metrics_file(results, hgpo, "biology").read_text())["numerics"]["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert job_counts(out.stdout + out.stderr)["train"] == 2
+    numerics = json.loads(metrics_file(results, forced[1], "leetcode").read_text())["numerics"]
+    assert numerics["ATEN_CPU_CAPABILITY"] == "avx2" and numerics["MKL_CBWR"] == "COMPATIBLE", numerics
     assert all(v.startswith("OK ") for v in graded(lines)) and lines[-1].endswith(" 0 OKish, 0 FAIL of "
                                                                                  f"{len(verdicts)} cells"), lines
     differ = [x for x in lines if x.startswith("numerics differ in: ")]

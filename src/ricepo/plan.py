@@ -18,7 +18,8 @@ Bytes per parameter: float32 master weights 4, gradients 4, AdamW's two moments 
 trains on 1/N of the step's rows; under FSDP (`train.distributed: fsdp`) each also holds 1/N of the
 weights, gradients, AdamW state and reference, a whole sampler copy, and, during the update, what
 FSDP gathers while a layer runs. Each training job's line names the fewest GPUs that fit. The KV
-cache holds `rollout.rows_per_call` rows at the longest context (prompt, every round at full budgets, the observations between).
+cache holds `rollout.rows_per_call` rows at the longest context (prompt, every round at full
+budgets, the observations between).
 Activations: with gradient checkpointing one float32 hidden state per layer and token plus one
 layer's activations recomputed; without, every layer's (`ACTIVATIONS`, measured on small Qwen2
 layers); a log-prob chunk's logits (`LOGIT_BYTES`). The rollout's sampling tensors and prefill

@@ -8,51 +8,31 @@
 - `auto`: bf16-mixed on CUDA with bf16 support and on CPUs with native bf16 (AMX or AVX512-BF16,
   several times faster than float32 there), float32 elsewhere.
 
-Which numbers a run gives depends on its precision and on the kernels the CPU picks: bf16 matmuls
+Which numbers a run gives depends on its precision and on the kernels the CPU picks. bf16 matmuls
 round differently on AMX, AVX512-BF16 and AVX2 (a sampled token flips and a trained policy moves by
-tens of points), float32 runs follow the same trajectory whatever the kernels. `numerics()` is what
-each torch job records beside its results (metrics.json, the trained model's numerics.json) and the
-expected scores record beside theirs (`ricepo check` compares the two).
+tens of points). float32 matmuls go through MKL, which picks its kernels by CPU vendor as well as by
+instruction set: an Intel and an AMD CPU with the same AVX-512 flags add in another order, and on a
+random tiny model one bit is enough to flip a sampled token (AdamW turns a rounding-level gradient
+into a full-size step). `cpu_kernels: portable` (config) runs MKL's COMPATIBLE branch, the one MKL
+documents as giving the same results on Intel and non-Intel CPUs (README, "Same numbers on every
+CPU"). `numerics()` is what each torch job records beside its results (metrics.json, the trained
+model's numerics.json) and the expected scores record beside theirs (`ricepo check` compares the two).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from .errors import RicepoError
+from .kernels import KERNEL_ENV, KERNEL_FLAGS, cpu_flags, cpu_vendor
 
 SETTINGS = ("auto", "fp32", "bf16-mixed")
 REFERENCE_SETTINGS = ("auto", "fp32", "bf16")
 _CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-# The CPU features that decide which kernels run (and so how results round), best first.
-_KERNEL_FLAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
-# The settings that force a kernel path: torch's own vectorised ops, oneDNN (bf16 matmuls), MKL
-# (float32 matmuls); unset means "as detected".
-KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
 NUMERICS_FILE = "numerics.json"   # beside a trained policy's weights: the numerics it was trained under
-# Kernel paths a machine can be forced onto, to see on one machine what another CPU would compute
-# (scripts/kernel_paths.py, tests/test_workflow.py). `detected` is the machine's own pick.
-FORCED_KERNEL_PATHS = {
-    "detected": {},
-    # a CPU with AVX2 and no AVX-512 (older Intel, AMD before Zen 4)
-    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
-    # AVX-512 with native bf16 and no AMX, as AMD EPYC (Zen 4) has it
-    "avx512_bf16": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16", "MKL_ENABLE_INSTRUCTIONS": "AVX512"},
-    # the portable paths: torch's scalar kernels, oneDNN's SSE4.1, MKL's conditional-reproducibility mode
-    "baseline": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"},
-}
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
-    try:
-        return set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return set()
 
 
 def cpu_bf16_flag() -> str | None:
@@ -64,12 +44,13 @@ def cpu_bf16_flag() -> str | None:
 def numerics(precision: "Precision") -> dict:
     """What this process's numbers depend on: resolved precision, torch, the kernel path torch and
     the libraries run (`cpu_capability` is torch's pick; the settings are as set, "unset" if not),
-    the CPU's kernel-relevant flags and the intra-op threads."""
+    the CPU's vendor (MKL's pick depends on it) and kernel-relevant flags, the intra-op threads."""
     flags = cpu_flags()
     return {"precision": precision.name, "device": precision.device.type, "torch": torch.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             **{k: os.environ.get(k, "unset") for k in KERNEL_ENV},
-            "cpu_flags": [f for f in _KERNEL_FLAGS if f in flags], "threads": torch.get_num_threads()}
+            "cpu_vendor": cpu_vendor(), "cpu_flags": [f for f in KERNEL_FLAGS if f in flags],
+            "threads": torch.get_num_threads()}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from ricepo.config import check_config
 from ricepo.environments import index_parts
 from ricepo.errors import RicepoError
 from ricepo.identity import code_version
+from ricepo.kernels import CPU_KERNELS
 from ricepo.report.check import expected_file
 from ricepo.report.results import PAPER_CLAIMS
 
@@ -138,6 +139,11 @@ def _fixture_corpora(wildcards):
 def _task_args(benchmark):
     return " ".join(f"--task {t}={split_dir(benchmark, t)}:{index_dir(benchmark, t)}"
                     for t in layout.train_tasks(config, benchmark))
+
+
+def kernel_env(wc=None):
+    """The settings before a torch job's command that fix its CPU kernels (config `cpu_kernels`)."""
+    return " ".join(f"{k}={v}" for k, v in CPU_KERNELS[config["cpu_kernels"]].items())
 
 
 def train_processes(wc):

@@ -13,6 +13,7 @@ rule agent_eval:
         split=lambda wc: split_dir(wc.benchmark, wc.task),
         index=lambda wc: index_dir(wc.benchmark, wc.task),
         out=lambda wc, output: str(Path(output.metrics).parent),
+        kernel_env=kernel_env,
         code=CODE,
     threads: 1
     resources:
@@ -21,7 +22,7 @@ rule agent_eval:
     log:
         out(f"logs/{layout.EVAL_DIR}.log"),
     shell:
-        "OMP_NUM_THREADS={threads} ricepo gpu-run --gpus {resources.gpu} -- ricepo agent-eval --spec {params.spec:q} --model {params.model} "
+        "OMP_NUM_THREADS={threads} {params.kernel_env} ricepo gpu-run --gpus {resources.gpu} -- ricepo agent-eval --spec {params.spec:q} --model {params.model} "
         "--task {wildcards.task}={params.split}:{params.index} --out {params.out} > {log} 2>&1"
 
 

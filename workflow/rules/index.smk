@@ -26,6 +26,7 @@ rule dense_index:
     params:
         model=lambda wc: config["dense_models"][wc.dense_model]["model"],
         settings=lambda wc: json.dumps({k: v for k, v in config["dense_models"][wc.dense_model].items() if k != "model"}),
+        kernel_env=kernel_env,
         code=CODE,
     threads: 4
     resources:
@@ -36,5 +37,5 @@ rule dense_index:
     benchmark:
         f"{R}/benchmarks/index/{{benchmark}}/{{task}}/dense-{{dense_model}}.tsv"
     shell:
-        "ricepo gpu-run --gpus {resources.gpu} -- ricepo index --dataset {input} --retriever dense --dense-model {params.model} "
+        "{params.kernel_env} ricepo gpu-run --gpus {resources.gpu} -- ricepo index --dataset {input} --retriever dense --dense-model {params.model} "
         "--dense-settings {params.settings:q} --out {output} > {log} 2>&1"

@@ -12,6 +12,7 @@ rule train:
         tasks=lambda wc: _task_args(wc.benchmark),
         out=lambda wc, output: str(Path(output.log).parent),
         launcher=lambda wc: train_launcher(wc),
+        kernel_env=kernel_env,
         code=CODE,
     threads: train_processes
     resources:
@@ -22,4 +23,4 @@ rule train:
     benchmark:
         out(f"benchmarks/{layout.TRAIN_DIR}.tsv")
     shell:
-        "OMP_NUM_THREADS=1 ricepo gpu-run --gpus {resources.gpu} -- {params.launcher} train --spec {params.spec:q} {params.tasks} --out {params.out} > {log} 2>&1"
+        "OMP_NUM_THREADS=1 {params.kernel_env} ricepo gpu-run --gpus {resources.gpu} -- {params.launcher} train --spec {params.spec:q} {params.tasks} --out {params.out} > {log} 2>&1"

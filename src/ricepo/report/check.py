@@ -12,8 +12,9 @@ Values are NDCG@10 x 100, as the tables show them. The expected file is written 
 tables by `ricepo check --write` (which records the commit, machine, date and the numerics it was
 measured under) and committed with the change that moved a number, the reason in the commit message.
 
-Its `grading.kind` says what a pass means. `exact`: a float32 configuration, whose numbers are the
-same on every x86-64 CPU, so a cell must equal its value (the tolerance only absorbs float noise).
+Its `grading.kind` says what a pass means. `exact`: a float32 configuration on MKL's portable
+branch (`cpu_kernels: portable`), whose numbers are the same on every x86-64 CPU, so a cell must
+equal its value (the tolerance only absorbs float noise).
 `tolerance`: a bf16 configuration, whose numbers move with the CPU's kernels; each cell's tolerance
 is derived from a measured spread, the derivation written in the file (`grading.derivation`).
 The numerics the run recorded (precision/numerics()) are printed beside the expected file's, with
@@ -66,7 +67,7 @@ def read_tables(inputs: list[Path]) -> list[dict]:
 
 
 GRADINGS = {
-    "exact": "float32: the same numbers on every x86-64 CPU; OK means equal at four decimals",
+    "exact": "float32 on portable kernels: the same numbers on every x86-64 CPU; OK means equal at four decimals",
     "tolerance": "bf16: numbers move with the CPU's kernels; a cell passes within a tolerance derived from a measured spread",
 }
 
@@ -135,8 +136,10 @@ def numerics_lines(expected: dict, ours: list[dict]) -> list[str]:
     if differ:
         if a.get("precision") != b.get("precision"):
             why = "; another precision gives other numbers"
+        elif kind == "exact" and a.get("MKL_CBWR") != b.get("MKL_CBWR"):
+            why = "; MKL's kernel branch differs, and float32 numbers can move with it (cpu_kernels: portable)"
         elif kind == "exact":
-            why = "; a float32 run gives the same numbers under these"
+            why = "; a float32 run on the same MKL branch gives the same numbers under these"
         else:
             why = "; bf16 numbers move with these, within the tolerance the file derives"
         lines.append("numerics differ in: " + ", ".join(differ) + why)
