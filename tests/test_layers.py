@@ -6,6 +6,7 @@ from conftest import ROOT
 PACKAGE = ROOT / "src" / "ricepo"
 LAYERS = [                       # lowest first; a unit is a module or a subpackage of ricepo
     {"errors", "atomic", "identity"},
+    {"kernels"},                             # CPU kernel paths, without torch (precision, the workflow)
     {"data", "credit", "precision", "packaged", "gpu_slots", "memory_meter"},
     {"config", "layout", "metrics"},        # the config schema, the run matrix, NDCG
     {"retrieval", "report"},
