@@ -542,7 +542,8 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
             fewest = smallest_processes(shape, capacity)
             job = JobPlan(job=f"train {label}", kind="train", gpu=gpu_key, capacity_gib=capacity, parts=gib(parts),
                           phase="rollout" if rollout >= update else "update", gpu_hours=hours,
-                          lengths_source=lens.source, spread=(f"{shape.processes} GPUs, {'fsdp' if shape.sharded else 'ddp'}; "
+                          lengths_source=lens.source,
+                          spread=(f"{shape.processes} GPUs, {'fsdp' if shape.sharded else 'ddp'}; "
                                   if shape.processes > 1 else "")
                           + f"fewest GPUs that fit: {fewest or 'none up to 8'}")
             if not job.fits:
