@@ -34,8 +34,8 @@ FORCED_KERNEL_PATHS = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
     # AVX-512 with native bf16 and no AMX, as AMD EPYC (Zen 4) has it
     "avx512_bf16": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16", "MKL_ENABLE_INSTRUCTIONS": "AVX512"},
-    # the portable paths: torch's scalar kernels, oneDNN's SSE4.1, MKL's conditional-reproducibility mode
-    "baseline": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"},
+    # the portable paths: torch's scalar kernels, oneDNN's SSE4.1, MKL's portable branch
+    "baseline": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", **CPU_KERNELS["portable"]},
 }
 KERNEL_PATHS = (*FORCED_KERNEL_PATHS, "other_vendor")
 

@@ -10,12 +10,10 @@
 
 Which numbers a run gives depends on its precision and on the kernels the CPU picks. bf16 matmuls
 round differently on AMX, AVX512-BF16 and AVX2 (a sampled token flips and a trained policy moves by
-tens of points). float32 matmuls go through MKL, which picks its kernels by CPU vendor as well as by
-instruction set: an Intel and an AMD CPU with the same AVX-512 flags add in another order, and on a
-random tiny model one bit is enough to flip a sampled token (AdamW turns a rounding-level gradient
-into a full-size step). `cpu_kernels: portable` (config) runs MKL's COMPATIBLE branch, the one MKL
-documents as giving the same results on Intel and non-Intel CPUs (README, "Same numbers on every
-CPU"). `numerics()` is what each torch job records beside its results (metrics.json, the trained
+tens of points). float32 matmuls round differently on Intel and AMD CPUs (MKL picks by vendor:
+kernels.py), and on a random tiny model one bit is enough to flip a sampled token (AdamW turns a
+rounding-level gradient into a full-size step); `cpu_kernels: portable` removes that (README, "Same
+numbers on every CPU"). `numerics()` is what each torch job records beside its results (metrics.json, the trained
 model's numerics.json) and the expected scores record beside theirs (`ricepo check` compares the two).
 """
 from __future__ import annotations
