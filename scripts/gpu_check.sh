@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Check the GPU path on a GPU node before launching the full reproduction (README, "GPU check").
-#   scripts/gpu_check.sh [tests] [smoke] [paper]      (default: all three; budget 10 minutes on one H200)
+#   scripts/gpu_check.sh [tests] [sampler] [smoke] [paper]   (default: all four; budget 10 minutes on one H200)
 # tests: the tests marked gpu (sampling on CUDA, a bf16-mixed step at lr 1e-6 that moves every
 #        parameter tensor, train + SIGKILL + resume equal to an uninterrupted run); fails if any
 #        of them is skipped or none ran;
+# sampler: the sampler's tokens per second against transformers' generate() on CUDA, 8, 32 and 64
+#        rows, with DeepSeek-R1-Distill-Qwen-1.5B's architecture at random initialisation
+#        (scripts/bench_sampler.py --architecture); a report: fails only if it cannot run on CUDA;
 # smoke: the CUDA smoke subset (config/smoke.yaml + config/gpu_smoke.yaml: one task, one seed, the
 #        prompting agent, GRPO and RICE-PO, through to a report) in a temporary folder; fails
 #        unless the DAG completes and every training job's log says it ran on CUDA
@@ -21,7 +24,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-sections=${*:-tests smoke paper}
+sections=${*:-tests sampler smoke paper}
 export PYTHONUNBUFFERED=1
 check_start=$(date +%s)
 failed=""
@@ -80,6 +83,15 @@ if [[ " $sections " == *" tests "* ]]; then
   else
     part_time tests ok "$start"
   fi
+fi
+
+if [[ " $sections " == *" sampler "* ]]; then
+  echo "== sampler against generate()"
+  start=$(date +%s)
+  python3 scripts/bench_sampler.py --require-cuda --architecture r1_distill_qwen_1p5b --rows 8 32 64 --repeats 1 \
+    2>&1 | grep -v -E "Loading weights|Writing model|it/s\]|[Ww]arning|forward_call"
+  if [ "${PIPESTATUS[0]}" -ne 0 ]; then failed="$failed sampler"; part_time sampler FAILED "$start"
+  else part_time sampler ok "$start"; fi
 fi
 
 if [[ " $sections " == *" smoke "* ]]; then

@@ -38,7 +38,7 @@ def prompt_of(model, tok, fixture_task):
     qid, q = next(iter(queries.items()))
     agent = Agent(TransformersSampler(model, tok), tok, TEMPLATE, RolloutSettings.from_config(ROLLOUT))
     t = Trajectory(id="t", query_id=qid, task="leetcode", query=q["text"])
-    agent._prompt(t, env)
+    agent._prompt([t], {"leetcode": env})
     return agent, env, t
 
 

@@ -84,7 +84,7 @@ def test_every_schema_default_reaches_the_code_unchanged(tmp_path):
     from ricepo.agent.rollout import RolloutSettings
     from ricepo.config import DOCUMENTED_SECTIONS, retriever_settings, section_defaults
     from ricepo.credit import METHODS
-    from ricepo.environments import make_retriever
+    from ricepo.environments import RetrieverSettings, make_retriever
     from ricepo.layout import job_spec
     from ricepo.train.run import LAUNCH_KEYS, train_config
 
@@ -110,7 +110,7 @@ def test_every_schema_default_reaches_the_code_unchanged(tmp_path):
                                                                  for k, p in METHODS["ricepo"].params.items()}
     # the retriever: `ricepo retrieve` with no flags builds BM25 with the schema's k1, b and stemmer
     corpus = {"d1": {"title": "", "text": "cells divide"}, "d2": {"title": "", "text": "markets fall"}}
-    bm25 = make_retriever(tmp_path, "", {}, {}, corpus=corpus)
+    bm25 = make_retriever(tmp_path, "", RetrieverSettings.resolve({}), corpus=corpus)
     defaults = retriever_settings()
     reached += [("retriever.k1", defaults["k1"], bm25.model.k1), ("retriever.b", defaults["b"], bm25.model.b),
                 ("retriever.stemmer", defaults["stemmer"], bm25.stemmer)]

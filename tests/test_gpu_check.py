@@ -1,6 +1,7 @@
 """scripts/gpu_check.sh can fail: on this machine (no GPU) the CUDA gate refuses, and in its drill
 (the gate skipped) each part runs on the CPU and fails for what it checks: skipped GPU tests, a
-smoke DAG whose training jobs ran on the CPU, a paper step that did not run on CUDA."""
+sampler benchmark that refuses the CPU, a smoke DAG whose training jobs ran on the CPU, a paper
+step that did not run on CUDA."""
 import os
 import subprocess
 from pathlib import Path
@@ -31,8 +32,9 @@ def test_every_part_fails_when_it_runs_on_the_cpu():
     assert "-- tests: FAILED" in out and "skipped" in out
     # the smoke subset completes, on the CPU, and the device assertion catches it
     assert "smoke DAG: complete" in out and "training jobs that ran on CUDA: 0 of 2" in out and "-- smoke: FAILED" in out
+    assert "--require-cuda, but the device is cpu" in out and "-- sampler: FAILED" in out
     assert "paper step: FAILED: the step did not run on CUDA" in out and "-- paper: FAILED" in out
-    assert out.rstrip().splitlines()[-1].startswith("== gpu_check: FAILED: tests smoke paper in ")
+    assert out.rstrip().splitlines()[-1].startswith("== gpu_check: FAILED: tests sampler smoke paper in ")
 
 
 def test_train_devices_counts_the_logs_where_the_workflow_writes_them(fixture_task, tiny_backbone, tmp_path):

@@ -239,3 +239,39 @@ def test_each_distinct_search_is_run_once_and_counted_once(rollouts, fixture_tas
     requests = 3 * 2 + sum(len(t.steps) for t in trajs)     # the prompt's first search per row, one per step
     assert env.stats.searches == len(ran) == len(set(ran))
     assert env.stats.searches + env.stats.hits == requests
+
+
+def test_streamed_evaluation_refills_slots_and_samples_what_the_model_gives(rollouts, fixture_task):
+    """Continuous batching: every job comes back once, no sampler call holds more than `slots`
+    rows, a trajectory that ended early frees its slot for the next query while the others go on,
+    and every sampled token's recorded log-prob is what a fresh forward pass over the finished
+    transcript gives (the cache of rows that started beside others held exactly their tokens)."""
+    from ricepo.environments import load_environment
+    from ricepo.train.trainer import sequence_logprobs
+
+    model, _, _, agent, _ = rollouts
+    env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
+    jobs = [(f"{qid}#{g}", "leetcode", qid, q["text"]) for qid, q in list(queries.items())[:4] for g in range(2)]
+    calls = []   # per sampler call: each context's cache row, None for a row starting there
+    sample = agent.sampler.sample
+
+    def recorded(contexts, **kw):
+        cache = agent.sampler._cache
+        calls.append(cache.plan(contexts) if cache else [None] * len(contexts))
+        return sample(contexts, **kw)
+
+    agent.sampler.sample = recorded
+    try:
+        trajs = list(agent.stream(jobs, {"leetcode": env}, torch.Generator().manual_seed(14), slots=3))
+    finally:
+        agent.sampler.sample = sample
+    assert sorted(t.id for t in trajs) == sorted(j[0] for j in jobs)
+    assert max(map(len, calls)) == 3
+    assert any(t.ended and len(t.steps) < ROLLOUT["max_depth"] for t in trajs), "this seed ends one episode early"
+    assert any(None in c and any(r is not None for r in c) for c in calls), "a row started beside cached rows"
+    for t in trajs:
+        ids = torch.tensor([t.tokens])
+        logp = sequence_logprobs(model, ids, torch.ones_like(ids), agent.s.temperature, len(agent.tok))[0]
+        for i, m in enumerate(t.loss_mask()):
+            if m:
+                assert logp[i - 1].item() == pytest.approx(t.logprobs[i], abs=1e-4), (t.id, i)

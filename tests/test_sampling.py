@@ -150,3 +150,143 @@ def test_draw_samples_the_distribution_and_never_a_zero_probability_token():
     freq = torch.stack([(draws[:, 0] == i).float().mean() for i in range(4)])
     assert freq.tolist() == pytest.approx([0.1, 0.2, 0.0, 0.7], abs=0.01)    # 4 standard errors at n = 20000
     assert (draws[:, 0] != 2).all() and (draws[:, 1] == 2).all()
+
+
+def _reference_sample(model, tok, contexts, max_new_tokens, stop, temperature, generator):
+    """The sampler's contract with no cache and no tricks: each step recomputes every row's whole
+    context, draws one uniform per row in row order until every row has ended, and looks for
+    the stop string in the decoded text."""
+    from ricepo.agent.sampling import Sampled, draw, eos_ids, policy_logprobs
+
+    eos, rows = eos_ids(model, tok), [list(c) for c in contexts]
+    out = [Sampled([], [], [], False) for _ in contexts]
+    active = [True] * len(rows)
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits = torch.stack([model(input_ids=torch.tensor([r])).logits[0, -1] for r in rows])
+            logp = policy_logprobs(logits, temperature, len(tok))
+            entropy = -(logp.exp() * logp.masked_fill(logp == float("-inf"), 0.0)).sum(-1)
+            tokens = draw(logp.exp(), generator) if temperature > 0 else logp.argmax(-1)
+            for i, t in enumerate(tokens.tolist()):
+                if not active[i]:
+                    continue
+                r = out[i]
+                r.ids.append(t)
+                r.logprobs.append(logp[i, t].item())
+                r.entropies.append(entropy[i].item())
+                rows[i].append(t)
+                if t in eos:
+                    r.eos, active[i] = True, False
+                elif stop in tok.decode(r.ids, skip_special_tokens=False):
+                    r.stopped, active[i] = True, False
+            if not any(active):
+                break
+    return out
+
+
+def _assert_same(ours, ref):
+    for a, b in zip(ours, ref):
+        assert (a.ids, a.stopped, a.eos) == (b.ids, b.stopped, b.eos)
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+        assert a.entropies == pytest.approx(b.entropies, abs=1e-4)
+
+
+def test_the_sampler_matches_a_full_recompute_in_fp32_with_the_same_generator(tiny):
+    """Tokens, log-probs, entropies and how each phase ended, at temperature 1 with one seed, for
+    a batch with repeated contexts and a shared prefix (prefilled once), rows that end at
+    different steps (moved out of the forward pass), and a second call continuing the cache."""
+    from ricepo.agent.sampling import sample
+
+    model, tok = tiny
+    head = tok("Question: ", add_special_tokens=False)["input_ids"]
+    ctx = [head + c for c in _contexts(tok)]
+    ctx = [ctx[0], ctx[1], ctx[0], ctx[2], ctx[1], ctx[0]]
+    ours, cache = sample(model, tok, ctx, max_new_tokens=12, stop="e", temperature=1.0,
+                         generator=torch.Generator().manual_seed(3))
+    ref = _reference_sample(model, tok, ctx, 12, "e", 1.0, torch.Generator().manual_seed(3))
+    _assert_same(ours, ref)
+    assert len({len(r.ids) for r in ours}) >= 3, "rows must end at different steps for this test to mean anything"
+
+    glue = tok(" x y", add_special_tokens=False)["input_ids"]
+    longer = [c + r.ids + glue for c, r in zip(ctx, ours)]
+    keep = [longer[i] for i in (0, 2, 3, 5)]
+    ours2, _ = sample(model, tok, keep, max_new_tokens=8, stop="e", temperature=1.0,
+                      generator=torch.Generator().manual_seed(4), cache=cache)
+    _assert_same(ours2, _reference_sample(model, tok, keep, 8, "e", 1.0, torch.Generator().manual_seed(4)))
+
+
+def test_a_multi_token_stop_string_ends_a_phase_exactly_where_the_text_ends(smollm2_tokenizer):
+    """SmolLM2 writes `</think>` as `</`, `think`, `>`: the token-id automaton must stop on the
+    token that completes the string, as a search of the decoded text does, wherever the
+    tokenizer cuts it (inside a longer token, after a false start, never at all)."""
+    from ricepo.agent.stop_strings import StopMatcher
+
+    tok, stop = smollm2_tokenizer, "</think>"
+    matcher = StopMatcher(tok, stop)
+
+    def first_hit(ids):
+        states = torch.zeros(1, dtype=torch.long)
+        for i, t in enumerate(ids):
+            states = matcher.advance(states, torch.tensor([t]))
+            if states.item() == matcher.done:
+                return i
+        return None
+
+    def by_text(ids):
+        return next((i for i in range(len(ids)) if stop in tok.decode(ids[:i + 1], skip_special_tokens=False)), None)
+
+    for text in ["so the answer is x</think>", "a </think>\nb", "<</think>", "</thi</think>", "</th ink>",
+                 "</think", "think>", "<</<//think></think>"]:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert first_hit(ids) == by_text(ids), text
+    ids = tok("so the answer is x</think>", add_special_tokens=False)["input_ids"]
+    assert len(ids) > 3 and first_hit(ids) == len(ids) - 1
+
+    # random cuts of the stop string, each part tokenised alone, between random pieces of it;
+    # one part in three left out (a false start): hits, near misses and overlaps in every order
+    vocab_pieces = {stop[a:b] for a in range(len(stop)) for b in range(a + 1, len(stop) + 1)}
+    pieces = [tok(w, add_special_tokens=False)["input_ids"] for w in sorted(vocab_pieces | {" ", "\n", "x"})]
+    g = torch.Generator().manual_seed(0)
+
+    def randint(n):
+        return int(torch.randint(n, (1,), generator=g))
+
+    hits = 0
+    for _ in range(500):
+        cuts = sorted({randint(len(stop) - 1) + 1 for _ in range(randint(4))})
+        parts = [stop[a:b] for a, b in zip([0] + cuts, cuts + [len(stop)])]
+        if randint(3) == 0:
+            del parts[randint(len(parts))]
+        ids = [t for _ in range(randint(3)) for t in pieces[randint(len(pieces))]]
+        ids += [t for p in parts for t in tok(p, add_special_tokens=False)["input_ids"]]
+        ids += [t for _ in range(randint(3)) for t in pieces[randint(len(pieces))]]
+        assert first_hit(ids) == by_text(ids), tok.decode(ids)
+        hits += first_hit(ids) is not None
+    assert 100 < hits < 450
+
+
+def test_rows_that_start_beside_cached_rows_and_repacked_holes_match_a_fresh_prefill(tiny):
+    """Continuous batching: a new row takes a finished row's slot, prefilled apart and appended to
+    the cache; over rounds the left rows' columns become holes, and the layout is repacked once
+    they are half of it. Every round's continuation equals a fresh prefill's."""
+    from ricepo.agent.sampling import sample
+
+    model, tok = tiny
+    texts = ["two sum", "graph path", "binary search tree", "heap sort", "trie of words", "union find", "dp"]
+    starts = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    glue = tok(" x", add_special_tokens=False)["input_ids"]
+    first, cache = sample(model, tok, starts[:2], max_new_tokens=5, stop="</think>", temperature=0.0, generator=None)
+    rows = [c + r.ids + glue for c, r in zip(starts[:2], first)]
+    columns, repacked = [], False
+    for new in starts[2:]:
+        rows = [rows[1], new]            # the older row left; a new query takes its slot
+        assert cache.plan(rows) == [1, None]
+        got, cache = sample(model, tok, rows, max_new_tokens=5, stop="</think>", temperature=0.0, generator=None,
+                            cache=cache)
+        fresh, _ = sample(model, tok, rows, max_new_tokens=5, stop="</think>", temperature=0.0, generator=None)
+        _assert_same(got, fresh)
+        repacked |= bool(columns) and cache.kv.columns < columns[-1]
+        columns.append(cache.kv.columns)
+        rows = [c + r.ids + glue for c, r in zip(rows, got)]
+    assert repacked, columns
+    assert max(columns) <= 2 * max(len(h) for h in cache.held) + 2 * (5 + len(glue))

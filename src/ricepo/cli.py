@@ -13,7 +13,6 @@ from pathlib import Path
 
 from . import jobs
 from .errors import RicepoError
-from .layout import EVAL_BATCH_SIZE
 
 
 def _read_json_input(source: str):
@@ -55,9 +54,11 @@ def cmd_evaluate(args) -> None:
     _print(jobs.evaluate(args.qrels, args.run, args.excluded, args.out))
 
 
-def _retriever_args(args) -> tuple[dict, dict]:
-    """The benchmark-style `retriever` entry and `dense_models` the flags describe (flags not
-    given take the config schema's defaults)."""
+def _retriever_args(args):
+    """The retriever the flags describe, resolved as a benchmark's `retriever` entry would be
+    (flags not given take the config schema's defaults)."""
+    from .environments import RetrieverSettings
+
     given = {"name": args.retriever, "k1": args.k1, "b": args.b, "stemmer": args.stemmer}
     dense_models = {}
     if args.dense_model:
@@ -68,18 +69,15 @@ def _retriever_args(args) -> tuple[dict, dict]:
         raise RicepoError(f"--retriever {args.retriever} needs --dense-model (a Hub id, a folder or pkg:PACKAGE/dir)")
     if getattr(args, "dense_weight", None) is not None:
         given["dense_weight"] = {"default": args.dense_weight}
-    return {k: v for k, v in given.items() if v is not None}, dense_models
+    return RetrieverSettings.resolve({k: v for k, v in given.items() if v is not None}, dense_models)
 
 
 def cmd_retrieve(args) -> None:
-    retriever, dense_models = _retriever_args(args)
-    _print(jobs.retrieve(args.dataset, args.split, args.out, args.k, retriever, dense_models, args.index_root))
+    _print(jobs.retrieve(args.dataset, args.split, args.out, args.k, _retriever_args(args), args.index_root))
 
 
 def cmd_index(args) -> None:
-    retriever, dense_models = _retriever_args(args)
-    _print(jobs.index(args.dataset, args.out, "dense" if args.retriever == "dense" else "bm25", retriever,
-                      dense_models))
+    _print(jobs.index(args.dataset, args.out, "dense" if args.retriever == "dense" else "bm25", _retriever_args(args)))
 
 
 def cmd_data(args) -> None:
@@ -111,8 +109,7 @@ def cmd_train(args) -> None:
 def cmd_agent_eval(args) -> None:
     from .environments import parse_task_args
 
-    _print(jobs.agent_eval(json.loads(args.spec), args.model, parse_task_args([args.task]), args.out,
-                           args.batch_size))
+    _print(jobs.agent_eval(json.loads(args.spec), args.model, parse_task_args([args.task]), args.out))
 
 
 def cmd_report(args) -> None:
@@ -271,7 +268,6 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--model", required=True, help="Hub id or folder of the policy")
     a.add_argument("--task", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT")
     a.add_argument("--out", required=True)
-    a.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE)
     a.set_defaults(func=cmd_agent_eval)
 
     cf = sub.add_parser("config", help="check a configuration as the workflow reads it")

@@ -41,39 +41,37 @@ def evaluate(qrels: Path, run: Path, excluded: Path | None = None, out: Path | N
     return result
 
 
-def index(dataset: Path, out: Path, part: str, retriever: dict, dense_models: dict) -> dict:
+def index(dataset: Path, out: Path, part: str, settings: "RetrieverSettings") -> dict:
     """One index of a canonical corpus: BM25 or corpus embeddings (rules bm25_index, dense_index)."""
-    from .config import retriever_settings
     from .data.canonical import read_corpus
     from .environments import build_index
 
     t0 = time.time()
     corpus = read_corpus(Path(dataset) / "corpus.jsonl")
-    info = build_index(corpus, part, retriever_settings(retriever), dense_models, Path(out))
+    info = build_index(corpus, part, settings, Path(out))
     return {**info, "seconds": round(time.time() - t0, 2)}
 
 
-def retrieve(dataset: Path, split: str, out: Path, k: int, retriever: dict, dense_models: dict,
+def retrieve(dataset: Path, split: str, out: Path, k: int, settings: "RetrieverSettings",
              index_root: Path | None = None) -> dict:
     """A retriever alone (query text, no agent) over a split's queries, as a TREC run (rule
     bm25_baseline, first half). Indexes missing under `index_root` are built and kept there; with
     no root they are built in a temporary folder."""
     from .data.canonical import Dataset
     from .data.trec import without_excluded, write_run
-    from .environments import make_retriever, retriever_tag
+    from .environments import make_retriever
 
     t0 = time.time()
     ds = Dataset(dataset)
     queries = ds.split_queries(split)
     with tempfile.TemporaryDirectory() as scratch:
-        searcher = make_retriever(Path(index_root or scratch), "", retriever, dense_models, corpus=ds.corpus)
+        searcher = make_retriever(Path(index_root or scratch), "", settings, corpus=ds.corpus)
         # the widest exclusion list is fetched on top of k, so every query keeps k documents once filtered
         widest = max((len(ds.excluded.get(q, ())) + 1 for q in queries), default=0)
         texts = [q["text"] for q in queries.values()]
-        rankings = (searcher.search_many(texts, k + widest) if hasattr(searcher, "search_many")
-                    else [searcher.search(t, k + widest) for t in texts])
+        rankings = searcher.search_many(texts, k + widest)
     run = {qid: without_excluded(qid, ranking, ds.excluded)[:k] for qid, ranking in zip(queries, rankings)}
-    tag = retriever_tag(retriever)
+    tag = settings.tag
     write_run(out, run, tag)
     return {"queries": len(run), "retriever": tag, "out": str(out), "seconds": round(time.time() - t0, 2)}
 
@@ -128,14 +126,14 @@ def train(spec: dict, tasks: dict[str, tuple[Path, Path]], out: Path) -> dict:
     return {"steps": len(log), "first_reward": log[0]["reward_mean"], "last_reward": log[-1]["reward_mean"]}
 
 
-def agent_eval(spec: dict, model: str, tasks: dict[str, tuple[Path, Path]], out: Path, batch_size: int) -> dict:
+def agent_eval(spec: dict, model: str, tasks: dict[str, tuple[Path, Path]], out: Path) -> dict:
     """A policy on one task's test queries: TREC run, transcripts and NDCG@10 (rule agent_eval)."""
     from .evaluate.agent_eval import run_agent_eval
 
     if len(tasks) != 1:
         raise RicepoError(f"agent-eval evaluates one task at a time, got {len(tasks)}")
     (task, (split_dir, index_dir)), = tasks.items()
-    result = run_agent_eval(spec, model, task, split_dir, index_dir, out, batch_size=batch_size)
+    result = run_agent_eval(spec, model, task, split_dir, index_dir, out)
     return {k: result[k] for k in ("ndcg_cut_10", "n_queries", "parseable_rate")}
 
 

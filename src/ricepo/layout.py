@@ -20,8 +20,6 @@ TRAIN_DIR = "train/" + RUN_DIR
 EVAL_DIR = "eval/" + RUN_DIR + "/{task}"
 BM25_DIR = "baselines/{benchmark}/bm25/{task}"
 SPLIT_DIR = "splits/{benchmark}/{task}"
-# Test queries an evaluation job rolls out together (one sampler call and KV cache; ricepo plan counts it).
-EVAL_BATCH_SIZE = 16
 INDEX_DIR = "index/{benchmark}/{task}"
 
 

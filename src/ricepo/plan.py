@@ -19,7 +19,8 @@ trains on 1/N of the step's rows; under FSDP (`train.distributed: fsdp`) each al
 weights, gradients, AdamW state and reference, a whole sampler copy, and, during the update, what
 FSDP gathers while a layer runs. Each training job's line names the fewest GPUs that fit. The KV
 cache holds `rollout.rows_per_call` rows at the longest context (prompt, every round at full
-budgets, the observations between).
+budgets, the observations between); an evaluation's holds `evaluate.slots` rows at twice that,
+as its layout keeps the columns of rows that left until they are half of it (agent/kv_cache.py).
 Activations: with gradient checkpointing one float32 hidden state per layer and token plus one
 layer's activations recomputed; without, every layer's (`ACTIVATIONS`, measured on small Qwen2
 layers); a log-prob chunk's logits (`LOGIT_BYTES`). The rollout's sampling tensors and prefill
@@ -41,7 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import RicepoError
-from .layout import EVAL_BATCH_SIZE as EVAL_BATCH
 
 GIB = 2 ** 30
 ARCHITECTURES = Path(__file__).resolve().parents[2] / "config" / "architectures"
@@ -250,7 +250,8 @@ class JobPlan:
     gpu_hours: float                  # estimate
     lengths_source: str
     advice: list[str] = field(default_factory=list)   # cheapest changes first
-    spread: str = ""                  # how a training job spreads over its GPUs, and the fewest that fit
+    spread: str = ""                  # how a training job spreads over its GPUs and the fewest that fit;
+                                      # an evaluation's most slots that fit
 
     @property
     def peak_gib(self) -> float:
@@ -346,8 +347,18 @@ def train_seconds(s: TrainShape, gpu: dict, plan: dict) -> float:
 
 def eval_memory(a: Arch, lengths: Lengths, rows: int, mixed: bool, retriever: dict) -> dict:
     dt = 2 if mixed else 4
-    return {"weights": dt * a.params, **retriever, "KV cache": rows * lengths.context * a.kv_bytes_per_token * dt,
+    columns = 2 * lengths.context   # holes left by finished rows, up to half the layout before a repack
+    return {"weights": dt * a.params, **retriever, "KV cache": rows * columns * a.kv_bytes_per_token * dt,
             "sampling": max(sampling_bytes(a, rows), prefill_bytes(a, rows * lengths.prompt, dt))}
+
+
+def most_rows(peak_gib, capacity: float, ceiling: int = 4096) -> int:
+    """The largest row count up to `ceiling` whose `peak_gib(rows)` (growing with rows) fits; 0 if none."""
+    low, high = 0, ceiling
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if peak_gib(mid) <= capacity else (low, mid - 1)
+    return low
 
 
 def eval_seconds(a: Arch, lengths: Lengths, queries: int, rows: int, mixed: bool, gpu: dict, plan: dict) -> float:
@@ -555,15 +566,19 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
     for (benchmark, backbone, task), evaluated in evaluations.items():
         arch, (gpu_key, gpu) = archs[backbone], _gpu(config, backbone)
         lens = lens_for(benchmark, [task], "test", backbone)
-        parts = eval_memory(arch, lens, EVAL_BATCH, mixed, _retriever(benchmark, [task]))
+        slots = config["evaluate"]["slots"]
+        parts = eval_memory(arch, lens, slots, mixed, _retriever(benchmark, [task]))
         queries = config["benchmarks"][benchmark]["split_counts"][task]["test"]
-        hours = eval_seconds(arch, lens, queries, EVAL_BATCH, mixed, gpu, config["plan"]) / 3600
+        hours = eval_seconds(arch, lens, queries, slots, mixed, gpu, config["plan"]) / 3600
+        capacity = gpu["memory_gib"] - config["plan"]["reserve_gib"]
+        most = most_rows(lambda r: sum(gib(eval_memory(arch, lens, r, mixed, _retriever(benchmark, [task]))).values()),
+                         capacity)
         job = JobPlan(job=f"agent_eval {benchmark}/{backbone} {task} (x{len(evaluated)} runs)", kind="agent_eval",
-                      gpu=gpu_key, capacity_gib=gpu["memory_gib"] - config["plan"]["reserve_gib"], parts=gib(parts),
-                      phase="rollout", gpu_hours=hours * len(evaluated),
-                      lengths_source=lens.source)
+                      gpu=gpu_key, capacity_gib=capacity, parts=gib(parts), phase="rollout",
+                      gpu_hours=hours * len(evaluated), lengths_source=lens.source,
+                      spread=f"{slots} slots; most that fit: {most or 'none'}")
         if not job.fits:
-            job.advice = ["evaluate with a smaller --batch-size"]
+            job.advice = [f"lower evaluate.slots (now {slots})"]
         plans.append(job)
     plans += _index_plans(config, splits)
     return plans

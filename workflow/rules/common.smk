@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from ricepo import layout
 from ricepo.config import check_config
-from ricepo.environments import index_parts
+from ricepo.environments import RetrieverSettings
 from ricepo.errors import RicepoError
 from ricepo.identity import code_version
 from ricepo.kernels import CPU_KERNELS
@@ -108,7 +108,8 @@ def index_dir(benchmark, task):
 
 def index_inputs(benchmark, task):
     """The index folders the benchmark's retriever reads."""
-    return [f"{index_dir(benchmark, task)}/{part}" for part in index_parts(config["benchmarks"][benchmark]["retriever"])]
+    retriever = RetrieverSettings.resolve(config["benchmarks"][benchmark]["retriever"], config.get("dense_models"))
+    return [f"{index_dir(benchmark, task)}/{part}" for part in retriever.parts]
 
 
 def bm25_flags(wc):

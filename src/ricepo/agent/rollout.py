@@ -25,7 +25,9 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 import torch
 
@@ -191,6 +193,16 @@ class Trajectory:
                    if s.kind in TRAINED_KINDS and s.step >= self.generated_from)
 
 
+def _rankings(trajs: list[Trajectory], envs: dict[str, TaskEnvironment], texts: list[str]) -> list[list]:
+    """Each trajectory's ranking for its text, every task's texts searched in one batch."""
+    out: list[list] = [[] for _ in trajs]
+    for task in dict.fromkeys(t.task for t in trajs):
+        rows = [i for i, t in enumerate(trajs) if t.task == task]
+        for i, ranking in zip(rows, envs[task].rankings_for([(trajs[i].query_id, texts[i]) for i in rows])):
+            out[i] = ranking
+    return out
+
+
 class Agent:
     """Runs the multi-turn loop for many trajectories at once (batched across the group)."""
 
@@ -200,22 +212,23 @@ class Agent:
     def _encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
 
-    def _prompt(self, traj: Trajectory, env: TaskEnvironment) -> None:
-        first = env.ranking_for(traj.query_id, traj.query)
-        docs = format_documents(first, env.corpus, self.s.docs_in_observation, self.s.doc_max_chars)
-        text = self.tok.apply_chat_template(build_messages(self.template, traj.query, docs),
-                                            tokenize=False, add_generation_prompt=True)
-        traj.append("prompt", self._encode(text), -1)
-        # R1-distill and Qwen3-thinking templates already open the reasoning block.
-        traj.append("glue", self._encode("" if text.rstrip().endswith("<think>") else "<think>\n"), 0)
-        traj.next_state = [f"query:{traj.query_id}"]
+    def _prompt(self, trajs: list[Trajectory], envs: dict[str, TaskEnvironment]) -> None:
+        """Each trajectory's prompt, with the documents its query retrieves (searched in one batch per task)."""
+        for traj, first in zip(trajs, _rankings(trajs, envs, [t.query for t in trajs])):
+            env = envs[traj.task]
+            docs = format_documents(first, env.corpus, self.s.docs_in_observation, self.s.doc_max_chars)
+            text = self.tok.apply_chat_template(build_messages(self.template, traj.query, docs),
+                                                tokenize=False, add_generation_prompt=True)
+            traj.append("prompt", self._encode(text), -1)
+            # R1-distill and Qwen3-thinking templates already open the reasoning block.
+            traj.append("glue", self._encode("" if text.rstrip().endswith("<think>") else "<think>\n"), 0)
+            traj.next_state = [f"query:{traj.query_id}"]
 
     def rollout(self, jobs: list[tuple[str, str, str, str]], envs: dict[str, TaskEnvironment],
                 generator: torch.Generator | None = None) -> list[Trajectory]:
         """jobs: (trajectory id, task, query id, query text). Returns finished trajectories."""
         trajs = [Trajectory(id=tid, query_id=qid, task=task, query=q) for tid, task, qid, q in jobs]
-        for t in trajs:
-            self._prompt(t, envs[t.task])
+        self._prompt(trajs, envs)
         return self.advance(trajs, envs, generator)
 
     def advance(self, trajs: list[Trajectory], envs: dict[str, TaskEnvironment],
@@ -227,7 +240,7 @@ class Agent:
         for first in range(0, len(trajs), group):
             self.sampler.reset()
             while True:
-                active = [t for t in trajs[first:first + group] if len(t.steps) < self.s.max_depth and not t.ended]
+                active = [t for t in trajs[first:first + group] if self._unfinished(t)]
                 if not active:
                     break
                 self.step(active, envs, generator)
@@ -235,6 +248,31 @@ class Agent:
         for t in trajs:
             self.finish(t)
         return trajs
+
+    def _unfinished(self, t: Trajectory) -> bool:
+        return len(t.steps) < self.s.max_depth and not t.ended
+
+    def stream(self, jobs: Iterable[tuple[str, str, str, str]], envs: dict[str, TaskEnvironment],
+               generator: torch.Generator | None, slots: int) -> Iterator[Trajectory]:
+        """Run `jobs` (as `rollout`'s) with `slots` trajectories in flight, yielding each when it
+        is finished: when a trajectory ends, the next job takes its slot at the next round
+        (continuous batching), its prompt prefilled beside the others' cached rows."""
+        pending, active = iter(jobs), []
+        self.sampler.reset()
+        while True:
+            joining = [Trajectory(id=tid, query_id=qid, task=task, query=q)
+                       for tid, task, qid, q in islice(pending, slots - len(active))]
+            self._prompt(joining, envs)
+            active += joining
+            if not active:
+                break
+            self.step(active, envs, generator)
+            for t in active:
+                if not self._unfinished(t):
+                    self.finish(t)
+                    yield t
+            active = [t for t in active if self._unfinished(t)]
+        self.sampler.reset()
 
     def _sample(self, trajs: list[Trajectory], generator, budget: int, stop: str) -> list[Sampled]:
         return self.sampler.sample([t.tokens for t in trajs], max_new_tokens=budget, stop=stop,
@@ -257,15 +295,16 @@ class Agent:
             got = self._sample([trajs[i] for i in writing], generator, self.s.max_summary_tokens, "</summary>")
             for i, s in zip(writing, got):
                 summaries[i] = s
-        for t, r, s, step in zip(trajs, reasoning, summaries, steps):
+        summary_texts = [strip_tags(self.tok.decode(s.ids, skip_special_tokens=True)) for s in summaries]
+        rankings = _rankings(trajs, envs, [f"{t.query} {text}" if text else t.query
+                                           for t, text in zip(trajs, summary_texts)])
+        for t, r, s, step, summary_text, ranking in zip(trajs, reasoning, summaries, steps, summary_texts, rankings):
             t.append("summary", s.ids, step, s.logprobs, s.entropies)
             eos = r.eos or s.eos
             if not (s.stopped or eos):
                 t.append("glue", self._encode("</summary>"), step)
             env = envs[t.task]
-            summary_text = strip_tags(self.tok.decode(s.ids, skip_special_tokens=True))
             reasoning_text = strip_tags(self.tok.decode(r.ids, skip_special_tokens=True))
-            ranking = env.ranking_for(t.query_id, f"{t.query} {summary_text}" if summary_text else t.query)
             content = [h for h, keep in zip(s.entropies, content_tokens(self.tok, s.ids)) if keep]
             t.steps.append(Step(reasoning=reasoning_text, summary=summary_text, closed_think=r.stopped,
                                 closed_summary=s.stopped, parseable=bool(summary_text), state=t.next_state,

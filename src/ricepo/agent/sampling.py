@@ -4,11 +4,17 @@ Written out instead of `generate()` because the credit methods need, for every s
 log π(token) and the entropy of the full distribution at the rollout temperature, and because
 a phase ends on a stop *string* (`</think>`, `</summary>`) that may span several tokens.
 
+The decode loop is laid out as an inference engine's: keys and values written in place into
+preallocated columns (`kv_cache.py`), stop strings matched on token ids by a table built once
+per tokenizer (`stop_strings.py`), rows that end moved out of the forward pass, and per-token
+results kept in tensors, read back once per call. `scripts/bench_sampler.py` measures it
+against transformers' `generate()`.
+
 A round samples twice (reasoning, then summary) and a trajectory has several rounds, each call
 continuing the previous one's contexts. Re-encoding the whole context every call made prefill
 the bulk of a CPU rollout, so `sample` returns a `PrefixCache` of the batch and the next call
 feeds only each row's new tokens (harness glue, observations, the last sampled token). Rows
-are columns of one cache with holes: each row's new tokens are right-aligned in the chunk,
+are rows of one cache with holes: each row's new tokens are right-aligned in the chunk,
 masked padding fills the rest, and position ids count each row's own tokens.
 """
 from __future__ import annotations
@@ -18,6 +24,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+
+from .kv_cache import ColumnCache
+from .stop_strings import StopMatcher
 
 
 @dataclass
@@ -32,38 +41,38 @@ class Sampled:
 @dataclass
 class PrefixCache:
     """The model's KV cache for a batch of rows, and which tokens of each row it holds."""
-    past: object             # the model's past_key_values
-    mask: torch.Tensor       # (rows, columns): 1 where a column holds one of the row's tokens
+    kv: ColumnCache
     held: list[list[int]]    # each row's tokens in the cache, in order
 
-    def rows_for(self, contexts: list[list[int]]) -> list[int] | None:
-        """The cache rows that `contexts` continue, in order (a row may have been dropped, e.g.
-        a trajectory that ended): each context must extend its row by at least one token.
-        None when the contexts are not such a subsequence of the rows."""
+    def plan(self, contexts: list[list[int]]) -> list[int | None]:
+        """For each context, the cache row it continues, or None for a row that starts here (a
+        query taking a finished one's slot). The continued rows keep their order (a row may have
+        been dropped, e.g. a trajectory that ended); a context continues a row when it extends it
+        by at least one token."""
         rows, r = [], 0
         for c in contexts:
-            while r < len(self.held) and not (len(c) > len(self.held[r]) and c[:len(self.held[r])] == self.held[r]):
-                r += 1
-            if r == len(self.held):
-                return None
-            rows.append(r)
-            r += 1
+            j = next((j for j in range(r, len(self.held))
+                      if len(c) > len(self.held[j]) and c[:len(self.held[j])] == self.held[j]), None)
+            rows.append(j)
+            r = r if j is None else j + 1
         return rows
+
+    def rows_for(self, contexts: list[list[int]]) -> list[int] | None:
+        """The cache rows that `contexts` continue, in order; None unless every context continues one."""
+        rows = self.plan(contexts)
+        return None if None in rows else rows
 
     def usable_for(self, contexts: list[list[int]]) -> bool:
         return self.rows_for(contexts) is not None
 
-    def select(self, rows: list[int]) -> "PrefixCache | None":
-        """The cache of `rows` only (None where the model's cache cannot drop rows)."""
-        if rows == list(range(len(self.held))):
-            return self
-        if not hasattr(self.past, "batch_select_indices"):
-            return None
-        self.past.batch_select_indices(torch.tensor(rows, device=self.mask.device))
-        return PrefixCache(past=self.past, mask=self.mask[rows], held=[self.held[r] for r in rows])
+    def select(self, rows: list[int]) -> "PrefixCache":
+        """The cache of `rows` only."""
+        if rows != list(range(len(self.held))):
+            self.kv.select(rows)
+        return PrefixCache(kv=self.kv, held=[self.held[r] for r in rows])
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
+def eos_ids(model, tokenizer) -> set[int]:
     ids = {tokenizer.eos_token_id}
     gen = getattr(model, "generation_config", None)
     extra = getattr(gen, "eos_token_id", None) if gen is not None else None
@@ -90,30 +99,14 @@ def truncated(logp: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor:
     return logp.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
 
 
-def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def draw(probs: torch.Tensor, generator: torch.Generator | None, u: torch.Tensor | None = None) -> torch.Tensor:
     """One token id per row of `probs` (rows × vocab), by inverse CDF in float64: exact, and on a
-    CPU about 15 times faster than torch.multinomial over a 49k vocabulary."""
+    CPU about 15 times faster than torch.multinomial over a 49k vocabulary. `u` (rows × 1, in
+    [0, 1)): the uniforms to use instead of drawing them from `generator`."""
     cdf = probs.double().cumsum(-1)
-    u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=torch.float64) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1).squeeze(-1)
-
-
-def _feed(model, pad: int, new: list[list[int]], starts: list[int], cache: PrefixCache | None, device):
-    """Run each row's `new` tokens (right-aligned, positions from `starts`) on top of `cache`;
-    returns the last column's logits, the past and the grown mask."""
-    n, width = len(new), max(len(x) for x in new)
-    ids = torch.full((n, width), pad, dtype=torch.long)
-    chunk_mask = torch.zeros((n, width), dtype=torch.long)
-    positions = torch.zeros((n, width), dtype=torch.long)
-    for i, (x, s) in enumerate(zip(new, starts)):
-        ids[i, width - len(x):] = torch.tensor(x)
-        chunk_mask[i, width - len(x):] = 1
-        positions[i, width - len(x):] = torch.arange(s, s + len(x))
-    mask = chunk_mask if cache is None else torch.cat([cache.mask, chunk_mask], dim=-1)
-    mask = mask.to(device)
-    out = model(input_ids=ids.to(device), attention_mask=mask, position_ids=positions.to(device),
-                past_key_values=None if cache is None else cache.past, use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1, :], out.past_key_values, mask
+    if u is None:
+        u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=torch.float64)
+    return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=probs.shape[-1] - 1).squeeze(-1)
 
 
 def policy_logprobs(logits: torch.Tensor, temperature: float, vocab: int) -> torch.Tensor:
@@ -128,64 +121,144 @@ def policy_logprobs(logits: torch.Tensor, temperature: float, vocab: int) -> tor
     return torch.log_softmax(logits, dim=-1)
 
 
+def _prefill(model, pad: int, kv: ColumnCache, new: list[list[int]], starts: list[int], device) -> torch.Tensor:
+    """Run each row's `new` tokens (right-aligned, positions from `starts`) into `kv`; the logits
+    of each row's last token."""
+    n, width = len(new), max(len(x) for x in new)
+    ids = torch.full((n, width), pad, dtype=torch.long)
+    chunk_mask = torch.zeros((n, width), dtype=torch.long)
+    positions = torch.zeros((n, width), dtype=torch.long)
+    for i, (x, s) in enumerate(zip(new, starts)):
+        ids[i, width - len(x):] = torch.tensor(x)
+        chunk_mask[i, width - len(x):] = 1
+        positions[i, width - len(x):] = torch.arange(s, s + len(x))
+    out = model(input_ids=ids.to(device), attention_mask=kv.add_columns(chunk_mask.to(device)),
+                position_ids=positions.to(device), past_key_values=kv.past, use_cache=True, logits_to_keep=1)
+    return out.logits[:, -1, :]
+
+
+def _shared_prefill(model, pad: int, contexts: list[list[int]], max_new_tokens: int, device):
+    """A fresh batch's cache and last-token logits, computing what rows share once, as engines'
+    prefix caches do: identical contexts (a group's G rollouts of one prompt) are fed once, and
+    the prefix every context starts with (the system prompt) once for all, then copied."""
+    distinct = list(dict.fromkeys(map(tuple, contexts)))
+    which = {c: i for i, c in enumerate(distinct)}
+    shared = min(len(c) for c in distinct) - 1          # each row keeps a token to score
+    for i in range(shared):
+        if any(c[i] != distinct[0][i] for c in distinct[1:]):
+            shared = i
+            break
+    width = max(len(c) for c in distinct) - shared
+    kv = ColumnCache(model, 1 if shared else len(distinct), device)
+    kv.reserve(shared + width + max_new_tokens - 1)
+    if shared:
+        _prefill(model, pad, kv, [list(distinct[0][:shared])], [0], device)
+        kv.select([0] * len(distinct))
+    logits = _prefill(model, pad, kv, [list(c[shared:]) for c in distinct], [shared] * len(distinct), device)
+    rows = torch.tensor([which[tuple(c)] for c in contexts], device=device)
+    kv.select(rows)
+    return kv, logits[rows]
+
+
+def _compact_every(live: int) -> int:
+    """Finished rows that make it worth moving them out of the forward pass: each move copies the
+    fed rows' cache once, each finished row left in costs a row of every later step."""
+    return max(1, live // 4)
+
+
 @torch.inference_mode()
-def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, stop: str,
+def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, stop: str | StopMatcher,
            temperature: float, generator: torch.Generator | None, top_p: float = 1.0, top_k: int = 0,
            cache: PrefixCache | None = None) -> tuple[list[Sampled], PrefixCache]:
     """Continue every context until `stop` appears, eos, or `max_new_tokens` (temperature 0: greedy).
     `top_p`/`top_k` truncate the distribution tokens are drawn from; the recorded log-prob and
     entropy are always those of the full distribution at `temperature` (the policy's own).
-    `cache` (from the previous call) is reused for the rows whose contexts extend it."""
+    `cache` (from the previous call) is reused for the rows whose contexts extend it; the other
+    contexts start rows of their own in it. `stop` may be given as its `StopMatcher`, built once
+    for the tokenizer.
+
+    Random numbers are drawn as if every row were sampled at every step until all have ended
+    (rows × 1 uniforms per step, in row order), so dropping finished rows from the forward pass
+    changes no draw."""
     device = next(model.parameters()).device
-    pad, vocab = tokenizer.pad_token_id, len(tokenizer)
-    eos = _eos_ids(model, tokenizer)
-    n = len(contexts)
-    rows = cache.rows_for(contexts) if cache is not None else None
-    cache = cache.select(rows) if rows is not None else None
-    if cache is not None:
-        logits, past, mask = _feed(model, pad, [c[len(h):] for c, h in zip(contexts, cache.held)],
-                                   [len(h) for h in cache.held], cache, device)
+    pad, vocab, n = tokenizer.pad_token_id, len(tokenizer), len(contexts)
+    eos = torch.tensor(sorted(eos_ids(model, tokenizer)), device=device)
+    matcher = stop if isinstance(stop, StopMatcher) else StopMatcher(tokenizer, stop).to(device)
+    plan = cache.plan(contexts) if cache is not None else [None] * n
+    going_on = [i for i, r in enumerate(plan) if r is not None]
+    starting = [i for i, r in enumerate(plan) if r is None]
+    if going_on:
+        cache = cache.select([plan[i] for i in going_on])
+        kv = cache.kv
+        if kv.holes() > kv.columns // 2:
+            kv.repack()
+        if starting:
+            fresh, fresh_logits = _shared_prefill(model, pad, [contexts[i] for i in starting], max_new_tokens, device)
+            kv.append(fresh)
+            kv.active = len(going_on)   # the rows that started here have been fed
+        new = [contexts[i][len(h):] for i, h in zip(going_on, cache.held)]
+        kv.reserve(kv.columns + max(map(len, new)) + max_new_tokens - 1)
+        logits = _prefill(model, pad, kv, new, [len(h) for h in cache.held], device)
+        kv.active = kv.rows
+        if starting:
+            logits = torch.cat([logits, fresh_logits])
     else:
-        logits, past, mask = _feed(model, pad, contexts, [0] * n, None, device)
-    held = [list(c) for c in contexts]
-    results = [Sampled([], [], [], False) for _ in range(n)]
-    active = [True] * n
-    for n_new in range(1, max_new_tokens + 1):
+        kv, logits = _shared_prefill(model, pad, contexts, max_new_tokens, device)
+
+    # storage row i holds context where[i]; the fed rows are storage rows [0, live)
+    where = torch.tensor(going_on + starting, device=device)
+    positions = torch.tensor([len(contexts[i]) for i in going_on + starting], device=device)
+    states = torch.zeros(n, dtype=torch.long, device=device)      # stop-string automaton, storage order
+    running = torch.ones(n, dtype=torch.bool, device=device)      # storage order
+    ids = torch.zeros((n, max_new_tokens), dtype=torch.long, device=device)   # context order from here on
+    logps = torch.zeros((n, max_new_tokens), device=device)
+    ents = torch.zeros((n, max_new_tokens), device=device)
+    lengths = torch.zeros(n, dtype=torch.long, device=device)
+    ended_eos = torch.zeros(n, dtype=torch.bool, device=device)
+    ended_stop = torch.zeros(n, dtype=torch.bool, device=device)
+    live = n
+    for step in range(max_new_tokens):
         logp = policy_logprobs(logits, temperature, vocab)
         entropy = -(logp.exp() * logp.masked_fill(logp == float("-inf"), 0.0)).sum(-1)
         if temperature > 0:
-            tokens = draw(truncated(logp, top_p, top_k).exp(), generator)
+            u = torch.rand((n, 1), generator=generator, device=device, dtype=torch.float64)
+            tokens = draw(truncated(logp, top_p, top_k).exp(), generator, u[where[:live]])
         else:
             tokens = logp.argmax(-1)
         chosen = logp.gather(-1, tokens[:, None]).squeeze(-1)
-        tok_list, lp_list, ent_list = tokens.tolist(), chosen.tolist(), entropy.tolist()
-        for i in range(n):
-            if not active[i]:
-                continue
-            r = results[i]
-            r.ids.append(tok_list[i])
-            r.logprobs.append(lp_list[i])
-            r.entropies.append(ent_list[i])
-            if tok_list[i] in eos:
-                r.eos = True
-                active[i] = False
-            elif stop in tokenizer.decode(r.ids[-8:], skip_special_tokens=False):
-                r.stopped = True
-                active[i] = False
-        if not any(active) or n_new == max_new_tokens:   # the last token is fed by the next call
+        rows_fed, going = where[:live], running[:live]
+        mine = rows_fed[going]
+        ids[mine, step], logps[mine, step], ents[mine, step] = tokens[going], chosen[going], entropy[going]
+        lengths[mine] += 1
+        is_eos = torch.isin(tokens, eos)
+        states[:live] = matcher.advance(states[:live], tokens)
+        is_stop = (states[:live] == matcher.done) & ~is_eos
+        ended_eos[rows_fed] |= going & is_eos
+        ended_stop[rows_fed] |= going & is_stop
+        running[:live] = going & ~(is_eos | is_stop)
+        still = int(running[:live].sum())
+        if still == 0 or step == max_new_tokens - 1:   # the last token is fed by the next call
             break
-        # Finished rows get a masked pad column, so the cache holds exactly each row's tokens.
-        feed = torch.tensor([t if a else pad for t, a in zip(tok_list, active)], device=device)[:, None]
-        column = torch.tensor(active, dtype=mask.dtype, device=device)[:, None]
-        positions = torch.tensor([len(h) for h in held], device=device)[:, None]
-        mask = torch.cat([mask, column], dim=-1)
-        out = model(input_ids=feed, attention_mask=mask, position_ids=positions, past_key_values=past,
-                    use_cache=True, logits_to_keep=1)
-        past, logits = out.past_key_values, out.logits[:, -1, :]
-        for i in range(n):
-            if active[i]:
-                held[i].append(tok_list[i])
-    return results, PrefixCache(past=past, mask=mask, held=held)
+        if live - still >= _compact_every(live):
+            order = torch.cat([running[:live].nonzero().squeeze(1), (~running[:live]).nonzero().squeeze(1),
+                               torch.arange(live, n, device=device)])
+            kv.permute(order)
+            where, positions, states, running = where[order], positions[order], states[order], running[order]
+            tokens, live = tokens[order[:still]], still
+            kv.active = live
+        going = running[:live]
+        feed = torch.where(going, tokens, pad)[:, None]
+        out = model(input_ids=feed, attention_mask=kv.add_columns(going[:, None].long()),
+                    position_ids=positions[:live, None], past_key_values=kv.past, use_cache=True, logits_to_keep=1)
+        logits = out.logits[:, -1, :]
+        positions[:live] += going
+    kv.permute(torch.argsort(where))   # back to context order
+    kv.active = n
+    ids_l, lp_l, ent_l, len_l = ids.tolist(), logps.tolist(), ents.tolist(), lengths.tolist()
+    results = [Sampled(ids_l[i][:k], lp_l[i][:k], ent_l[i][:k], stopped=bool(s), eos=bool(e))
+               for i, (k, s, e) in enumerate(zip(len_l, ended_stop.tolist(), ended_eos.tolist()))]
+    held = [c + r.ids[:-1] for c, r in zip(contexts, results)]
+    return results, PrefixCache(kv=kv, held=held)
 
 
 def full_tensor(t: torch.Tensor) -> torch.Tensor:
@@ -229,15 +302,24 @@ class TransformersSampler:
         self.copied = separate or (dtype is not None and dtype != next(model.parameters()).dtype)
         self.model = cast_parameters(copy.deepcopy(model), dtype).eval().requires_grad_(False) if self.copied else model
         self._cache: PrefixCache | None = None
+        self._stops: dict[str, StopMatcher] = {}
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def describe(self) -> str:
+        """One line for the logs: how this sampler decodes."""
+        dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        return (f"sampler: transformers {type(self.model).__name__}, {dtype}, eager decode step, preallocated KV "
+                f"cache, stop strings on token ids, finished rows leave the batch")
+
     def sample(self, contexts, *, max_new_tokens, stop, temperature, generator, top_p=1.0, top_k=0):
-        results, self._cache = sample(self.model, self.tokenizer, contexts, max_new_tokens=max_new_tokens, stop=stop,
-                                      temperature=temperature, generator=generator, top_p=top_p, top_k=top_k,
-                                      cache=self._cache)
+        if stop not in self._stops:
+            self._stops[stop] = StopMatcher(self.tokenizer, stop).to(self.device)
+        results, self._cache = sample(self.model, self.tokenizer, contexts, max_new_tokens=max_new_tokens,
+                                      stop=self._stops[stop], temperature=temperature, generator=generator,
+                                      top_p=top_p, top_k=top_k, cache=self._cache)
         return results
 
     def reset(self) -> None:

@@ -13,18 +13,17 @@ from ..agent.rollout import Agent, RolloutSettings
 from ..agent.sampling import TransformersSampler, cast_parameters
 from ..atomic import write_text
 from ..data.trec import write_run
-from ..environments import load_environment
+from ..environments import RetrieverSettings, load_environment
 from ..errors import RicepoError
 from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from ..metrics import evaluate_run
-from ..layout import EVAL_BATCH_SIZE
 
 
 def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path,
-                   batch_size: int = EVAL_BATCH_SIZE, keep_transcripts: int = 5) -> dict:
+                   keep_transcripts: int = 5) -> dict:
     out_dir = Path(out_dir)
-    env, queries = load_environment(task, split_dir, index_dir, "test", spec.get("retriever"),
-                                    spec.get("dense_models"))
+    retriever = RetrieverSettings.resolve(spec.get("retriever"), spec.get("dense_models"))
+    env, queries = load_environment(task, split_dir, index_dir, "test", retriever)
     if not queries:
         raise RicepoError(f"{Path(split_dir) / 'qrels' / 'test.tsv'}: no test queries to evaluate (check split_counts)")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -39,16 +38,17 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
     agent = Agent(sampler, tokenizer, spec["template"], settings)
     generator = torch.Generator(device=device).manual_seed(spec["seed"])
     run, transcripts, steps = {}, [], []
-    items = list(queries.items())
-    for i in tqdm(range(0, len(items), batch_size), desc=f"eval {task}", mininterval=5):
-        jobs = [(qid, task, qid, q["text"]) for qid, q in items[i:i + batch_size]]
-        for t in agent.rollout(jobs, {task: env}, generator):
-            run[t.query_id] = t.final_ranking
-            steps += t.steps
-            if len(transcripts) < keep_transcripts:
-                transcripts.append({"query_id": t.query_id, "query": t.query,
-                                    "transcript": tokenizer.decode(t.tokens[t.segments[0].end:]),
-                                    "final_reward": t.final_reward})
+    jobs = [(qid, task, qid, q["text"]) for qid, q in queries.items()]
+    slots = spec["evaluate"]["slots"]
+    print(f"{sampler.describe()}; {slots} slots, continuous batching", flush=True)
+    for t in tqdm(agent.stream(jobs, {task: env}, generator, slots), total=len(jobs), desc=f"eval {task}",
+                  mininterval=5):
+        run[t.query_id] = t.final_ranking
+        steps += t.steps
+        if len(transcripts) < keep_transcripts:
+            transcripts.append({"query_id": t.query_id, "query": t.query,
+                                "transcript": tokenizer.decode(t.tokens[t.segments[0].end:]),
+                                "final_reward": t.final_reward})
     tag = f"{spec['method']}-{spec['seed']}"
     write_run(out_dir / "run.trec", run, tag)
     result = evaluate_run(env.qrels, {q: dict(r) for q, r in run.items()}, env.excluded)

@@ -210,8 +210,8 @@ class HybridRetriever:
 
     def search_many(self, queries: list[str], k: int) -> list[list[tuple[str, float]]]:
         dense = self.dense.search_many(queries, self.depth)
-        return [fuse(self.bm25.search(q, self.depth), d, self.dense_weight, min(k, self.depth))
-                for q, d in zip(queries, dense)]
+        return [fuse(b, d, self.dense_weight, min(k, self.depth))
+                for b, d in zip(self.bm25.search_many(queries, self.depth), dense)]
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         return self.search_many([query], k)[0]

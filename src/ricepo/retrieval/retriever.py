@@ -12,6 +12,8 @@ from ..metrics import ndcg10_single
 class Retriever(Protocol):
     def search(self, query: str, k: int) -> list[tuple[str, float]]: ...
 
+    def search_many(self, queries: list[str], k: int) -> list[list[tuple[str, float]]]: ...
+
 
 @dataclass
 class CacheStats:
@@ -33,21 +35,34 @@ class TaskEnvironment:
     stats: CacheStats = field(default_factory=CacheStats)
     _cache: OrderedDict = field(default_factory=OrderedDict)
 
-    def search(self, text: str) -> list[tuple[str, float]]:
-        if text in self._cache:
-            self.stats.hits += 1
-            self._cache.move_to_end(text)
-            return self._cache[text]
-        self.stats.searches += 1
-        result = self.index.search(text, self.depth)
-        self._cache[text] = result
-        if len(self._cache) > self.cache_size:
+    def search_many(self, texts: list[str]) -> list[list[tuple[str, float]]]:
+        """The ranking of every text: the texts not in the cache searched in one call to the
+        retriever (a repeat within `texts` counts as a cache hit, as it would one by one)."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        found = dict(zip(missing, self.index.search_many(missing, self.depth))) if missing else {}
+        self.stats.searches += len(missing)
+        self.stats.hits += len(texts) - len(missing)
+        out = []
+        for t in texts:
+            if t in found:
+                self._cache[t] = found[t]
+            self._cache.move_to_end(t)
+            out.append(self._cache[t])
+        while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        return result
+        return out
+
+    def search(self, text: str) -> list[tuple[str, float]]:
+        return self.search_many([text])[0]
+
+    def rankings_for(self, items: list[tuple[str, str]]) -> list[list[tuple[str, float]]]:
+        """For each (query id, text): the ranking as scored, the query's excluded documents and
+        its own id removed. All texts are searched in one batch."""
+        rankings = self.search_many([text for _, text in items])
+        return [without_excluded(qid, r, self.excluded) for (qid, _), r in zip(items, rankings)]
 
     def ranking_for(self, query_id: str, text: str) -> list[tuple[str, float]]:
-        """The ranking as scored: the query's excluded documents and its own id removed."""
-        return without_excluded(query_id, self.search(text), self.excluded)
+        return self.rankings_for([(query_id, text)])[0]
 
     def score(self, query_id: str, ranking: list[tuple[str, float]]) -> float:
         """NDCG@10 of a ranking from `ranking_for` for query `query_id` (pytrec_eval)."""

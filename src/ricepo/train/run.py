@@ -9,7 +9,7 @@ from ..agent.rollout import Agent, RolloutSettings
 from ..agent.sampling import TransformersSampler
 from ..atomic import atomic_dir, write_text
 from ..credit import get_method
-from ..environments import index_parts, load_environment
+from ..environments import RetrieverSettings, load_environment
 from ..errors import RicepoError
 from ..identity import training_identity
 from ..plan import check_training_fits
@@ -42,9 +42,9 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
     if get_method(spec["method"]).rollout is None:
         raise RicepoError(f"method {spec['method']!r} has nothing to train: evaluate the backbone directly")
     envs, queries = {}, []
+    retriever = RetrieverSettings.resolve(spec.get("retriever"), spec.get("dense_models"))
     for task, (split_dir, index_dir) in tasks.items():
-        env, split_queries = load_environment(task, split_dir, index_dir, "train", spec.get("retriever"),
-                                                    spec.get("dense_models"))
+        env, split_queries = load_environment(task, split_dir, index_dir, "train", retriever)
         if not split_queries:
             raise RicepoError(f"{Path(split_dir) / 'qrels' / 'train.tsv'}: no train queries for task {task!r} "
                               "(check split_counts)")
@@ -69,9 +69,11 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
     # under FSDP the policy is sharded: the sampler keeps a whole copy, whatever the precision
     sampler = TransformersSampler(model, tokenizer, precision.sampler_dtype, separate=par.fsdp)
     agent = Agent(sampler, tokenizer, spec["template"], RolloutSettings.from_config(spec["rollout"]))
+    if acc.is_main_process:
+        print(sampler.describe(), flush=True)
     out_dir = Path(out_dir)
     trainer = Trainer(model, tokenizer, agent, envs, queries, cfg, out_dir,
-                      identity=training_identity(spec, tasks, index_parts(spec.get("retriever"))),
+                      identity=training_identity(spec, tasks, retriever.parts),
                       precision=precision, parallel=par)
     log = trainer.fit()
     weights = par.full_state_dict(trainer.model)

@@ -1,0 +1,176 @@
+"""Decode speed of the shipped sampler against transformers' own `generate()` on the same model,
+prompts, rows, new tokens and precision: tokens per second of each, and their ratio.
+
+    python scripts/bench_sampler.py [--model resources/models/smollm2_135m] [--rows 8 32 64]
+        [--new-tokens 48] [--precision bf16] [--threads 1] [--device cpu]
+
+Prompts are the agent's real first prompt (the config's default template) on SciFact test claims
+from `../shared/data/beir/scifact`, each with its judged documents as the observation; with
+`--group G` each prompt fills G rows, as a training group's rollouts do. Both
+sides decode greedily until `</think>`, end-of-sequence or `--new-tokens`; `generate()` is told
+the same stop string (`stop_strings`), and each side's rate counts the tokens it kept for each
+row (through the stop string or end-of-sequence). Each configuration runs once to warm up, then
+`--repeats` times; the best time is reported (the machine is shared; the best run is the least
+disturbed). `static` is `generate()` with transformers' static KV cache. `same` is the share of
+rows whose tokens agree with `generate()`'s (bf16 kernels on different batch shapes may round
+apart; in fp32 they agree).
+
+`--architecture NAME` (the GPU check) decodes with one of the paper's backbones instead, built at
+random initialisation from config/architectures/NAME.json with a byte-level tokenizer trained on
+SciFact's corpus (its vocabulary, 4k tokens, replaces the backbone's; nothing is downloaded), so
+the tokens are meaningless and the speed is the architecture's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ricepo.agent.models import load_backbone
+from ricepo.agent.sampling import TransformersSampler, cast_parameters, eos_ids
+from ricepo.agent.template import build_messages, format_documents
+from ricepo.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCIFACT = ROOT.parent / "shared" / "data" / "beir" / "scifact"
+STOP = "</think>"
+
+
+def prompts(tokenizer, n: int, group: int) -> list[list[int]]:
+    """The agent's first prompt for the first n / group SciFact test claims, each shown its
+    judged documents (then the corpus' first ones, to three), each repeated `group` times."""
+    template = load_config(ROOT / "config" / "config.yaml")["templates"]["default"]
+    claims = {q["_id"]: q["text"] for q in map(json.loads, (SCIFACT / "queries.jsonl").open())}
+    judged: dict[str, list[str]] = {}
+    for line in list((SCIFACT / "qrels" / "test.tsv").open())[1:]:
+        qid, doc, _ = line.split("\t")
+        judged.setdefault(qid, []).append(doc)
+    corpus = {d["_id"]: d for d in map(json.loads, (SCIFACT / "corpus.jsonl").open())}
+    filler = list(corpus)[:3]
+    out = []
+    for qid in list(judged)[:-(-n // group)]:
+        shown = (judged[qid] + filler)[:3]
+        docs = format_documents([(d, 0.0) for d in shown], corpus, 3, 160)
+        text = tokenizer.apply_chat_template(build_messages(template, claims[qid], docs), tokenize=False,
+                                             add_generation_prompt=True)
+        out += [tokenizer(text + "<think>\n", add_special_tokens=False)["input_ids"]] * group
+    return out[:n]
+
+
+def random_backbone(name: str) -> str:
+    """A folder holding backbone `name`'s architecture at random initialisation, in bf16, with a
+    tokenizer trained on SciFact's corpus (the model's vocabulary sized to it)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from ricepo.agent.models import build_tiny_backbone
+
+    out = Path(tempfile.mkdtemp()) / name
+    texts = [json.loads(line)["text"] for line, _ in zip((SCIFACT / "corpus.jsonl").open(), range(2000))]
+    build_tiny_backbone(out / "tokenizer", texts, vocab_size=4096)
+    tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")
+    arch = {k: v for k, v in json.loads((ROOT / "config" / "architectures" / f"{name}.json").read_text()).items()
+            if not k.startswith("_")}
+    arch.update(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=None)
+    config = AutoConfig.for_model(**arch)
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(out / "model")
+    tokenizer.save_pretrained(out / "model")
+    return str(out / "model")
+
+
+def kept(ids: list[int], eos: set[int], tokenizer) -> list[int]:
+    """A row's tokens through its first end-of-sequence or stop string."""
+    for i, t in enumerate(ids):
+        if t in eos or STOP in tokenizer.decode(ids[:i + 1]):
+            return ids[:i + 1]
+    return ids
+
+
+def timed(fn, repeats: int):
+    fn()   # warm-up: allocator, kernels, a compiled step
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def ours(sampler, contexts, new_tokens):
+    def run():
+        sampler.reset()
+        return [r.ids for r in sampler.sample(contexts, max_new_tokens=new_tokens, stop=STOP, temperature=0.0,
+                                              generator=None)]
+    return run
+
+
+def theirs(model, tokenizer, contexts, new_tokens, cache: str | None):
+    width = max(map(len, contexts))
+    pad = tokenizer.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(c)) + c for c in contexts], device=model.device)
+    mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], device=model.device)
+    extra = {"cache_implementation": cache} if cache else {}
+
+    def run():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
+                             stop_strings=[STOP], tokenizer=tokenizer, pad_token_id=pad, **extra)
+        return [row[width:].tolist() for row in out]
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(ROOT / "resources" / "models" / "smollm2_135m"))
+    ap.add_argument("--rows", type=int, nargs="+", default=[8, 32, 64])
+    ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--group", type=int, default=1,
+                    help="rows per prompt: 1 as in evaluation, G as in a training group")
+    ap.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--no-static", action="store_true", help="skip generate() with a static cache")
+    ap.add_argument("--architecture", help="a config/architectures/ name: that backbone at random initialisation")
+    ap.add_argument("--require-cuda", action="store_true", help="exit 1 at once unless --device is a CUDA device")
+    args = ap.parse_args()
+    if args.require_cuda and not (args.device.startswith("cuda") and torch.cuda.is_available()):
+        sys.exit(f"bench_sampler: --require-cuda, but the device is {args.device}")
+    torch.set_num_threads(args.threads)
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.precision]
+    if args.architecture:
+        args.model = random_backbone(args.architecture)
+    model, tokenizer = load_backbone(args.model, device=torch.device(args.device))
+    model = cast_parameters(model, dtype).eval()
+    sampler = TransformersSampler(model, tokenizer)
+    eos = eos_ids(model, tokenizer)
+    print(f"model {args.architecture or Path(args.model).name}  device {args.device}  {args.precision}  threads {args.threads}  "
+          f"new tokens {args.new_tokens}  rows per prompt {args.group}  greedy, stop {STOP!r}  {sampler.describe()}")
+    print(f"{'rows':>5} {'ours tok/s':>11} {'generate':>9} {'ratio':>6} {'static':>8} {'ratio':>6} {'same':>5}")
+    for rows in args.rows:
+        contexts = prompts(tokenizer, rows, args.group)
+        t_ours, ids_ours = timed(ours(sampler, contexts, args.new_tokens), args.repeats)
+        t_gen, ids_gen = timed(theirs(model, tokenizer, contexts, args.new_tokens, None), args.repeats)
+        n_ours = sum(len(x) for x in ids_ours)
+        ids_gen = [kept(x, eos, tokenizer) for x in ids_gen]
+        n_gen = sum(len(x) for x in ids_gen)
+        same = sum(a == b for a, b in zip(ids_ours, ids_gen)) / rows
+        line = f"{rows:>5} {n_ours / t_ours:>11.1f} {n_gen / t_gen:>9.1f} {(n_ours / t_ours) / (n_gen / t_gen):>6.2f}"
+        if args.no_static:
+            line += f" {'-':>8} {'-':>6}"
+        else:
+            t_st, ids_st = timed(theirs(model, tokenizer, contexts, args.new_tokens, "static"), args.repeats)
+            n_st = sum(len(kept(x, eos, tokenizer)) for x in ids_st)
+            line += f" {n_st / t_st:>8.1f} {(n_ours / t_ours) / (n_st / t_st):>6.2f}"
+        print(line + f" {same:>5.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""A KV cache laid out as an inference engine lays it out: storage preallocated for the columns a
+call will need, so a decode step writes its column in place (transformers' `DynamicLayer`
+concatenates, copying the whole cache in every layer at every token: half a CPU rollout's time).
+
+Rows are the batch's trajectories; a column is one position of the shared layout. Each row's
+tokens sit in some of the columns and `mask` says which (rows fed new tokens of different lengths
+leave holes; rows that finished get none). The rows being fed are a prefix of the storage,
+`active`: rows that finish are moved behind it (`permute`) so the forward pass no longer computes
+them, while their keys and values stay for the next call. Rows that start later (a query taking
+a finished one's slot) are prefilled apart and `append`ed; when rows leave, their columns become
+holes, and `repack` closes them once they are the larger part.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import RicepoError
+
+
+def _layer_class():
+    from transformers.cache_utils import DynamicLayer
+
+    class ColumnLayer(DynamicLayer):
+        """One attention layer's keys and values in `owner`'s preallocated columns."""
+
+        def __init__(self, owner: "ColumnCache"):
+            super().__init__()
+            self.owner = owner
+            self.store_k = self.store_v = None
+            self.filled = 0
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            rows, n = key_states.shape[0], key_states.shape[-2]
+            room = max(self.owner.capacity, self.filled + n)
+            if self.store_k is None:
+                shape = (rows, key_states.shape[1], room, key_states.shape[-1])
+                # zeros, not empty: a masked column still enters attention as weight 0 × value
+                self.store_k = key_states.new_zeros(shape)
+                self.store_v = value_states.new_zeros(shape[:3] + (value_states.shape[-1],))
+            elif room > self.store_k.shape[2]:
+                self.store_k, self.store_v = (_grown(s, room, self.filled) for s in (self.store_k, self.store_v))
+            self.store_k[:rows, :, self.filled:self.filled + n] = key_states
+            self.store_v[:rows, :, self.filled:self.filled + n] = value_states
+            self.filled += n
+            self.keys, self.values = self.store_k[:rows, :, :self.filled], self.store_v[:rows, :, :self.filled]
+            return self.keys, self.values
+
+        def apply(self, fn) -> None:
+            """Replace the storage's rows by `fn(storage)` (a row selection or permutation)."""
+            if self.store_k is not None:
+                self.store_k, self.store_v = fn(self.store_k), fn(self.store_v)
+                self.keys, self.values = self.store_k[:, :, :self.filled], self.store_v[:, :, :self.filled]
+
+        def replace(self, keys: torch.Tensor, values: torch.Tensor, filled: int) -> None:
+            self.store_k, self.store_v, self.filled = keys, values, filled
+            self.keys, self.values = keys[:, :, :filled], values[:, :, :filled]
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            self.apply(lambda s: s[indices])
+
+    return ColumnLayer
+
+
+def _grown(store: torch.Tensor, columns: int, filled: int) -> torch.Tensor:
+    out = store.new_zeros(store.shape[:2] + (columns,) + store.shape[3:])
+    out[:, :, :filled] = store[:, :, :filled]
+    return out
+
+
+class ColumnCache:
+    """The model's cache (`past`, a transformers `DynamicCache` whose layers write in place), the
+    column mask, and which storage rows are fed (`active`, a prefix)."""
+
+    def __init__(self, model, rows: int, device):
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        self.past = DynamicCache(config=model.config)
+        kinds = {type(layer) for layer in self.past.layers}
+        if kinds != {DynamicLayer}:
+            # sliding-window or linear-attention layers keep only part of the sequence: a layout of
+            # whole columns would attend past their window
+            raise RicepoError(f"sampler: {type(model).__name__} has cache layers "
+                              f"{sorted(k.__name__ for k in kinds)}; the sampler supports full attention only")
+        layer = _layer_class()
+        self.past.layers = [layer(self) for _ in self.past.layers]
+        self.rows = rows              # storage rows
+        self.active = rows            # rows fed by the next forward pass: storage rows [0, active)
+        self.capacity = 0             # columns allocated
+        self.columns = 0              # columns written
+        self.mask = torch.zeros((rows, 0), dtype=torch.long, device=device)
+
+    def reserve(self, columns: int) -> None:
+        """Room for `columns` columns in all, allocated now for the mask and at each layer's next
+        write for its keys and values (one copy per call, not per token)."""
+        if columns > self.capacity:
+            self.capacity = columns
+            mask = self.mask.new_zeros((self.mask.shape[0], columns))
+            mask[:, :self.columns] = self.mask[:, :self.columns]
+            self.mask = mask
+
+    def add_columns(self, mask: torch.Tensor) -> torch.Tensor:
+        """Append columns for the active rows (`mask`: active × width, 1 where a row gets a token);
+        the mask the forward pass attends with."""
+        width = mask.shape[1]
+        self.reserve(self.columns + width)
+        self.mask[:self.active, self.columns:self.columns + width] = mask
+        self.columns += width
+        return self.mask[:self.active, :self.columns]
+
+    def permute(self, order: torch.Tensor) -> None:
+        """Reorder the storage rows: row i of the result is row `order[i]`."""
+        if len(order) == self.rows and torch.equal(order, torch.arange(self.rows, device=order.device)):
+            return
+
+        def fn(s):
+            return s.index_select(0, order)
+        self.mask = fn(self.mask)
+        for layer in self.past.layers:
+            layer.apply(fn)
+
+    def select(self, rows: list[int] | torch.Tensor) -> None:
+        """Keep storage `rows`, in that order; a row named twice is copied (a shared prefix)."""
+        self.permute(torch.as_tensor(rows, device=self.mask.device))
+        self.rows = self.active = len(rows)
+
+    def append(self, other: "ColumnCache") -> None:
+        """Add `other`'s rows after this cache's (their columns from the first on; the shorter
+        side's missing columns are masked holes)."""
+        columns, capacity = max(self.columns, other.columns), max(self.capacity, other.capacity)
+
+        def joined(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
+            shape = list(a.shape)
+            shape[0], shape[dim] = a.shape[0] + b.shape[0], capacity
+            out = a.new_zeros(shape)
+            out.narrow(0, 0, a.shape[0]).narrow(dim, 0, self.columns).copy_(a.narrow(dim, 0, self.columns))
+            out.narrow(0, a.shape[0], b.shape[0]).narrow(dim, 0, other.columns).copy_(b.narrow(dim, 0, other.columns))
+            return out
+
+        self.mask = joined(self.mask, other.mask, 1)
+        for mine, theirs in zip(self.past.layers, other.past.layers):
+            mine.replace(joined(mine.store_k, theirs.store_k, 2), joined(mine.store_v, theirs.store_v, 2), columns)
+        self.rows = self.active = self.rows + other.rows
+        self.columns, self.capacity = columns, capacity
+
+    def holes(self) -> int:
+        """Columns of the longest row's layout that hold none of its tokens."""
+        return self.columns - int(self.mask[:, :self.columns].sum(1).max())
+
+    def repack(self) -> None:
+        """Move each row's tokens, in order, to the last columns of a layout as wide as the longest
+        row (keys already carry their positions: attention does not see where a column sits)."""
+        mask = self.mask[:, :self.columns]
+        width = int(mask.sum(1).max())
+        take = torch.sort(mask, dim=1, stable=True).indices[:, -width:]   # holes first, then the row's columns
+        self.mask = mask.gather(1, take)
+        for layer in self.past.layers:
+            def gather(s: torch.Tensor) -> torch.Tensor:
+                index = take[:, None, :, None].expand(s.shape[0], s.shape[1], width, s.shape[3])
+                return s[:, :, :self.columns].gather(2, index)
+            layer.replace(gather(layer.store_k), gather(layer.store_v), width)
+        self.columns = self.capacity = width
