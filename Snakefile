@@ -1,6 +1,6 @@
 # RICE-PO reproduction harness. Targets: reproduce_all, table_bright_main, table_beir_main,
 # table_ablation_credit, table_ablation_trigger, table_ablation_gates, figure_entropy_cdf,
-# figure_reward_curves, figure_branching_cost, figure_ablation_bars, report. See README.md.
+# figure_reward_curves, figure_branching_cost, figure_ceiling, figure_ablation_bars, report. See README.md.
 #
 # `snakemake --lint` asks for a conda environment per rule. Answered: every rule calls the one
 # `ricepo` CLI, so the whole workflow runs in one environment (environment.yml / pyproject.toml)

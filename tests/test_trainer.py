@@ -317,3 +317,69 @@ def test_a_kill_during_the_checkpoint_write_resumes_to_the_uninterrupted_result(
     assert log("killed") == log("straight")
     a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("straight", "killed"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _scalars(folder):
+    """{tag: [(step, value)]} of the TensorBoard event files under `folder`."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard(fixture_task, tiny_backbone,
+                                                                                 tmp_path):
+    """A held-out set, never trained on, scored at steps 0, 2, 3 (every 2 and the last); the
+    numbers also in TensorBoard; a run resumed after step 2 neither repeats nor loses a scoring."""
+    from ricepo.train.run import run_training
+    from ricepo.train.validation import hold_out
+
+    s = spec(tiny_backbone, steps=3, validation_queries=4, validation_every=2, save_every=1)
+    s["evaluate"] = {"decoding": "greedy", "slots": 3}
+    log = run_training(s, tasks(fixture_task), tmp_path / "run")
+    scorings = [json.loads(x) for x in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
+    assert [v["step"] for v in scorings] == [0, 2, 3]
+    held = {r for v in scorings for r in v["rewards"]}
+    assert len(held) == 4 and all(len(v["rewards"]) == 4 for v in scorings)
+    for v in scorings:
+        assert v["reward_mean"] == pytest.approx(sum(v["rewards"].values()) / 4)
+    board = _scalars(tmp_path / "run" / "tensorboard")
+    assert [step for step, _ in board["train/reward_mean"]] == [1, 2, 3]
+    assert [v for _, v in board["train/reward_mean"]] == pytest.approx([r["reward_mean"] for r in log])
+    assert [step for step, _ in board["validation/reward_mean"]] == [0, 2, 3]
+    assert [v for _, v in board["validation/reward_mean"]] == pytest.approx([v["reward_mean"] for v in scorings])
+
+    run_training({**s, "train": {**s["train"], "steps": 2}}, tasks(fixture_task), tmp_path / "cut")
+    run_training(s, tasks(fixture_task), tmp_path / "cut")
+    again = [json.loads(x) for x in (tmp_path / "cut" / "validation.jsonl").read_text().splitlines()]
+    assert again == scorings
+
+
+def test_the_held_out_set_is_fixed_and_never_trained_on():
+    from ricepo.train.validation import hold_out
+
+    queries = [("t", f"q{i}", f"text {i}") for i in range(30)]
+    train, held = hold_out(queries, 5)
+    assert len(held) == 5 and not set(train) & set(held) and len(train) == 25
+    assert hold_out(list(reversed(queries)), 5)[1] == list(reversed(held))   # the same queries, whatever the order
+    with pytest.raises(RicepoError, match="leaves none to train on"):
+        hold_out(queries, 30)
+
+
+def test_asking_for_wandb_without_it_installed_is_a_one_line_error(tmp_path, monkeypatch):
+    import sys
+
+    from ricepo.train.watch import Watch
+
+    monkeypatch.setitem(sys.modules, "wandb", None)   # `import wandb` raises ImportError
+    with pytest.raises(RicepoError, match="train.wandb_project is 'ricepo' but wandb is not installed"):
+        Watch(tmp_path, False, "ricepo", "run", {}, 0)
+
+
+def test_grpo_at_equal_cost_samples_its_own_group_size(fixture_task, tiny_backbone, tmp_path):
+    from ricepo.train.run import run_training
+
+    s = {**spec(tiny_backbone, steps=1), "method": "grpo_equal_cost", "credit": {"group_size": 6}}
+    log = run_training(s, tasks(fixture_task), tmp_path / "run")
+    assert log[0]["trajectories"] == 2 * 6 and ROLLOUT["group_size"] != 6

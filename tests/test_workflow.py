@@ -43,7 +43,7 @@ def test_default_config_plans_the_full_paper_matrix(tmp_path):
     assert counts["train"] == 2 * 5 + 6 + 2 * 5
     # evaluation: BRIGHT (2 x 6 + 6) x 12 tasks + BEIR 2 x 6 x 5 datasets
     assert counts["agent_eval"] == (2 * 6 + 6) * 12 + 2 * 6 * 5
-    assert counts["split"] == 17 and counts["table"] == 5 and counts["figure"] == 4
+    assert counts["split"] == 17 and counts["table"] == 5 and counts["figure"] == 5
     assert counts["prepare_reasonir"] == 1 and counts["prepare_data"] == 17
     assert counts["dense_index"] == 17 and counts["bm25_index"] == 17   # hybrid: Diver-4B + BM25 per task
 

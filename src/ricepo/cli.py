@@ -73,7 +73,8 @@ def _retriever_args(args):
 
 
 def cmd_retrieve(args) -> None:
-    _print(jobs.retrieve(args.dataset, args.split, args.out, args.k, _retriever_args(args), args.index_root))
+    _print(jobs.retrieve(args.dataset, args.split, args.out, args.k, _retriever_args(args), args.index_root,
+                         args.oracle))
 
 
 def cmd_index(args) -> None:
@@ -208,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--k", type=int, default=1000)
     r.add_argument("--index-root", help="the dataset's index root (bm25/, dense/<model>/): read where present, "
                                         "built and kept there where not (default: built in a temporary folder)")
+    r.add_argument("--oracle", action="store_true",
+                   help="search with the query and the title of its best-judged relevant document (the ceiling)")
     _retriever_flags(r, with_weight=True)
     r.set_defaults(func=cmd_retrieve)
 

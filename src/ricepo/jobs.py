@@ -52,11 +52,20 @@ def index(dataset: Path, out: Path, part: str, settings: "RetrieverSettings") ->
     return {**info, "seconds": round(time.time() - t0, 2)}
 
 
+def oracle_summary(judged: dict[str, int], corpus: dict[str, dict]) -> str:
+    """The summary an oracle would write: the title of the query's best-judged relevant document
+    (highest grade, then smallest id), or its first 30 words where it has no title."""
+    doc = corpus[min((d for d, r in judged.items() if r > 0), key=lambda d: (-judged[d], d))]
+    return doc.get("title") or " ".join(doc["text"].split()[:30])
+
+
 def retrieve(dataset: Path, split: str, out: Path, k: int, settings: "RetrieverSettings",
-             index_root: Path | None = None) -> dict:
-    """A retriever alone (query text, no agent) over a split's queries, as a TREC run (rule
-    bm25_baseline, first half). Indexes missing under `index_root` are built and kept there; with
-    no root they are built in a temporary folder."""
+             index_root: Path | None = None, oracle: bool = False) -> dict:
+    """A retriever alone over a split's queries, as a TREC run (rules bm25_baseline and
+    oracle_baseline, first half): with the query text, or with `oracle` the query and the title
+    of a judged relevant document, as the agent retrieves with query and summary (the ceiling a
+    summary could reach). Indexes missing under `index_root` are built and kept there; with no
+    root they are built in a temporary folder."""
     from .data.canonical import Dataset
     from .data.trec import without_excluded, write_run
     from .environments import make_retriever
@@ -68,7 +77,8 @@ def retrieve(dataset: Path, split: str, out: Path, k: int, settings: "RetrieverS
         searcher = make_retriever(Path(index_root or scratch), "", settings, corpus=ds.corpus)
         # the widest exclusion list is fetched on top of k, so every query keeps k documents once filtered
         widest = max((len(ds.excluded.get(q, ())) + 1 for q in queries), default=0)
-        texts = [q["text"] for q in queries.values()]
+        texts = [f"{q['text']} {oracle_summary(ds.qrels[split][qid], ds.corpus)}" if oracle else q["text"]
+                 for qid, q in queries.items()]
         rankings = searcher.search_many(texts, k + widest)
     run = {qid: without_excluded(qid, ranking, ds.excluded)[:k] for qid, ranking in zip(queries, rankings)}
     tag = settings.tag

@@ -19,7 +19,10 @@ RUN_DIR = "{benchmark}/{backbone}/{method}/{variant}/seed{seed}"
 TRAIN_DIR = "train/" + RUN_DIR
 EVAL_DIR = "eval/" + RUN_DIR + "/{task}"
 BM25_DIR = "baselines/{benchmark}/bm25/{task}"
+ORACLE_DIR = "baselines/{benchmark}/oracle_title/{task}"   # evaluate.oracle: the ceiling
 SPLIT_DIR = "splits/{benchmark}/{task}"
+# A training run's held-out scorings (train/validation.py), one JSON line each; empty when it holds none out.
+VALIDATION_FILE = "validation.jsonl"
 INDEX_DIR = "index/{benchmark}/{task}"
 
 
@@ -111,8 +114,16 @@ def train_log_file(results: str | Path, run: Run) -> Path:
     return Path(results) / path(TRAIN_DIR, run) / "log.jsonl"
 
 
+def validation_file(results: str | Path, run: Run) -> Path:
+    return Path(results) / path(TRAIN_DIR, run) / VALIDATION_FILE
+
+
 def bm25_metrics_file(results: str | Path, benchmark: str, task: str) -> Path:
     return Path(results) / path(BM25_DIR, benchmark=benchmark, task=task) / "metrics.json"
+
+
+def oracle_metrics_file(results: str | Path, benchmark: str, task: str) -> Path:
+    return Path(results) / path(ORACLE_DIR, benchmark=benchmark, task=task) / "metrics.json"
 
 
 # --- the report's artefacts (in the page's order) and the runs each one reads --------------
@@ -126,7 +137,8 @@ ABLATION_GATES = [("ricepo", "effect_only"), ("ricepo", "influence_only"), ("ric
 class Artefact:
     name: str
     kind: str                      # claims | table | figure
-    reads: str                     # metrics (eval metrics.json) | train_logs (log.jsonl) | all (every other's)
+    reads: str                     # metrics (eval metrics.json) | train_logs (log.jsonl, validation.jsonl) |
+                                   # ceiling (every main-table run's metrics, BM25 and oracle) | all (every other's)
     benchmark: str | None = None   # a main table's benchmark (with the BM25 row); None: the ablation benchmark
     conditions: tuple = ()         # an ablation's (method, variant) rows, in the paper's order
     title: str = ""
@@ -137,6 +149,8 @@ class Artefact:
             return runs(config)
         if self.reads == "train_logs":
             return [r for r in runs(config) if r.trained]
+        if self.reads == "ceiling":
+            return [r for r in runs(config) if r.variant is None]
         if self.benchmark:
             return [r for r in runs(config) if r.benchmark == self.benchmark and r.variant is None]
         return [r for r in runs(config) if r.benchmark == abl.get("benchmark") and r.backbone == abl.get("backbone")
@@ -147,9 +161,13 @@ class Artefact:
         if self.reads == "all":
             return list(dict.fromkeys(f for a in ARTEFACTS.values() if a.reads != "all" for f in a.inputs(config, results)))
         if self.reads == "train_logs":
-            return [train_log_file(results, r) for r in self.runs(config)]
+            return [f(results, r) for r in self.runs(config) for f in (train_log_file, validation_file)]
         files = [metrics_file(results, r, t) for r in self.runs(config)
                  for t in config["benchmarks"][r.benchmark]["tasks"]]
+        if self.reads == "ceiling":
+            baselines = (bm25_metrics_file, oracle_metrics_file) if config["evaluate"]["oracle"] else (bm25_metrics_file,)
+            return files + [f(results, b, t) for b, spec in config["benchmarks"].items() for t in spec["tasks"]
+                            for f in baselines]
         if self.benchmark in config["benchmarks"]:
             files += [bm25_metrics_file(results, self.benchmark, t) for t in config["benchmarks"][self.benchmark]["tasks"]]
         return files
@@ -173,6 +191,8 @@ ARTEFACTS = {a.name: a for a in [
     Artefact("figure_reward_curves", "figure", "train_logs", title="Training reward curves (paper appendix A.6)"),
     Artefact("figure_branching_cost", "figure", "train_logs",
              title="Training cost per step: tokens generated and retriever calls (ours)"),
+    Artefact("figure_ceiling", "figure", "ceiling",
+             title="Where the ceiling is: BM25, the agents and an oracle summary; how often summaries restate the query (ours)"),
 ]}
 TABLES = [n for n, a in ARTEFACTS.items() if a.kind == "table"]
 FIGURES = [n for n, a in ARTEFACTS.items() if a.kind == "figure"]

@@ -389,7 +389,7 @@ def rows_per_query(method: str, credit: dict, variant: str | None, group_size: i
         return r["trees"] * (1 + r["expansions"] * r["rounds"])
     if m.rollout == "branches":
         return group_size + r["anchors"] * (r["branches"] - 1)
-    return group_size
+    return r.get("group_size", group_size)
 
 
 def _tokenizer(model: str):

@@ -37,9 +37,25 @@ rule bm25_baseline:
     params:
         bm25=bm25_flags,
         index_root=lambda wc, input: str(Path(input.index).parent),
+        query="",
         code=CODE,
     log:
         out(f"logs/{layout.BM25_DIR}.log"),
     shell:
-        "(ricepo retrieve --dataset {input.split} --split test --index-root {params.index_root} {params.bm25} --out {output.run} && "
+        "(ricepo retrieve {params.query} --dataset {input.split} --split test --index-root {params.index_root} {params.bm25} --out {output.run} && "
         "ricepo evaluate --qrels {input.split}/qrels/test.tsv --run {output.run} --out {output.metrics}) > {log} 2>&1"
+
+
+use rule bm25_baseline as oracle_baseline with:
+    # The ceiling a summary could reach (evaluate.oracle): the same BM25 with the query and the
+    # title of a judged relevant document.
+    output:
+        run=out(f"{layout.ORACLE_DIR}/run.trec"),
+        metrics=out(f"{layout.ORACLE_DIR}/metrics.json"),
+    params:
+        bm25=bm25_flags,
+        index_root=lambda wc, input: str(Path(input.index).parent),
+        query="--oracle",
+        code=CODE,
+    log:
+        out(f"logs/{layout.ORACLE_DIR}.log"),

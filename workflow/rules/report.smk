@@ -131,6 +131,11 @@ rule figure_branching_cost:
         f"{R}/figures/figure_branching_cost.svg",
 
 
+rule figure_ceiling:
+    input:
+        f"{R}/figures/figure_ceiling.svg",
+
+
 rule figure_ablation_bars:
     input:
         f"{R}/figures/figure_ablation_bars.svg",

@@ -7,6 +7,7 @@ rule train:
     output:
         model=directory(out(f"{layout.TRAIN_DIR}/model")),
         log=out(f"{layout.TRAIN_DIR}/log.jsonl"),
+        validation=out(f"{layout.TRAIN_DIR}/{layout.VALIDATION_FILE}"),
     params:
         spec=job_spec,
         tasks=lambda wc: _task_args(wc.benchmark),

@@ -31,6 +31,17 @@ def grpo(group: dict, norm_by_std: bool) -> dict[str, list[dict]]:
             for t in group["trajectories"]}
 
 
-register(Method("grpo", "GRPO", rollout="independent", credit=grpo, params={
-    "norm_by_std": Param({"type": "boolean", "default": True}, doc="false: Dr. GRPO (no division by the std)"),
+NORM_BY_STD = Param({"type": "boolean", "default": True}, doc="false: Dr. GRPO (no division by the std)")
+register(Method("grpo", "GRPO", rollout="independent", credit=grpo, params={"norm_by_std": NORM_BY_STD}))
+
+# GRPO given RICE-PO's sampling budget: more trajectories per query instead of branches, so that a
+# comparison with RICE-PO separates its credit from its extra samples. The group size that matches
+# depends on where anchors fall; the claim that compares the two (config/paper_claims.yaml) checks
+# the generated tokens per step measured in both runs' logs.
+register(Method("grpo_equal_cost", "GRPO at RICE-PO's tokens", rollout="independent", credit=grpo, params={
+    "norm_by_std": NORM_BY_STD,
+    "group_size": Param({"type": "integer", "minimum": 1, "default": 12}, "rollout",
+                        "trajectories per query, in place of rollout.group_size: set it so that a step generates as "
+                        "many tokens as RICE-PO's (default: the paper config's G 8 plus 2 anchors x 3 branches, each "
+                        "regrowing about 2 of 3 rounds)"),
 }))

@@ -3,6 +3,7 @@ queries with the training rollout code, write the TREC run of the final retrieva
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -17,6 +18,25 @@ from ..environments import RetrieverSettings, load_environment
 from ..errors import RicepoError
 from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from ..metrics import evaluate_run
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def query_overlap(summary: str, query: str) -> float:
+    """The share of the summary's distinct words (lowercased letters and digits) that occur in the
+    query: 1.0 for a summary that only restates it."""
+    words = set(_WORD.findall(summary.lower()))
+    return len(words & set(_WORD.findall(query.lower()))) / len(words) if words else 0.0
+
+
+def summary_figures(steps_by_query: dict[str, tuple[str, list]], restate_share: float) -> dict:
+    """How the policy's summaries relate to the query, over every step with a summary: the mean
+    word overlap and the share that restate it (overlap >= `restate_share`)."""
+    overlaps = [query_overlap(s.summary, query) for query, steps in steps_by_query.values() for s in steps if s.summary]
+    return {"summary_query_overlap": sum(overlaps) / len(overlaps) if overlaps else None,
+            "summary_restate_rate": sum(o >= restate_share for o in overlaps) / len(overlaps) if overlaps else None,
+            "summaries": len(overlaps)}
 
 
 def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path,
@@ -37,7 +57,7 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
                                               spec["backbone"].get("generation", {}))
     agent = Agent(sampler, tokenizer, spec["template"], settings)
     generator = torch.Generator(device=device).manual_seed(spec["seed"])
-    run, transcripts, steps = {}, [], []
+    run, transcripts, steps, by_query = {}, [], [], {}
     jobs = [(qid, task, qid, q["text"]) for qid, q in queries.items()]
     slots = spec["evaluate"]["slots"]
     print(f"{sampler.describe()}; {slots} slots, continuous batching", flush=True)
@@ -45,6 +65,7 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
                   mininterval=5):
         run[t.query_id] = t.final_ranking
         steps += t.steps
+        by_query[t.query_id] = (t.query, t.steps)
         if len(transcripts) < keep_transcripts:
             transcripts.append({"query_id": t.query_id, "query": t.query,
                                 "transcript": tokenizer.decode(t.tokens[t.segments[0].end:]),
@@ -53,6 +74,7 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
     write_run(out_dir / "run.trec", run, tag)
     result = evaluate_run(env.qrels, {q: dict(r) for q, r in run.items()}, env.excluded)
     result["parseable_rate"] = sum(s.parseable for s in steps) / max(1, len(steps))
+    result.update(summary_figures(by_query, spec["evaluate"]["restate_overlap"]))
     result["model"] = model_path
     result["precision"] = precision.name
     result["numerics"] = numerics(precision)

@@ -24,7 +24,8 @@ from .significance import ALPHA, paired_bootstrap
 from .tables import build_table
 
 KINDS = {"beats": {"table", "column", "target", "against"}, "curve_above": {"target", "against", "paper_evidence"},
-         "cost_bound": {"target", "measure", "paper_evidence"}}
+         "cost_bound": {"target", "measure", "paper_evidence"},
+         "validation_improves": {"targets", "paper_evidence"}}
 VERDICTS = ("holds", "does not hold", "not run")
 
 
@@ -105,6 +106,11 @@ def _beats(claim: dict, results: ResultFiles, tables: dict) -> tuple[str, list[d
                 parts.append({**part, "verdict": "not run", "detail": f"{_label(key)} not run"})
                 continue
             o_method, _, o_variant = key.partition("/")
+            if "equal_cost" in claim:
+                apart = _cost_apart(claim, results, table["benchmark"], group, target, key)
+                if apart:
+                    parts.append({**part, "verdict": "not run", "detail": apart})
+                    continue
             theirs_q = results.per_query(table["benchmark"], group, o_method, o_variant or None)
             tasks = [t for t in table["columns"] if t != "avg"] if column == "avg" else [column]
             x, y = _pooled(ours_q, tasks), _pooled(theirs_q, tasks)
@@ -139,6 +145,44 @@ def _curve_above(claim: dict, results: ResultFiles) -> tuple[str, list[dict]]:
     return claim["paper_evidence"], parts or _nothing_run(claim["target"], "not trained")
 
 
+def _cost_apart(claim: dict, results: ResultFiles, benchmark: str, backbone: str, target: str, other: str) -> str:
+    """Why two runs are not at equal cost (their measured `equal_cost.measure` per step differs by
+    more than `equal_cost.tolerance`), or "" when they are."""
+    spec = claim["equal_cost"]
+    rows = {condition_key(r): r for r in branching_cost(results)["rows"]
+            if (r["benchmark"], r["backbone"]) == (benchmark, backbone)}
+    if target not in rows or other not in rows:
+        return f"no training logs to compare {spec['measure']} per step"
+    ratio = rows[target][spec["measure"]] / rows[other][spec["measure"]]
+    if abs(ratio - 1) > spec["tolerance"]:
+        return (f"not at equal cost: {_label(target)} {spec['measure']} per step {ratio:.2f}x {_label(other)}'s "
+                f"(tolerance {spec['tolerance']:.0%}); set its budget to match")
+    return ""
+
+
+def _validation_improves(claim: dict, results: ResultFiles) -> tuple[str, list[dict]]:
+    """Each target's held-out reward after its last step against before its first, paired over
+    the validation queries."""
+    curves = {(c["benchmark"], c["backbone"], c["method"]): c
+              for c in reward_curves(results)["validation"] if c["variant"] is None}
+    parts = []
+    for (bench, backbone, method), c in curves.items():
+        if method not in claim["targets"]:
+            continue
+        shared = sorted(set(c["first"]) & set(c["last"]))
+        a, b = [c["last"][q] for q in shared], [c["first"][q] for q in shared]
+        diff = (sum(a) - sum(b)) / len(shared)
+        verdict, p = _compare(a, b, diff)
+        parts.append({"group": f"{bench}/{backbone}", "against": f"{_label(method)} at step 0", "verdict": verdict,
+                      "p": p, "detail": f"{_label(method)}: validation reward {sum(b) / len(b):.4f} at step 0, "
+                                        f"{sum(a) / len(a):.4f} at step {c['steps'][-1]} ({diff:+.4f}, p = {p:.3f}, "
+                                        f"{len(shared)} held-out queries)"})
+    trained = {r.method for r in runs(results.config) if r.trained}
+    parts += [{"group": "-", "verdict": "not run", "detail": f"{_label(m)} held no validation queries out"}
+              for m in claim["targets"] if m in trained and not any(k[2] == m for k in curves)]
+    return claim["paper_evidence"], parts or _nothing_run(claim["targets"][0], "not trained")
+
+
 def _cost_bound(claim: dict, results: ResultFiles) -> tuple[str, list[dict]]:
     config = results.config
     settings = config["credit"].get(claim["target"], {})
@@ -169,6 +213,8 @@ def grade_claims(results: ResultFiles, claims: list[dict] | None = None) -> dict
             paper, parts = _beats(claim, results, tables)
         elif claim["kind"] == "curve_above":
             paper, parts = _curve_above(claim, results)
+        elif claim["kind"] == "validation_improves":
+            paper, parts = _validation_improves(claim, results)
         else:
             paper, parts = _cost_bound(claim, results)
         out.append({"id": claim["id"], "statement": claim["statement"], "source": claim["source"], "paper": paper,

@@ -1,5 +1,6 @@
-"""The paper's figures from result files: reward curves, the entropy-gain CDF, and the training
-cost of each method (tokens generated and retriever calls per step, from the step logs).
+"""The paper's figures from result files: reward curves (and validation curves), the entropy-gain
+CDF, the training cost of each method (tokens generated and retriever calls per step, from the
+step logs), and where the ceiling is (BM25, the agents, an oracle summary).
 
 Each figure is written as SVG and PNG, plus a JSON file holding exactly the plotted numbers
 (what the report and the tests read).
@@ -26,12 +27,13 @@ def smooth(values: list[float], window: int) -> list[float]:
     return [statistics.fmean(values[max(0, i - window + 1): i + 1]) for i in range(len(values))]
 
 
-def _trained_cells(results: ResultFiles, order=None) -> list[tuple[tuple, list[list[dict]]]]:
-    """((benchmark, backbone, method, variant), the step logs of its seeds) of every trained cell."""
+def _trained_cells(results: ResultFiles, order=None, read=ResultFiles.train_log) -> list[tuple[tuple, list[list[dict]]]]:
+    """((benchmark, backbone, method, variant), what `read` gives of each seed: its step log, or
+    its validation scorings) of every trained cell."""
     cells: dict[tuple, list] = {}
     for r in runs(results.config):
         if r.trained:
-            cells.setdefault((r.benchmark, r.backbone, r.method, r.variant), []).append(results.train_log(r))
+            cells.setdefault((r.benchmark, r.backbone, r.method, r.variant), []).append(read(results, r))
     return sorted(cells.items(), key=order or (lambda kv: (*kv[0][:3], kv[0][3] or "")))
 
 
@@ -39,8 +41,31 @@ def label(cell: dict) -> str:
     return get_method(cell["method"]).label_of(cell.get("variant"))
 
 
+def validation_curves(results: ResultFiles) -> list[dict]:
+    """Mean reward on the held-out validation queries at each scored step (0: before training),
+    per trained cell, over the seeds that scored that step; with each query's reward averaged
+    over seeds at the first and the last step (for the paired test of the claims)."""
+    curves = []
+    for key, scorings in _trained_cells(results, read=ResultFiles.validation):
+        scorings = [s for s in scorings if s]
+        if not scorings:
+            continue
+        steps = sorted(set.intersection(*({v["step"] for v in s} for s in scorings)))
+        at = [{v["step"]: v for v in s} for s in scorings]
+
+        def per_query(step: int) -> dict[str, float]:
+            return {q: statistics.fmean(a[step]["rewards"][q] for a in at) for q in at[0][step]["rewards"]}
+
+        curves.append({"benchmark": key[0], "backbone": key[1], "method": key[2], "variant": key[3],
+                       "seeds": len(scorings), "queries": len(at[0][steps[0]]["rewards"]), "steps": steps,
+                       "mean": [statistics.fmean(a[s]["reward_mean"] for a in at) for s in steps],
+                       "first": per_query(steps[0]), "last": per_query(steps[-1])})
+    return curves
+
+
 def reward_curves(results: ResultFiles) -> dict:
-    """Mean training reward per step, per (benchmark, backbone, method, variant), averaged over seeds."""
+    """Mean training reward per step, per (benchmark, backbone, method, variant), averaged over
+    seeds; and the validation curves where the runs held queries out."""
     curves = []
     for key, logs in _trained_cells(results):
         logs = [lg for lg in logs if lg]
@@ -51,14 +76,24 @@ def reward_curves(results: ResultFiles) -> dict:
         curves.append({"benchmark": key[0], "backbone": key[1], "method": key[2], "variant": key[3], "seeds": len(logs),
                        "steps": list(range(1, n + 1)), "raw": raw, "smoothed": smooth(raw, max(3, n // 10))})
     planned = dict.fromkeys(r.method for r in runs(results.config) if r.trained)
-    return {"id": "figure_reward_curves", "curves": curves,
+    return {"id": "figure_reward_curves", "curves": curves, "validation": validation_curves(results),
             "not_run": [m for m in planned if not any(c["method"] == m for c in curves)]}
 
 
 def plot_reward_curves(data: dict, out_dir: Path) -> None:
     benches = sorted({c["benchmark"] for c in data["curves"]}) or ["(none)"]
-    fig, axes = plt.subplots(1, len(benches), figsize=(5.5 * len(benches), 3.6), squeeze=False)
+    panels = 2 if data["validation"] else 1
+    fig, axes = plt.subplots(panels, len(benches), figsize=(5.5 * len(benches), 3.6 * panels), squeeze=False)
     palette = dict(zip(METHODS, sns.color_palette("tab10", len(METHODS))))
+    for ax, bench in zip(axes[-1], benches if panels == 2 else []):
+        for c in [c for c in data["validation"] if c["benchmark"] == bench]:
+            ax.plot(c["steps"], c["mean"], color=palette[c["method"]], marker="o", linewidth=2,
+                    label=f"{label(c)} ({c['backbone']}, {c['seeds']} seed(s))")
+        ax.set_title(f"{bench}: validation reward, greedy ({data['validation'][0]['queries']} held-out queries)")
+        ax.set_xlabel("training step (0: before training)")
+        ax.set_ylabel("reward")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper left")
     for ax, bench in zip(axes[0], benches):
         for c in [c for c in data["curves"] if c["benchmark"] == bench]:
             color = palette[c["method"]]
@@ -222,6 +257,60 @@ def plot_branching_cost(data: dict, out_dir: Path) -> None:
     _save(fig, out_dir, "figure_branching_cost")
 
 
+def ceiling(results: ResultFiles) -> dict:
+    """Per benchmark and backbone, NDCG@10 x 100 averaged over the benchmark's tasks (and seeds) of
+    BM25 with the raw query, each agent (the prompting agent is the policy before training), and
+    the oracle summary (evaluate.oracle); and each agent's summaries: mean word overlap with the
+    query and the share that restate it (agent_eval.summary_figures)."""
+    config = results.config
+    groups = []
+    for bench, spec in config["benchmarks"].items():
+        tasks = spec["tasks"]
+
+        def baseline(read) -> float | None:
+            got = [read(bench, t) for t in tasks]
+            return 100 * statistics.fmean(g["ndcg_cut_10"] for g in got) if got and all(got) else None
+
+        for backbone in spec["backbones"]:
+            rows = [{"row": "BM25, the query alone", "ndcg": baseline(results.bm25)}]
+            for method in spec["methods"]:
+                got = [m for _, _, m in results._metrics_of(bench, backbone, method, None)]
+                if not got:
+                    rows.append({"row": get_method(method).label, "method": method, "ndcg": None})
+                    continue
+                figures = {k: [m[k] for m in got if m.get(k) is not None]
+                           for k in ("summary_query_overlap", "summary_restate_rate")}
+                rows.append({"row": get_method(method).label, "method": method,
+                             "ndcg": 100 * statistics.fmean(m["ndcg_cut_10"] for m in got),
+                             **{k: statistics.fmean(v) if v else None for k, v in figures.items()}})
+            if config["evaluate"]["oracle"]:
+                rows.append({"row": "Oracle: the query and a judged document's title", "ndcg": baseline(results.oracle)})
+            groups.append({"benchmark": bench, "backbone": backbone, "tasks": tasks, "rows": rows})
+    return {"id": "figure_ceiling", "restate_overlap": config["evaluate"]["restate_overlap"], "groups": groups}
+
+
+def plot_ceiling(data: dict, out_dir: Path) -> None:
+    groups = data["groups"] or [{"benchmark": "(none)", "backbone": "", "rows": []}]
+    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 0.8 + 0.4 * max(len(g["rows"]) for g in groups) * len(groups)),
+                             squeeze=False)
+    for g, (left, right) in zip(groups, axes):
+        rows = [r for r in g["rows"] if r["ndcg"] is not None]
+        left.barh([r["row"] for r in rows], [r["ndcg"] for r in rows], color=sns.color_palette("tab10")[0])
+        for y, r in enumerate(rows):
+            left.text(r["ndcg"], y, f" {r['ndcg']:.2f}", va="center", fontsize=7)
+        left.invert_yaxis()
+        left.margins(x=0.2)
+        left.set_title(f"{g['benchmark']} ({g['backbone']}): NDCG@10, mean over tasks", fontsize=9)
+        agents = [r for r in rows if r.get("summary_restate_rate") is not None]
+        right.barh([r["row"] for r in agents], [100 * r["summary_restate_rate"] for r in agents],
+                   color=sns.color_palette("tab10")[1])
+        right.invert_yaxis()
+        right.set_xlim(0, 100)
+        right.set_title(f"summaries restating the query (>= {data['restate_overlap']:.0%} of their words), %",
+                        fontsize=9)
+    _save(fig, out_dir, "figure_ceiling")
+
+
 def _save(fig, out_dir: Path, name: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -235,7 +324,8 @@ def _save(fig, out_dir: Path, name: str) -> None:
 FIGURES = {"figure_reward_curves": (reward_curves, plot_reward_curves),
            "figure_entropy_cdf": (entropy_cdf, plot_entropy_cdf),
            "figure_branching_cost": (branching_cost, plot_branching_cost),
-           "figure_ablation_bars": (ablation_bars, plot_ablation_bars)}
+           "figure_ablation_bars": (ablation_bars, plot_ablation_bars),
+           "figure_ceiling": (ceiling, plot_ceiling)}
 
 
 def build_figure(name: str, results: ResultFiles, out_dir: Path) -> dict:

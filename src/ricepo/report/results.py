@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from ..errors import RicepoError
-from ..layout import Run, bm25_metrics_file, metrics_file, runs, train_log_file
+from ..layout import (Run, bm25_metrics_file, metrics_file, oracle_metrics_file, runs, train_log_file,
+                      validation_file)
 
 PAPER_RESULTS = Path(__file__).resolve().parents[3] / "config" / "paper_results.yaml"
 PAPER_CLAIMS = PAPER_RESULTS.with_name("paper_claims.yaml")
@@ -63,8 +64,17 @@ class ResultFiles:
         text = self._read(bm25_metrics_file(self.root, benchmark, task))
         return json.loads(text) if text is not None else None
 
+    def oracle(self, benchmark: str, task: str) -> dict | None:
+        text = self._read(oracle_metrics_file(self.root, benchmark, task))
+        return json.loads(text) if text is not None else None
+
     def train_log(self, run: Run) -> list[dict]:
         text = self._read(train_log_file(self.root, run))
+        return [json.loads(line) for line in (text or "").splitlines() if line.strip()]
+
+    def validation(self, run: Run) -> list[dict]:
+        """The run's validation scorings in step order ([] when it held nothing out or was not handed over)."""
+        text = self._read(validation_file(self.root, run))
         return [json.loads(line) for line in (text or "").splitlines() if line.strip()]
 
     def _metrics_of(self, benchmark: str, backbone: str, method: str, variant: str | None):

@@ -5,7 +5,7 @@ generate (../shared/reference/algorithms.md):
 
 A method names its collector (`Method.rollout`, credit/):
 
-- `independent` (grpo, gigpo, hgpo, ...): G trajectories per query.
+- `independent` (grpo, gigpo, hgpo, ...): G trajectories per query (grpo_equal_cost: its own G).
 - `trees` (tree_grpo): M trees per query, each one full chain, then L rounds of N expansions from
   points drawn uniformly (with replacement) from {root} ∪ {non-leaf turns} of the tree as it stood
   at the start of the round; the first K leaves of each tree in creation order are kept (our
@@ -86,8 +86,9 @@ def _credit(ctx: StepContext, group: dict, **overrides) -> dict[str, list[dict]]
     return compute_credit(ctx.method, group, **{**ctx.credit_params, **overrides})
 
 
-def independent(ctx: StepContext, batch: list[tuple[str, str, str]]) -> Collected:
-    trajs = ctx.agent.rollout(_jobs(batch, ctx.group_size), ctx.envs, ctx.generator)
+def independent(ctx: StepContext, batch: list[tuple[str, str, str]], group_size: int | None = None) -> Collected:
+    """G trajectories per query: rollout.group_size, or the method's own `group_size`."""
+    trajs = ctx.agent.rollout(_jobs(batch, group_size or ctx.group_size), ctx.envs, ctx.generator)
     spans: dict[str, list[dict]] = {}
     for members in _by_query(trajs).values():
         spans.update(_credit(ctx, group_for_credit(members)))

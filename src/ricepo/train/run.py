@@ -12,10 +12,12 @@ from ..credit import get_method
 from ..environments import RetrieverSettings, load_environment
 from ..errors import RicepoError
 from ..identity import training_identity
+from ..layout import VALIDATION_FILE
 from ..plan import check_training_fits
 from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from .distributed import Parallel
 from .trainer import TrainConfig, Trainer
+from .validation import Validator, hold_out
 
 
 # Keys of `train:` that the workflow's launcher reads (train.smk), not the trainer.
@@ -51,6 +53,7 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
         envs[task] = env
         queries += [(task, qid, q["text"]) for qid, q in split_queries.items()]
     cfg = train_config(spec)
+    queries, held_out = hold_out(queries, cfg.validation_queries)
     par = Parallel.start(cfg.distributed)   # one process, or one of those `accelerate launch` started
     acc = par.acc
     if acc.device.type == "cuda":   # refused here, before the model is loaded, if the plan says it cannot fit
@@ -69,12 +72,18 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
     # under FSDP the policy is sharded: the sampler keeps a whole copy, whatever the precision
     sampler = TransformersSampler(model, tokenizer, precision.sampler_dtype, separate=par.fsdp)
     agent = Agent(sampler, tokenizer, spec["template"], RolloutSettings.from_config(spec["rollout"]))
+    validator = None
+    if held_out:   # the same sampler, with the test-time settings
+        settings = RolloutSettings.for_evaluation(spec["rollout"], spec["evaluate"]["decoding"],
+                                                  spec["backbone"].get("generation", {}))
+        validator = Validator(Agent(sampler, tokenizer, spec["template"], settings), envs, held_out,
+                              spec["evaluate"]["slots"])
     if acc.is_main_process:
         print(sampler.describe(), flush=True)
     out_dir = Path(out_dir)
     trainer = Trainer(model, tokenizer, agent, envs, queries, cfg, out_dir,
                       identity=training_identity(spec, tasks, retriever.parts),
-                      precision=precision, parallel=par)
+                      precision=precision, parallel=par, validator=validator, run_name=str(out_dir))
     log = trainer.fit()
     weights = par.full_state_dict(trainer.model)
     if acc.is_main_process:
@@ -83,5 +92,6 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
             tokenizer.save_pretrained(tmp)
             (Path(tmp) / NUMERICS_FILE).write_text(json.dumps(numerics(precision), indent=2))
         write_text(out_dir / "log.jsonl", "".join(json.dumps(record) + "\n" for record in log))
+        write_text(out_dir / VALIDATION_FILE, "".join(json.dumps(v) + "\n" for v in trainer.validation))
     acc.wait_for_everyone()
     return log

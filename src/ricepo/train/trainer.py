@@ -5,7 +5,9 @@ its rows (G trajectories, trees, or trajectories plus branches) with the sampler
 query's group into span advantages with the method's credit function, broadcast them to tokens,
 recompute the rows' log-probs with the trainer's own numerics (the PPO "old" policy), and take
 `ppo_mini_batches` PPO-clip optimizer steps per epoch against the frozen initial policy; then the
-sampler loads the new weights. One JSON line per step goes to the log; `state.pt` (model,
+sampler loads the new weights. A held-out validation set is scored greedily before the first
+step, every `validation_every` steps and after the last (validation.py). One JSON line per step
+goes to the log, and each step's numbers to TensorBoard (watch.py); `state.pt` (model,
 optimizer, RNG, log so far, and the run's identity: ricepo/identity.py) makes an interrupted run
 resume where it stopped; a checkpoint of another identity (config, data, index, backbone, code,
 device or precision) is never resumed: the run starts from step 0 and says why. Under
@@ -21,7 +23,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -38,6 +40,8 @@ from ..retrieval.retriever import TaskEnvironment
 from .collect import StepContext, batch_position, collect
 from .distributed import Parallel, all_reduce, gather_objects, merge_records, shard
 from .loss import aggregate, token_losses, trained_rows
+from .validation import Validator, due
+from .watch import Watch
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,10 @@ class TrainConfig:
     grad_clip: float                  # max gradient norm
     weight_decay: float               # AdamW weight decay
     save_every: int                   # steps between resumable checkpoints (state.pt); 0: none
+    validation_queries: int           # train queries held out and scored greedily (validation.py); 0: none
+    validation_every: int             # steps between validation scorings (also before and after); 0: those two only
+    tensorboard: bool                 # also write each step's numbers as TensorBoard events (watch.py)
+    wandb_project: str | None         # and to this Weights & Biases project
     gradient_checkpointing: bool      # recompute activations in the backward pass (less memory)
     distributed: str                  # ddp | fsdp: how several processes hold the policy (distributed.py)
     precision: str                    # auto | fp32 | bf16-mixed (ricepo/precision.py); the resolved one is in the identity
@@ -249,7 +257,8 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
 class Trainer:
     def __init__(self, model, tokenizer, agent: Agent, envs: dict[str, TaskEnvironment],
                  queries: list[tuple[str, str, str]], cfg: TrainConfig, out_dir: str | Path, identity: dict,
-                 precision: Precision, parallel: Parallel | None = None):
+                 precision: Precision, parallel: Parallel | None = None, validator: Validator | None = None,
+                 run_name: str = ""):
         if not queries:
             raise RicepoError("training: the train split is empty (check split_counts)")
         self.par = parallel or Parallel.start(cfg.distributed)
@@ -259,6 +268,7 @@ class Trainer:
             raise RicepoError(f"training: queries_per_step={cfg.queries_per_step} is fewer than the {self.world} "
                               "processes: each process needs at least one query per step")
         self.tok, self.agent, self.envs, self.queries, self.cfg = tokenizer, agent, envs, queries, cfg
+        self.validator, self.run_name = validator, run_name
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.temperature, self.vocab = agent.s.temperature, len(tokenizer)
@@ -287,7 +297,7 @@ class Trainer:
         # rank 0 samples as a one-process run does; the others draw their own streams
         self.generator.manual_seed(cfg.seed + 1_000_003 * self.rank)
         torch.manual_seed(cfg.seed)
-        self.step, self.log = 0, []
+        self.step, self.log, self.validation = 0, [], []
 
     # --- resume -------------------------------------------------------------------------
     def _state_path(self) -> Path:
@@ -320,7 +330,7 @@ class Trainer:
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.agent.sampler.sync_weights(self.par.unwrap(self.model))
-        self.step, self.log = state["step"], state["log"]
+        self.step, self.log, self.validation = state["step"], state["log"], state["validation"]
         if self.acc.is_main_process:
             print(f"resuming {self.out} at step {self.step}/{self.cfg.steps} (same identity)", flush=True)
 
@@ -341,7 +351,7 @@ class Trainer:
                 torch.save({"identity": self.identity, "model": model_state, "optimizer": optimizer_state,
                             "shards": shards, "generators": [g.cpu() for g in generators],
                             "torch_rng": torch.get_rng_state(), "cuda_rng": cuda_rng, "step": self.step,
-                            "log": self.log}, f)
+                            "log": self.log, "validation": self.validation}, f)
             for old in self.out.glob(f"{self._state_path().stem}.shards.step*"):
                 if old.name != shards:
                     shutil.rmtree(old)
@@ -408,22 +418,45 @@ class Trainer:
                   "eos_rate": r.pop("eos_sum") / n_steps}
         return {**record, **r}
 
+    # --- validation -------------------------------------------------------------------
+    def _validate(self, watch: Watch) -> None:
+        """Score the held-out set at this step, unless this step's scoring is already on record
+        (a run resumed from a checkpoint saved after it)."""
+        cfg = self.cfg
+        if not self.validator or not due(self.step, cfg.steps, cfg.validation_every) or \
+                any(v["step"] == self.step for v in self.validation):
+            return
+        t0 = time.time()
+        self.model.eval()
+        result = self.validator.score(self.step, self.rank, self.world)
+        self.validation.append(result)
+        watch.write(self.step, {"reward_mean": result["reward_mean"], "wall_s": time.time() - t0}, "validation")
+        if self.acc.is_main_process:
+            print(f"validation at step {self.step}: mean reward {result['reward_mean']:.4f} over "
+                  f"{len(result['rewards'])} held-out queries ({time.time() - t0:.1f} s)", flush=True)
+
     # --- the loop -----------------------------------------------------------------------
     def fit(self) -> list[dict]:
         self.try_resume()
         main = self.acc.is_main_process
-        bar = tqdm(total=self.cfg.steps, initial=self.step, desc=f"train {self.cfg.method}", mininterval=5,
-                   disable=not main)
-        while self.step < self.cfg.steps:
+        cfg = self.cfg
+        watch = Watch(self.out, cfg.tensorboard, cfg.wandb_project, self.run_name, asdict(cfg),
+                      self.step, enabled=main)
+        self._validate(watch)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.method}", mininterval=5, disable=not main)
+        while self.step < cfg.steps:
             record = self.train_step()
             self.step += 1
             self.log.append(record)
+            watch.write(self.step, record)
             if main:
                 print(json.dumps(record), flush=True)
             bar.update(1)
             bar.set_postfix(reward=f"{record['reward_mean']:.3f}", kl=f"{record['kl']:.4f}")
-            if self.cfg.save_every and self.step % self.cfg.save_every == 0 and self.step < self.cfg.steps:
+            self._validate(watch)
+            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
                 self._save_state()
         bar.close()
+        watch.close()
         self._save_state()
         return self.log

@@ -1,0 +1,59 @@
+"""Learning you can see: a fixed set of training queries held out and scored greedily while the
+policy trains (verl's `test_freq`), so a curve shows it improving on queries it never trains on.
+
+The set is drawn once with a fixed seed from the sorted train queries, so every method and seed
+of a configuration holds out the same queries (their curves compare query by query). It is scored
+before the first step, every `train.validation_every` steps and after the last, with the agent's
+test-time settings (greedy) and the training reward (final NDCG@10 less the format penalty).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from ..agent.rollout import Agent
+from ..errors import RicepoError
+from ..retrieval.retriever import TaskEnvironment
+from .distributed import gather_objects, shard
+
+# The draw's seed: fixed, so the held-out set depends on the train queries alone.
+HOLD_OUT_SEED = "ricepo-validation"
+
+Query = tuple[str, str, str]   # (task, query id, text)
+
+
+def hold_out(queries: list[Query], n: int) -> tuple[list[Query], list[Query]]:
+    """(train, validation): `n` queries drawn from `queries` with a fixed seed; both keep the
+    order the queries came in."""
+    if n == 0:
+        return queries, []
+    if n >= len(queries):
+        raise RicepoError(f"train.validation_queries: {n} held out of {len(queries)} train queries leaves none "
+                          "to train on")
+    picked = set(random.Random(HOLD_OUT_SEED).sample(sorted(queries), n))
+    return [q for q in queries if q not in picked], [q for q in queries if q in picked]
+
+
+def due(step: int, steps: int, every: int) -> bool:
+    """Whether the validation set is scored after `step` steps (step 0: before training)."""
+    return step in (0, steps) or (every > 0 and step % every == 0)
+
+
+@dataclass
+class Validator:
+    agent: Agent                       # the policy's sampler with test-time (greedy) settings
+    envs: dict[str, TaskEnvironment]
+    queries: list[Query]
+    slots: int                         # trajectories in flight (evaluate.slots)
+
+    def score(self, step: int, rank: int = 0, world: int = 1) -> dict:
+        """One scoring: {"step", "reward_mean", "rewards": {"task/query id": reward}}; each
+        process scores its share and every process gets the whole."""
+        jobs = [(f"{task}/{qid}", task, qid, text) for task, qid, text in shard(self.queries, rank, world)]
+        generator = torch.Generator(device=self.agent.sampler.device).manual_seed(0)   # greedy draws nothing
+        mine = {t.id: t.final_reward for t in self.agent.stream(jobs, self.envs, generator, self.slots)}
+        rewards = {k: v for part in gather_objects(mine) for k, v in part.items()}
+        rewards = {f"{task}/{qid}": rewards[f"{task}/{qid}"] for task, qid, _ in self.queries}
+        return {"step": step, "reward_mean": sum(rewards.values()) / len(rewards), "rewards": rewards}
