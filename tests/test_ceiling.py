@@ -48,3 +48,39 @@ def test_summaries_that_restate_the_query_are_counted():
                            "q2": (query, [step("bone density vitamin")])}, restate_share=0.8)
     assert got == {"summary_query_overlap": pytest.approx((1.0 + 1 / 3) / 2), "summary_restate_rate": 0.5,
                    "summaries": 2}
+
+
+def test_the_ceiling_figure_orders_bm25_the_agents_and_the_oracle(tmp_path):
+    import json
+
+    from conftest import ROOT
+    from ricepo.config import load_config
+    from ricepo.layout import ARTEFACTS, Run, bm25_metrics_file, metrics_file, oracle_metrics_file
+    from ricepo.report.figures import build_figure
+    from ricepo.report.results import ResultFiles
+
+    config = load_config(ROOT / "config" / "smoke.yaml")
+    config["evaluate"]["oracle"] = True
+    bench = config["benchmarks"]["beir"]
+
+    def write(path, ndcg, **more):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"ndcg_cut_10": ndcg, "per_query": {"q": ndcg}, **more}))
+
+    write(bm25_metrics_file(tmp_path, "beir", "scifact"), 0.5)
+    write(oracle_metrics_file(tmp_path, "beir", "scifact"), 0.9)
+    write(metrics_file(tmp_path, Run("beir", "tiny_qwen2", "prompting", None, 0), "scifact"), 0.4,
+          summary_query_overlap=0.9, summary_restate_rate=0.75)
+    for seed, ndcg in zip(config["seeds"], (0.6, 0.7)):
+        write(metrics_file(tmp_path, Run("beir", "tiny_qwen2", "grpo", None, seed), "scifact"), ndcg,
+              summary_query_overlap=0.5, summary_restate_rate=0.25 * (seed + 1))
+    files = [p for p in ARTEFACTS["figure_ceiling"].inputs(config, tmp_path) if p.exists()]
+    data = build_figure("figure_ceiling", ResultFiles(config, tmp_path, files), tmp_path / "fig")
+    (group,) = [g for g in data["groups"] if g["benchmark"] == "beir"]
+    rows = {r["row"]: r for r in group["rows"]}
+    assert list(rows)[0] == "BM25, the query alone" and list(rows)[-1].startswith("Oracle")
+    assert [r["ndcg"] for r in group["rows"]][:3] == pytest.approx([50.0, 40.0, 65.0])
+    assert rows["GRPO"]["summary_restate_rate"] == pytest.approx(0.375)
+    assert rows["Oracle: the query and a judged document's title"]["ndcg"] == pytest.approx(90.0)
+    assert rows["GiGPO"]["ndcg"] is None and len(group["rows"]) == 2 + len(bench["methods"])
+    assert (tmp_path / "fig" / "figure_ceiling.png").stat().st_size > 0

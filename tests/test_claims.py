@@ -7,7 +7,7 @@ import pytest
 
 from conftest import ROOT
 from ricepo.config import load_config
-from ricepo.layout import ARTEFACTS, Run, metrics_file, train_log_file
+from ricepo.layout import ARTEFACTS, Run, metrics_file, train_log_file, validation_file
 from ricepo.report.claims import grade_claims, load_claims
 from ricepo.report.results import ResultFiles
 
@@ -97,3 +97,42 @@ def test_every_claim_of_the_data_file_is_graded_and_a_bad_one_names_its_place(sm
     bad.write_text("claims:\n- {id: x, statement: s, source: y, kind: beats, table: t, column: avg}\n")
     with pytest.raises(Exception, match=r"claims\.yaml: claims\[0\]: missing against, target"):
         load_claims(bad)
+
+
+def test_a_win_at_equal_cost_counts_only_when_the_tokens_match(smoke, tmp_path):
+    smoke["benchmarks"]["bright"]["methods"].append("grpo_equal_cost")
+    write_metrics(tmp_path, smoke, "ricepo", 0.60)
+    write_metrics(tmp_path, smoke, "grpo_equal_cost", 0.30)
+    claim = {c["id"]: c for c in load_claims()}["bright_beats_grpo_at_equal_tokens"]
+    for seed in smoke["seeds"]:
+        write_log(tmp_path, "ricepo", seed, [0.5, 0.6], tokens=150)
+        write_log(tmp_path, "grpo_equal_cost", seed, [0.5, 0.6], tokens=140)
+    (part,) = graded(smoke, tmp_path, [claim])[claim["id"]]["parts"]
+    assert part["verdict"] == "holds" and part["detail"].startswith("RICE-PO 62.00 vs GRPO at RICE-PO's tokens 32.00")
+    for seed in smoke["seeds"]:
+        write_log(tmp_path, "grpo_equal_cost", seed, [0.5, 0.6], tokens=100)
+    (part,) = graded(smoke, tmp_path, [claim])[claim["id"]]["parts"]
+    assert part["verdict"] == "not run"
+    assert part["detail"].startswith("not at equal cost: RICE-PO tokens_generated per step 1.50x")
+
+
+def write_validation(root, method, seed, before, after):
+    f = validation_file(root, Run("bright", "tiny_qwen2", method, None, seed))
+    f.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for step, base in ((0, before), (6, after)):
+        rewards = {f"biology/q{i}": base + 0.01 * (i % 5) for i in range(20)}
+        lines.append(json.dumps({"step": step, "reward_mean": sum(rewards.values()) / 20, "rewards": rewards}))
+    f.write_text("\n".join(lines) + "\n")
+
+
+def test_validation_improvement_is_paired_over_the_held_out_queries(smoke, tmp_path):
+    for seed in smoke["seeds"]:
+        write_validation(tmp_path, "grpo", seed, 0.30, 0.50)
+        write_validation(tmp_path, "ricepo", seed, 0.40, 0.40)
+    claim = {c["id"]: c for c in load_claims()}["training_improves_validation"]
+    out = graded(smoke, tmp_path, [claim])[claim["id"]]
+    assert [p["verdict"] for p in out["parts"]] == ["holds", "does not hold"]
+    assert out["parts"][0]["detail"].startswith("GRPO: validation reward 0.3200 at step 0, 0.5200 at step 6 "
+                                                "(+0.2000, p = 0.000, 20 held-out queries)")
+    assert out["verdict"] == "does not hold"

@@ -329,14 +329,18 @@ def _scalars(folder):
 
 
 def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard(fixture_task, tiny_backbone,
-                                                                                 tmp_path):
-    """A held-out set, never trained on, scored at steps 0, 2, 3 (every 2 and the last); the
-    numbers also in TensorBoard; a run resumed after step 2 neither repeats nor loses a scoring."""
+                                                                                 tmp_path, capsys):
+    """The smoke configuration's GRPO job (its rollout, train and evaluate settings) on the fixture
+    task, with a held-out set, never trained on, scored at steps 0, 2, 3 (every 2 and the last);
+    the numbers also in TensorBoard; a run resumed after step 2 neither repeats nor loses a scoring."""
+    from conftest import ROOT
+    from ricepo.config import load_config
+    from ricepo.layout import Run, job_spec
     from ricepo.train.run import run_training
-    from ricepo.train.validation import hold_out
 
-    s = spec(tiny_backbone, steps=3, validation_queries=4, validation_every=2, save_every=1)
-    s["evaluate"] = {"decoding": "greedy", "slots": 3}
+    s = job_spec(load_config(ROOT / "config" / "smoke.yaml"), Run("bright", "tiny_qwen2", "grpo", None, 0))
+    s["backbone"]["model"] = str(tiny_backbone)
+    s["train"].update(steps=3, validation_queries=4, validation_every=2, save_every=1)
     log = run_training(s, tasks(fixture_task), tmp_path / "run")
     scorings = [json.loads(x) for x in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
     assert [v["step"] for v in scorings] == [0, 2, 3]
@@ -351,7 +355,9 @@ def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard
     assert [v for _, v in board["validation/reward_mean"]] == pytest.approx([v["reward_mean"] for v in scorings])
 
     run_training({**s, "train": {**s["train"], "steps": 2}}, tasks(fixture_task), tmp_path / "cut")
+    capsys.readouterr()
     run_training(s, tasks(fixture_task), tmp_path / "cut")
+    assert "resuming" in capsys.readouterr().out
     again = [json.loads(x) for x in (tmp_path / "cut" / "validation.jsonl").read_text().splitlines()]
     assert again == scorings
 

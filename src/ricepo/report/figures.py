@@ -290,7 +290,8 @@ def ceiling(results: ResultFiles) -> dict:
 
 
 def plot_ceiling(data: dict, out_dir: Path) -> None:
-    groups = data["groups"] or [{"benchmark": "(none)", "backbone": "", "rows": []}]
+    measured = [g for g in data["groups"] if any(r["ndcg"] is not None for r in g["rows"])]
+    groups = measured or [{"benchmark": "(none)", "backbone": "", "rows": []}]
     fig, axes = plt.subplots(len(groups), 2, figsize=(11, 0.8 + 0.4 * max(len(g["rows"]) for g in groups) * len(groups)),
                              squeeze=False)
     for g, (left, right) in zip(groups, axes):
@@ -306,8 +307,9 @@ def plot_ceiling(data: dict, out_dir: Path) -> None:
                    color=sns.color_palette("tab10")[1])
         right.invert_yaxis()
         right.set_xlim(0, 100)
-        right.set_title(f"summaries restating the query (>= {data['restate_overlap']:.0%} of their words), %",
-                        fontsize=9)
+        right.set_title(f"% of summaries restating the query (>= {data['restate_overlap']:.0%} of words)", fontsize=9)
+        if not rows:
+            left.text(0.5, 0.5, "nothing measured", ha="center", transform=left.transAxes)
     _save(fig, out_dir, "figure_ceiling")
 
 
