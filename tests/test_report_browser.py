@@ -18,7 +18,7 @@ from conftest import ROOT
 from ricepo.layout import ARTEFACTS, FIGURES, TABLES, metrics_file, runs
 
 SECTIONS = ["claims", "table-bright-main", "table-beir-main", "table-ablation-credit", "table-ablation-trigger",
-            "table-ablation-gates", "figure-entropy-cdf", "figure-reward-curves", "figure-branching-cost", "figure-ablation-bars",
+            "table-ablation-gates", "figure-entropy-cdf", "figure-reward-curves", "figure-branching-cost", "figure-ablation-bars", "figure-ceiling",
             "provenance"]
 
 
@@ -81,7 +81,7 @@ def test_report_renders_in_chromium_without_broken_images_or_console_errors(repo
     dom = headless("--dump-dom", url=html.as_uri())
     assert 'data-broken-images="0"' in dom.stdout, dom.stderr[-2000:]
     images = int(re.search(r'data-images="(\d+)"', dom.stdout).group(1))
-    assert images == 4
+    assert images == len(FIGURES) == 5
     for section in SECTIONS:
         assert f'id="{section}"' in dom.stdout, section
     console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and ("ERROR" in line or "Uncaught" in line)]

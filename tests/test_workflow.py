@@ -156,10 +156,10 @@ def test_smoke_workflow_end_to_end(tmp_path):
     parser.feed(html)
     for element in ["table-bright-main", "table-beir-main", "table-ablation-credit", "table-ablation-trigger",
                     "table-ablation-gates", "figure-entropy-cdf", "figure-reward-curves", "figure-branching-cost",
-                    "figure-ablation-bars",
+                    "figure-ablation-bars", "figure-ceiling",
                     "provenance"]:
         assert f'id="{element}"' in html
-    assert parser.images == 4
+    assert parser.images == 5
     # the report opens with the paper's claims, every one graded, and says they are about fixture data
     assert html.index('id="claims"') < html.index('id="table-bright-main"')
     claims = json.loads((results / "tables" / "claims.json").read_text())
