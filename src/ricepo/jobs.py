@@ -55,7 +55,10 @@ def index(dataset: Path, out: Path, part: str, settings: "RetrieverSettings") ->
 def oracle_summary(judged: dict[str, int], corpus: dict[str, dict]) -> str:
     """The summary an oracle would write: the title of the query's best-judged relevant document
     (highest grade, then smallest id), or its first 30 words where it has no title."""
-    doc = corpus[min((d for d, r in judged.items() if r > 0), key=lambda d: (-judged[d], d))]
+    relevant = [d for d, r in judged.items() if r > 0]
+    if not relevant:
+        raise RicepoError("--oracle: a query has no judged relevant document to take a title from")
+    doc = corpus[min(relevant, key=lambda d: (-judged[d], d))]
     return doc.get("title") or " ".join(doc["text"].split()[:30])
 
 
