@@ -63,7 +63,8 @@ def main() -> None:
         # mini-batches by the row's place in the whole batch, as the trainer assigns them
         batch = UpdateBatch(ids=ids[mine], attn=attn[mine], mask=mask[mine][:, start:], adv=adv[mine][:, start:],
                             sampled=torch.zeros_like(adv[mine][:, start:]),
-                            minibatch=torch.tensor([r % mini_batches for r in rows], device=acc.device), start=start)
+                            minibatch=torch.tensor([r % mini_batches for r in rows], device=acc.device),
+                            query=torch.zeros(len(rows), dtype=torch.long, device=acc.device), start=start)
         stats = policy_update(model, ref, opt, batch, cfg, temperature=1.0, vocab=vocab,
                               precision=resolve_precision("fp32", acc.device), par=par)
         weights = par.full_state_dict(model)

@@ -86,6 +86,9 @@ def test_micro_batches_take_rows_in_order_within_both_bounds():
     assert cut(4, 60) == [[0, 1], [2, 3], [4], [5]]       # 2 x 30; 2 x 20 (a third row: 3 x 40 > 60); 40 + 40 > 60
     assert cut(4, 80) == [[0, 1], [2, 3], [4, 5]]         # each pass padded to its own longest row
     assert cut(4, 10) == [[0], [1], [2], [3], [4], [5]]   # a row longer than the budget goes alone
+    # by query: a query's rows together (in order), never beside another query's
+    query = torch.tensor([1, 0, 1, 0, 0, 2])
+    assert [c.tolist() for c in micro_batches(rows, lengths, 2, 0, query)] == [[1, 3], [4], [0, 2], [5]]
 
 
 def _uneven_batch(vocab, rows=4, long=160, short=24):
@@ -103,7 +106,7 @@ def _uneven_batch(vocab, rows=4, long=160, short=24):
         mask[i, 4:n - 1] = True
     adv = torch.randn(mask.shape, generator=g) * mask
     return UpdateBatch(ids=ids, attn=attn, mask=mask, adv=adv, sampled=torch.full(mask.shape, math.nan),
-                       minibatch=torch.zeros(rows, dtype=torch.long), start=1)
+                       minibatch=torch.zeros(rows, dtype=torch.long), query=torch.zeros(rows, dtype=torch.long), start=1)
 
 
 def _update(cfg, model, precision="fp32", reference=None):

@@ -195,7 +195,7 @@ def _random_update_batch(vocab: int, rows: int = 4, width: int = 24):
     adv = torch.randn((rows, width - 1), generator=g) * mask
     return UpdateBatch(ids=ids, attn=torch.ones_like(ids), mask=mask, adv=adv,
                        sampled=torch.full((rows, width - 1), math.nan), minibatch=torch.zeros(rows, dtype=torch.long),
-                       start=1)
+                       query=torch.zeros(rows, dtype=torch.long), start=1)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16-mixed"])
@@ -230,6 +230,67 @@ def test_one_step_at_lr_1e_6_moves_every_parameter_tensor(tiny_backbone, precisi
                   len(tok), resolve_precision("fp32", "cpu"), par)
     changed = sum(int((p != start[n]).sum()) for n, p in bf16.named_parameters())
     assert changed < 0.2 * sum(p.numel() for p in bf16.parameters()), "bf16 weights would not train"
+
+
+@pytest.mark.parametrize("start", [1, 14])
+def test_shared_prefix_gives_the_log_probs_and_gradients_of_whole_rows(tiny_backbone, start):
+    """Rows with a common prefix (a query's prompt; with start 14 also trained tokens inside it,
+    as a branch shares its anchor's first step) scored with the prefix run once give what whole
+    rows give, in float32: log-probs and every parameter's gradient, rows of different lengths."""
+    import torch
+
+    from ricepo.agent.models import load_backbone
+    from ricepo.train.trainer import sequence_logprobs, shared_length
+
+    model, tok = load_backbone(str(tiny_backbone))
+    g = torch.Generator().manual_seed(2)
+    lengths = torch.tensor([30, 24, 27])
+    ids = torch.full((3, 30), tok.pad_token_id)
+    prefix = torch.randint(5, len(tok), (20,), generator=g)
+    for i, n in enumerate(lengths.tolist()):
+        ids[i, :20], ids[i, 20:n] = prefix, torch.randint(5, len(tok), (n - 20,), generator=g)
+    attn = (torch.arange(30)[None] < lengths[:, None]).long()
+    mask = attn[:, start:].bool()
+    shared = shared_length(ids, lengths)
+    assert shared == 20
+    got = []
+    for common in (0, shared):
+        model.zero_grad()
+        logp = sequence_logprobs(model, ids, attn, 1.0, len(tok), start, mask, 1024, common)
+        logp.sum().backward()
+        got.append((logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (whole, whole_grads), (once, once_grads) = got
+    assert torch.allclose(whole, once, atol=1e-5), (whole - once).abs().max()
+    for name, grad in whole_grads.items():
+        assert torch.allclose(grad, once_grads[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_one_update_per_batch_without_kl_runs_no_pass_before_it(tiny_backbone):
+    """One epoch of one mini-batch and kl_coef 0: no old or reference pass, no reference needed
+    (kl logged as null), and the same step as with both passes run."""
+    import copy
+
+    import torch
+
+    from ricepo.agent.models import load_backbone
+    from ricepo.precision import resolve_precision
+    from ricepo.train.distributed import Parallel
+    from ricepo.train.trainer import policy_update
+
+    par, fp32 = Parallel.start("ddp"), resolve_precision("fp32", "cpu")
+    model, tok = load_backbone(str(tiny_backbone))
+    batch = _random_update_batch(len(tok))
+    after = []
+    for ref, mini_batches, epochs in ((None, 1, 1), (copy.deepcopy(model).requires_grad_(False), 1, 1),
+                                      (None, 2, 1)):
+        m = copy.deepcopy(model)
+        cfg = train_cfg(learning_rate=1e-3, kl_coef=0.0, ppo_mini_batches=mini_batches, ppo_epochs=epochs)
+        stats = policy_update(m, ref, torch.optim.AdamW(m.parameters(), lr=1e-3), batch, cfg, 1.0, len(tok), fp32, par)
+        after.append((stats, torch.cat([p.detach().flatten() for p in m.parameters()])))
+    (alone, w_alone), (with_ref, w_ref), (two, _) = after
+    assert alone["kl"] is None and with_ref["kl"] == 0.0
+    assert alone["old_ref_s"] < 0.05 * two["old_ref_s"] + 0.01   # nothing ran before the update
+    assert torch.allclose(w_alone, w_ref, atol=1e-6)
 
 
 @pytest.mark.parametrize("mini_batches", [1, 2])

@@ -279,10 +279,13 @@ class TrainShape:
     logprob_chunk_tokens: int
     gradient_checkpointing: bool
     mixed: bool                       # bf16-mixed (else fp32)
-    reference_bytes: int              # 2 or 4 per parameter
+    reference_bytes: int              # 2 or 4 per parameter; 0 without a KL term (no reference held)
     retriever: dict                   # name -> bytes on the device (encoder, embeddings)
     processes: int = 1                # train.processes: each rolls out and trains on its share of the rows
     sharded: bool = False             # FSDP (train.distributed fsdp, processes > 1): 1/N of the model state each
+    queries_per_step: int = 0         # the step's queries (rows_per_step of them share each prompt); 0: rows alone
+    old_pass: bool = True             # a pass recomputes the old log-probs (not with one update per batch)
+    shared_prefix: bool = False       # train.shared_prefix: a query's rows run their prompt once per pass
 
     @property
     def rows_here(self) -> int:
@@ -340,9 +343,15 @@ def train_seconds(s: TrainShape, gpu: dict, plan: dict) -> float:
     calls = math.ceil(s.rows_here / s.call_rows)
     decode_step = (P * dt + s.call_rows * s.lengths.context_mean * a.kv_bytes_per_token * dt) / bandwidth
     rollout = calls * s.lengths.generated * decode_step + 2 * P * s.rows_here * s.lengths.prompt_mean / flops
-    passes = 2 + 2 + 6 + (2 if s.gradient_checkpointing else 0)   # old, ref, forward+backward, recompute
-    update = passes * P * s.rows_here * s.lengths.context_mean / flops
-    return rollout + update
+    whole = s.rows_here * s.lengths.context_mean
+    # with the prompt run once per query (train.shared_prefix), where no layer is recomputed
+    queries = math.ceil(s.queries_per_step / s.processes) if s.queries_per_step else s.rows_here
+    once = queries * s.lengths.prompt_mean + s.rows_here * (s.lengths.context_mean - s.lengths.prompt_mean)
+    share = s.shared_prefix and not s.sharded
+    scoring = (2 if s.old_pass else 0) + (2 if s.reference_bytes else 0)     # old, ref: forward only
+    tokens = (once if share else whole) * scoring + (6 + (2 if s.gradient_checkpointing else 0)) * (
+        once if share and not s.gradient_checkpointing else whole)           # forward+backward, recompute
+    return rollout + P * tokens / flops
 
 
 def eval_memory(a: Arch, lengths: Lengths, rows: int, mixed: bool, retriever: dict) -> dict:
@@ -455,14 +464,16 @@ def train_shape(train: dict, rollout: dict, credit: dict, method: str, variant: 
     method's `credit` settings."""
     mixed = train["precision"] in ("auto", "bf16-mixed")       # auto is bf16-mixed on a bf16 GPU
     ref = train["reference_precision"]
-    ref_bytes = 2 if ref == "bf16" or (ref == "auto" and mixed) else 4
+    ref_bytes = (2 if ref == "bf16" or (ref == "auto" and mixed) else 4) if train["kl_coef"] > 0 else 0
     per_query = rows_per_query(method, credit, variant, rollout["group_size"])
     return TrainShape(arch=arch, lengths=lens, rows_per_step=train["queries_per_step"] * per_query,
                       rows_per_call=rollout["rows_per_call"], micro_batch_size=train["micro_batch_size"],
                       micro_batch_tokens=train["micro_batch_tokens"], logprob_chunk_tokens=train["logprob_chunk_tokens"],
                       gradient_checkpointing=train["gradient_checkpointing"], mixed=mixed, reference_bytes=ref_bytes,
                       retriever=retriever, processes=train["processes"],
-                      sharded=train["distributed"] == "fsdp" and train["processes"] > 1)
+                      sharded=train["distributed"] == "fsdp" and train["processes"] > 1,
+                      queries_per_step=train["queries_per_step"], shared_prefix=train["shared_prefix"],
+                      old_pass=train["ppo_epochs"] * train["ppo_mini_batches"] > 1)
 
 
 def train_peak_gib(shape: TrainShape) -> float:

@@ -124,7 +124,8 @@ class Parallel:
             return model, ref, opt
         device = self.acc.device.type
         model = fully_shard_per_layer(model, device, compute_dtype)
-        ref = fully_shard_per_layer(ref, device, None)   # already in its own dtype
+        if ref is not None:
+            ref = fully_shard_per_layer(ref, device, None)   # already in its own dtype
         return model, ref, make_optimizer(model.parameters())
 
     def grad_sync(self, model, last: bool):

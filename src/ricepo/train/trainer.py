@@ -72,6 +72,7 @@ class TrainConfig:
     tensorboard: bool                 # also write each step's numbers as TensorBoard events (watch.py)
     wandb_project: str | None         # and to this Weights & Biases project
     gradient_checkpointing: bool      # recompute activations in the backward pass (less memory)
+    shared_prefix: bool               # a query's rows run their common prefix once per pass (last_hidden)
     distributed: str                  # ddp | fsdp: how several processes hold the policy (distributed.py)
     precision: str                    # auto | fp32 | bf16-mixed (ricepo/precision.py); the resolved one is in the identity
     credit_params: dict               # keyword arguments of the credit function (Method.settings)
@@ -91,16 +92,44 @@ def _pad(rows: list[list], value, device, dtype):
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], device=device, dtype=dtype)
 
 
+def shared_length(ids: torch.Tensor, lengths: torch.Tensor) -> int:
+    """How many leading tokens all rows of `ids` (B, L) have in common, at most the shortest row
+    (`lengths`) less one, so that every row still runs a token of its own."""
+    same = (ids == ids[:1]).all(0).long().cumprod(0)
+    return max(0, min(int(same.sum()), int(lengths.min()) - 1))
+
+
+def last_hidden(model, ids: torch.Tensor, attn: torch.Tensor, shared: int = 0) -> torch.Tensor:
+    """The last layer's hidden states (B, L, H), its final norm applied. With `shared` > 0 the
+    first `shared` tokens, the same in every row (the prompt of a query's G rows), run once, in
+    one row, and every row's own tokens attend to their keys and values, as an inference engine's
+    prefix cache serves them: the same numbers (up to rounding) for a fraction of the FLOPs, and the
+    prefix's gradient is the sum of the rows' (the cache is repeated, not copied, in the graph).
+    Gradient checkpointing drops caches, so the caller shares only where no layer is recomputed."""
+    if shared < 1 or ids.shape[0] == 1:
+        return model(input_ids=ids, attention_mask=attn, logits_to_keep=1, output_hidden_states=True).hidden_states[-1]
+    # DDP prepares its gradient reduction once per forward call: the prefix runs on the wrapped module
+    inner = getattr(model, "module", model)
+    prefix = inner(input_ids=ids[:1, :shared], attention_mask=attn[:1, :shared], use_cache=True, logits_to_keep=1,
+                   output_hidden_states=True)
+    cache = prefix.past_key_values
+    cache.batch_repeat_interleave(ids.shape[0])
+    rest = model(input_ids=ids[:, shared:], attention_mask=attn, past_key_values=cache, use_cache=True,
+                 logits_to_keep=1, output_hidden_states=True)
+    return torch.cat([prefix.hidden_states[-1].expand(ids.shape[0], -1, -1), rest.hidden_states[-1]], dim=1)
+
+
 def sequence_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, temperature: float, vocab: int,
-                      start: int = 1, mask: torch.Tensor | None = None, chunk_tokens: int = 1024) -> torch.Tensor:
+                      start: int = 1, mask: torch.Tensor | None = None, chunk_tokens: int = 1024,
+                      shared: int = 0) -> torch.Tensor:
     """log π(token_t | tokens_<t) for t ≥ `start` at the rollout temperature, over the tokenizer's
     `vocab` ids (as the sampler scores them); shape (B, L-start), 0 where `mask` (B, L-start) is
-    False. Only the masked positions go through the vocabulary projection, `chunk_tokens` at a
-    time, each chunk's logits recomputed in the backward pass instead of kept: no
-    (rows x positions x vocabulary) float tensor ever exists (for 4 rows of 4.5k positions and
-    Qwen's 152k ids that tensor alone was 10 GiB, and its log-softmax and gradient as much again)."""
-    out = model(input_ids=ids, attention_mask=attn, logits_to_keep=1, output_hidden_states=True)
-    hidden = out.hidden_states[-1][:, start - 1:-1]          # position t-1 predicts token t
+    False. `shared`: leading tokens all rows have in common, run once (`last_hidden`). Only the
+    masked positions go through the vocabulary projection, `chunk_tokens` at a time, each chunk's
+    logits recomputed in the backward pass instead of kept: no (rows x positions x vocabulary)
+    float tensor ever exists (for 4 rows of 4.5k positions and Qwen's 152k ids that tensor alone
+    was 10 GiB, and its log-softmax and gradient as much again)."""
+    hidden = last_hidden(model, ids, attn, shared)[:, start - 1:-1]    # position t-1 predicts token t
     targets = ids[:, start:]
     if mask is None:
         mask = torch.ones_like(targets, dtype=torch.bool)
@@ -132,10 +161,11 @@ class UpdateBatch:
     adv: torch.Tensor        # (B, L-start) token advantages
     sampled: torch.Tensor    # (B, L-start) log-probs the sampler recorded (NaN where it sampled nothing)
     minibatch: torch.Tensor  # (B,) which PPO mini-batch each row belongs to
+    query: torch.Tensor      # (B,) which of the batch's queries each row answers (its rows share the prompt)
     start: int
 
     @classmethod
-    def from_rows(cls, trajs: list[Trajectory], spans: dict, minibatch: list[int], pad_id: int,
+    def from_rows(cls, trajs: list[Trajectory], spans: dict, minibatch: list[int], query: list[int], pad_id: int,
                   device) -> "UpdateBatch":
         ids = _pad([t.tokens for t in trajs], pad_id, device, torch.long)
         attn = _pad([[1] * len(t.tokens) for t in trajs], 0, device, torch.long)
@@ -146,16 +176,23 @@ class UpdateBatch:
         # t.logprobs[i] scores token i; sequence_logprobs' column j scores token start + j
         sampled = _pad([t.logprobs for t in trajs], math.nan, device, torch.float32)
         return cls(ids=ids, attn=attn, mask=mask[:, start:], adv=adv[:, start:], sampled=sampled[:, start:],
-                   minibatch=torch.tensor(minibatch, device=device), start=start)
+                   minibatch=torch.tensor(minibatch, device=device), query=torch.tensor(query, device=device),
+                   start=start)
 
 
-def micro_batches(rows: torch.Tensor, lengths: torch.Tensor, size: int, tokens: int) -> list[torch.Tensor]:
+def micro_batches(rows: torch.Tensor, lengths: torch.Tensor, size: int, tokens: int,
+                  query: torch.Tensor | None = None) -> list[torch.Tensor]:
     """`rows` in order, cut into micro-batches of at most `size` rows and, when `tokens` > 0, at
-    most `tokens` tokens once padded to their own longest row (a longer row goes alone)."""
+    most `tokens` tokens once padded to their own longest row (a longer row goes alone). With
+    `query` (each row's query), rows of one query are taken together and never share a
+    micro-batch with another query's, so that each micro-batch's rows share their prompt."""
+    if query is not None:
+        rows = rows[torch.sort(query[rows], stable=True).indices]
     out, current, width = [], [], 0
     for r in rows.tolist():
         wider = max(width, int(lengths[r]))
-        if current and (len(current) == size or (tokens and (len(current) + 1) * wider > tokens)):
+        if current and (len(current) == size or (tokens and (len(current) + 1) * wider > tokens)
+                        or (query is not None and query[r] != query[current[0]])):
             out.append(current)
             current, wider = [], int(lengths[r])
         current.append(r)
@@ -165,54 +202,72 @@ def micro_batches(rows: torch.Tensor, lengths: torch.Tensor, size: int, tokens: 
     return [torch.tensor(c, device=rows.device) for c in out]
 
 
+def recomputes_layers(model) -> bool:
+    """Whether gradient checkpointing is on: some decoder layer recomputes in the backward pass."""
+    return any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+
+
 def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, temperature: float, vocab: int,
                   precision: Precision, par: Parallel) -> dict:
     """PPO-clip on this process's rows: `ppo_epochs` passes of `ppo_mini_batches` optimizer steps,
     all against the log-probs the trainer recomputed before the first step (so the ratio moves
-    off 1 from the second mini-batch on and clipping can act). Each mini-batch's loss is
-    normalised by its token and sequence counts summed over processes and scaled by the process
-    count, because DDP and FSDP average gradients: N processes on N shards take the step one
-    process takes on all rows. Every process runs as many forward and backward passes as the
+    off 1 from the second mini-batch on and clipping can act). With one optimizer step per
+    rollout batch (one epoch of one mini-batch) the ratio is 1 whatever "old" is, so the old
+    log-probs are the update pass's own, detached, and no pass runs for them; `ref` is None when
+    the KL term is off (`kl_coef` 0) and then no reference pass runs either. Each mini-batch's
+    loss is normalised by its token and sequence counts summed over processes and scaled by the
+    process count, because DDP and FSDP average gradients: N processes on N shards take the step
+    one process takes on all rows. Every process runs as many forward and backward passes as the
     busiest one (idle ones dropped or at weight 0), since each pass synchronises (FSDP gathers
     weights). A micro-batch is cut to its own longest row (`micro_batches`), and the gradients
-    are freed after each optimizer step, so they do not live on into the rollout.
+    are freed after each optimizer step, so they do not live on into the rollout. With
+    `shared_prefix` a micro-batch holds one query's rows and their common prefix runs once
+    (`last_hidden`), in the passes without gradients and, unless gradient checkpointing
+    recomputes layers, in the update; not under FSDP, whose processes must run alike passes.
     Returns the step log's update figures, averaged over optimizer steps."""
     device, world = batch.ids.device, par.world
     ids, attn, start = batch.ids, batch.attn, batch.start
     lengths = attn.sum(-1)
     everything = torch.arange(ids.shape[0], device=device)
+    on_policy = cfg.ppo_epochs * cfg.ppo_mini_batches == 1
+    share = cfg.shared_prefix and not par.fsdp
+    share_in_update = share and not recomputes_layers(par.unwrap(model))
 
     def cut(c: torch.Tensor) -> int:
         """Columns of the micro-batch `c` from `start` on: up to its longest row."""
         return max(int(lengths[c].max()), start + 1) - start
 
-    def logprobs(policy, c: torch.Tensor) -> torch.Tensor:
+    def logprobs(policy, c: torch.Tensor, shared: bool) -> torch.Tensor:
         w = cut(c)
+        common = shared_length(ids[c, :start + w], lengths[c]) if shared else 0
         return sequence_logprobs(policy, ids[c, :start + w], attn[c, :start + w], temperature, vocab, start,
-                                 batch.mask[c, :w], cfg.logprob_chunk_tokens)
+                                 batch.mask[c, :w], cfg.logprob_chunk_tokens, common)
 
     def split(rows: torch.Tensor) -> list[torch.Tensor]:
-        return micro_batches(rows, lengths, cfg.micro_batch_size, cfg.micro_batch_tokens)
+        return micro_batches(rows, lengths, cfg.micro_batch_size, cfg.micro_batch_tokens,
+                             batch.query if share else None)
 
     def busiest(chunks: list) -> int:
         return int(all_reduce(torch.tensor([len(chunks)], device=device), "max")[0])
 
     t0 = time.time()
     old, ref_logp = torch.zeros_like(batch.adv), torch.zeros_like(batch.adv)
-    with torch.no_grad(), precision.autocast():
-        model.eval()
-        chunks = split(everything)
-        for i in range(busiest(chunks)):
-            if i >= len(chunks):   # an idle pass: a row scored and dropped, so that FSDP's gathers pair up
-                logprobs(model, everything[:1]), logprobs(ref, everything[:1])
-                continue
-            c, w = chunks[i], cut(chunks[i])
-            old[c, :w] = logprobs(model, c)
-            ref_logp[c, :w] = logprobs(ref, c)
+    before = [p for p, needed in ((model, not on_policy), (ref, ref is not None)) if needed]
+    if before:
+        with torch.no_grad(), precision.autocast():
+            model.eval()
+            chunks = split(everything)
+            for i in range(busiest(chunks)):
+                if i >= len(chunks):   # an idle pass: a row scored and dropped, so that FSDP's gathers pair up
+                    for policy in before:
+                        logprobs(policy, everything[:1], False)
+                    continue
+                c, w = chunks[i], cut(chunks[i])
+                if not on_policy:
+                    old[c, :w] = logprobs(model, c, share)
+                if ref is not None:
+                    ref_logp[c, :w] = logprobs(ref, c, share)
     old_ref_s = time.time() - t0
-    gap = (old - batch.sampled).abs()[batch.mask]
-    gap_stats = all_reduce(torch.tensor([float(gap.sum()), float(gap.numel())], device=device))
-    gap_max = all_reduce(torch.tensor([float(gap.max()) if gap.numel() else 0.0], device=device), "max")
     model.train()
     sums = torch.zeros(5, device=device)   # loss, pg, kl, clip fraction, grad norm; summed over optimizer steps
     updates = 0
@@ -230,13 +285,18 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
             for i in range(n_passes):
                 with par.grad_sync(model, last=i == n_passes - 1), precision.autocast():
                     if i >= len(chunks):   # an idle pass: zero loss, so gradients still sync
-                        (logprobs(model, everything[:1]).sum() * 0.0).backward()
+                        (logprobs(model, everything[:1], False).sum() * 0.0).backward()
                         continue
                     c, w = chunks[i], cut(chunks[i])
                     mask = batch.mask[c, :w]
-                    loss_tok, pg, kl, clipped = token_losses(logprobs(model, c), old[c, :w], ref_logp[c, :w],
-                                                             batch.adv[c, :w], clip_eps=cfg.clip_eps,
-                                                             dual_clip=cfg.dual_clip, kl_coef=cfg.kl_coef)
+                    current = logprobs(model, c, share_in_update)
+                    if on_policy:
+                        old[c, :w] = current.detach()
+                    # without a reference the KL term is 0 (k3 of d = 0), and kl_coef is 0 anyway
+                    reference = ref_logp[c, :w] if ref is not None else current.detach()
+                    loss_tok, pg, kl, clipped = token_losses(current, old[c, :w], reference, batch.adv[c, :w],
+                                                             clip_eps=cfg.clip_eps, dual_clip=cfg.dual_clip,
+                                                             kl_coef=cfg.kl_coef)
                     loss = aggregate(loss_tok, mask, cfg.loss_agg, total_tokens=total_tokens, total_seqs=total_seqs)
                     (loss * world).backward()
                 with torch.no_grad():
@@ -249,9 +309,14 @@ def policy_update(model, ref, opt, batch: UpdateBatch, cfg: TrainConfig, tempera
             sums += torch.cat([all_reduce(step), torch.as_tensor(grad_norm, device=device, dtype=torch.float32)[None]])
             updates += 1
     sums = sums / max(updates, 1)
-    return {"loss": float(sums[0]), "pg_loss": float(sums[1]), "kl": float(sums[2]), "clip_frac": float(sums[3]),
-            "grad_norm": float(sums[4]), "ppo_updates": updates, "old_ref_s": round(old_ref_s, 3),
-            "logprob_gap_mean": float(gap_stats[0] / max(float(gap_stats[1]), 1.0)), "logprob_gap_max": float(gap_max[0])}
+    # how far the trainer's log-probs of the sampled tokens are from the sampler's own
+    gap = (old - batch.sampled).abs()[batch.mask]
+    gap_stats = all_reduce(torch.tensor([float(gap.sum()), float(gap.numel())], device=device))
+    gap_max = all_reduce(torch.tensor([float(gap.max()) if gap.numel() else 0.0], device=device), "max")
+    return {"loss": float(sums[0]), "pg_loss": float(sums[1]), "kl": float(sums[2]) if ref is not None else None,
+            "clip_frac": float(sums[3]), "grad_norm": float(sums[4]), "ppo_updates": updates,
+            "old_ref_s": round(old_ref_s, 3), "logprob_gap_mean": float(gap_stats[0] / max(float(gap_stats[1]), 1.0)),
+            "logprob_gap_max": float(gap_max[0])}
 
 
 class Trainer:
@@ -278,8 +343,11 @@ class Trainer:
                               "lr 1e-6); load the backbone in float32 and set train.precision for the arithmetic")
         # The reference policy is a frozen copy: no gradients, so the optimizer holds only the policy;
         # in bf16 under bf16-mixed (precision.reference_dtype says why that is safe for the KL).
-        self.ref = cast_parameters(copy.deepcopy(model), reference_dtype(cfg.reference_precision, precision))
-        self.ref = self.ref.eval().requires_grad_(False).to(self.acc.device)
+        # Without a KL term (kl_coef 0) there is none.
+        self.ref = None
+        if cfg.kl_coef > 0:
+            self.ref = cast_parameters(copy.deepcopy(model), reference_dtype(cfg.reference_precision, precision))
+            self.ref = self.ref.eval().requires_grad_(False).to(self.acc.device)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         # fused: one kernel over all parameters (CPU and CUDA), several times faster than the loop
@@ -385,7 +453,8 @@ class Trainer:
         # Mini-batches split the step's queries by their position in the whole batch (not this
         # process's shard), so N processes form the mini-batches one process would.
         minibatch = [(self.rank + self.world * batch_position(t)) % cfg.ppo_mini_batches for t in got.rows]
-        batch = UpdateBatch.from_rows(got.rows, got.spans, minibatch, self.tok.pad_token_id, self.device)
+        batch = UpdateBatch.from_rows(got.rows, got.spans, minibatch, [batch_position(t) for t in got.rows],
+                                      self.tok.pad_token_id, self.device)
         stats = policy_update(self.model, self.ref, self.opt, batch, cfg, self.temperature, self.vocab,
                               self.precision, self.par)
         self.agent.sampler.sync_weights(self.par.unwrap(self.model))
@@ -452,7 +521,7 @@ class Trainer:
             if main:
                 print(json.dumps(record), flush=True)
             bar.update(1)
-            bar.set_postfix(reward=f"{record['reward_mean']:.3f}", kl=f"{record['kl']:.4f}")
+            bar.set_postfix(reward=f"{record['reward_mean']:.3f}", **({} if record["kl"] is None else {"kl": f"{record['kl']:.4f}"}))
             self._validate(watch)
             if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
                 self._save_state()
