@@ -293,6 +293,42 @@ def test_one_update_per_batch_without_kl_runs_no_pass_before_it(tiny_backbone):
     assert torch.allclose(w_alone, w_ref, atol=1e-6)
 
 
+def test_an_update_with_the_prompt_run_once_per_query_takes_the_same_step(tiny_backbone):
+    """train.shared_prefix: two queries' rows (each query's rows share a 10-token prompt), KL on,
+    two mini-batches; the step and its figures match the update that runs every row whole (float32)."""
+    import copy
+
+    import torch
+
+    from ricepo.agent.models import load_backbone
+    from ricepo.precision import resolve_precision
+    from ricepo.train.distributed import Parallel
+    from ricepo.train.trainer import policy_update
+
+    par, fp32 = Parallel.start("ddp"), resolve_precision("fp32", "cpu")
+    model, tok = load_backbone(str(tiny_backbone))
+    batch = _random_update_batch(len(tok), rows=6)
+    batch.query = torch.tensor([0, 1, 0, 1, 0, 1])
+    for r in range(6):   # rows 0, 2, 4 share query 0's prompt; 1, 3, 5 query 1's
+        batch.ids[r, :10] = batch.ids[r % 2, :10]
+    batch.minibatch = torch.tensor([0, 1, 0, 1, 0, 1])
+    batch.sampled = torch.zeros_like(batch.sampled)
+    ref = copy.deepcopy(model).requires_grad_(False)
+    after = []
+    for shared in (False, True):
+        m = copy.deepcopy(model)
+        cfg = train_cfg(learning_rate=1e-3, ppo_mini_batches=2, shared_prefix=shared, micro_batch_size=2)
+        # plain SGD: the step is the gradient (AdamW would blow rounding-level gradients up to full steps)
+        stats = policy_update(m, ref, torch.optim.SGD(m.parameters(), lr=1.0), batch, cfg, 1.0, len(tok), fp32, par)
+        after.append((stats, torch.cat([(p - q).detach().flatten() for p, q in zip(m.parameters(),
+                                                                                 model.parameters())])))
+    (whole, w_whole), (once, w_once) = after
+    assert w_whole.abs().max() > 1e-3
+    assert torch.allclose(w_whole, w_once, atol=1e-6, rtol=1e-4), (w_whole - w_once).abs().max()
+    for key in ("loss", "kl", "clip_frac", "logprob_gap_mean"):
+        assert once[key] == pytest.approx(whole[key], rel=1e-4, abs=1e-7), key
+
+
 @pytest.mark.parametrize("mini_batches", [1, 2])
 def test_mini_batches_move_the_ratio_off_one_so_clipping_acts(tiny_backbone, mini_batches):
     """One optimizer step per rollout batch leaves the ratio at exactly 1 (plain policy gradient);
