@@ -284,12 +284,17 @@ def test_one_update_per_batch_without_kl_runs_no_pass_before_it(tiny_backbone):
     for ref, mini_batches, epochs in ((None, 1, 1), (copy.deepcopy(model).requires_grad_(False), 1, 1),
                                       (None, 2, 1)):
         m = copy.deepcopy(model)
-        cfg = train_cfg(learning_rate=1e-3, kl_coef=0.0, ppo_mini_batches=mini_batches, ppo_epochs=epochs)
+        calls = []
+        m.register_forward_hook(lambda *_: calls.append(1))
+        cfg = train_cfg(learning_rate=1e-3, kl_coef=0.0, ppo_mini_batches=mini_batches, ppo_epochs=epochs,
+                        micro_batch_size=4)
         stats = policy_update(m, ref, torch.optim.AdamW(m.parameters(), lr=1e-3), batch, cfg, 1.0, len(tok), fp32, par)
-        after.append((stats, torch.cat([p.detach().flatten() for p in m.parameters()])))
-    (alone, w_alone), (with_ref, w_ref), (two, _) = after
+        after.append((stats, torch.cat([p.detach().flatten() for p in m.parameters()]), len(calls)))
+    (alone, w_alone, n_alone), (with_ref, w_ref, _), (two, _, n_two) = after
     assert alone["kl"] is None and with_ref["kl"] == 0.0
-    assert alone["old_ref_s"] < 0.05 * two["old_ref_s"] + 0.01   # nothing ran before the update
+    # the 4 rows are one micro-batch (all in mini-batch 0): one policy pass, the update's own; with two
+    # mini-batches the old log-probs take a pass of their own first
+    assert n_alone == 1 and n_two == 2, (n_alone, n_two)
     assert torch.allclose(w_alone, w_ref, atol=1e-6)
 
 
