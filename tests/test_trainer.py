@@ -4,6 +4,7 @@ import pytest
 
 from conftest import ROLLOUT, TEMPLATE, train_cfg, train_settings
 from ricepo.errors import RicepoError
+from ricepo.train.distributed import MEASURED
 
 
 def spec(tiny_backbone, **train):
@@ -26,6 +27,8 @@ def test_training_logs_every_step_and_saves_a_loadable_model(fixture_task, tiny_
     for key in ("reward_mean", "kl", "loss", "tokens_generated", "retriever_calls", "retriever_cache_hits",
                 "rollout_s", "update_s", "wall_s"):
         assert key in log[0]
+    # the operating system's count of this process, which holds at least the policy's weights
+    assert 0 < log[0]["rss_gib"] <= log[1]["peak_rss_gib"] and log[0]["peak_rss_gib"] <= log[1]["peak_rss_gib"]
     assert log[0]["trajectories"] == 2 * ROLLOUT["group_size"]
     lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     assert [json.loads(x) for x in lines] == log
@@ -392,7 +395,7 @@ sys.exit(main(sys.argv[1:]))
 def test_a_kill_during_the_checkpoint_write_resumes_to_the_uninterrupted_result(fixture_task, tiny_backbone,
                                                                                   tmp_path, kill_at):
     """`ricepo train` SIGKILLed while writing its second checkpoint, then run again: same log and
-    same final weights as a run that was never interrupted (timings aside)."""
+    same final weights as a run that was never interrupted (timings and memory aside)."""
     import os
     import subprocess
     import sys
@@ -414,7 +417,7 @@ def test_a_kill_during_the_checkpoint_write_resumes_to_the_uninterrupted_result(
     assert "resuming" in resumed.stdout and "at step 1/3" in resumed.stdout
 
     def log(run):
-        return [{k: v for k, v in json.loads(x).items() if not k.endswith("_s")}
+        return [{k: v for k, v in json.loads(x).items() if k not in MEASURED}
                 for x in (tmp_path / run / "log.jsonl").read_text().splitlines()]
     assert log("killed") == log("straight")
     a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("straight", "killed"))

@@ -41,7 +41,8 @@ SUMMED = ("trajectories", "rollouts", "trained_tokens", "tokens_generated", "ret
           "local_reward_sum", "parseable_sum", "closed_sum", "eos_sum")
 SHARED = ("loss", "pg_loss", "kl", "clip_frac", "grad_norm", "ppo_updates",   # already whole-step numbers
           "logprob_gap_mean", "logprob_gap_max")
-SLOWEST = ("rollout_s", "old_ref_s", "update_s", "wall_s")
+# Timings and memory, which differ from run to run: the largest process's.
+MEASURED = ("rollout_s", "old_ref_s", "update_s", "wall_s", "rss_gib", "peak_rss_gib")
 MODES = ("ddp", "fsdp")
 
 
@@ -173,15 +174,15 @@ class Parallel:
 
 def merge_records(records: list[dict]) -> dict:
     """One step log line from each process's local figures: counts add up, whole-step numbers
-    are taken from rank 0, timings from the slowest process, other means weighted by rollouts."""
+    are taken from rank 0, timings and memory from the largest process, other means weighted by rollouts."""
     out = dict(records[0])
     for key in records[0]:
         having = [r for r in records if key in r]
         values = [r[key] for r in having]
         if key in SUMMED:
             out[key] = sum(values)
-        elif key in SLOWEST:
-            out[key] = max(values)
+        elif key in MEASURED:
+            out[key] = max((v for v in values if v is not None), default=None)
         elif key not in SHARED and key != "step" and isinstance(values[0], float):
             weights = [r.get("rollouts", 1) for r in having]
             out[key] = sum(v * w for v, w in zip(values, weights)) / max(sum(weights), 1)

@@ -13,6 +13,7 @@ from ..environments import RetrieverSettings, load_environment
 from ..errors import RicepoError
 from ..identity import training_identity
 from ..layout import VALIDATION_FILE
+from ..memory_meter import limit_heap_growth
 from ..plan import check_training_fits
 from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from .distributed import Parallel
@@ -43,6 +44,7 @@ def train_config(spec: dict) -> TrainConfig:
 def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str | Path) -> list[dict]:
     if get_method(spec["method"]).rollout is None:
         raise RicepoError(f"method {spec['method']!r} has nothing to train: evaluate the backbone directly")
+    limit_heap_growth()
     envs, queries = {}, []
     retriever = RetrieverSettings.resolve(spec.get("retriever"), spec.get("dense_models"))
     for task, (split_dir, index_dir) in tasks.items():

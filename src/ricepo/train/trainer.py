@@ -35,6 +35,7 @@ from ..agent.sampling import cast_parameters, policy_logprobs
 from ..atomic import atomic_file
 from ..errors import RicepoError
 from ..identity import differences
+from ..memory_meter import process_rss_gib, return_freed_memory
 from ..precision import Precision, reference_dtype
 from ..retrieval.retriever import TaskEnvironment
 from .collect import StepContext, batch_position, collect
@@ -458,8 +459,12 @@ class Trainer:
         stats = policy_update(self.model, self.ref, self.opt, batch, cfg, self.temperature, self.vocab,
                               self.precision, self.par)
         self.agent.sampler.sync_weights(self.par.unwrap(self.model))
-        t_update = time.time() - t1 - stats["old_ref_s"]   # optimizer steps and the sampler's refresh
+        trained_tokens = int(batch.mask.sum())
+        del batch
+        return_freed_memory()
+        t_update = time.time() - t1 - stats["old_ref_s"]   # optimizer steps, the sampler's refresh, the trim
 
+        rss, peak_rss = process_rss_gib()
         steps = [s for t in got.rollouts for s in t.steps]
         rewards = [t.final_reward for t in got.rows]
         local = {
@@ -469,12 +474,13 @@ class Trainer:
             "parseable_sum": sum(s.parseable for s in steps),
             "closed_sum": sum(s.closed_think and s.closed_summary for s in steps),
             "eos_sum": sum(s.eos for s in steps),
-            "trajectories": len(got.rows), "rollouts": len(got.rollouts), "trained_tokens": int(batch.mask.sum()),
+            "trajectories": len(got.rows), "rollouts": len(got.rollouts), "trained_tokens": trained_tokens,
             "tokens_generated": sum(t.generated_tokens for t in got.rollouts),
             "retriever_calls": sum(e.stats.searches - calls0[k][0] for k, e in self.envs.items()),
             "retriever_cache_hits": sum(e.stats.hits - calls0[k][1] for k, e in self.envs.items()),
             **got.extra, "rollout_s": round(t_rollout, 3), "update_s": round(t_update, 3),
-            "wall_s": round(time.time() - t0, 3),
+            "wall_s": round(time.time() - t0, 3), "rss_gib": None if rss is None else round(rss, 3),
+            "peak_rss_gib": round(peak_rss, 3),
         }
         r = merge_records(gather_objects(local))
         n_rows, n_steps = r.pop("n_rows"), r.pop("n_steps")
