@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import resource
 import weakref
 from pathlib import Path
@@ -43,6 +44,7 @@ def process_rss_gib() -> tuple[float | None, float]:
 M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES = -3, 8 * 2**20
 
 
+@functools.cache   # find_library runs ldconfig in a subprocess: once per process, not once per step
 def _libc():
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
