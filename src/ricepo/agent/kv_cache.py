@@ -12,9 +12,29 @@ holes, and `repack` closes them once they are the larger part.
 """
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 
 from ..errors import RicepoError
+
+
+@functools.cache
+def _cache_keyword(model_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+def passing(model, cache) -> dict:
+    """The forward call's keyword argument that hands it `cache`. transformers 5.24 renamed
+    `past_key_values` to `cache` (the old name warns, and goes in 5.40); earlier versions, the GPU
+    machine's 5.17 among them, know only the old name."""
+    return {_cache_keyword(type(getattr(model, "module", model))): cache}
+
+
+def returned(out):
+    """The cache a forward call returned, under either version's name (as `passing`)."""
+    return out.cache if hasattr(out, "cache") else out.past_key_values
 
 
 def _layer_class():

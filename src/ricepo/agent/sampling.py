@@ -25,7 +25,7 @@ from typing import Protocol
 
 import torch
 
-from .kv_cache import ColumnCache
+from .kv_cache import ColumnCache, passing
 from .stop_strings import StopMatcher
 
 
@@ -133,7 +133,7 @@ def _prefill(model, pad: int, kv: ColumnCache, new: list[list[int]], starts: lis
         chunk_mask[i, width - len(x):] = 1
         positions[i, width - len(x):] = torch.arange(s, s + len(x))
     out = model(input_ids=ids.to(device), attention_mask=kv.add_columns(chunk_mask.to(device)),
-                position_ids=positions.to(device), past_key_values=kv.past, use_cache=True, logits_to_keep=1)
+                position_ids=positions.to(device), use_cache=True, **passing(model, kv.past), logits_to_keep=1)
     return out.logits[:, -1, :]
 
 
@@ -249,7 +249,7 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
         going = running[:live]
         feed = torch.where(going, tokens, pad)[:, None]
         out = model(input_ids=feed, attention_mask=kv.add_columns(going[:, None].long()),
-                    position_ids=positions[:live, None], past_key_values=kv.past, use_cache=True, logits_to_keep=1)
+                    position_ids=positions[:live, None], use_cache=True, **passing(model, kv.past), logits_to_keep=1)
         logits = out.logits[:, -1, :]
         positions[:live] += going
     kv.permute(torch.argsort(where))   # back to context order

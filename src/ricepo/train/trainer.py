@@ -30,6 +30,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
+from ..agent.kv_cache import passing, returned
 from ..agent.rollout import Agent, Trajectory
 from ..agent.sampling import cast_parameters, policy_logprobs
 from ..atomic import atomic_file
@@ -113,9 +114,9 @@ def last_hidden(model, ids: torch.Tensor, attn: torch.Tensor, shared: int = 0) -
     inner = getattr(model, "module", model)
     prefix = inner(input_ids=ids[:1, :shared], attention_mask=attn[:1, :shared], use_cache=True, logits_to_keep=1,
                    output_hidden_states=True)
-    cache = prefix.past_key_values
+    cache = returned(prefix)
     cache.batch_repeat_interleave(ids.shape[0])
-    rest = model(input_ids=ids[:, shared:], attention_mask=attn, past_key_values=cache, use_cache=True,
+    rest = model(input_ids=ids[:, shared:], attention_mask=attn, use_cache=True, **passing(model, cache),
                  logits_to_keep=1, output_hidden_states=True)
     return torch.cat([prefix.hidden_states[-1].expand(ids.shape[0], -1, -1), rest.hidden_states[-1]], dim=1)
 
