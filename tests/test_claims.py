@@ -116,13 +116,16 @@ def test_a_win_at_equal_cost_counts_only_when_the_tokens_match(smoke, tmp_path):
     assert part["detail"].startswith("not at equal cost: RICE-PO tokens_generated per step 1.50x")
 
 
-def write_validation(root, method, seed, before, after):
+def write_validation(root, method, seed, before, after, parseable=(None, None)):
+    """Scorings at steps 0 and 6; `parseable`: each one's parseable_rate (None: a scoring written
+    before validation counted summaries)."""
     f = validation_file(root, Run("bright", "tiny_qwen2", method, None, seed))
     f.parent.mkdir(parents=True, exist_ok=True)
     lines = []
-    for step, base in ((0, before), (6, after)):
+    for step, base, rate in ((0, before, parseable[0]), (6, after, parseable[1])):
         rewards = {f"biology/q{i}": base + 0.01 * (i % 5) for i in range(20)}
-        lines.append(json.dumps({"step": step, "reward_mean": sum(rewards.values()) / 20, "rewards": rewards}))
+        lines.append(json.dumps({"step": step, "reward_mean": sum(rewards.values()) / 20, "rewards": rewards,
+                                 **({} if rate is None else {"parseable_rate": rate})}))
     f.write_text("\n".join(lines) + "\n")
 
 
@@ -133,6 +136,19 @@ def test_validation_improvement_is_paired_over_the_held_out_queries(smoke, tmp_p
     claim = {c["id"]: c for c in load_claims()}["training_improves_validation"]
     out = graded(smoke, tmp_path, [claim])[claim["id"]]
     assert [p["verdict"] for p in out["parts"]] == ["holds", "does not hold"]
-    assert out["parts"][0]["detail"].startswith("GRPO: validation reward 0.3200 at step 0, 0.5200 at step 6 "
-                                                "(+0.2000, p = 0.000, 20 held-out queries)")
+    assert out["parts"][0]["detail"] == ("GRPO: validation reward 0.3200 at step 0, 0.5200 at step 6 "
+                                         "(+0.2000, p = 0.000, 20 held-out queries)")
     assert out["verdict"] == "does not hold"
+
+
+def test_a_validation_gain_shows_how_many_steps_still_wrote_a_summary(smoke, tmp_path):
+    """A policy that stops writing summaries searches with the question alone; its gain is graded
+    as any other, with the share of steps that wrote one beside it (averaged over seeds)."""
+    for seed, late in zip(smoke["seeds"], (0.0, 0.5)):
+        write_validation(tmp_path, "grpo", seed, 0.30, 0.50, parseable=(0.9, late))
+        write_validation(tmp_path, "ricepo", seed, 0.40, 0.40, parseable=(0.9, 0.9))
+    claim = {c["id"]: c for c in load_claims()}["training_improves_validation"]
+    parts = graded(smoke, tmp_path, [claim])[claim["id"]]["parts"]
+    late = 0.0 if len(smoke["seeds"]) == 1 else 0.25
+    assert parts[0]["detail"].endswith(f"20 held-out queries; steps with a summary 90% → {late:.0%})")
+    assert parts[1]["detail"].endswith("20 held-out queries; steps with a summary 90% → 90%)")

@@ -144,8 +144,10 @@ def test_gradients_are_freed_after_the_optimizer_step():
 
 
 def test_gradient_checkpointing_saves_memory_and_keeps_the_gradients():
+    from ricepo.train.trainer import enable_checkpointing
+
     plain, ckpt = _model(vocab=300, hidden=64, layers=4), _model(vocab=300, hidden=64, layers=4)
-    ckpt.gradient_checkpointing_enable()
+    enable_checkpointing(ckpt)
     stats_plain, peak_plain = _update(train_cfg(learning_rate=1e-3, ppo_mini_batches=1, micro_batch_size=4), plain)
     stats_ckpt, peak_ckpt = _update(train_cfg(learning_rate=1e-3, ppo_mini_batches=1, micro_batch_size=4), ckpt)
     assert peak_ckpt < peak_plain, (peak_plain, peak_ckpt)

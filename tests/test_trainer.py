@@ -453,11 +453,13 @@ def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard
     assert len(held) == 4 and all(len(v["rewards"]) == 4 for v in scorings)
     for v in scorings:
         assert v["reward_mean"] == pytest.approx(sum(v["rewards"].values()) / 4)
+        assert 0.0 <= v["parseable_rate"] <= 1.0
     board = _scalars(tmp_path / "run" / "tensorboard")
     assert [step for step, _ in board["train/reward_mean"]] == [1, 2, 3]
     assert [v for _, v in board["train/reward_mean"]] == pytest.approx([r["reward_mean"] for r in log])
     assert [step for step, _ in board["validation/reward_mean"]] == [0, 2, 3]
     assert [v for _, v in board["validation/reward_mean"]] == pytest.approx([v["reward_mean"] for v in scorings])
+    assert [v for _, v in board["validation/parseable_rate"]] == pytest.approx([v["parseable_rate"] for v in scorings])
 
     run_training({**s, "train": {**s["train"], "steps": 2}}, tasks(fixture_task), tmp_path / "cut")
     capsys.readouterr()

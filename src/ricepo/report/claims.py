@@ -173,10 +173,13 @@ def _validation_improves(claim: dict, results: ResultFiles) -> tuple[str, list[d
         a, b = [c["last"][q] for q in shared], [c["first"][q] for q in shared]
         diff = (sum(a) - sum(b)) / len(shared)
         verdict, p = _compare(a, b, diff)
+        # a policy that stops writing summaries searches with the question alone: say so beside its gain
+        written = "" if None in (c["parseable"][0], c["parseable"][-1]) else \
+            f"; steps with a summary {c['parseable'][0]:.0%} → {c['parseable'][-1]:.0%}"
         parts.append({"group": f"{bench}/{backbone}", "against": f"{_label(method)} at step 0", "verdict": verdict,
                       "p": p, "detail": f"{_label(method)}: validation reward {sum(b) / len(b):.4f} at step 0, "
                                         f"{sum(a) / len(a):.4f} at step {c['steps'][-1]} ({diff:+.4f}, p = {p:.3f}, "
-                                        f"{len(shared)} held-out queries)"})
+                                        f"{len(shared)} held-out queries{written})"})
     trained = {r.method for r in runs(results.config) if r.trained}
     parts += [{"group": "-", "verdict": "not run", "detail": f"{_label(m)} held no validation queries out"}
               for m in claim["targets"] if m in trained and not any(k[2] == m for k in curves)]

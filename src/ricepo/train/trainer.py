@@ -101,6 +101,12 @@ def shared_length(ids: torch.Tensor, lengths: torch.Tensor) -> int:
     return max(0, min(int(same.sum()), int(lengths.min()) - 1))
 
 
+def enable_checkpointing(model) -> None:
+    """Activation (gradient) checkpointing under the name the installed transformers gives it
+    (`activation_checkpointing_enable` from 5.2x; the old name warns until v6 removes it)."""
+    (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
+
+
 def last_hidden(model, ids: torch.Tensor, attn: torch.Tensor, shared: int = 0) -> torch.Tensor:
     """The last layer's hidden states (B, L, H), its final norm applied. With `shared` > 0 the
     first `shared` tokens, the same in every row (the prompt of a query's G rows), run once, in
@@ -351,7 +357,7 @@ class Trainer:
             self.ref = cast_parameters(copy.deepcopy(model), reference_dtype(cfg.reference_precision, precision))
             self.ref = self.ref.eval().requires_grad_(False).to(self.acc.device)
         if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+            enable_checkpointing(model)
         # fused: one kernel over all parameters (CPU and CUDA), several times faster than the loop
         self.model, self.ref, self.opt = self.par.prepare(
             model, self.ref, lambda params: torch.optim.AdamW(params, lr=cfg.learning_rate,
@@ -506,10 +512,12 @@ class Trainer:
         self.model.eval()
         result = self.validator.score(self.step, self.rank, self.world)
         self.validation.append(result)
-        watch.write(self.step, {"reward_mean": result["reward_mean"], "wall_s": time.time() - t0}, "validation")
+        watch.write(self.step, {"reward_mean": result["reward_mean"], "parseable_rate": result["parseable_rate"],
+                                "wall_s": time.time() - t0}, "validation")
         if self.acc.is_main_process:
             print(f"validation at step {self.step}: mean reward {result['reward_mean']:.4f} over "
-                  f"{len(result['rewards'])} held-out queries ({time.time() - t0:.1f} s)", flush=True)
+                  f"{len(result['rewards'])} held-out queries, {result['parseable_rate']:.0%} of steps with a "
+                  f"summary ({time.time() - t0:.1f} s)", flush=True)
 
     # --- the loop -----------------------------------------------------------------------
     def fit(self) -> list[dict]:
