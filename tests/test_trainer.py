@@ -446,6 +446,7 @@ def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard
     s = job_spec(load_config(ROOT / "config" / "smoke.yaml"), Run("bright", "tiny_qwen2", "grpo", None, 0))
     s["backbone"]["model"] = str(tiny_backbone)
     s["train"].update(steps=3, validation_queries=4, validation_every=2, save_every=1)
+    s["rollout"].update(format_penalty=0.25)
     log = run_training(s, tasks(fixture_task), tmp_path / "run")
     scorings = [json.loads(x) for x in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
     assert [v["step"] for v in scorings] == [0, 2, 3]
@@ -454,12 +455,17 @@ def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard
     for v in scorings:
         assert v["reward_mean"] == pytest.approx(sum(v["rewards"].values()) / 4)
         assert 0.0 <= v["parseable_rate"] <= 1.0
+        assert v["ndcg_mean"] == pytest.approx(sum(v["ndcg"].values()) / 4)
+        # the reward is the NDCG less the format penalty, where a step wrote no summary
+        penalty = s["rollout"]["format_penalty"]
+        assert all(v["rewards"][q] in (pytest.approx(n), pytest.approx(n - penalty)) for q, n in v["ndcg"].items())
     board = _scalars(tmp_path / "run" / "tensorboard")
     assert [step for step, _ in board["train/reward_mean"]] == [1, 2, 3]
     assert [v for _, v in board["train/reward_mean"]] == pytest.approx([r["reward_mean"] for r in log])
     assert [step for step, _ in board["validation/reward_mean"]] == [0, 2, 3]
     assert [v for _, v in board["validation/reward_mean"]] == pytest.approx([v["reward_mean"] for v in scorings])
-    assert [v for _, v in board["validation/parseable_rate"]] == pytest.approx([v["parseable_rate"] for v in scorings])
+    for key in ("parseable_rate", "ndcg_mean"):
+        assert [v for _, v in board[f"validation/{key}"]] == pytest.approx([v[key] for v in scorings])
 
     run_training({**s, "train": {**s["train"], "steps": 2}}, tasks(fixture_task), tmp_path / "cut")
     capsys.readouterr()

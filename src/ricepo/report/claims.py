@@ -173,9 +173,11 @@ def _validation_improves(claim: dict, results: ResultFiles) -> tuple[str, list[d
         a, b = [c["last"][q] for q in shared], [c["first"][q] for q in shared]
         diff = (sum(a) - sum(b)) / len(shared)
         verdict, p = _compare(a, b, diff)
-        # a policy that stops writing summaries searches with the question alone: say so beside its gain
-        written = "" if None in (c["parseable"][0], c["parseable"][-1]) else \
-            f"; steps with a summary {c['parseable'][0]:.0%} → {c['parseable'][-1]:.0%}"
+        # the reward moves with the format penalty as well as the retrieval, and a policy that stops
+        # writing summaries searches with the question alone: both beside its gain
+        ends = [c[k][0] for k in ("ndcg", "parseable")] + [c[k][-1] for k in ("ndcg", "parseable")]
+        written = "" if None in ends else \
+            f"; NDCG@10 {ends[0]:.4f} → {ends[2]:.4f}, steps with a summary {ends[1]:.0%} → {ends[3]:.0%}"
         parts.append({"group": f"{bench}/{backbone}", "against": f"{_label(method)} at step 0", "verdict": verdict,
                       "p": p, "detail": f"{_label(method)}: validation reward {sum(b) / len(b):.4f} at step 0, "
                                         f"{sum(a) / len(a):.4f} at step {c['steps'][-1]} ({diff:+.4f}, p = {p:.3f}, "

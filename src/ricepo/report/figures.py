@@ -44,8 +44,8 @@ def label(cell: dict) -> str:
 def validation_curves(results: ResultFiles) -> list[dict]:
     """Mean reward on the held-out validation queries at each scored step (0: before training),
     per trained cell, over the seeds that scored that step; with each query's reward averaged
-    over seeds at the first and the last step (for the paired test of the claims), and the share
-    of steps that wrote a summary (None where a scoring predates it)."""
+    over seeds at the first and the last step (for the paired test of the claims); and the mean
+    NDCG@10 and share of steps that wrote a summary (None where a scoring predates them)."""
     curves = []
     for key, scorings in _trained_cells(results, read=ResultFiles.validation):
         scorings = [s for s in scorings if s]
@@ -60,8 +60,8 @@ def validation_curves(results: ResultFiles) -> list[dict]:
         curves.append({"benchmark": key[0], "backbone": key[1], "method": key[2], "variant": key[3],
                        "seeds": len(scorings), "queries": len(at[0][steps[0]]["rewards"]), "steps": steps,
                        "mean": [statistics.fmean(a[s]["reward_mean"] for a in at) for s in steps],
-                       "parseable": [statistics.fmean(a[s]["parseable_rate"] for a in at)
-                                     if all("parseable_rate" in a[s] for a in at) else None for s in steps],
+                       **{name: [statistics.fmean(a[s][key] for a in at) if all(key in a[s] for a in at) else None
+                                 for s in steps] for name, key in (("ndcg", "ndcg_mean"), ("parseable", "parseable_rate"))},
                        "first": per_query(steps[0]), "last": per_query(steps[-1])})
     return curves
 

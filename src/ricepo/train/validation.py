@@ -49,18 +49,19 @@ class Validator:
     slots: int                         # trajectories in flight (evaluate.slots)
 
     def score(self, step: int, rank: int = 0, world: int = 1) -> dict:
-        """One scoring: {"step", "reward_mean", "parseable_rate", "rewards": {"task/query id":
-        reward}}; each process scores its share and every process gets the whole.
-        `parseable_rate` (the steps that wrote a summary, as the training log's) tells a policy
-        that searches better from one that stopped writing searches: a step without a summary
-        searches with the question alone."""
+        """One scoring: {"step", "reward_mean", "ndcg_mean", "parseable_rate", "rewards" and
+        "ndcg": {"task/query id": value}}; each process scores its share and every process gets
+        the whole. The reward is the final NDCG@10 less the format penalty; the NDCG and
+        `parseable_rate` (the steps that wrote a summary, as the training log's) tell a policy
+        that searches better from one that only learned to write summaries, or to stop writing
+        them (a step without one searches with the question alone)."""
         jobs = [(f"{task}/{qid}", task, qid, text) for task, qid, text in shard(self.queries, rank, world)]
         generator = torch.Generator(device=self.agent.sampler.device).manual_seed(0)   # greedy draws nothing
-        mine = {t.id: (t.final_reward, sum(s.parseable for s in t.steps), len(t.steps))
+        mine = {t.id: (t.final_reward, t.steps[-1].local_reward, sum(s.parseable for s in t.steps), len(t.steps))
                 for t in self.agent.stream(jobs, self.envs, generator, self.slots)}
         scored = {k: v for part in gather_objects(mine) for k, v in part.items()}
         keys = [f"{task}/{qid}" for task, qid, _ in self.queries]
-        rewards = {k: scored[k][0] for k in keys}
-        return {"step": step, "reward_mean": sum(rewards.values()) / len(rewards),
-                "parseable_rate": sum(scored[k][1] for k in keys) / max(1, sum(scored[k][2] for k in keys)),
-                "rewards": rewards}
+        rewards, ndcg = {k: scored[k][0] for k in keys}, {k: scored[k][1] for k in keys}
+        return {"step": step, "reward_mean": sum(rewards.values()) / len(keys), "ndcg_mean": sum(ndcg.values()) / len(keys),
+                "parseable_rate": sum(scored[k][2] for k in keys) / max(1, sum(scored[k][3] for k in keys)),
+                "rewards": rewards, "ndcg": ndcg}
