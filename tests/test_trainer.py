@@ -459,6 +459,8 @@ def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard
         # the reward is the NDCG less the format penalty, where a step wrote no summary
         penalty = s["rollout"]["format_penalty"]
         assert all(v["rewards"][q] in (pytest.approx(n), pytest.approx(n - penalty)) for q, n in v["ndcg"].items())
+        penalised = [q for q, n in v["ndcg"].items() if v["rewards"][q] != pytest.approx(n)]
+        assert (v["parseable_rate"] == 1.0) == (not penalised)
     board = _scalars(tmp_path / "run" / "tensorboard")
     assert [step for step, _ in board["train/reward_mean"]] == [1, 2, 3]
     assert [v for _, v in board["train/reward_mean"]] == pytest.approx([r["reward_mean"] for r in log])
