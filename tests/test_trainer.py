@@ -47,6 +47,30 @@ def test_resume_continues_and_matches_an_uninterrupted_run(fixture_task, tiny_ba
         assert resumed[1][key] == pytest.approx(straight[1][key], rel=1e-5, abs=1e-7)
 
 
+def test_a_run_restarting_its_process_every_step_matches_an_uninterrupted_one(fixture_task, tiny_backbone, tmp_path):
+    """`restart_every`: after step 1's checkpoint the command starts its process again (the same
+    pid, so Snakemake keeps waiting) and resumes; the numbers are those of a run never stopped."""
+    import os
+    import subprocess
+    import sys
+
+    from ricepo.train.run import run_training
+
+    straight = run_training(spec(tiny_backbone, steps=2), tasks(fixture_task), tmp_path / "a")
+    (split_dir, index_dir), = tasks(fixture_task).values()
+    done = subprocess.run([sys.executable, "-m", "ricepo", "train", "--spec",
+                           json.dumps(spec(tiny_backbone, steps=2, restart_every=1, save_every=0)),
+                           "--task", f"leetcode={split_dir}:{index_dir}", "--out", str(tmp_path / "b")],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("restarting the process after step 1/2") == 1
+    assert "resuming" in done.stdout and "after step 2/2" not in done.stdout
+    restarted = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in restarted] == [1, 2]
+    for key in ("reward_mean", "loss", "tokens_generated"):
+        assert restarted[1][key] == pytest.approx(straight[1][key], rel=1e-5, abs=1e-7)
+
+
 def _other_split(fixture_task, tmp_path):
     """The same task split with another seed: other train queries, another manifest."""
     from ricepo.data.splits import build_split

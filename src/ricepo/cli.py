@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -103,8 +104,15 @@ def cmd_model(args) -> None:
 
 def cmd_train(args) -> None:
     from .environments import parse_task_args
+    from .train.trainer import Restart
 
-    _print(jobs.train(json.loads(args.spec), parse_task_args(args.task), args.out))
+    try:
+        _print(jobs.train(json.loads(args.spec), parse_task_args(args.task), args.out))
+    except Restart as restart:
+        print(restart, flush=True)
+        sys.stderr.flush()
+        # the same command in a new process image: the same pid (Snakemake keeps waiting on it) and environment
+        os.execv(sys.executable, [sys.executable, "-m", "ricepo", *sys.argv[1:]])
 
 
 def cmd_agent_eval(args) -> None:

@@ -23,10 +23,10 @@ PACKAGE = Path(__file__).resolve().parent
 # Code that shapes no trained policy or measured number: a change here reruns only report jobs.
 REPORT_ONLY = ("report",)
 # Train settings that do not change the numbers of the steps two runs share: a finished run can be
-# extended (`steps`), checkpointing, activation recomputation and where the numbers are also
-# shown (TensorBoard, W&B) may change between attempts.
+# extended (`steps`), checkpointing, process restarts, activation recomputation and where the
+# numbers are also shown (TensorBoard, W&B) may change between attempts.
 # `precision` as configured (auto) is left out because the trainer adds the resolved one.
-NOT_IDENTITY = ("steps", "save_every", "gradient_checkpointing", "precision", "tensorboard", "wandb_project")
+NOT_IDENTITY = ("steps", "save_every", "restart_every", "gradient_checkpointing", "precision", "tensorboard", "wandb_project")
 
 
 def tree_sha256(path: str | Path) -> str:

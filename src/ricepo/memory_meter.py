@@ -40,7 +40,7 @@ def process_rss_gib() -> tuple[float | None, float]:
 # 3.8 GiB with the threshold fixed at 8 MiB and the heap trimmed after every step, at the same speed
 # (1 MiB or below: 20-40% slower). Its peak still grows, by about 0.4 GiB a step, while the live
 # tensors stay at 1.76 GiB (counted through gc); the rest is not found yet (a oneDNN primitive
-# cache of 128 instead of 1024 did not stop it).
+# cache of 128 instead of 1024 did not stop it), and `train.restart_every` hands it back (a new process).
 M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES = -3, 8 * 2**20
 
 

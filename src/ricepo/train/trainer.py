@@ -46,6 +46,13 @@ from .validation import Validator, due
 from .watch import Watch
 
 
+class Restart(Exception):
+    """Raised by `Trainer.fit` after the checkpoint of a `restart_every` step is written: the caller
+    starts the process again (cli.py), which resumes from it. The host memory that a CPU training
+    holds grows step by step outside the tensors (native libraries' caches; memory_meter.py), and a
+    new process is the one way found to hand it all back."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The trainer's settings. No defaults here: they come from the config schema
@@ -69,6 +76,7 @@ class TrainConfig:
     grad_clip: float                  # max gradient norm
     weight_decay: float               # AdamW weight decay
     save_every: int                   # steps between resumable checkpoints (state.pt); 0: none
+    restart_every: int                # steps after which the process saves and starts again (Restart); 0: never
     validation_queries: int           # train queries held out and scored greedily (validation.py); 0: none
     validation_every: int             # steps between validation scorings (also before and after); 0: those two only
     tensorboard: bool                 # also write each step's numbers as TensorBoard events (watch.py)
@@ -337,6 +345,9 @@ class Trainer:
         self.par = parallel or Parallel.start(cfg.distributed)
         self.acc = self.par.acc
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        if cfg.restart_every and self.world > 1:
+            raise RicepoError(f"training: train.restart_every={cfg.restart_every} restarts one process; this run has "
+                              f"{self.world} (set it to 0)")
         if cfg.queries_per_step < self.world:
             raise RicepoError(f"training: queries_per_step={cfg.queries_per_step} is fewer than the {self.world} "
                               "processes: each process needs at least one query per step")
@@ -538,8 +549,14 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(reward=f"{record['reward_mean']:.3f}", **({} if record["kl"] is None else {"kl": f"{record['kl']:.4f}"}))
             self._validate(watch)
-            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
+            if self.step < cfg.steps and any(every and self.step % every == 0
+                                             for every in (cfg.save_every, cfg.restart_every)):
                 self._save_state()
+            if cfg.restart_every and self.step % cfg.restart_every == 0 and self.step < cfg.steps:
+                bar.close()
+                watch.close()
+                raise Restart(f"{self.out}: restarting the process after step {self.step}/{cfg.steps} "
+                              f"(train.restart_every={cfg.restart_every}); it resumes from the checkpoint")
         bar.close()
         watch.close()
         self._save_state()
