@@ -549,10 +549,10 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(reward=f"{record['reward_mean']:.3f}", **({} if record["kl"] is None else {"kl": f"{record['kl']:.4f}"}))
             self._validate(watch)
-            if self.step < cfg.steps and any(every and self.step % every == 0
-                                             for every in (cfg.save_every, cfg.restart_every)):
+            due_now = lambda every: every > 0 and self.step % every == 0 and self.step < cfg.steps  # noqa: E731
+            if due_now(cfg.save_every) or due_now(cfg.restart_every):
                 self._save_state()
-            if cfg.restart_every and self.step % cfg.restart_every == 0 and self.step < cfg.steps:
+            if due_now(cfg.restart_every):
                 bar.close()
                 watch.close()
                 raise Restart(f"{self.out}: restarting the process after step {self.step}/{cfg.steps} "
