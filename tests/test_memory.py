@@ -340,3 +340,15 @@ def test_the_plan_predicts_a_measured_step_within_15_percent(tmp_path):
     env, queries, tok = pvm.fixture(tmp_path)
     predicted, measured, _ = pvm.run("tiny", tmp_path, env, queries, tok)
     assert abs(predicted - measured) / measured <= 0.15, (predicted, measured)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="the per-image peak needs Linux's /proc")
+def test_the_logged_peak_memory_is_the_current_process_image_s_so_a_restart_starts_it_again():
+    """A training that restarts itself (os.execv) logs each new process's own peak, not the one the
+    pid reached before the restart (ru_maxrss keeps that across execve)."""
+    report = "from ricepo.memory_meter import process_rss_gib; print(process_rss_gib()[1])"
+    grow_then_exec = ("import os, sys; block = bytearray(600 * 2**20); "
+                      f"os.execv(sys.executable, [sys.executable, '-c', {report!r}])")
+    peak = float(subprocess.run([sys.executable, "-c", grow_then_exec], capture_output=True, text=True,
+                                check=True).stdout)
+    assert 0 < peak < 0.5, f"the peak after execve ({peak:.2f} GiB) still holds the 0.6 GiB block from before"

@@ -25,11 +25,17 @@ from torch.utils._pytree import tree_leaves
 
 def process_rss_gib() -> tuple[float | None, float]:
     """This process's resident memory now (None where /proc is missing) and its peak so far, in
-    GiB: what the operating system counts, allocator caches and fragmentation included."""
-    statm = Path("/proc/self/statm")
-    now = int(statm.read_text().split()[1]) * resource.getpagesize() / 2**30 if statm.exists() else None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return now, peak / 2**20   # ru_maxrss is in KiB on Linux
+    GiB: what the operating system counts, allocator caches and fragmentation included.
+
+    The peak is the current program image's (`VmHWM`), so a training that restarts itself
+    (`os.execv`, train.restart_every) shows each process's own peak; `ru_maxrss`, the fallback
+    where /proc is missing, survives `execve` and would carry the previous image's peak along."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        now, peak = (int(fields[k].split()[0]) / 2**20 for k in ("VmRSS", "VmHWM"))   # kB
+        return now, peak
+    return None, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # KiB on Linux
 
 
 # glibc's mallopt parameter and the size from which a block gets its own pages (mmap), returned
