@@ -38,6 +38,12 @@ def test_default_config_plans_the_full_paper_matrix(tmp_path):
         n = 2 if "/qwen3_4b_thinking/" in block else 1
         assert re.search(rf"resources: .*\bgpu={n}, mem_mb=\d+", block), block[-600:]
         assert (f"--num_processes {n} " in block) == (n > 1)
+    # the trainings go before every other job, the ones that sample the most rows first: RICE-PO's
+    # branches (G + k(M-1) rows a query) before GRPO's G, and Tree-GRPO's trees after both
+    priority = {re.search(r"method=(\w+), variant=(\w+)", b).groups(): int(re.search(r"priority: (\d+)", b).group(1))
+                for b in trains if "benchmark=beir, backbone=qwen2p5_3b_instruct," in b}
+    assert priority[("ricepo", "default")] > priority[("grpo", "default")] > priority[("tree_grpo", "default")] > 0
+    assert not any("priority:" in block for block in out.stdout.split("\nrule ") if not block.startswith("train:"))
     counts = job_counts(out.stdout)
     # BRIGHT: 2 backbones x 5 trained methods + 6 ablation variants (1.5B); BEIR: 2 x 5
     assert counts["train"] == 2 * 5 + 6 + 2 * 5

@@ -152,6 +152,20 @@ def train_processes(wc):
     return layout.backbone_settings(config, wc.backbone, "train")["processes"]
 
 
+def train_priority(wc):
+    """Trainings before evaluations, and the longest trainings first: where fewer run at once than
+    there are (a workstation's cores or GPUs), the DAG lasts as long as the longest one if it starts
+    first, and longer if it waits for a shorter one. Its length: the rows it samples over the run
+    (steps x queries per step x the method's rows per query)."""
+    from ricepo.plan import rows_per_query
+
+    train = layout.backbone_settings(config, wc.backbone, "train")
+    rollout = layout.backbone_settings(config, wc.backbone, "rollout")
+    run = run_of(wc)
+    rows = rows_per_query(run.method, config["credit"].get(run.method, {}), run.variant, rollout["group_size"])
+    return 10 + train["steps"] * train["queries_per_step"] * rows
+
+
 def train_launcher(wc):
     """`ricepo`, or `accelerate launch` of it over the run's processes (the trainer wraps the
     policy for DDP or FSDP itself). Each run gets its own rendezvous port, so concurrent runs on

@@ -15,9 +15,7 @@ rule train:
         launcher=lambda wc: train_launcher(wc),
         kernel_env=kernel_env,
         code=CODE,
-    # Training first: evaluations that need no policy (BM25, prompting) otherwise take the cores
-    # the trainings are waiting for, and the DAG's length is the trainings'.
-    priority: 10
+    priority: train_priority
     threads: train_processes
     resources:
         gpu=train_processes,
