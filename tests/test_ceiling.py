@@ -50,6 +50,20 @@ def test_summaries_that_restate_the_query_are_counted():
                    "summaries": 2}
 
 
+def test_queries_whose_summaries_changed_nothing_are_counted():
+    """A summary the retriever ignores leaves the query alone's ranking: counted as unchanged,
+    whatever its words; a change below the top 10 does not count, a swap within it does."""
+    from ricepo.evaluate.agent_eval import unchanged_rate
+
+    alone = {f"q{i}": [(f"d{j}", 10.0 - j) for j in range(12)] for i in range(4)}
+    finals = {"q0": alone["q0"],                                               # the same ranking
+              "q1": alone["q1"][:10] + [("d99", 0.5)],                         # differs at rank 11 only
+              "q2": [alone["q2"][1], alone["q2"][0]] + alone["q2"][2:],        # ranks 1 and 2 swapped
+              "q3": [("d99", 11.0)] + alone["q3"]}                             # a new first document
+    assert unchanged_rate(finals, alone) == 0.5
+    assert unchanged_rate({}, alone) is None
+
+
 def test_the_ceiling_figure_orders_bm25_the_agents_and_the_oracle(tmp_path):
     import json
 
@@ -73,7 +87,7 @@ def test_the_ceiling_figure_orders_bm25_the_agents_and_the_oracle(tmp_path):
           summary_query_overlap=0.9, summary_restate_rate=0.75)
     for seed, ndcg in zip(config["seeds"], (0.6, 0.7)):
         write(metrics_file(tmp_path, Run("beir", "tiny_qwen2", "grpo", None, seed), "scifact"), ndcg,
-              summary_query_overlap=0.5, summary_restate_rate=0.25 * (seed + 1))
+              summary_query_overlap=0.5, summary_restate_rate=0.25 * (seed + 1), unchanged_rate=0.1 * (seed + 1))
     files = [p for p in ARTEFACTS["figure_ceiling"].inputs(config, tmp_path) if p.exists()]
     data = build_figure("figure_ceiling", ResultFiles(config, tmp_path, files), tmp_path / "fig")
     (group,) = [g for g in data["groups"] if g["benchmark"] == "beir"]
@@ -81,6 +95,7 @@ def test_the_ceiling_figure_orders_bm25_the_agents_and_the_oracle(tmp_path):
     assert list(rows)[0] == "BM25, the query alone" and list(rows)[-1].startswith("Oracle")
     assert [r["ndcg"] for r in group["rows"]][:3] == pytest.approx([50.0, 40.0, 65.0])
     assert rows["GRPO"]["summary_restate_rate"] == pytest.approx(0.375)
+    assert rows["GRPO"]["unchanged_rate"] == pytest.approx(0.15) and rows["Prompting agent"]["unchanged_rate"] is None
     assert rows["Oracle: the query and a judged document's title"]["ndcg"] == pytest.approx(90.0)
     assert rows["GiGPO"]["ndcg"] is None and len(group["rows"]) == 2 + len(bench["methods"])
     assert (tmp_path / "fig" / "figure_ceiling.png").stat().st_size > 0

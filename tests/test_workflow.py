@@ -189,6 +189,10 @@ def test_smoke_workflow_end_to_end(tmp_path):
                 checked += 1
     assert checked == sum(len(config["benchmarks"][b]["methods"]) * len(config["benchmarks"][b]["tasks"])
                           for b in ("bright", "beir")) >= 6 * 3
+    # every evaluation says how often its final search is the query alone's (summaries that changed nothing)
+    unchanged = [json.loads(metrics_file(results, r, t).read_text())["unchanged_rate"]
+                 for r in plan for t in config["benchmarks"][r.benchmark]["tasks"]]
+    assert all(0 <= u <= 1 for u in unchanged) and len(unchanged) >= 57
     # every ablation variant has a measured number in its table
     for section, labels in (("table-ablation-credit", ["Case 2", "Case 1", "Random"]),
                             ("table-ablation-trigger", ["Random Trigger"]),

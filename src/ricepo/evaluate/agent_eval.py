@@ -39,6 +39,15 @@ def summary_figures(steps_by_query: dict[str, tuple[str, list]], restate_share: 
             "summaries": len(overlaps)}
 
 
+def unchanged_rate(finals: dict[str, list], alone: dict[str, list], depth: int = 10) -> float | None:
+    """The share of queries whose final search ranks the same top `depth` documents, in the same
+    order, as the query alone: where the policy's summaries changed nothing. A policy can raise
+    its reward up to the query alone's by writing summaries the retriever ignores (words outside
+    the index's vocabulary) or that only restate the query; this counts the first kind too."""
+    same = [[d for d, _ in finals[q][:depth]] == [d for d, _ in alone[q][:depth]] for q in finals]
+    return sum(same) / len(same) if same else None
+
+
 def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path,
                    keep_transcripts: int = 5) -> dict:
     out_dir = Path(out_dir)
@@ -75,6 +84,8 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
     result = evaluate_run(env.qrels, {q: dict(r) for q, r in run.items()}, env.excluded)
     result["parseable_rate"] = sum(s.parseable for s in steps) / max(1, len(steps))
     result.update(summary_figures(by_query, spec["evaluate"]["restate_overlap"]))
+    alone = dict(zip(run, env.rankings_for([(qid, by_query[qid][0]) for qid in run])))   # cached: the first prompts'
+    result["unchanged_rate"] = unchanged_rate(run, alone)
     result["model"] = model_path
     result["precision"] = precision.name
     result["numerics"] = numerics(precision)

@@ -264,7 +264,8 @@ def ceiling(results: ResultFiles) -> dict:
     """Per benchmark and backbone, NDCG@10 x 100 averaged over the benchmark's tasks (and seeds) of
     BM25 with the raw query, each agent (the prompting agent is the policy before training), and
     the oracle summary (evaluate.oracle); and each agent's summaries: mean word overlap with the
-    query and the share that restate it (agent_eval.summary_figures)."""
+    query, the share that restate it (agent_eval.summary_figures), and the share of queries whose
+    final top 10 is the query alone's (agent_eval.unchanged_rate: summaries that changed nothing)."""
     config = results.config
     groups = []
     for bench, spec in config["benchmarks"].items():
@@ -282,7 +283,7 @@ def ceiling(results: ResultFiles) -> dict:
                     rows.append({"row": get_method(method).label, "method": method, "ndcg": None})
                     continue
                 figures = {k: [m[k] for m in got if m.get(k) is not None]
-                           for k in ("summary_query_overlap", "summary_restate_rate")}
+                           for k in ("summary_query_overlap", "summary_restate_rate", "unchanged_rate")}
                 rows.append({"row": get_method(method).label, "method": method,
                              "ndcg": 100 * statistics.fmean(m["ndcg_cut_10"] for m in got),
                              **{k: statistics.fmean(v) if v else None for k, v in figures.items()}})
@@ -305,12 +306,18 @@ def plot_ceiling(data: dict, out_dir: Path) -> None:
         left.invert_yaxis()
         left.margins(x=0.2)
         left.set_title(f"{g['benchmark']} ({g['backbone']}): NDCG@10, mean over tasks", fontsize=9)
-        agents = [r for r in rows if r.get("summary_restate_rate") is not None]
-        right.barh([r["row"] for r in agents], [100 * r["summary_restate_rate"] for r in agents],
-                   color=sns.color_palette("tab10")[1])
+        agents = [r for r in rows if r.get("summary_restate_rate") is not None or r.get("unchanged_rate") is not None]
+        shares = [(f"summaries restating the query (>= {data['restate_overlap']:.0%} of their words)",
+                   "summary_restate_rate"), ("queries whose final top 10 is the query alone's", "unchanged_rate")]
+        for k, (label, key) in enumerate(shares):
+            right.barh([y + 0.4 * k for y in range(len(agents))],
+                       [100 * (r.get(key) or 0) for r in agents], height=0.4, label=label,
+                       color=sns.color_palette("tab10")[1 + k])
+        right.set_yticks([y + 0.2 for y in range(len(agents))], [r["row"] for r in agents])
         right.invert_yaxis()
         right.set_xlim(0, 100)
-        right.set_title(f"% of summaries restating the query (>= {data['restate_overlap']:.0%} of words)", fontsize=9)
+        right.legend(fontsize=7, loc="lower right")
+        right.set_title("% of summaries / of queries", fontsize=9)
         if not rows:
             left.text(0.5, 0.5, "nothing measured", ha="center", transform=left.transAxes)
     _save(fig, out_dir, "figure_ceiling")
