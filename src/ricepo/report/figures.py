@@ -8,6 +8,7 @@ Each figure is written as SVG and PNG, plus a JSON file holding exactly the plot
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -311,7 +312,7 @@ def plot_ceiling(data: dict, out_dir: Path) -> None:
                    "summary_restate_rate"), ("queries whose final top 10 is the query alone's", "unchanged_rate")]
         for k, (label, key) in enumerate(shares):
             right.barh([y + 0.4 * k for y in range(len(agents))],
-                       [100 * (r.get(key) or 0) for r in agents], height=0.4, label=label,
+                       [math.nan if r.get(key) is None else 100 * r[key] for r in agents], height=0.4, label=label,
                        color=sns.color_palette("tab10")[1 + k])
         right.set_yticks([y + 0.2 for y in range(len(agents))], [r["row"] for r in agents])
         right.invert_yaxis()
