@@ -490,7 +490,7 @@ def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard
     assert [v for _, v in board["train/reward_mean"]] == pytest.approx([r["reward_mean"] for r in log])
     assert [step for step, _ in board["validation/reward_mean"]] == [0, 2, 3]
     assert [v for _, v in board["validation/reward_mean"]] == pytest.approx([v["reward_mean"] for v in scorings])
-    for key in ("parseable_rate", "ndcg_mean"):
+    for key in ("parseable_rate", "ndcg_mean", "unchanged_rate"):
         assert [v for _, v in board[f"validation/{key}"]] == pytest.approx([v[key] for v in scorings])
 
     run_training({**s, "train": {**s["train"], "steps": 2}}, tasks(fixture_task), tmp_path / "cut")
@@ -499,6 +499,41 @@ def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard
     assert "resuming" in capsys.readouterr().out
     again = [json.loads(x) for x in (tmp_path / "cut" / "validation.jsonl").read_text().splitlines()]
     assert again == scorings
+
+
+def test_a_scoring_counts_the_queries_whose_final_top_10_is_the_query_alones():
+    """Two held-out queries searched with summaries the retriever ignores (final top 10 = the
+    query alone's, in order), one with a summary that reorders the top 10: unchanged 2 of 3. The
+    query alone's rankings come from the task's retriever, one batch per task."""
+    from types import SimpleNamespace
+
+    from ricepo.agent.rollout import Step, Trajectory
+    from ricepo.train.validation import Validator
+
+    alone = [(f"d{i}", 10.0 - i) for i in range(12)]
+    reordered = [alone[1], alone[0]] + alone[2:]
+    finals = {"q1": alone, "q2": alone[:10] + [("d99", 0.5)], "q3": reordered}
+
+    class Env:
+        asked = []
+
+        def rankings_for(self, items):
+            self.asked.append(items)
+            return [alone for _ in items]
+
+    class Agent:
+        sampler = SimpleNamespace(device="cpu")
+
+        def stream(self, jobs, envs, generator, slots):
+            for tid, task, qid, text in jobs:
+                step = Step("", "s", True, True, True, [], local_reward=0.5)
+                yield Trajectory(tid, qid, task, text, steps=[step], final_reward=0.5, final_ranking=finals[qid])
+
+    queries = [("t", q, f"text of {q}") for q in finals]
+    got = Validator(Agent(), {"t": Env()}, queries, slots=2).score(0)
+    assert got["unchanged_rate"] == pytest.approx(2 / 3)
+    assert Env.asked == [[(q, f"text of {q}") for q in finals]]
+    assert got["reward_mean"] == pytest.approx(0.5) and got["parseable_rate"] == 1.0
 
 
 def test_the_held_out_set_is_fixed_and_never_trained_on():

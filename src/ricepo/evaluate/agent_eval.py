@@ -3,7 +3,6 @@ queries with the training rollout code, write the TREC run of the final retrieva
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import torch
@@ -18,34 +17,7 @@ from ..environments import RetrieverSettings, load_environment
 from ..errors import RicepoError
 from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from ..metrics import evaluate_run
-
-
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def query_overlap(summary: str, query: str) -> float:
-    """The share of the summary's distinct words (lowercased letters and digits) that occur in the
-    query: 1.0 for a summary that only restates it."""
-    words = set(_WORD.findall(summary.lower()))
-    return len(words & set(_WORD.findall(query.lower()))) / len(words) if words else 0.0
-
-
-def summary_figures(steps_by_query: dict[str, tuple[str, list]], restate_share: float) -> dict:
-    """How the policy's summaries relate to the query, over every step with a summary: the mean
-    word overlap and the share that restate it (overlap >= `restate_share`)."""
-    overlaps = [query_overlap(s.summary, query) for query, steps in steps_by_query.values() for s in steps if s.summary]
-    return {"summary_query_overlap": sum(overlaps) / len(overlaps) if overlaps else None,
-            "summary_restate_rate": sum(o >= restate_share for o in overlaps) / len(overlaps) if overlaps else None,
-            "summaries": len(overlaps)}
-
-
-def unchanged_rate(finals: dict[str, list], alone: dict[str, list], depth: int = 10) -> float | None:
-    """The share of queries whose final search ranks the same top `depth` documents, in the same
-    order, as the query alone: where the policy's summaries changed nothing. A policy can raise
-    its reward up to the query alone's by writing summaries the retriever ignores (words outside
-    the index's vocabulary) or that only restate the query; this counts the first kind too."""
-    same = [[d for d, _ in finals[q][:depth]] == [d for d, _ in alone[q][:depth]] for q in finals]
-    return sum(same) / len(same) if same else None
+from .summaries import summary_figures, unchanged_rate
 
 
 def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path,

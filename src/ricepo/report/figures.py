@@ -46,7 +46,8 @@ def validation_curves(results: ResultFiles) -> list[dict]:
     """Mean reward on the held-out validation queries at each scored step (0: before training),
     per trained cell, over the seeds that scored that step; with each query's reward averaged
     over seeds at the first and the last step (for the paired test of the claims); and the mean
-    NDCG@10 and share of steps that wrote a summary (None where a scoring predates them)."""
+    NDCG@10, share of steps that wrote a summary and share of queries whose final top 10 is the
+    query alone's (None where a scoring predates them)."""
     curves = []
     for key, scorings in _trained_cells(results, read=ResultFiles.validation):
         scorings = [s for s in scorings if s]
@@ -62,7 +63,8 @@ def validation_curves(results: ResultFiles) -> list[dict]:
                        "seeds": len(scorings), "queries": len(at[0][steps[0]]["rewards"]), "steps": steps,
                        "mean": [statistics.fmean(a[s]["reward_mean"] for a in at) for s in steps],
                        **{name: [statistics.fmean(a[s][key] for a in at) if all(key in a[s] for a in at) else None
-                                 for s in steps] for name, key in (("ndcg", "ndcg_mean"), ("parseable", "parseable_rate"))},
+                                 for s in steps] for name, key in (("ndcg", "ndcg_mean"), ("parseable", "parseable_rate"),
+                                                   ("unchanged", "unchanged_rate"))},
                        "first": per_query(steps[0]), "last": per_query(steps[-1])})
     return curves
 
@@ -265,8 +267,8 @@ def ceiling(results: ResultFiles) -> dict:
     """Per benchmark and backbone, NDCG@10 x 100 averaged over the benchmark's tasks (and seeds) of
     BM25 with the raw query, each agent (the prompting agent is the policy before training), and
     the oracle summary (evaluate.oracle); and each agent's summaries: mean word overlap with the
-    query, the share that restate it (agent_eval.summary_figures), and the share of queries whose
-    final top 10 is the query alone's (agent_eval.unchanged_rate: summaries that changed nothing)."""
+    query, the share that restate it (evaluate.summaries.summary_figures), and the share of queries whose
+    final top 10 is the query alone's (evaluate.summaries.unchanged_rate: summaries that changed nothing)."""
     config = results.config
     groups = []
     for bench, spec in config["benchmarks"].items():

@@ -4,7 +4,9 @@ policy trains (verl's `test_freq`), so a curve shows it improving on queries it 
 The set is drawn once with a fixed seed from the sorted train queries, so every method and seed
 of a configuration holds out the same queries (their curves compare query by query). It is scored
 before the first step, every `train.validation_every` steps and after the last, with the agent's
-test-time settings (greedy) and the training reward (final NDCG@10 less the format penalty).
+test-time settings (greedy) and the training reward (final NDCG@10 less the format penalty),
+beside what tells a better search from a hollow gain: the NDCG alone, the share of steps that wrote
+a summary, and the share of queries whose final top 10 is the query alone's.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch
 
 from ..agent.rollout import Agent
 from ..errors import RicepoError
+from ..evaluate.summaries import same_top
 from ..retrieval.retriever import TaskEnvironment
 from .distributed import gather_objects, shard
 
@@ -49,19 +52,34 @@ class Validator:
     slots: int                         # trajectories in flight (evaluate.slots)
 
     def score(self, step: int, rank: int = 0, world: int = 1) -> dict:
-        """One scoring: {"step", "reward_mean", "ndcg_mean", "parseable_rate", "rewards" and
-        "ndcg": {"task/query id": value}}; each process scores its share and every process gets
-        the whole. The reward is the final NDCG@10 less the format penalty; the NDCG and
-        `parseable_rate` (the steps that wrote a summary, as the training log's) tell a policy
-        that searches better from one that only learned to write summaries, or to stop writing
-        them (a step without one searches with the question alone)."""
-        jobs = [(f"{task}/{qid}", task, qid, text) for task, qid, text in shard(self.queries, rank, world)]
+        """One scoring: {"step", "reward_mean", "ndcg_mean", "parseable_rate", "unchanged_rate",
+        "rewards" and "ndcg": {"task/query id": value}}; each process scores its share and every
+        process gets the whole. The reward is the final NDCG@10 less the format penalty; the NDCG,
+        `parseable_rate` (the steps that wrote a summary, as the training log's) and
+        `unchanged_rate` (queries whose final top 10 is the query alone's) tell a policy that
+        searches better from one that only learned to write summaries, to stop writing them (a step
+        without one searches with the question alone), or to write what the retriever ignores."""
+        share = shard(self.queries, rank, world)
+        jobs = [(f"{task}/{qid}", task, qid, text) for task, qid, text in share]
+        alone = self._alone(share)
         generator = torch.Generator(device=self.agent.sampler.device).manual_seed(0)   # greedy draws nothing
-        mine = {t.id: (t.final_reward, t.steps[-1].local_reward, sum(s.parseable for s in t.steps), len(t.steps))
+        mine = {t.id: (t.final_reward, t.steps[-1].local_reward, sum(s.parseable for s in t.steps), len(t.steps),
+                       same_top(t.final_ranking, alone[t.id]))
                 for t in self.agent.stream(jobs, self.envs, generator, self.slots)}
         scored = {k: v for part in gather_objects(mine) for k, v in part.items()}
         keys = [f"{task}/{qid}" for task, qid, _ in self.queries]
         rewards, ndcg = {k: scored[k][0] for k in keys}, {k: scored[k][1] for k in keys}
         return {"step": step, "reward_mean": sum(rewards.values()) / len(keys), "ndcg_mean": sum(ndcg.values()) / len(keys),
                 "parseable_rate": sum(scored[k][2] for k in keys) / max(1, sum(scored[k][3] for k in keys)),
+                "unchanged_rate": sum(scored[k][4] for k in keys) / len(keys),
                 "rewards": rewards, "ndcg": ndcg}
+
+    def _alone(self, queries: list[Query]) -> dict[str, list]:
+        """The query alone's ranking for each query, by "task/query id" (after the first scoring
+        the retriever's cache answers these)."""
+        out = {}
+        for task, env in self.envs.items():
+            items = [(qid, text) for t, qid, text in queries if t == task]
+            if items:
+                out |= {f"{task}/{qid}": ranking for (qid, _), ranking in zip(items, env.rankings_for(items))}
+        return out
