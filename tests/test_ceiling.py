@@ -34,7 +34,7 @@ def test_oracle_retrieval_searches_with_the_query_and_the_title(tmp_path):
 
 
 def test_summaries_that_restate_the_query_are_counted():
-    from ricepo.evaluate.summaries import query_overlap, summary_figures
+    from ricepo.summaries import query_overlap, summary_figures
 
     def step(summary):
         return Step(reasoning="", summary=summary, closed_think=True, closed_summary=True, parseable=bool(summary),
@@ -53,7 +53,7 @@ def test_summaries_that_restate_the_query_are_counted():
 def test_queries_whose_summaries_changed_nothing_are_counted():
     """A summary the retriever ignores leaves the query alone's ranking: counted as unchanged,
     whatever its words; a change below the top 10 does not count, a swap within it does."""
-    from ricepo.evaluate.summaries import unchanged_rate
+    from ricepo.summaries import unchanged_rate
 
     alone = {f"q{i}": [(f"d{j}", 10.0 - j) for j in range(12)] for i in range(4)}
     finals = {"q0": alone["q0"],                                               # the same ranking

@@ -17,7 +17,7 @@ from ..environments import RetrieverSettings, load_environment
 from ..errors import RicepoError
 from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from ..metrics import evaluate_run
-from .summaries import summary_figures, unchanged_rate
+from ..summaries import summary_figures, unchanged_rate
 
 
 def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path,

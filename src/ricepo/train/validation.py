@@ -17,7 +17,7 @@ import torch
 
 from ..agent.rollout import Agent
 from ..errors import RicepoError
-from ..evaluate.summaries import same_top
+from ..summaries import same_top
 from ..retrieval.retriever import TaskEnvironment
 from .distributed import gather_objects, shard
 
