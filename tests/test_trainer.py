@@ -490,8 +490,10 @@ def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard
     assert [v for _, v in board["train/reward_mean"]] == pytest.approx([r["reward_mean"] for r in log])
     assert [step for step, _ in board["validation/reward_mean"]] == [0, 2, 3]
     assert [v for _, v in board["validation/reward_mean"]] == pytest.approx([v["reward_mean"] for v in scorings])
-    for key in ("parseable_rate", "ndcg_mean", "unchanged_rate"):
-        assert [v for _, v in board[f"validation/{key}"]] == pytest.approx([v[key] for v in scorings])
+    for key in ("parseable_rate", "ndcg_mean", "unchanged_rate", "summary_restate_rate"):
+        # a scoring without summaries has no restating share: None on record, nothing on the board
+        assert [v for _, v in board.get(f"validation/{key}", [])] == \
+            pytest.approx([v[key] for v in scorings if v[key] is not None])
 
     run_training({**s, "train": {**s["train"], "steps": 2}}, tasks(fixture_task), tmp_path / "cut")
     capsys.readouterr()
@@ -501,10 +503,12 @@ def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard
     assert again == scorings
 
 
-def test_a_scoring_counts_the_queries_whose_final_top_10_is_the_query_alones():
+def test_a_scoring_counts_the_queries_whose_final_top_10_is_the_query_alones_and_the_restated_summaries():
     """Two held-out queries searched with summaries the retriever ignores (final top 10 = the
     query alone's, in order), one with a summary that reorders the top 10: unchanged 2 of 3. The
-    query alone's rankings come from the task's retriever, one batch per task."""
+    query alone's rankings come from the task's retriever, one batch per task. Two summaries use
+    only the query's words (overlap 1), one a quarter of them: restating 2 of 3 at the 0.8 share,
+    mean overlap (1 + 1/4 + 1) / 3 = 0.75."""
     from types import SimpleNamespace
 
     from ricepo.agent.rollout import Step, Trajectory
@@ -513,6 +517,7 @@ def test_a_scoring_counts_the_queries_whose_final_top_10_is_the_query_alones():
     alone = [(f"d{i}", 10.0 - i) for i in range(12)]
     reordered = [alone[1], alone[0]] + alone[2:]
     finals = {"q1": alone, "q2": alone[:10] + [("d99", 0.5)], "q3": reordered}
+    summaries = {"q1": "Text of Q1", "q2": "other words here text", "q3": "q3 text"}
 
     class Env:
         asked = []
@@ -526,12 +531,13 @@ def test_a_scoring_counts_the_queries_whose_final_top_10_is_the_query_alones():
 
         def stream(self, jobs, envs, generator, slots):
             for tid, task, qid, text in jobs:
-                step = Step("", "s", True, True, True, [], local_reward=0.5)
+                step = Step("", summaries[qid], True, True, True, [], local_reward=0.5)
                 yield Trajectory(tid, qid, task, text, steps=[step], final_reward=0.5, final_ranking=finals[qid])
 
     queries = [("t", q, f"text of {q}") for q in finals]
-    got = Validator(Agent(), {"t": Env()}, queries, slots=2).score(0)
+    got = Validator(Agent(), {"t": Env()}, queries, slots=2, restate_share=0.8).score(0)
     assert got["unchanged_rate"] == pytest.approx(2 / 3)
+    assert got["summary_restate_rate"] == pytest.approx(2 / 3) and got["summary_query_overlap"] == pytest.approx(0.75)
     assert Env.asked == [[(q, f"text of {q}") for q in finals]]
     assert got["reward_mean"] == pytest.approx(0.5) and got["parseable_rate"] == 1.0
 

@@ -15,13 +15,23 @@ def query_overlap(summary: str, query: str) -> float:
     return len(words & set(_WORD.findall(query.lower()))) / len(words) if words else 0.0
 
 
-def summary_figures(steps_by_query: dict[str, tuple[str, list]], restate_share: float) -> dict:
-    """How the policy's summaries relate to the query, over every step with a summary: the mean
-    word overlap and the share that restate it (overlap >= `restate_share`)."""
-    overlaps = [query_overlap(s.summary, query) for query, steps in steps_by_query.values() for s in steps if s.summary]
+def summary_overlaps(query: str, steps: list) -> list[float]:
+    """`query_overlap` of each of a trajectory's steps that wrote a summary."""
+    return [query_overlap(s.summary, query) for s in steps if s.summary]
+
+
+def overlap_figures(overlaps: list[float], restate_share: float) -> dict:
+    """How the policy's summaries relate to the query, from their overlaps (`summary_overlaps`):
+    the mean word overlap and the share that restate it (overlap >= `restate_share`)."""
     return {"summary_query_overlap": sum(overlaps) / len(overlaps) if overlaps else None,
             "summary_restate_rate": sum(o >= restate_share for o in overlaps) / len(overlaps) if overlaps else None,
             "summaries": len(overlaps)}
+
+
+def summary_figures(steps_by_query: dict[str, tuple[str, list]], restate_share: float) -> dict:
+    """`overlap_figures` over every step with a summary of {query id: (query, steps)}."""
+    return overlap_figures([o for query, steps in steps_by_query.values() for o in summary_overlaps(query, steps)],
+                           restate_share)
 
 
 def same_top(final: list, alone: list, depth: int = 10) -> bool:

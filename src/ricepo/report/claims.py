@@ -178,7 +178,9 @@ def _validation_improves(claim: dict, results: ResultFiles) -> tuple[str, list[d
         ends = [c[k][0] for k in ("ndcg", "parseable")] + [c[k][-1] for k in ("ndcg", "parseable")]
         written = "" if None in ends else \
             f"; NDCG@10 {ends[0]:.4f} → {ends[2]:.4f}, steps with a summary {ends[1]:.0%} → {ends[3]:.0%}"
-        # and a policy that writes what the retriever ignores searches as the query alone
+        # a policy that restates the query, or writes what the retriever ignores, searches as the query alone
+        if written and None not in (c["restate"][0], c["restate"][-1]):
+            written += f", summaries restating the query {c['restate'][0]:.0%} → {c['restate'][-1]:.0%}"
         if written and None not in (c["unchanged"][0], c["unchanged"][-1]):
             written += f", final top 10 the query alone's {c['unchanged'][0]:.0%} → {c['unchanged'][-1]:.0%}"
         parts.append({"group": f"{bench}/{backbone}", "against": f"{_label(method)} at step 0", "verdict": verdict,

@@ -64,7 +64,7 @@ def validation_curves(results: ResultFiles) -> list[dict]:
                        "mean": [statistics.fmean(a[s]["reward_mean"] for a in at) for s in steps],
                        **{name: [statistics.fmean(a[s][key] for a in at) if all(key in a[s] for a in at) else None
                                  for s in steps] for name, key in (("ndcg", "ndcg_mean"), ("parseable", "parseable_rate"),
-                                                   ("unchanged", "unchanged_rate"))},
+                                                   ("unchanged", "unchanged_rate"), ("restate", "summary_restate_rate"))},
                        "first": per_query(steps[0]), "last": per_query(steps[-1])})
     return curves
 

@@ -79,7 +79,7 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
         settings = RolloutSettings.for_evaluation(spec["rollout"], spec["evaluate"]["decoding"],
                                                   spec["backbone"].get("generation", {}))
         validator = Validator(Agent(sampler, tokenizer, spec["template"], settings), envs, held_out,
-                              spec["evaluate"]["slots"])
+                              spec["evaluate"]["slots"], spec["evaluate"]["restate_overlap"])
     if acc.is_main_process:
         print(sampler.describe(), flush=True)
     out_dir = Path(out_dir)

@@ -523,13 +523,17 @@ class Trainer:
         self.model.eval()
         result = self.validator.score(self.step, self.rank, self.world)
         self.validation.append(result)
-        watch.write(self.step, {k: result[k] for k in ("reward_mean", "ndcg_mean", "parseable_rate", "unchanged_rate")} |
+        # (a scoring without summaries has no restating share: None, which Watch leaves out)
+        watch.write(self.step, {k: result[k] for k in ("reward_mean", "ndcg_mean", "parseable_rate", "unchanged_rate",
+                                                       "summary_restate_rate")} |
                     {"wall_s": time.time() - t0}, "validation")
         if self.acc.is_main_process:
+            restated = "no summaries" if result["summary_restate_rate"] is None else \
+                f"{result['summary_restate_rate']:.0%} of summaries"
             print(f"validation at step {self.step}: mean reward {result['reward_mean']:.4f} (NDCG@10 "
                   f"{result['ndcg_mean']:.4f}, {result['parseable_rate']:.0%} of steps with a summary, "
-                  f"{result['unchanged_rate']:.0%} of final top 10s the query alone's) over "
-                  f"{len(result['rewards'])} held-out queries ({time.time() - t0:.1f} s)", flush=True)
+                  f"{restated} restating the query, {result['unchanged_rate']:.0%} of final top 10s the query "
+                  f"alone's) over {len(result['rewards'])} held-out queries ({time.time() - t0:.1f} s)", flush=True)
 
     # --- the loop -----------------------------------------------------------------------
     def fit(self) -> list[dict]:

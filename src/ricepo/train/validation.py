@@ -6,7 +6,8 @@ of a configuration holds out the same queries (their curves compare query by que
 before the first step, every `train.validation_every` steps and after the last, with the agent's
 test-time settings (greedy) and the training reward (final NDCG@10 less the format penalty),
 beside what tells a better search from a hollow gain: the NDCG alone, the share of steps that wrote
-a summary, and the share of queries whose final top 10 is the query alone's.
+a summary, the share of summaries that restate the query, and the share of queries whose final top
+10 is the query alone's (the measures of the test evaluation, `summaries`).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 
 from ..agent.rollout import Agent
 from ..errors import RicepoError
-from ..summaries import same_top
+from ..summaries import overlap_figures, same_top, summary_overlaps
 from ..retrieval.retriever import TaskEnvironment
 from .distributed import gather_objects, shard
 
@@ -50,21 +51,24 @@ class Validator:
     envs: dict[str, TaskEnvironment]
     queries: list[Query]
     slots: int                         # trajectories in flight (evaluate.slots)
+    restate_share: float               # a summary restates the query from this word overlap on (evaluate.restate_overlap)
 
     def score(self, step: int, rank: int = 0, world: int = 1) -> dict:
         """One scoring: {"step", "reward_mean", "ndcg_mean", "parseable_rate", "unchanged_rate",
-        "rewards" and "ndcg": {"task/query id": value}}; each process scores its share and every
-        process gets the whole. The reward is the final NDCG@10 less the format penalty; the NDCG,
-        `parseable_rate` (the steps that wrote a summary, as the training log's) and
-        `unchanged_rate` (queries whose final top 10 is the query alone's) tell a policy that
-        searches better from one that only learned to write summaries, to stop writing them (a step
-        without one searches with the question alone), or to write what the retriever ignores."""
+        "summary_restate_rate", "summary_query_overlap", "rewards" and "ndcg": {"task/query id":
+        value}}; each process scores its share and every process gets the whole. The reward is the
+        final NDCG@10 less the format penalty; the NDCG, `parseable_rate` (the steps that wrote a
+        summary, as the training log's), `summary_restate_rate` (summaries whose words are mostly
+        the query's) and `unchanged_rate` (queries whose final top 10 is the query alone's) tell a
+        policy that searches better from one that only learned to write summaries, to stop writing
+        them (a step without one searches with the question alone), to restate the query, or to
+        write what the retriever ignores."""
         share = shard(self.queries, rank, world)
         jobs = [(f"{task}/{qid}", task, qid, text) for task, qid, text in share]
         alone = self._alone(share)
         generator = torch.Generator(device=self.agent.sampler.device).manual_seed(0)   # greedy draws nothing
         mine = {t.id: (t.final_reward, t.steps[-1].local_reward, sum(s.parseable for s in t.steps), len(t.steps),
-                       same_top(t.final_ranking, alone[t.id]))
+                       same_top(t.final_ranking, alone[t.id]), summary_overlaps(t.query, t.steps))
                 for t in self.agent.stream(jobs, self.envs, generator, self.slots)}
         scored = {k: v for part in gather_objects(mine) for k, v in part.items()}
         keys = [f"{task}/{qid}" for task, qid, _ in self.queries]
@@ -72,6 +76,8 @@ class Validator:
         return {"step": step, "reward_mean": sum(rewards.values()) / len(keys), "ndcg_mean": sum(ndcg.values()) / len(keys),
                 "parseable_rate": sum(scored[k][2] for k in keys) / max(1, sum(scored[k][3] for k in keys)),
                 "unchanged_rate": sum(scored[k][4] for k in keys) / len(keys),
+                **{k: v for k, v in overlap_figures([o for k in keys for o in scored[k][5]], self.restate_share).items()
+                   if k != "summaries"},
                 "rewards": rewards, "ndcg": ndcg}
 
     def _alone(self, queries: list[Query]) -> dict[str, list]:
