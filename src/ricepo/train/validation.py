@@ -73,11 +73,12 @@ class Validator:
         scored = {k: v for part in gather_objects(mine) for k, v in part.items()}
         keys = [f"{task}/{qid}" for task, qid, _ in self.queries]
         rewards, ndcg = {k: scored[k][0] for k in keys}, {k: scored[k][1] for k in keys}
+        summaries = overlap_figures([o for k in keys for o in scored[k][5]], self.restate_share)
         return {"step": step, "reward_mean": sum(rewards.values()) / len(keys), "ndcg_mean": sum(ndcg.values()) / len(keys),
                 "parseable_rate": sum(scored[k][2] for k in keys) / max(1, sum(scored[k][3] for k in keys)),
                 "unchanged_rate": sum(scored[k][4] for k in keys) / len(keys),
-                **{k: v for k, v in overlap_figures([o for k in keys for o in scored[k][5]], self.restate_share).items()
-                   if k != "summaries"},
+                "summary_restate_rate": summaries["summary_restate_rate"],
+                "summary_query_overlap": summaries["summary_query_overlap"],
                 "rewards": rewards, "ndcg": ndcg}
 
     def _alone(self, queries: list[Query]) -> dict[str, list]:
