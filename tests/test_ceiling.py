@@ -1,36 +1,80 @@
-"""Where the ceiling is: the oracle summary a retrieval is measured with, and how summaries that
-merely restate the query are counted."""
+"""Where the ceiling is: the fixed summaries a retrieval is measured with (up to the oracle's), and
+how summaries that merely restate the query are counted."""
 import pytest
 
 from ricepo.agent.rollout import Step
 
 
-def test_the_oracle_summary_is_the_best_judged_documents_title():
-    from ricepo.jobs import oracle_summary
+def test_the_fixed_summaries_are_the_shown_and_the_judged_titles():
+    from ricepo.errors import RicepoError
+    from ricepo.summary_baselines import KINDS, candidate_summaries, oracle_summary
 
     corpus = {"d1": {"title": "Low", "text": "x"}, "d2": {"title": "High B", "text": "y"},
               "d3": {"title": "High A", "text": "z"}, "d4": {"title": "", "text": " ".join(f"w{i}" for i in range(40))}}
     assert oracle_summary({"d1": 1, "d2": 2, "d3": 2, "d0": 0}, corpus) == "High B"   # grade 2, then smallest id
     assert oracle_summary({"d4": 1}, corpus) == " ".join(f"w{i}" for i in range(30))   # no title: first 30 words
+    with pytest.raises(RicepoError, match="no judged relevant document"):
+        oracle_summary({"d1": 0}, corpus)
+    shown = ["d3", "d4", "d1"]
+    assert candidate_summaries("shown_title", {}, shown, corpus) == ["High A"]
+    assert candidate_summaries("best_shown_title", {}, shown, corpus) == ["High A", " ".join(f"w{i}" for i in range(30)), "Low"]
+    assert candidate_summaries("oracle_title", {"d2": 1}, shown, corpus) == ["High B"]
+    assert candidate_summaries("shown_title", {}, [], corpus) == []          # nothing shown: the query alone
+    with pytest.raises(RicepoError, match="'nope': not one of"):
+        candidate_summaries("nope", {}, shown, corpus)
+    assert list(KINDS)[-1] == "oracle_title"                                 # the ceiling is drawn last
+
+
+def test_the_schema_offers_exactly_the_fixed_summaries():
+    import yaml
+
+    from conftest import ROOT
+    from ricepo.summary_baselines import KINDS
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema["properties"]["evaluate"]["properties"]["summary_baselines"]["items"]["enum"] == list(KINDS)
+
+
+def test_adding_a_fixed_summary_row_reruns_no_training_or_evaluation():
+    """The train and eval jobs' spec (their Snakemake params) leaves summary_baselines out."""
+    from conftest import ROOT
+    from ricepo.config import load_config
+    from ricepo.layout import job_spec_json, runs
+
+    config = load_config(ROOT / "config" / "smoke.yaml")
+    before = [job_spec_json(config, r) for r in runs(config)]
+    config["evaluate"]["summary_baselines"] = ["oracle_title"]
+    assert [job_spec_json(config, r) for r in runs(config)] == before
+    config["evaluate"]["restate_overlap"] = 0.5        # a setting the jobs read still changes their spec
+    assert [job_spec_json(config, r) for r in runs(config)] != before
 
 
 @pytest.mark.realdata
-def test_oracle_retrieval_searches_with_the_query_and_the_title(tmp_path):
-    """On the real SciFact split: the oracle's NDCG@10 is far above the raw query's."""
+def test_fixed_summary_retrieval_on_scifact(tmp_path):
+    """On the real SciFact split: copying the first shown title does not beat the query alone, the
+    best shown title (judged with the qrels) does and is at least the first title's on every query,
+    and the oracle's title is far above both."""
     from conftest import shared
+    from ricepo.data.canonical import read_qrels
     from ricepo.data.splits import build_split
+    from ricepo.data.trec import read_run
     from ricepo.environments import RetrieverSettings
     from ricepo.jobs import evaluate, retrieve
+    from ricepo.metrics import ndcg10_per_query
 
     build_split(shared("beir", "scifact"), tmp_path / "split", benchmark="beir", task="scifact",
                 counts={"train": 0, "test": 300}, seed=42)
     settings = RetrieverSettings.resolve({"name": "bm25"}, {})
-    scores = {}
-    for oracle in (False, True):
-        run = tmp_path / f"run{oracle}.trec"
-        retrieve(tmp_path / "split", "test", run, 100, settings, tmp_path / "index", oracle=oracle)
-        scores[oracle] = evaluate(tmp_path / "split" / "qrels" / "test.tsv", run, None, tmp_path / f"m{oracle}.json")
-    assert scores[True]["ndcg_cut_10"] > scores[False]["ndcg_cut_10"] + 0.1, scores
+    qrels = read_qrels(tmp_path / "split" / "qrels" / "test.tsv")
+    scores, per_query = {}, {}
+    for summary in (None, "shown_title", "best_shown_title", "oracle_title"):
+        run = tmp_path / f"run{summary}.trec"
+        retrieve(tmp_path / "split", "test", run, 100, settings, tmp_path / "index", summary=summary, shown=3)
+        scores[summary] = evaluate(tmp_path / "split" / "qrels" / "test.tsv", run, None, tmp_path / f"m{summary}.json")["ndcg_cut_10"]
+        per_query[summary] = ndcg10_per_query(qrels, read_run(run))
+    assert scores["shown_title"] < scores[None] < scores["best_shown_title"] - 0.05, scores
+    assert scores["oracle_title"] > scores["best_shown_title"] + 0.1, scores
+    assert all(per_query["best_shown_title"][q] >= per_query["shown_title"][q] - 1e-9 for q in qrels)
 
 
 def test_summaries_that_restate_the_query_are_counted():
@@ -64,17 +108,17 @@ def test_queries_whose_summaries_changed_nothing_are_counted():
     assert unchanged_rate({}, alone) is None
 
 
-def test_the_ceiling_figure_orders_bm25_the_agents_and_the_oracle(tmp_path):
+def test_the_ceiling_figure_orders_bm25_the_agents_and_the_fixed_summaries_up_to_the_oracle(tmp_path):
     import json
 
     from conftest import ROOT
     from ricepo.config import load_config
-    from ricepo.layout import ARTEFACTS, Run, bm25_metrics_file, metrics_file, oracle_metrics_file
+    from ricepo.layout import ARTEFACTS, Run, bm25_metrics_file, metrics_file, summary_baseline_metrics_file
     from ricepo.report.figures import build_figure
     from ricepo.report.results import ResultFiles
 
     config = load_config(ROOT / "config" / "smoke.yaml")
-    config["evaluate"]["oracle"] = True
+    config["evaluate"]["summary_baselines"] = ["oracle_title", "shown_title"]
     bench = config["benchmarks"]["beir"]
 
     def write(path, ndcg, **more):
@@ -82,7 +126,8 @@ def test_the_ceiling_figure_orders_bm25_the_agents_and_the_oracle(tmp_path):
         path.write_text(json.dumps({"ndcg_cut_10": ndcg, "per_query": {"q": ndcg}, **more}))
 
     write(bm25_metrics_file(tmp_path, "beir", "scifact"), 0.5)
-    write(oracle_metrics_file(tmp_path, "beir", "scifact"), 0.9)
+    write(summary_baseline_metrics_file(tmp_path, "beir", "oracle_title", "scifact"), 0.9)
+    write(summary_baseline_metrics_file(tmp_path, "beir", "shown_title", "scifact"), 0.45)
     write(metrics_file(tmp_path, Run("beir", "tiny_qwen2", "prompting", None, 0), "scifact"), 0.4,
           summary_query_overlap=0.9, summary_restate_rate=0.75)
     for seed, ndcg in zip(config["seeds"], (0.6, 0.7)):
@@ -96,6 +141,8 @@ def test_the_ceiling_figure_orders_bm25_the_agents_and_the_oracle(tmp_path):
     assert [r["ndcg"] for r in group["rows"]][:3] == pytest.approx([50.0, 40.0, 65.0])
     assert rows["GRPO"]["summary_restate_rate"] == pytest.approx(0.375)
     assert rows["GRPO"]["unchanged_rate"] == pytest.approx(0.15) and rows["Prompting agent"]["unchanged_rate"] is None
+    assert [r["summary"] for r in group["rows"] if "summary" in r] == ["shown_title", "oracle_title"]   # KINDS' order
     assert rows["Oracle: the query and a judged document's title"]["ndcg"] == pytest.approx(90.0)
-    assert rows["GiGPO"]["ndcg"] is None and len(group["rows"]) == 2 + len(bench["methods"])
+    assert rows["Feedback: the query and the first shown document's title"]["ndcg"] == pytest.approx(45.0)
+    assert rows["GiGPO"]["ndcg"] is None and len(group["rows"]) == 3 + len(bench["methods"])
     assert (tmp_path / "fig" / "figure_ceiling.png").stat().st_size > 0

@@ -8,7 +8,8 @@ LAYERS = [                       # lowest first; a unit is a module or a subpack
     {"errors", "atomic", "identity"},
     {"kernels"},                             # CPU kernel paths, without torch (precision, the workflow)
     {"data", "credit", "precision", "packaged", "gpu_slots", "memory_meter"},
-    {"config", "layout", "metrics", "summaries"},  # the config schema, the run matrix, NDCG, summary measures
+    {"config", "layout", "metrics", "summaries", "summary_baselines"},  # the config schema, the run matrix, NDCG,
+                                                                       # summary measures, fixed summaries
     {"retrieval", "report"},
     {"environments", "agent", "plan"},   # plan: memory and GPU-hours from config, layout and retrieval
     {"train", "evaluate"},

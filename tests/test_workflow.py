@@ -12,7 +12,7 @@ import yaml
 
 from conftest import ROOT, shared
 from ricepo.kernels import FORCED_KERNEL_PATHS, other_vendor_mkl
-from ricepo.layout import metrics_file, runs, train_log_file
+from ricepo.layout import metrics_file, runs, summary_baseline_metrics_file, train_log_file
 
 
 def snakemake(*args, cwd, check=True, env=None):
@@ -193,6 +193,15 @@ def test_smoke_workflow_end_to_end(tmp_path):
     unchanged = [json.loads(metrics_file(results, r, t).read_text())["unchanged_rate"]
                  for r in plan for t in config["benchmarks"][r.benchmark]["tasks"]]
     assert all(0 <= u <= 1 for u in unchanged) and len(unchanged) >= 57
+    # the ceiling figure's fixed summaries are measured: each row is the mean of its runs' NDCG@10 over the tasks
+    ceiling = json.loads((results / "figures" / "figure_ceiling.json").read_text())
+    for group in ceiling["groups"]:
+        fixed = {r["summary"]: r["ndcg"] for r in group["rows"] if "summary" in r}
+        assert list(fixed) == config["evaluate"]["summary_baselines"] == ["shown_title", "best_shown_title", "oracle_title"]
+        for kind, ndcg in fixed.items():
+            values = [json.loads(summary_baseline_metrics_file(results, group["benchmark"], kind, t).read_text())["ndcg_cut_10"]
+                      for t in group["tasks"]]
+            assert ndcg == pytest.approx(100 * sum(values) / len(values)), (group["benchmark"], kind)
     # every ablation variant has a measured number in its table
     for section, labels in (("table-ablation-credit", ["Case 2", "Case 1", "Random"]),
                             ("table-ablation-trigger", ["Random Trigger"]),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import jobs
 from .errors import RicepoError
+from .summary_baselines import KINDS as SUMMARY_BASELINES
 
 
 def _read_json_input(source: str):
@@ -75,7 +76,7 @@ def _retriever_args(args):
 
 def cmd_retrieve(args) -> None:
     _print(jobs.retrieve(args.dataset, args.split, args.out, args.k, _retriever_args(args), args.index_root,
-                         args.oracle))
+                         args.summary, args.shown))
 
 
 def cmd_index(args) -> None:
@@ -217,8 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--k", type=int, default=1000)
     r.add_argument("--index-root", help="the dataset's index root (bm25/, dense/<model>/): read where present, "
                                         "built and kept there where not (default: built in a temporary folder)")
-    r.add_argument("--oracle", action="store_true",
-                   help="search with the query and the title of its best-judged relevant document (the ceiling)")
+    r.add_argument("--summary", choices=list(SUMMARY_BASELINES),
+                   help="search with the query and a fixed summary: " + "; ".join(f"{k}: {v}" for k, v in SUMMARY_BASELINES.items()))
+    r.add_argument("--shown", type=int, default=3, help="with --summary: how many of the query alone's top documents "
+                                                         "the agent is shown first (rollout.docs_in_observation)")
     _retriever_flags(r, with_weight=True)
     r.set_defaults(func=cmd_retrieve)
 

@@ -52,41 +52,49 @@ def index(dataset: Path, out: Path, part: str, settings: "RetrieverSettings") ->
     return {**info, "seconds": round(time.time() - t0, 2)}
 
 
-def oracle_summary(judged: dict[str, int], corpus: dict[str, dict]) -> str:
-    """The summary an oracle would write: the title of the query's best-judged relevant document
-    (highest grade, then smallest id), or its first 30 words where it has no title."""
-    relevant = [d for d, r in judged.items() if r > 0]
-    if not relevant:
-        raise RicepoError("--oracle: a query has no judged relevant document to take a title from")
-    doc = corpus[min(relevant, key=lambda d: (-judged[d], d))]
-    return doc.get("title") or " ".join(doc["text"].split()[:30])
-
-
 def retrieve(dataset: Path, split: str, out: Path, k: int, settings: "RetrieverSettings",
-             index_root: Path | None = None, oracle: bool = False) -> dict:
+             index_root: Path | None = None, summary: str | None = None, shown: int = 3) -> dict:
     """A retriever alone over a split's queries, as a TREC run (rules bm25_baseline and
-    oracle_baseline, first half): with the query text, or with `oracle` the query and the title
-    of a judged relevant document, as the agent retrieves with query and summary (the ceiling a
-    summary could reach). Indexes missing under `index_root` are built and kept there; with no
-    root they are built in a temporary folder."""
+    summary_baseline, first half): with the query text, or with `summary` (summary_baselines.KINDS)
+    the query and a fixed summary, as the agent retrieves with query and summary; `shown`: how many
+    of the query alone's top documents the agent sees first. Where a kind offers several summaries
+    the best-scoring search is kept (ties: the first). Indexes missing under `index_root` are built
+    and kept there; with no root they are built in a temporary folder."""
     from .data.canonical import Dataset
     from .data.trec import without_excluded, write_run
     from .environments import make_retriever
+    from .metrics import ndcg10_single
+    from .summary_baselines import candidate_summaries
 
     t0 = time.time()
     ds = Dataset(dataset)
     queries = ds.split_queries(split)
+    judged = ds.qrels.get(split, {})
     with tempfile.TemporaryDirectory() as scratch:
         searcher = make_retriever(Path(index_root or scratch), "", settings, corpus=ds.corpus)
         # the widest exclusion list is fetched on top of k, so every query keeps k documents once filtered
         widest = max((len(ds.excluded.get(q, ())) + 1 for q in queries), default=0)
-        texts = [f"{q['text']} {oracle_summary(ds.qrels[split][qid], ds.corpus)}" if oracle else q["text"]
-                 for qid, q in queries.items()]
-        rankings = searcher.search_many(texts, k + widest)
-    run = {qid: without_excluded(qid, ranking, ds.excluded)[:k] for qid, ranking in zip(queries, rankings)}
+
+        def search(texts: dict[str, str]) -> dict[str, list]:
+            found = searcher.search_many(list(texts.values()), k + widest)
+            return {qid: without_excluded(qid, ranking, ds.excluded)[:k] for qid, ranking in zip(texts, found)}
+
+        run = search({qid: q["text"] for qid, q in queries.items()})
+        if summary:
+            options = {qid: candidate_summaries(summary, judged.get(qid, {}), [d for d, _ in run[qid][:shown]], ds.corpus)
+                       for qid in queries}
+            best: dict[str, tuple[float, list]] = {}
+            for j in range(max(map(len, options.values()), default=0)):
+                for qid, ranking in search({q: f"{queries[q]['text']} {o[j]}" for q, o in options.items()
+                                            if len(o) > j}).items():
+                    score = ndcg10_single(judged.get(qid, {}), ranking[:10]) if len(options[qid]) > 1 else 0.0
+                    if qid not in best or score > best[qid][0]:
+                        best[qid] = (score, ranking)
+            run.update({qid: ranking for qid, (_, ranking) in best.items()})   # a query with nothing shown keeps its own
     tag = settings.tag
     write_run(out, run, tag)
-    return {"queries": len(run), "retriever": tag, "out": str(out), "seconds": round(time.time() - t0, 2)}
+    return {"queries": len(run), "retriever": tag, "summary": summary, "out": str(out),
+            "seconds": round(time.time() - t0, 2)}
 
 
 def prepare(benchmark: str, task: str, spec: dict, out: Path, reasonir: Path | None = None) -> dict:

@@ -19,7 +19,7 @@ RUN_DIR = "{benchmark}/{backbone}/{method}/{variant}/seed{seed}"
 TRAIN_DIR = "train/" + RUN_DIR
 EVAL_DIR = "eval/" + RUN_DIR + "/{task}"
 BM25_DIR = "baselines/{benchmark}/bm25/{task}"
-ORACLE_DIR = "baselines/{benchmark}/oracle_title/{task}"   # evaluate.oracle: the ceiling
+SUMMARY_BASELINE_DIR = "baselines/{benchmark}/{summary}/{task}"   # evaluate.summary_baselines (summary_baselines.KINDS)
 SPLIT_DIR = "splits/{benchmark}/{task}"
 # A training run's held-out scorings (train/validation.py), one JSON line each; empty when it holds none out.
 VALIDATION_FILE = "validation.jsonl"
@@ -96,7 +96,8 @@ def job_spec(config: dict, run: Run) -> dict:
         "rollout": backbone_settings(config, run.backbone, "rollout"),
         "train": backbone_settings(config, run.backbone, "train"),
         "credit": dict(config["credit"].get(run.method, {})),
-        "evaluate": config["evaluate"],
+        # summary_baselines are BM25 jobs of their own: adding a row to the ceiling figure reruns no training
+        "evaluate": {k: v for k, v in config["evaluate"].items() if k != "summary_baselines"},
         "retriever": config["benchmarks"][run.benchmark]["retriever"],
         "dense_models": config.get("dense_models", {}),
     }
@@ -122,8 +123,8 @@ def bm25_metrics_file(results: str | Path, benchmark: str, task: str) -> Path:
     return Path(results) / path(BM25_DIR, benchmark=benchmark, task=task) / "metrics.json"
 
 
-def oracle_metrics_file(results: str | Path, benchmark: str, task: str) -> Path:
-    return Path(results) / path(ORACLE_DIR, benchmark=benchmark, task=task) / "metrics.json"
+def summary_baseline_metrics_file(results: str | Path, benchmark: str, summary: str, task: str) -> Path:
+    return Path(results) / path(SUMMARY_BASELINE_DIR, benchmark=benchmark, summary=summary, task=task) / "metrics.json"
 
 
 # --- the report's artefacts (in the page's order) and the runs each one reads --------------
@@ -138,7 +139,8 @@ class Artefact:
     name: str
     kind: str                      # claims | table | figure
     reads: str                     # metrics (eval metrics.json) | train_logs (log.jsonl, validation.jsonl) |
-                                   # ceiling (every main-table run's metrics, BM25 and oracle) | all (every other's)
+                                   # ceiling (every main-table run's metrics, BM25 and the summary baselines) |
+                                   # all (every other's)
     benchmark: str | None = None   # a main table's benchmark (with the BM25 row); None: the ablation benchmark
     conditions: tuple = ()         # an ablation's (method, variant) rows, in the paper's order
     title: str = ""
@@ -165,9 +167,9 @@ class Artefact:
         files = [metrics_file(results, r, t) for r in self.runs(config)
                  for t in config["benchmarks"][r.benchmark]["tasks"]]
         if self.reads == "ceiling":
-            baselines = (bm25_metrics_file, oracle_metrics_file) if config["evaluate"]["oracle"] else (bm25_metrics_file,)
-            return files + [f(results, b, t) for b, spec in config["benchmarks"].items() for t in spec["tasks"]
-                            for f in baselines]
+            return files + [f for b, spec in config["benchmarks"].items() for t in spec["tasks"]
+                            for f in [bm25_metrics_file(results, b, t)] + [summary_baseline_metrics_file(results, b, s, t)
+                                                                          for s in config["evaluate"]["summary_baselines"]]]
         if self.benchmark in config["benchmarks"]:
             files += [bm25_metrics_file(results, self.benchmark, t) for t in config["benchmarks"][self.benchmark]["tasks"]]
         return files
@@ -192,7 +194,7 @@ ARTEFACTS = {a.name: a for a in [
     Artefact("figure_branching_cost", "figure", "train_logs",
              title="Training cost per step: tokens generated and retriever calls (ours)"),
     Artefact("figure_ceiling", "figure", "ceiling",
-             title="Where the ceiling is: BM25, the agents and an oracle summary; how often summaries restate the query (ours)"),
+             title="Where the ceiling is: BM25, the agents and fixed summaries up to an oracle's; how often summaries restate the query (ours)"),
 ]}
 TABLES = [n for n, a in ARTEFACTS.items() if a.kind == "table"]
 FIGURES = [n for n, a in ARTEFACTS.items() if a.kind == "figure"]

@@ -14,6 +14,7 @@ from ricepo.identity import code_version
 from ricepo.kernels import CPU_KERNELS
 from ricepo.report.check import expected_file
 from ricepo.report.results import PAPER_CLAIMS
+from ricepo.summary_baselines import KINDS as SUMMARY_BASELINES
 
 try:
     # One-line errors naming the key (unknown keys, wrong types, unknown method names).
@@ -51,6 +52,7 @@ wildcard_constraints:
     variant=_alternatives(ALL_VARIANTS),
     dense_model=_alternatives(config.get("dense_models", {})) or "none",
     seed=r"\d+",
+    summary=_alternatives(SUMMARY_BASELINES),
 
 
 def bench(wildcards):

@@ -46,16 +46,16 @@ rule bm25_baseline:
         "ricepo evaluate --qrels {input.split}/qrels/test.tsv --run {output.run} --out {output.metrics}) > {log} 2>&1"
 
 
-use rule bm25_baseline as oracle_baseline with:
-    # The ceiling a summary could reach (evaluate.oracle): the same BM25 with the query and the
-    # title of a judged relevant document.
+use rule bm25_baseline as summary_baseline with:
+    # The same BM25 with the query and a fixed summary (evaluate.summary_baselines): what copying
+    # a shown title, judging the shown titles perfectly, or an oracle's title would add.
     output:
-        run=out(f"{layout.ORACLE_DIR}/run.trec"),
-        metrics=out(f"{layout.ORACLE_DIR}/metrics.json"),
+        run=out(f"{layout.SUMMARY_BASELINE_DIR}/run.trec"),
+        metrics=out(f"{layout.SUMMARY_BASELINE_DIR}/metrics.json"),
     params:
         bm25=bm25_flags,
         index_root=lambda wc, input: str(Path(input.index).parent),
-        query="--oracle",
+        query=lambda wc: f"--summary {wc.summary} --shown {config['rollout']['docs_in_observation']}",
         code=CODE,
     log:
-        out(f"logs/{layout.ORACLE_DIR}.log"),
+        out(f"logs/{layout.SUMMARY_BASELINE_DIR}.log"),

@@ -1,6 +1,6 @@
 """The paper's figures from result files: reward curves (and validation curves), the entropy-gain
 CDF, the training cost of each method (tokens generated and retriever calls per step, from the
-step logs), and where the ceiling is (BM25, the agents, an oracle summary).
+step logs), and where the ceiling is (BM25, the agents, fixed summaries up to an oracle's).
 
 Each figure is written as SVG and PNG, plus a JSON file holding exactly the plotted numbers
 (what the report and the tests read).
@@ -21,6 +21,7 @@ import seaborn as sns  # noqa: E402
 from ..atomic import atomic_file, write_text  # noqa: E402
 from ..credit import METHODS, get_method  # noqa: E402
 from ..layout import runs  # noqa: E402
+from ..summary_baselines import KINDS as SUMMARY_BASELINES  # noqa: E402
 from .results import ResultFiles, load_paper  # noqa: E402
 
 def smooth(values: list[float], window: int) -> list[float]:
@@ -266,7 +267,7 @@ def plot_branching_cost(data: dict, out_dir: Path) -> None:
 def ceiling(results: ResultFiles) -> dict:
     """Per benchmark and backbone, NDCG@10 x 100 averaged over the benchmark's tasks (and seeds) of
     BM25 with the raw query, each agent (the prompting agent is the policy before training), and
-    the oracle summary (evaluate.oracle); and each agent's summaries: mean word overlap with the
+    the fixed summaries of evaluate.summary_baselines, up to the oracle's; and each agent's summaries: mean word overlap with the
     query, the share that restate it (summaries.summary_figures), and the share of queries whose
     final top 10 is the query alone's (summaries.unchanged_rate: summaries that changed nothing)."""
     config = results.config
@@ -275,11 +276,13 @@ def ceiling(results: ResultFiles) -> dict:
         tasks = spec["tasks"]
 
         def baseline(read) -> float | None:
-            got = [read(bench, t) for t in tasks]
+            got = [read(t) for t in tasks]
             return 100 * statistics.fmean(g["ndcg_cut_10"] for g in got) if got and all(got) else None
 
+        fixed = [{"row": label, "summary": kind, "ndcg": baseline(lambda t, k=kind: results.summary_baseline(bench, k, t))}
+                 for kind, label in SUMMARY_BASELINES.items() if kind in config["evaluate"]["summary_baselines"]]
         for backbone in spec["backbones"]:
-            rows = [{"row": "BM25, the query alone", "ndcg": baseline(results.bm25)}]
+            rows = [{"row": "BM25, the query alone", "ndcg": baseline(lambda t: results.bm25(bench, t))}]
             for method in spec["methods"]:
                 got = [m for _, _, m in results._metrics_of(bench, backbone, method, None)]
                 if not got:
@@ -290,9 +293,7 @@ def ceiling(results: ResultFiles) -> dict:
                 rows.append({"row": get_method(method).label, "method": method,
                              "ndcg": 100 * statistics.fmean(m["ndcg_cut_10"] for m in got),
                              **{k: statistics.fmean(v) if v else None for k, v in figures.items()}})
-            if config["evaluate"]["oracle"]:
-                rows.append({"row": "Oracle: the query and a judged document's title", "ndcg": baseline(results.oracle)})
-            groups.append({"benchmark": bench, "backbone": backbone, "tasks": tasks, "rows": rows})
+            groups.append({"benchmark": bench, "backbone": backbone, "tasks": tasks, "rows": rows + fixed})
     return {"id": "figure_ceiling", "restate_overlap": config["evaluate"]["restate_overlap"], "groups": groups}
 
 

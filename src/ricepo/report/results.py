@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import RicepoError
-from ..layout import (Run, bm25_metrics_file, metrics_file, oracle_metrics_file, runs, train_log_file,
+from ..layout import (Run, bm25_metrics_file, metrics_file, runs, summary_baseline_metrics_file, train_log_file,
                       validation_file)
 
 PAPER_RESULTS = Path(__file__).resolve().parents[3] / "config" / "paper_results.yaml"
@@ -64,8 +64,8 @@ class ResultFiles:
         text = self._read(bm25_metrics_file(self.root, benchmark, task))
         return json.loads(text) if text is not None else None
 
-    def oracle(self, benchmark: str, task: str) -> dict | None:
-        text = self._read(oracle_metrics_file(self.root, benchmark, task))
+    def summary_baseline(self, benchmark: str, summary: str, task: str) -> dict | None:
+        text = self._read(summary_baseline_metrics_file(self.root, benchmark, summary, task))
         return json.loads(text) if text is not None else None
 
     def train_log(self, run: Run) -> list[dict]:
