@@ -87,7 +87,7 @@ def retrieve(dataset: Path, split: str, out: Path, k: int, settings: "RetrieverS
             for j in range(max(map(len, options.values()), default=0)):
                 for qid, ranking in search({q: f"{queries[q]['text']} {o[j]}" for q, o in options.items()
                                             if len(o) > j}).items():
-                    score = ndcg10_single(judged.get(qid, {}), ranking[:10]) if len(options[qid]) > 1 else 0.0
+                    score = ndcg10_single(judged.get(qid, {}), ranking[:10])
                     if qid not in best or score > best[qid][0]:
                         best[qid] = (score, ranking)
             run.update({qid: ranking for qid, (_, ranking) in best.items()})   # a query with nothing shown keeps its own

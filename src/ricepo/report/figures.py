@@ -267,8 +267,8 @@ def plot_branching_cost(data: dict, out_dir: Path) -> None:
 def ceiling(results: ResultFiles) -> dict:
     """Per benchmark and backbone, NDCG@10 x 100 averaged over the benchmark's tasks (and seeds) of
     BM25 with the raw query, each agent (the prompting agent is the policy before training), and
-    the fixed summaries of evaluate.summary_baselines, up to the oracle's; and each agent's summaries: mean word overlap with the
-    query, the share that restate it (summaries.summary_figures), and the share of queries whose
+    the fixed summaries of evaluate.summary_baselines, up to the oracle's; and each agent's
+    summaries: mean word overlap with the query, the share that restate it (summaries.summary_figures), and the share of queries whose
     final top 10 is the query alone's (summaries.unchanged_rate: summaries that changed nothing)."""
     config = results.config
     groups = []
