@@ -108,6 +108,36 @@ def test_queries_whose_summaries_changed_nothing_are_counted():
     assert unchanged_rate({}, alone) is None
 
 
+def test_a_steps_searches_are_counted_against_the_query_alone():
+    """Query a: samples 0.6, 0.4, 0.5 + 1e-12 against the query alone's 0.5 (better, worse, the same);
+    query b: 0.3, 0.3 against 0.3 (the same twice). Better 1, worse 1; a has a better sample, b not.
+    Trained rewards: a's differ, b's are equal (the format penalty is in the reward, not the NDCG:
+    b's second row wrote no summary), c's single row has no spread."""
+    from ricepo.summaries import versus_alone
+
+    sampled = [("a", 0.6, 0.5), ("a", 0.4, 0.5), ("a", 0.5 + 1e-12, 0.5), ("b", 0.3, 0.3), ("b", 0.3, 0.3)]
+    trained = [("a", 0.6), ("a", 0.4), ("a", 0.5), ("b", 0.3), ("b", 0.3 + 1e-12), ("c", 0.9)]
+    assert versus_alone(sampled, trained) == {"searches_better": 1, "searches_worse": 1, "groups": 2,
+                                              "groups_with_better": 1, "groups_with_signal": 1}
+    trained[4] = ("b", 0.3 - 0.5)
+    assert versus_alone(sampled, trained)["groups_with_signal"] == 2
+
+
+def test_the_query_alones_score_leaves_the_cache_and_its_counts_alone():
+    """The step log's comparison with the query alone searches past the cache: the retriever calls
+    a method is charged for stay what its own searches cost."""
+    from ricepo.retrieval.retriever import TaskEnvironment
+
+    class Index:
+        def search_many(self, texts, k):
+            return [[("d1", 2.0), ("q1", 1.5), ("d2", 1.0)] for _ in texts]
+
+    env = TaskEnvironment("t", Index(), {}, {"q1": {"d2": 1}}, {})
+    assert env.scores_uncounted([("q1", "text")]) == [env.score("q1", [("d1", 2.0), ("d2", 1.0)])]
+    assert 0 < env.scores_uncounted([("q1", "text")])[0] < 1   # the query's own id is dropped: d2 ranks 2nd
+    assert (env.stats.searches, env.stats.hits, len(env._cache)) == (0, 0, 0)
+
+
 def test_the_ceiling_figure_orders_bm25_the_agents_and_the_fixed_summaries_up_to_the_oracle(tmp_path):
     import json
 

@@ -490,10 +490,18 @@ def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard
     assert [v for _, v in board["train/reward_mean"]] == pytest.approx([r["reward_mean"] for r in log])
     assert [step for step, _ in board["validation/reward_mean"]] == [0, 2, 3]
     assert [v for _, v in board["validation/reward_mean"]] == pytest.approx([v["reward_mean"] for v in scorings])
-    for key in ("parseable_rate", "ndcg_mean", "unchanged_rate", "summary_restate_rate"):
+    for key in ("parseable_rate", "ndcg_mean", "unchanged_rate", "better_than_alone_rate", "worse_than_alone_rate",
+                "summary_restate_rate"):
         # a scoring without summaries has no restating share: None on record, nothing on the board
         assert [v for _, v in board.get(f"validation/{key}", [])] == \
             pytest.approx([v[key] for v in scorings if v[key] is not None])
+
+    for r in log:   # G samples per query: a query with a better sample holds at most G of the better searches
+        assert 0.0 <= r["better_than_alone_rate"] <= r["groups_with_better_rate"] <= 1.0
+        assert (r["better_than_alone_rate"] == 0) == (r["groups_with_better_rate"] == 0)
+        assert r["better_than_alone_rate"] + r["worse_than_alone_rate"] <= 1.0
+        assert 0.0 <= r["groups_with_signal_rate"] <= 1.0
+        assert [v for _, v in board["train/groups_with_signal_rate"]] == pytest.approx([x["groups_with_signal_rate"] for x in log])
 
     run_training({**s, "train": {**s["train"], "steps": 2}}, tasks(fixture_task), tmp_path / "cut")
     capsys.readouterr()
@@ -508,7 +516,8 @@ def test_a_scoring_counts_the_queries_whose_final_top_10_is_the_query_alones_and
     query alone's, in order), one with a summary that reorders the top 10: unchanged 2 of 3. The
     query alone's rankings come from the task's retriever, one batch per task. Two summaries use
     only the query's words (overlap 1), one a quarter of them: restating 2 of 3 at the 0.8 share,
-    mean overlap (1 + 1/4 + 1) / 3 = 0.75."""
+    mean overlap (1 + 1/4 + 1) / 3 = 0.75. Their final NDCG@10s against the query alone's 0.5: the
+    same up to float rounding, above, below: better 1 of 3, worse 1 of 3."""
     from types import SimpleNamespace
 
     from ricepo.agent.rollout import Step, Trajectory
@@ -518,6 +527,7 @@ def test_a_scoring_counts_the_queries_whose_final_top_10_is_the_query_alones_and
     reordered = [alone[1], alone[0]] + alone[2:]
     finals = {"q1": alone, "q2": alone[:10] + [("d99", 0.5)], "q3": reordered}
     summaries = {"q1": "Text of Q1", "q2": "other words here text", "q3": "q3 text"}
+    ndcg = {"q1": 0.5 + 1e-12, "q2": 0.75, "q3": 0.25}   # the query alone's 0.5: the same (rounding), better, worse
 
     class Env:
         asked = []
@@ -526,12 +536,16 @@ def test_a_scoring_counts_the_queries_whose_final_top_10_is_the_query_alones_and
             self.asked.append(items)
             return [alone for _ in items]
 
+        def score(self, qid, ranking):
+            assert ranking == alone
+            return 0.5
+
     class Agent:
         sampler = SimpleNamespace(device="cpu")
 
         def stream(self, jobs, envs, generator, slots):
             for tid, task, qid, text in jobs:
-                step = Step("", summaries[qid], True, True, True, [], local_reward=0.5)
+                step = Step("", summaries[qid], True, True, True, [], local_reward=ndcg[qid])
                 yield Trajectory(tid, qid, task, text, steps=[step], final_reward=0.5, final_ranking=finals[qid])
 
     queries = [("t", q, f"text of {q}") for q in finals]
@@ -540,6 +554,7 @@ def test_a_scoring_counts_the_queries_whose_final_top_10_is_the_query_alones_and
     assert got["summary_restate_rate"] == pytest.approx(2 / 3) and got["summary_query_overlap"] == pytest.approx(0.75)
     assert Env.asked == [[(q, f"text of {q}") for q in finals]]
     assert got["reward_mean"] == pytest.approx(0.5) and got["parseable_rate"] == 1.0
+    assert got["better_than_alone_rate"] == pytest.approx(1 / 3) and got["worse_than_alone_rate"] == pytest.approx(1 / 3)
 
 
 def test_the_held_out_set_is_fixed_and_never_trained_on():

@@ -1,11 +1,13 @@
 """How a policy's summaries relate to the query: the two ways a summary can raise the reward without
 searching better (restating the query; writing what the retriever ignores), measured on the test
-evaluation (`agent_eval`) and on the held-out validation set while training (`train.validation`)."""
+evaluation (`agent_eval`) and on the held-out validation set while training (`train.validation`);
+and how a training step's searches compare with the query alone's (`versus_alone`)."""
 from __future__ import annotations
 
 import re
 
 _WORD = re.compile(r"[a-z0-9]+")
+_SAME = 1e-9   # two NDCG@10s closer than this are the same score (pytrec_eval's float rounding)
 
 
 def query_overlap(summary: str, query: str) -> float:
@@ -47,3 +49,36 @@ def unchanged_rate(finals: dict[str, list], alone: dict[str, list], depth: int =
     restate the query; this counts the first kind too."""
     same = [same_top(finals[q], alone[q], depth) for q in finals]
     return sum(same) / len(same) if same else None
+
+
+def above(score: float, other: float) -> bool:
+    """Whether NDCG@10 `score` is above `other` by more than float rounding."""
+    return score > other + _SAME
+
+
+def versus_alone(sampled: list[tuple[str, float, float]], trained: list[tuple[str, float]]) -> dict:
+    """How one training step's searches compare with the query alone's, as counts (summed over
+    processes; the trainer turns them into rates). `sampled`: (query group, final NDCG@10, the query
+    alone's NDCG@10) of every trajectory the step sampled; `trained`: (query group, reward) of every
+    row that enters the loss. A policy that learns to search better raises the share of searches
+    above the query alone; one that learns a hollow gain raises the share equal to it (the rest).
+
+    - `searches_better`, `searches_worse`: trajectories whose final search scores above / below the
+      query alone's;
+    - `groups_with_better`: queries where at least one of the policy's own samples searches better
+      than the query alone (something better for the credit to push toward);
+    - `groups_with_signal`: queries whose trained rows' rewards are not all equal (GRPO's group
+      advantages are zero on the others, so they teach it nothing);
+    - `groups`: the step's queries."""
+    better: dict[str, bool] = {}
+    counts = {"searches_better": 0, "searches_worse": 0}
+    for group, final, alone in sampled:
+        counts["searches_better"] += above(final, alone)
+        counts["searches_worse"] += above(alone, final)
+        better[group] = better.get(group, False) or above(final, alone)
+    rewards: dict[str, list[float]] = {}
+    for group, reward in trained:
+        rewards.setdefault(group, []).append(reward)
+    return counts | {"groups": len(better), "groups_with_better": sum(better.values()),
+                     "groups_with_signal": sum(above(max(r), min(r)) for r in rewards.values())}
+

@@ -65,23 +65,34 @@ def validation_curves(results: ResultFiles) -> list[dict]:
                        "mean": [statistics.fmean(a[s]["reward_mean"] for a in at) for s in steps],
                        **{name: [statistics.fmean(a[s][key] for a in at) if all(key in a[s] for a in at) else None
                                  for s in steps] for name, key in (("ndcg", "ndcg_mean"), ("parseable", "parseable_rate"),
-                                                   ("unchanged", "unchanged_rate"), ("restate", "summary_restate_rate"))},
+                                                   ("unchanged", "unchanged_rate"), ("restate", "summary_restate_rate"),
+                                                   ("better", "better_than_alone_rate"),
+                                                   ("worse", "worse_than_alone_rate"))},
                        "first": per_query(steps[0]), "last": per_query(steps[-1])})
     return curves
 
 
 def reward_curves(results: ResultFiles) -> dict:
     """Mean training reward per step, per (benchmark, backbone, method, variant), averaged over
-    seeds; and the validation curves where the runs held queries out."""
+    seeds, with the shares of the step's sampled searches that score above and below the query
+    alone's (smoothed; None where a log predates them); and the validation curves where the runs
+    held queries out."""
     curves = []
     for key, logs in _trained_cells(results):
         logs = [lg for lg in logs if lg]
         if not logs:
             continue
         n = min(len(lg) for lg in logs)
-        raw = [statistics.fmean(lg[i]["reward_mean"] for lg in logs) for i in range(n)]
+        window = max(3, n // 10)
+
+        def mean_of(field: str) -> list[float] | None:
+            return [statistics.fmean(lg[i][field] for lg in logs) for i in range(n)] \
+                if all(field in lg[i] for lg in logs for i in range(n)) else None
+
+        raw, better, worse = mean_of("reward_mean"), mean_of("better_than_alone_rate"), mean_of("worse_than_alone_rate")
         curves.append({"benchmark": key[0], "backbone": key[1], "method": key[2], "variant": key[3], "seeds": len(logs),
-                       "steps": list(range(1, n + 1)), "raw": raw, "smoothed": smooth(raw, max(3, n // 10))})
+                       "steps": list(range(1, n + 1)), "raw": raw, "smoothed": smooth(raw, window),
+                       "better": better and smooth(better, window), "worse": worse and smooth(worse, window)})
     planned = dict.fromkeys(r.method for r in runs(results.config) if r.trained)
     return {"id": "figure_reward_curves", "curves": curves, "validation": validation_curves(results),
             "not_run": [m for m in planned if not any(c["method"] == m for c in curves)]}
@@ -89,10 +100,20 @@ def reward_curves(results: ResultFiles) -> dict:
 
 def plot_reward_curves(data: dict, out_dir: Path) -> None:
     benches = sorted({c["benchmark"] for c in data["curves"]}) or ["(none)"]
-    panels = 2 if data["validation"] else 1
+    versus = any(c["better"] for c in data["curves"])
+    panels = 1 + versus + bool(data["validation"])
     fig, axes = plt.subplots(panels, len(benches), figsize=(5.5 * len(benches), 3.6 * panels), squeeze=False)
     palette = dict(zip(METHODS, sns.color_palette("tab10", len(METHODS))))
-    for ax, bench in zip(axes[-1], benches if panels == 2 else []):
+    for ax, bench in zip(axes[1], benches if versus else []):
+        for c in [c for c in data["curves"] if c["benchmark"] == bench and c["better"]]:
+            ax.plot(c["steps"], c["better"], color=palette[c["method"]], linewidth=2, label=f"{label(c)}: better")
+            ax.plot(c["steps"], c["worse"], color=palette[c["method"]], linewidth=1.5, linestyle="--",
+                    label=f"{label(c)}: worse")
+        ax.set_title(f"{bench}: sampled searches vs the query alone (smoothed)")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("share of searches")
+        ax.legend(fontsize=7, loc="upper left")
+    for ax, bench in zip(axes[-1], benches if data["validation"] else []):
         for c in [c for c in data["validation"] if c["benchmark"] == bench]:
             ax.plot(c["steps"], c["mean"], color=palette[c["method"]], marker="o", linewidth=2,
                     label=f"{label(c)} ({c['backbone']}, {c['seeds']} seed(s))")

@@ -61,6 +61,12 @@ class TaskEnvironment:
         rankings = self.search_many([text for _, text in items])
         return [without_excluded(qid, r, self.excluded) for (qid, _), r in zip(items, rankings)]
 
+    def scores_uncounted(self, items: list[tuple[str, str]]) -> list[float]:
+        """NDCG@10 of each (query id, text), searched past the cache and its counts: a figure the
+        step log reports beside a method's searches must not change what it says they cost."""
+        rankings = self.index.search_many([text for _, text in items], self.depth)
+        return [self.score(qid, without_excluded(qid, r, self.excluded)) for (qid, _), r in zip(items, rankings)]
+
     def ranking_for(self, query_id: str, text: str) -> list[tuple[str, float]]:
         return self.rankings_for([(query_id, text)])[0]
 

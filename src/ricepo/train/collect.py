@@ -75,10 +75,15 @@ def batch_position(row: Trajectory) -> int:
     return int(row.id.split("/", 1)[0])
 
 
+def group_of(row: Trajectory) -> str:
+    """The query group a row belongs to (its id's part before '#', `_jobs`)."""
+    return row.id.split("#")[0]
+
+
 def _by_query(trajs: list[Trajectory]) -> dict[str, list[Trajectory]]:
     groups: dict[str, list[Trajectory]] = {}
     for t in trajs:
-        groups.setdefault(t.id.split("#")[0], []).append(t)
+        groups.setdefault(group_of(t), []).append(t)
     return groups
 
 
@@ -102,7 +107,7 @@ def trees(ctx: StepContext, batch: list[tuple[str, str, str]], trees: int, expan
     nodes: dict[str, list[str]] = {}     # row id -> id of the tree node of each of its turns
     for i, t in enumerate(chains):
         t.tree = i % trees
-        forest.setdefault((t.id.split("#")[0], t.tree), []).append(t)
+        forest.setdefault((group_of(t), t.tree), []).append(t)
         nodes[t.id] = [f"{t.id}:{s}" for s in range(len(t.steps))]
     rng = random.Random(f"{ctx.seed}:{ctx.step}:trees")
     everything = list(chains)

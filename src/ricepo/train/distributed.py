@@ -38,7 +38,8 @@ from ..agent.sampling import full_tensor
 # Per-step log fields that add up across processes; the rest are means or rates (see merge_records).
 SUMMED = ("trajectories", "rollouts", "trained_tokens", "tokens_generated", "retriever_calls",
           "retriever_cache_hits", "anchors", "branch_rows", "n_rows", "n_steps", "reward_sum", "reward_sq_sum",
-          "local_reward_sum", "parseable_sum", "closed_sum", "eos_sum")
+          "local_reward_sum", "parseable_sum", "closed_sum", "eos_sum", "searches_better", "searches_worse",
+          "groups", "groups_with_better", "groups_with_signal")
 SHARED = ("loss", "pg_loss", "kl", "clip_frac", "grad_norm", "ppo_updates",   # already whole-step numbers
           "logprob_gap_mean", "logprob_gap_max")
 # Timings and memory, which differ from run to run: the largest process's.

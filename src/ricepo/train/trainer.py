@@ -39,7 +39,8 @@ from ..identity import differences
 from ..memory_meter import process_rss_gib, return_freed_memory
 from ..precision import Precision, reference_dtype
 from ..retrieval.retriever import TaskEnvironment
-from .collect import StepContext, batch_position, collect
+from ..summaries import versus_alone
+from .collect import Collected, StepContext, batch_position, collect, group_of
 from .distributed import Parallel, all_reduce, gather_objects, merge_records, shard
 from .loss import aggregate, token_losses, trained_rows
 from .validation import Validator, due
@@ -500,6 +501,7 @@ class Trainer:
             "wall_s": round(time.time() - t0, 3), "rss_gib": None if rss is None else round(rss, 3),
             "peak_rss_gib": round(peak_rss, 3),
         }
+        local |= self._versus_alone(got)
         r = merge_records(gather_objects(local))
         n_rows, n_steps = r.pop("n_rows"), r.pop("n_steps")
         mean = r.pop("reward_sum") / n_rows
@@ -508,8 +510,22 @@ class Trainer:
                   "local_reward_mean": r.pop("local_reward_sum") / n_steps,
                   "parseable_rate": r.pop("parseable_sum") / n_steps,
                   "closed_by_policy_rate": r.pop("closed_sum") / n_steps,
-                  "eos_rate": r.pop("eos_sum") / n_steps}
+                  "eos_rate": r.pop("eos_sum") / n_steps,
+                  "better_than_alone_rate": r.pop("searches_better") / r["rollouts"],
+                  "worse_than_alone_rate": r.pop("searches_worse") / r["rollouts"],
+                  "groups_with_better_rate": r.pop("groups_with_better") / r["groups"],
+                  "groups_with_signal_rate": r.pop("groups_with_signal") / r.pop("groups")}
         return {**record, **r}
+
+    def _versus_alone(self, got: Collected) -> dict:
+        """`versus_alone`'s counts for this process's share of the step."""
+        queries = {(t.task, t.query_id): t.query for t in got.rollouts}
+        alone = {}
+        for task, env in self.envs.items():
+            items = [(qid, text) for (tk, qid), text in queries.items() if tk == task]
+            alone |= {(task, qid): s for (qid, _), s in zip(items, env.scores_uncounted(items) if items else [])}
+        return versus_alone([(group_of(t), t.steps[-1].local_reward, alone[t.task, t.query_id]) for t in got.rollouts],
+                            [(group_of(t), t.final_reward) for t in got.rows])
 
     # --- validation -------------------------------------------------------------------
     def _validate(self, watch: Watch) -> None:
@@ -525,6 +541,7 @@ class Trainer:
         self.validation.append(result)
         # (a scoring without summaries has no restating share: None, which Watch leaves out)
         watch.write(self.step, {k: result[k] for k in ("reward_mean", "ndcg_mean", "parseable_rate", "unchanged_rate",
+                                                       "better_than_alone_rate", "worse_than_alone_rate",
                                                        "summary_restate_rate")} |
                     {"wall_s": time.time() - t0}, "validation")
         if self.acc.is_main_process:
@@ -533,7 +550,8 @@ class Trainer:
             print(f"validation at step {self.step}: mean reward {result['reward_mean']:.4f} (NDCG@10 "
                   f"{result['ndcg_mean']:.4f}, {result['parseable_rate']:.0%} of steps with a summary, "
                   f"{restated} restating the query, {result['unchanged_rate']:.0%} of final top 10s the query "
-                  f"alone's) over {len(result['rewards'])} held-out queries ({time.time() - t0:.1f} s)", flush=True)
+                  f"alone's, {result['better_than_alone_rate']:.0%} of searches better than it and "
+                  f"{result['worse_than_alone_rate']:.0%} worse) over {len(result['rewards'])} held-out queries ({time.time() - t0:.1f} s)", flush=True)
 
     # --- the loop -----------------------------------------------------------------------
     def fit(self) -> list[dict]:

@@ -18,7 +18,7 @@ import torch
 
 from ..agent.rollout import Agent
 from ..errors import RicepoError
-from ..summaries import overlap_figures, same_top, summary_overlaps
+from ..summaries import above, overlap_figures, same_top, summary_overlaps
 from ..retrieval.retriever import TaskEnvironment
 from .distributed import gather_objects, shard
 
@@ -55,11 +55,12 @@ class Validator:
 
     def score(self, step: int, rank: int = 0, world: int = 1) -> dict:
         """One scoring: {"step", "reward_mean", "ndcg_mean", "parseable_rate", "unchanged_rate",
-        "summary_restate_rate", "summary_query_overlap", "rewards" and "ndcg": {"task/query id":
+        "better_than_alone_rate", "worse_than_alone_rate", "summary_restate_rate", "summary_query_overlap", "rewards" and "ndcg": {"task/query id":
         value}}; each process scores its share and every process gets the whole. The reward is the
         final NDCG@10 less the format penalty; the NDCG, `parseable_rate` (the steps that wrote a
         summary, as the training log's), `summary_restate_rate` (summaries whose words are mostly
-        the query's) and `unchanged_rate` (queries whose final top 10 is the query alone's) tell a
+        the query's), `unchanged_rate` (queries whose final top 10 is the query alone's) and the
+        shares of queries whose final search scores above and below the query alone's tell a
         policy that searches better from one that only learned to write summaries, to stop writing
         them (a step without one searches with the question alone), to restate the query, or to
         write what the retriever ignores."""
@@ -68,7 +69,8 @@ class Validator:
         alone = self._alone(share)
         generator = torch.Generator(device=self.agent.sampler.device).manual_seed(0)   # greedy draws nothing
         mine = {t.id: (t.final_reward, t.steps[-1].local_reward, sum(s.parseable for s in t.steps), len(t.steps),
-                       same_top(t.final_ranking, alone[t.id]), summary_overlaps(t.query, t.steps))
+                       same_top(t.final_ranking, alone[t.id]), summary_overlaps(t.query, t.steps),
+                       self.envs[t.task].score(t.query_id, alone[t.id]))
                 for t in self.agent.stream(jobs, self.envs, generator, self.slots)}
         scored = {k: v for part in gather_objects(mine) for k, v in part.items()}
         keys = [f"{task}/{qid}" for task, qid, _ in self.queries]
@@ -77,6 +79,8 @@ class Validator:
         return {"step": step, "reward_mean": sum(rewards.values()) / len(keys), "ndcg_mean": sum(ndcg.values()) / len(keys),
                 "parseable_rate": sum(scored[k][2] for k in keys) / max(1, sum(scored[k][3] for k in keys)),
                 "unchanged_rate": sum(scored[k][4] for k in keys) / len(keys),
+                "better_than_alone_rate": sum(above(scored[k][1], scored[k][6]) for k in keys) / len(keys),
+                "worse_than_alone_rate": sum(above(scored[k][6], scored[k][1]) for k in keys) / len(keys),
                 "summary_restate_rate": summaries["summary_restate_rate"],
                 "summary_query_overlap": summaries["summary_query_overlap"],
                 "rewards": rewards, "ndcg": ndcg}
