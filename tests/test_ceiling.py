@@ -162,7 +162,8 @@ def test_the_ceiling_figure_orders_bm25_the_agents_and_the_fixed_summaries_up_to
           summary_query_overlap=0.9, summary_restate_rate=0.75)
     for seed, ndcg in zip(config["seeds"], (0.6, 0.7)):
         write(metrics_file(tmp_path, Run("beir", "tiny_qwen2", "grpo", None, seed), "scifact"), ndcg,
-              summary_query_overlap=0.5, summary_restate_rate=0.25 * (seed + 1), unchanged_rate=0.1 * (seed + 1))
+              summary_query_overlap=0.5, summary_restate_rate=0.25 * (seed + 1), unchanged_rate=0.1 * (seed + 1),
+              better_than_alone_rate=0.2 * seed, worse_than_alone_rate=0.5)
     files = [p for p in ARTEFACTS["figure_ceiling"].inputs(config, tmp_path) if p.exists()]
     data = build_figure("figure_ceiling", ResultFiles(config, tmp_path, files), tmp_path / "fig")
     (group,) = [g for g in data["groups"] if g["benchmark"] == "beir"]
@@ -171,6 +172,7 @@ def test_the_ceiling_figure_orders_bm25_the_agents_and_the_fixed_summaries_up_to
     assert [r["ndcg"] for r in group["rows"]][:3] == pytest.approx([50.0, 40.0, 65.0])
     assert rows["GRPO"]["summary_restate_rate"] == pytest.approx(0.375)
     assert rows["GRPO"]["unchanged_rate"] == pytest.approx(0.15) and rows["Prompting agent"]["unchanged_rate"] is None
+    assert rows["GRPO"]["better_than_alone_rate"] == pytest.approx(0.1) and rows["GRPO"]["worse_than_alone_rate"] == 0.5
     assert [r["summary"] for r in group["rows"] if "summary" in r] == ["shown_title", "oracle_title"]   # KINDS' order
     assert rows["Oracle: the query and a judged document's title"]["ndcg"] == pytest.approx(90.0)
     assert rows["Feedback: the query and the first shown document's title"]["ndcg"] == pytest.approx(45.0)

@@ -117,21 +117,23 @@ def test_a_win_at_equal_cost_counts_only_when_the_tokens_match(smoke, tmp_path):
 
 
 def write_validation(root, method, seed, before, after, parseable=(None, None), unchanged=(None, None),
-                     restate=(None, None)):
+                     restate=(None, None), versus=(None, None)):
     """Scorings at steps 0 and 6; `parseable`: each one's parseable_rate, its NDCG the reward plus
-    0.1 (None: a scoring written before validation counted either); `unchanged` and `restate`:
-    each one's unchanged_rate and summary_restate_rate (None: written before validation counted it)."""
+    0.1 (None: a scoring written before validation counted either); `unchanged`, `restate` and
+    `versus`: each one's unchanged_rate, summary_restate_rate and (better_than_alone_rate,
+    worse_than_alone_rate) (None: written before validation counted it)."""
     f = validation_file(root, Run("bright", "tiny_qwen2", method, None, seed))
     f.parent.mkdir(parents=True, exist_ok=True)
     lines = []
-    for step, base, rate, same, restating in ((0, before, parseable[0], unchanged[0], restate[0]),
-                                              (6, after, parseable[1], unchanged[1], restate[1])):
+    for step, base, rate, same, restating, vs in ((0, before, parseable[0], unchanged[0], restate[0], versus[0]),
+                                                  (6, after, parseable[1], unchanged[1], restate[1], versus[1])):
         rewards = {f"biology/q{i}": base + 0.01 * (i % 5) for i in range(20)}
         mean = sum(rewards.values()) / 20
         lines.append(json.dumps({"step": step, "reward_mean": mean, "rewards": rewards,
                                  **({} if rate is None else {"parseable_rate": rate, "ndcg_mean": mean + 0.1}),
                                  **({} if same is None else {"unchanged_rate": same}),
-                                 **({} if restating is None else {"summary_restate_rate": restating})}))
+                                 **({} if restating is None else {"summary_restate_rate": restating}),
+                                 **({} if vs is None else {"better_than_alone_rate": vs[0], "worse_than_alone_rate": vs[1]})}))
     f.write_text("\n".join(lines) + "\n")
 
 
@@ -151,15 +153,17 @@ def test_a_validation_gain_shows_its_ndcg_and_how_many_steps_wrote_a_summary(smo
     """The reward moves with the format penalty, and a policy that stops writing summaries searches
     with the question alone; a gain is graded as any other, with the NDCG and the share of steps
     that wrote a summary beside it (averaged over seeds), and the share of queries whose final
-    top 10 is the query alone's and of summaries restating the query where the scorings counted them."""
+    top 10 is the query alone's, of summaries restating the query and of searches better and worse
+    than the query alone where the scorings counted them."""
     for seed, late in zip(smoke["seeds"], (0.0, 0.5)):
         write_validation(tmp_path, "grpo", seed, 0.30, 0.50, parseable=(0.9, late), unchanged=(0.1, 1.0),
-                         restate=(0.2, 0.6))
+                         restate=(0.2, 0.6), versus=((0.1, 0.6), (0.0, 0.0)))
         write_validation(tmp_path, "ricepo", seed, 0.40, 0.40, parseable=(0.9, 0.9))
     claim = {c["id"]: c for c in load_claims()}["training_improves_validation"]
     parts = graded(smoke, tmp_path, [claim])[claim["id"]]["parts"]
     late = 0.0 if len(smoke["seeds"]) == 1 else 0.25
     assert parts[0]["detail"].endswith(f"20 held-out queries; NDCG@10 0.4200 → 0.6200, "
                                        f"steps with a summary 90% → {late:.0%}, "
-                                       f"summaries restating the query 20% → 60%, final top 10 the query alone's 10% → 100%)")
+                                       f"summaries restating the query 20% → 60%, final top 10 the query alone's 10% → 100%, "
+                                       f"searches better / worse than the query alone 10% / 60% → 0% / 0%)")
     assert parts[1]["detail"].endswith("20 held-out queries; NDCG@10 0.5200 → 0.5200, steps with a summary 90% → 90%)")

@@ -12,7 +12,7 @@ import yaml
 
 from conftest import ROOT, shared
 from ricepo.kernels import FORCED_KERNEL_PATHS, other_vendor_mkl
-from ricepo.layout import metrics_file, runs, summary_baseline_metrics_file, train_log_file
+from ricepo.layout import bm25_metrics_file, metrics_file, runs, summary_baseline_metrics_file, train_log_file
 
 
 def snakemake(*args, cwd, check=True, env=None):
@@ -193,6 +193,14 @@ def test_smoke_workflow_end_to_end(tmp_path):
     unchanged = [json.loads(metrics_file(results, r, t).read_text())["unchanged_rate"]
                  for r in plan for t in config["benchmarks"][r.benchmark]["tasks"]]
     assert all(0 <= u <= 1 for u in unchanged) and len(unchanged) >= 57
+    # and how often it searches better / worse than the query alone: the BM25 baseline's run, query by query
+    for r in plan:
+        for t in config["benchmarks"][r.benchmark]["tasks"]:
+            got = json.loads(metrics_file(results, r, t).read_text())
+            alone = json.loads(bm25_metrics_file(results, r.benchmark, t).read_text())["per_query"]
+            final = got["per_query"]
+            assert got["better_than_alone_rate"] == pytest.approx(sum(final[q] > alone[q] + 1e-9 for q in final) / len(final))
+            assert got["worse_than_alone_rate"] == pytest.approx(sum(final[q] < alone[q] - 1e-9 for q in final) / len(final))
     # the ceiling figure's fixed summaries are measured: each row is the mean of its runs' NDCG@10 over the tasks
     ceiling = json.loads((results / "figures" / "figure_ceiling.json").read_text())
     for group in ceiling["groups"]:

@@ -56,6 +56,14 @@ def above(score: float, other: float) -> bool:
     return score > other + _SAME
 
 
+def shares_versus_alone(final: dict[str, float], alone: dict[str, float]) -> dict:
+    """The shares of queries whose final search scores above and below the query alone's, from
+    their NDCG@10s by query (None for no queries)."""
+    n = len(final)
+    return {"better_than_alone_rate": sum(above(v, alone[q]) for q, v in final.items()) / n if n else None,
+            "worse_than_alone_rate": sum(above(alone[q], v) for q, v in final.items()) / n if n else None}
+
+
 def versus_alone(sampled: list[tuple[str, float, float]], trained: list[tuple[str, float]]) -> dict:
     """How one training step's searches compare with the query alone's, as counts (summed over
     processes; the trainer turns them into rates). `sampled`: (query group, final NDCG@10, the query

@@ -17,7 +17,7 @@ from ..environments import RetrieverSettings, load_environment
 from ..errors import RicepoError
 from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from ..metrics import evaluate_run
-from ..summaries import summary_figures, unchanged_rate
+from ..summaries import shares_versus_alone, summary_figures, unchanged_rate
 
 
 def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path,
@@ -58,6 +58,7 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
     result.update(summary_figures(by_query, spec["evaluate"]["restate_overlap"]))
     alone = dict(zip(run, env.rankings_for([(qid, by_query[qid][0]) for qid in run])))   # cached: the first prompts'
     result["unchanged_rate"] = unchanged_rate(run, alone)
+    result.update(shares_versus_alone(result["per_query"], {q: env.score(q, alone[q]) for q in result["per_query"]}))
     result["model"] = model_path
     result["precision"] = precision.name
     result["numerics"] = numerics(precision)

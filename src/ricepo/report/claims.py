@@ -183,6 +183,9 @@ def _validation_improves(claim: dict, results: ResultFiles) -> tuple[str, list[d
             written += f", summaries restating the query {c['restate'][0]:.0%} → {c['restate'][-1]:.0%}"
         if written and None not in (c["unchanged"][0], c["unchanged"][-1]):
             written += f", final top 10 the query alone's {c['unchanged'][0]:.0%} → {c['unchanged'][-1]:.0%}"
+        if written and None not in (c["better"][0], c["better"][-1]):
+            written += (f", searches better / worse than the query alone {c['better'][0]:.0%} / {c['worse'][0]:.0%} → "
+                        f"{c['better'][-1]:.0%} / {c['worse'][-1]:.0%}")
         parts.append({"group": f"{bench}/{backbone}", "against": f"{_label(method)} at step 0", "verdict": verdict,
                       "p": p, "detail": f"{_label(method)}: validation reward {sum(b) / len(b):.4f} at step 0, "
                                         f"{sum(a) / len(a):.4f} at step {c['steps'][-1]} ({diff:+.4f}, p = {p:.3f}, "

@@ -289,8 +289,9 @@ def ceiling(results: ResultFiles) -> dict:
     """Per benchmark and backbone, NDCG@10 x 100 averaged over the benchmark's tasks (and seeds) of
     BM25 with the raw query, each agent (the prompting agent is the policy before training), and
     the fixed summaries of evaluate.summary_baselines, up to the oracle's; and each agent's
-    summaries: mean word overlap with the query, the share that restate it (summaries.summary_figures), and the share of queries whose
-    final top 10 is the query alone's (summaries.unchanged_rate: summaries that changed nothing)."""
+    summaries: mean word overlap with the query, the share that restate it (summaries.summary_figures), the share of queries whose
+    final top 10 is the query alone's (summaries.unchanged_rate: summaries that changed nothing), and the
+    shares whose final search scores above and below the query alone's (summaries.shares_versus_alone)."""
     config = results.config
     groups = []
     for bench, spec in config["benchmarks"].items():
@@ -310,7 +311,8 @@ def ceiling(results: ResultFiles) -> dict:
                     rows.append({"row": get_method(method).label, "method": method, "ndcg": None})
                     continue
                 figures = {k: [m[k] for m in got if m.get(k) is not None]
-                           for k in ("summary_query_overlap", "summary_restate_rate", "unchanged_rate")}
+                           for k in ("summary_query_overlap", "summary_restate_rate", "unchanged_rate",
+                                     "better_than_alone_rate", "worse_than_alone_rate")}
                 rows.append({"row": get_method(method).label, "method": method,
                              "ndcg": 100 * statistics.fmean(m["ndcg_cut_10"] for m in got),
                              **{k: statistics.fmean(v) if v else None for k, v in figures.items()}})
@@ -333,12 +335,15 @@ def plot_ceiling(data: dict, out_dir: Path) -> None:
         left.set_title(f"{g['benchmark']} ({g['backbone']}): NDCG@10, mean over tasks", fontsize=9)
         agents = [r for r in rows if r.get("summary_restate_rate") is not None or r.get("unchanged_rate") is not None]
         shares = [(f"summaries restating the query (>= {data['restate_overlap']:.0%} of their words)",
-                   "summary_restate_rate"), ("queries whose final top 10 is the query alone's", "unchanged_rate")]
+                   "summary_restate_rate"), ("queries whose final top 10 is the query alone's", "unchanged_rate"),
+                  ("queries searched better than the query alone", "better_than_alone_rate"),
+                  ("queries searched worse than the query alone", "worse_than_alone_rate")]
+        height = 0.8 / len(shares)
         for k, (label, key) in enumerate(shares):
-            right.barh([y + 0.4 * k for y in range(len(agents))],
-                       [math.nan if r.get(key) is None else 100 * r[key] for r in agents], height=0.4, label=label,
+            right.barh([y + height * k for y in range(len(agents))],
+                       [math.nan if r.get(key) is None else 100 * r[key] for r in agents], height=height, label=label,
                        color=sns.color_palette("tab10")[1 + k])
-        right.set_yticks([y + 0.2 for y in range(len(agents))], [r["row"] for r in agents])
+        right.set_yticks([y + 0.4 - height / 2 for y in range(len(agents))], [r["row"] for r in agents])
         right.invert_yaxis()
         right.set_xlim(0, 100)
         right.legend(fontsize=7, loc="lower right")

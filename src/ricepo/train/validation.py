@@ -18,7 +18,7 @@ import torch
 
 from ..agent.rollout import Agent
 from ..errors import RicepoError
-from ..summaries import above, overlap_figures, same_top, summary_overlaps
+from ..summaries import overlap_figures, same_top, shares_versus_alone, summary_overlaps
 from ..retrieval.retriever import TaskEnvironment
 from .distributed import gather_objects, shard
 
@@ -79,8 +79,7 @@ class Validator:
         return {"step": step, "reward_mean": sum(rewards.values()) / len(keys), "ndcg_mean": sum(ndcg.values()) / len(keys),
                 "parseable_rate": sum(scored[k][2] for k in keys) / max(1, sum(scored[k][3] for k in keys)),
                 "unchanged_rate": sum(scored[k][4] for k in keys) / len(keys),
-                "better_than_alone_rate": sum(above(scored[k][1], scored[k][6]) for k in keys) / len(keys),
-                "worse_than_alone_rate": sum(above(scored[k][6], scored[k][1]) for k in keys) / len(keys),
+                **shares_versus_alone(ndcg, {k: scored[k][6] for k in keys}),
                 "summary_restate_rate": summaries["summary_restate_rate"],
                 "summary_query_overlap": summaries["summary_query_overlap"],
                 "rewards": rewards, "ndcg": ndcg}
