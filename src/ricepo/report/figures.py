@@ -104,7 +104,7 @@ def plot_reward_curves(data: dict, out_dir: Path) -> None:
     panels = 1 + versus + bool(data["validation"])
     fig, axes = plt.subplots(panels, len(benches), figsize=(5.5 * len(benches), 3.6 * panels), squeeze=False)
     palette = dict(zip(METHODS, sns.color_palette("tab10", len(METHODS))))
-    for ax, bench in zip(axes[1], benches if versus else []):
+    for ax, bench in zip(axes[1] if versus else [], benches):
         for c in [c for c in data["curves"] if c["benchmark"] == bench and c["better"]]:
             ax.plot(c["steps"], c["better"], color=palette[c["method"]], linewidth=2, label=f"{label(c)}: better")
             ax.plot(c["steps"], c["worse"], color=palette[c["method"]], linewidth=1.5, linestyle="--",
@@ -112,8 +112,9 @@ def plot_reward_curves(data: dict, out_dir: Path) -> None:
         ax.set_title(f"{bench}: sampled searches vs the query alone (smoothed)")
         ax.set_xlabel("training step")
         ax.set_ylabel("share of searches")
-        ax.legend(fontsize=7, loc="upper left")
-    for ax, bench in zip(axes[-1], benches if data["validation"] else []):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper left")
+    for ax, bench in zip(axes[-1] if data["validation"] else [], benches):
         for c in [c for c in data["validation"] if c["benchmark"] == bench]:
             ax.plot(c["steps"], c["mean"], color=palette[c["method"]], marker="o", linewidth=2,
                     label=f"{label(c)} ({c['backbone']}, {c['seeds']} seed(s))")
