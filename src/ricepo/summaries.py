@@ -89,4 +89,3 @@ def versus_alone(sampled: list[tuple[str, float, float]], trained: list[tuple[st
         rewards.setdefault(group, []).append(reward)
     return counts | {"groups": len(better), "groups_with_better": sum(better.values()),
                      "groups_with_signal": sum(above(max(r), min(r)) for r in rewards.values())}
-
