@@ -106,12 +106,11 @@ def plot_reward_curves(data: dict, out_dir: Path) -> None:
     palette = dict(zip(METHODS, sns.color_palette("tab10", len(METHODS))))
     for ax, bench in zip(axes[1] if versus else [], benches):
         for c in [c for c in data["curves"] if c["benchmark"] == bench and c["better"]]:
-            ax.plot(c["steps"], c["better"], color=palette[c["method"]], linewidth=2, label=f"{label(c)}: better")
-            ax.plot(c["steps"], c["worse"], color=palette[c["method"]], linewidth=1.5, linestyle="--",
-                    label=f"{label(c)}: worse")
-        ax.set_title(f"{bench}: sampled searches vs the query alone (smoothed)")
+            ax.plot(c["steps"], c["better"], color=palette[c["method"]], linewidth=2, label=label(c))
+            ax.plot(c["steps"], c["worse"], color=palette[c["method"]], linewidth=1.5, linestyle="--")
+        ax.set_title(f"{bench}: searches better (solid) / worse (dashed) than the query alone", fontsize=9)
         ax.set_xlabel("training step")
-        ax.set_ylabel("share of searches")
+        ax.set_ylabel("share of sampled searches (smoothed)")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="upper left")
     for ax, bench in zip(axes[-1] if data["validation"] else [], benches):
