@@ -6,9 +6,12 @@ installed distributions' metadata (run where PyPI is reachable, with the project
                                                  # transformers and accelerate, and check it
 
 The list is the dependency closure of the project (its `ricepo` requirements, plus pytest, which
-the check runs) less the closure of what every CUDA PyTorch image brings (torch, transformers,
-accelerate): each requirement's markers are evaluated for the node's Python, and each
-distribution is pinned to the version installed here, the one the tests ran with. `--except`
+the check runs) less torch's closure and transformers and accelerate themselves, which every CUDA
+PyTorch image brings: each requirement's markers are evaluated for the node's Python, and each
+distribution is pinned to the version installed here, the one the tests ran with. The needs of
+transformers and accelerate stay in the list: the image's versions are not this machine's (an
+H200 image's transformers 5.17 lacked pydantic, which this machine's newer one pulls in and
+Snakemake needs), and the check installs only what the node lacks. `--except`
 names distributions (one per line) the node is known to hold already, to keep what is carried
 small; gpu_check.sh installs only the wheels whose distribution the node lacks anyway.
 """
@@ -61,7 +64,7 @@ def closure(roots: tuple[str, ...], python: str) -> dict[str, str | None]:
 
 
 def needed(python: str, left_out: set[str]) -> dict[str, str | None]:
-    image = closure(IMAGE, python)
+    image = set(closure(("torch",), python)) | set(IMAGE)
     return {n: v for n, v in sorted(closure(PROJECT, python).items())
             if n not in image and n not in left_out and n != "ricepo"}
 

@@ -9,11 +9,16 @@ train queries are replaced by BRIGHT's real biology queries when `--query-files`
 closes its tags, so every round runs to its full budgets: the step is the plan's worst case.
 
     python scripts/paper_step.py [--backbone r1_distill_qwen_1p5b] [--method grpo] [--scale paper|tiny]
-                                 [--query-files ../shared/data]
+                                 [--queries N] [--query-files ../shared/data]
 
 Prints seconds per phase, tokens per second, the plan's peak beside the measured peak (CUDA's
 max_memory_allocated, or ricepo.memory_meter on a CPU), and `ricepo plan`'s projection of the
-whole reproduction. Not measured here: the hybrid retriever's dense encoder (Diver-Retriever-4B
+whole reproduction. AdamW's moments are allocated before the measured step by one optimizer step
+on zero gradients (the moments stay zero, so the parameters do not move), so the one step measured
+holds everything a later step of a real run holds. `--queries` (default: the config's queries per
+step) shortens the rollout, which a random policy always runs to its full budgets; the peak depends
+on the rows per sampler call and the micro-batches, not on the queries (the plan is given the same
+number), so the GPU check runs 4 (one sampler call a round) to fit its budget. Not measured here: the hybrid retriever's dense encoder (Diver-Retriever-4B
 cannot be downloaded offline); the plan counts it and prints it apart. `--scale tiny` shrinks
 model and batch to check the script itself on a CPU.
 """
@@ -62,6 +67,15 @@ def fixture_environment(root: Path, query_files: Path | None):
     return env, queries, AutoTokenizer.from_pretrained(root / "tokenizer")
 
 
+def allocate_optimizer_state(model, opt) -> None:
+    """AdamW allocates its moments at its first step; a step on zero gradients allocates them and
+    leaves the parameters where they were (a zero first moment moves nothing)."""
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def paper_arch(backbone: str, scale: str) -> dict:
     arch = {k: v for k, v in json.loads((ROOT / "config" / "architectures" / f"{backbone}.json").read_text()).items()
             if not k.startswith("_")}
@@ -77,6 +91,7 @@ def main() -> None:
     ap.add_argument("--method", default="grpo")
     ap.add_argument("--scale", choices=["paper", "tiny"], default="paper")
     ap.add_argument("--query-files", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--queries", type=int, help="queries per step (default: the backbone's queries_per_step)")
     ap.add_argument("--check", action="store_true",
                     help="exit 1 unless the step ran on CUDA and its measured peak is within MAX_UNDER of the plan's")
     args = ap.parse_args()
@@ -102,6 +117,8 @@ def main() -> None:
     if args.scale == "tiny":
         rollout.update(group_size=2, max_reasoning_tokens=16, max_summary_tokens=8)
         train.update(queries_per_step=2)
+    if args.queries:
+        train.update(queries_per_step=args.queries)
     par = Parallel.start("ddp")
     cuda = par.device.type == "cuda"
     precision = resolve_precision(train["precision"], par.device)
@@ -133,8 +150,7 @@ def main() -> None:
             trainer = Trainer(model, tok, agent, {"biology": env},
                               [("biology", q, v["text"]) for q, v in queries.items()], cfg, Path(tmp) / "run",
                               identity={"paper_step": args.scale}, precision=precision, parallel=par)
-            trainer.train_step()          # the first step creates AdamW's state
-            trainer.step += 1
+            allocate_optimizer_state(trainer.model, trainer.opt)
             t0 = time.time()
             record = trainer.train_step()
             wall = time.time() - t0

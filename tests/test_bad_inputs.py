@@ -20,7 +20,7 @@ GOOD_RUN = "q1 Q0 d1 1 2.5 bm25\n"
 
 
 def spec(model, **train):
-    return json.dumps({"method": "grpo", "variant": None, "seed": 0, "backbone": {"model": model, "family": "tiny"},
+    return json.dumps({"benchmark": "bright", "method": "grpo", "variant": None, "seed": 0, "backbone": {"model": model, "family": "tiny"},
                        "template": TEMPLATE, "rollout": ROLLOUT,
                        "train": train_settings(**{"steps": 2, "queries_per_step": 2, "learning_rate": 1e-3,
                                                   "micro_batch_size": 4, "save_every": 1, **train}),
@@ -112,6 +112,8 @@ def model_rows():
         ("state.pt: truncated", {"out/state.pt": "<half of a checkpoint>"}, train,
          "out/state.pt: not a readable checkpoint"),
         ("state.pt: not a checkpoint", {"out/state.pt": "hello"}, train, "out/state.pt: not a readable checkpoint"),
+        ("job spec: no benchmark", {}, ["train", "--spec", "{spec_without_benchmark}", "--task",
+                                        "leetcode={ok}/split:{ok}/index", "--out", "{out}"], "job spec lacks benchmark"),
         ("split: no train queries", {"empty/": "{ok}/split", "empty/qrels/train.tsv": "query-id\tcorpus-id\tscore\n"},
          ["train", "--spec", "{spec}", "--task", "leetcode={d}/empty:{ok}/index", "--out", "{out}"],
          "empty/qrels/train.tsv: no train queries for task 'leetcode'"),
@@ -137,7 +139,9 @@ def test_bad_input(name, files, argv, expected, fixture_task, tiny_backbone, tmp
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     subst = {"{d}": str(tmp_path), "{ok}": str(fixture_task), "{model}": str(tiny_backbone),
-             "{out}": str(tmp_path / "out"), "{spec}": spec(str(tiny_backbone))}
+             "{out}": str(tmp_path / "out"), "{spec}": spec(str(tiny_backbone)),
+             "{spec_without_benchmark}": json.dumps({k: v for k, v in json.loads(spec(str(tiny_backbone))).items()
+                                                      if k != "benchmark"})}
 
     def fill(text):
         for k, v in subst.items():

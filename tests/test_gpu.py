@@ -60,6 +60,11 @@ def test_a_bf16_mixed_step_at_lr_1e_6_moves_every_parameter_tensor_on_the_gpu(ti
     assert [n for n, p in model.named_parameters() if torch.equal(p, before[n])] == []
 
 
+def run_ok(cmd: list[str], env: dict) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, f"exit {done.returncode}; the end of its stderr:\n{done.stderr[-3000:]}"
+
+
 def test_train_kill_resume_equals_an_uninterrupted_run_on_the_gpu(fixture_task, tiny_backbone, tmp_path):
     """`ricepo train` killed (SIGKILL) once its step-2 checkpoint is written, then run again, ends
     with the log of a run that was never interrupted."""
@@ -67,7 +72,7 @@ def test_train_kill_resume_equals_an_uninterrupted_run_on_the_gpu(fixture_task, 
     (split, index), = tasks(fixture_task).values()
     cmd = [sys.executable, "-m", "ricepo", "train", "--spec", s, "--task", f"leetcode={split}:{index}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    subprocess.run([*cmd, "--out", str(tmp_path / "straight")], check=True, capture_output=True, env=env)
+    run_ok([*cmd, "--out", str(tmp_path / "straight")], env)
     out = tmp_path / "killed"
     proc = subprocess.Popen([*cmd, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 300
@@ -76,7 +81,7 @@ def test_train_kill_resume_equals_an_uninterrupted_run_on_the_gpu(fixture_task, 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "log.jsonl").exists(), "killed before the end"
-    subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True, env=env)
+    run_ok([*cmd, "--out", str(out)], env)
     straight = [json.loads(x) for x in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
     resumed = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]

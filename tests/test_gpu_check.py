@@ -4,6 +4,7 @@ sampler benchmark that refuses the CPU, a smoke DAG whose training jobs ran on t
 step that did not run on CUDA."""
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,16 @@ def test_every_part_fails_when_it_runs_on_the_cpu():
     assert "smoke DAG: complete" in out and "training jobs that ran on CUDA: 0 of 2" in out and "-- smoke: FAILED" in out
     assert "--require-cuda, but the device is cpu" in out and "-- sampler: FAILED" in out
     assert "paper step: FAILED: the step did not run on CUDA" in out and "-- paper: FAILED" in out
-    assert out.rstrip().splitlines()[-1].startswith("== gpu_check: FAILED: tests sampler smoke paper in ")
+    assert out.rstrip().splitlines()[-1].startswith("== gpu_check: FAILED: tests smoke paper sampler in ")
+
+
+def test_a_part_over_its_share_of_the_budget_is_stopped_and_fails():
+    env = {**os.environ, "RICEPO_GPU_CHECK_DRILL": "1", "RICEPO_GPU_CHECK_LIMIT_SMOKE": "2"}
+    start = time.time()
+    got = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "smoke"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert got.returncode == 1 and "-- smoke: FAILED (stopped at its limit, 2 s)" in got.stdout, got.stdout
+    assert time.time() - start < 60
 
 
 def test_train_devices_counts_the_logs_where_the_workflow_writes_them(fixture_task, tiny_backbone, tmp_path):

@@ -88,7 +88,7 @@ def apple_task(tmp_path_factory):
 def train(apple_task: Path, method: str, out: Path) -> list[dict]:
     from ricepo.train.run import run_training
 
-    spec = {"method": method, "variant": None, "seed": 0, "backbone": {"model": str(apple_task / "backbone"),
+    spec = {"benchmark": "apple", "method": method, "variant": None, "seed": 0, "backbone": {"model": str(apple_task / "backbone"),
                                                                       "family": "words"},
             "template": TEMPLATE, "rollout": ROLLOUT, "credit": {},
             "evaluate": {"decoding": "greedy"},

@@ -325,7 +325,7 @@ def test_a_training_job_is_refused_before_its_model_loads(fixture_task, tiny_bac
 
     env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
     texts = [q["text"] for q in queries.values()]
-    job_spec = {**spec(tiny_backbone, steps=1), "benchmark": "bright"}
+    job_spec = spec(tiny_backbone, steps=1)
     job = check_training_fits(job_spec, {"leetcode": env}, texts, free_gib=1.0, gpu="test")
     assert job.fits and 0 < job.peak_gib < 1.0
     with pytest.raises(RicepoError, match=r"^train bright/tiny_qwen2/grpo seed 0: needs .* GiB at its .* peak, test has "):

@@ -70,3 +70,15 @@ def test_bm25_scifact_matches_the_published_bm25s_figure(tmp_path, k1, b, publis
     result = json.loads(out.stdout)
     assert result["n_queries"] == 300
     assert result["ndcg_cut_10"] == pytest.approx(published, abs=0.0015)
+
+
+def test_a_process_that_searches_keeps_jax_off_the_gpu():
+    """bm25s runs a JAX top-k at import where JAX is installed: on a GPU node each searching
+    process would take 75% of the GPU (seen on an H200: the second such process failed)."""
+    import os
+    import sys
+
+    env = {**os.environ, "JAX_PLATFORMS": "cuda"}
+    out = subprocess.run([sys.executable, "-c", "import os, ricepo.retrieval.bm25, bm25s; print(os.environ['JAX_PLATFORMS'])"],
+                         capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "cpu"

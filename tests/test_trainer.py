@@ -9,7 +9,7 @@ from ricepo.train.distributed import MEASURED
 
 def spec(tiny_backbone, **train):
     base = train_settings(**{"steps": 2, "queries_per_step": 2, "learning_rate": 1e-3, "micro_batch_size": 4, **train})
-    return {"method": "grpo", "variant": None, "seed": 0, "backbone": {"model": str(tiny_backbone), "family": "tiny"},
+    return {"benchmark": "bright", "method": "grpo", "variant": None, "seed": 0, "backbone": {"model": str(tiny_backbone), "family": "tiny"},
             "template": TEMPLATE, "rollout": ROLLOUT, "train": base, "credit": {"norm_by_std": True},
             "evaluate": {"decoding": "greedy"}}
 

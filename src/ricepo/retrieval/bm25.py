@@ -17,7 +17,11 @@ from pathlib import Path
 
 from functools import lru_cache
 
-import bm25s
+# bm25s runs a JAX top-k at import wherever JAX is installed (as on CUDA images): JAX would then
+# take 75% of the GPU in every process that searches, and a second such process fails to start
+# (seen on an H200). Our ranking is numpy's (ranking.top_k); JAX, if imported, stays on the CPU.
+os.environ["JAX_PLATFORMS"] = "cpu"
+import bm25s  # noqa: E402
 from bm25s.stopwords import STOPWORDS_EN
 
 from ..atomic import atomic_dir

@@ -25,6 +25,10 @@ from .validation import Validator, hold_out
 LAUNCH_KEYS = ("processes",)
 
 
+# the job spec's sections a training job reads, whatever its device
+JOB_SPEC_KEYS = ("benchmark", "method", "seed", "backbone", "template", "rollout", "train")
+
+
 def train_config(spec: dict) -> TrainConfig:
     """The trainer's settings from a job spec: its `train:` section and the method's settings
     (defaults, the config's `credit.<method>`, the variant's overlay) split into the credit
@@ -42,6 +46,10 @@ def train_config(spec: dict) -> TrainConfig:
 
 
 def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str | Path) -> list[dict]:
+    # checked on every device: the GPU's memory check reads them too, and no CPU run would notice
+    missing = [k for k in JOB_SPEC_KEYS if k not in spec]
+    if missing:
+        raise RicepoError(f"job spec lacks {', '.join(missing)} (layout.job_spec writes each)")
     if get_method(spec["method"]).rollout is None:
         raise RicepoError(f"method {spec['method']!r} has nothing to train: evaluate the backbone directly")
     limit_heap_growth()
