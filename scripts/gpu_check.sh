@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Check the GPU path on a GPU node before launching the full reproduction (README, "GPU check").
 #   scripts/gpu_check.sh [tests] [smoke] [paper] [sampler]   (default: all four, in this order;
-#   10 minutes on one H200, each part stopped at its share: tests 120 s, smoke 150, paper 210,
-#   sampler 100)
+#   10 minutes on one H200, each part stopped at its share: tests 100 s, smoke 140, paper 200,
+#   sampler 140)
 # tests: the tests marked gpu (sampling on CUDA, a bf16-mixed step at lr 1e-6 that moves every
 #        parameter tensor, train + SIGKILL + resume equal to an uninterrupted run); fails if any
 #        of them is skipped or none ran;
@@ -77,10 +77,10 @@ fi
 # Each part has its share of the 10 minutes; one over it is stopped and fails, so that a slow
 # part cannot starve the ones after it (seen on an H200: the paper step, then 2 full steps,
 # ran out the lease). RICEPO_GPU_CHECK_LIMIT_<PART>=SECONDS overrides a share.
-limit_tests=${RICEPO_GPU_CHECK_LIMIT_TESTS:-120}
-limit_smoke=${RICEPO_GPU_CHECK_LIMIT_SMOKE:-150}
-limit_paper=${RICEPO_GPU_CHECK_LIMIT_PAPER:-210}
-limit_sampler=${RICEPO_GPU_CHECK_LIMIT_SAMPLER:-100}
+limit_tests=${RICEPO_GPU_CHECK_LIMIT_TESTS:-100}
+limit_smoke=${RICEPO_GPU_CHECK_LIMIT_SMOKE:-140}
+limit_paper=${RICEPO_GPU_CHECK_LIMIT_PAPER:-200}
+limit_sampler=${RICEPO_GPU_CHECK_LIMIT_SAMPLER:-140}
 
 # part_end NAME RC START: the part's verdict line (rc 124: stopped at its limit)
 part_end() {
