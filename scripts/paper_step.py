@@ -18,8 +18,9 @@ on zero gradients (the moments stay zero, so the parameters do not move), so the
 holds everything a later step of a real run holds. `--queries` (default: the config's queries per
 step) shortens the rollout, which a random policy always runs to its full budgets; the peak depends
 on the rows per sampler call and the micro-batches, not on the queries (the plan is given the same
-number), so the GPU check runs 4 (one sampler call a round) to fit its budget. Not measured here: the hybrid retriever's dense encoder (Diver-Retriever-4B
-cannot be downloaded offline); the plan counts it and prints it apart. `--scale tiny` shrinks
+number), so the GPU check runs 4 (one sampler call a round) to fit its budget. Not measured here:
+the hybrid retriever's dense encoder (Diver-Retriever-4B cannot be downloaded offline); the plan
+counts it and prints it apart. `--scale tiny` shrinks
 model and batch to check the script itself on a CPU.
 """
 from __future__ import annotations

@@ -649,12 +649,14 @@ def host_mb(config: dict, results: Path, kind: str, benchmark: str, backbone: st
         return math.ceil(total / 2**20)
     processes = backbone_settings(config, backbone, "train")["processes"] if kind == "train" else 1
     bb = config["backbones"][backbone]
-    if bb.get("build") and not Path(bb["model"]).exists() and not (ARCHITECTURES / f"{backbone}.json").exists():
+    try:
+        params = load_arch(backbone, bb["model"]).params
+    except RicepoError:
+        if not bb.get("build") or Path(bb["model"]).exists():
+            raise
         # a backbone the workflow builds, not built yet: only a dry run asks before its build job
         # has run (a real run asks when the job starts), and its weights are not known yet
         params = 0
-    else:
-        params = load_arch(backbone, bb["model"]).params
     per_process = HOST_RUNTIME_GIB * GIB + 4 * params + sum(docs.values()) * (HOST_BYTES_PER_DOC + 4 * dim)
     return math.ceil((processes * per_process + (4 * params if processes > 1 else 0)) / 2**20)
 
