@@ -6,10 +6,18 @@
 # `ricepo` CLI, so the whole workflow runs in one environment (environment.yml / pyproject.toml)
 # rather than per-rule environments that would each have to install the package.
 import os
+import sys
 
 from snakemake.utils import min_version
 
 min_version("8.0")
+
+# The rules, the code version they key on and every job they start run this checkout's package
+# (src/ beside this file), whichever checkout `pip install -e` last pointed at: editing another
+# clone never reruns or restarts this one's jobs.
+SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")

@@ -15,8 +15,8 @@ from ricepo.kernels import FORCED_KERNEL_PATHS, other_vendor_mkl
 from ricepo.layout import bm25_metrics_file, metrics_file, runs, summary_baseline_metrics_file, train_log_file
 
 
-def snakemake(*args, cwd, check=True, env=None):
-    cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(cwd), *args]
+def snakemake(*args, cwd, check=True, env=None, snakefile=ROOT / "Snakefile"):
+    cmd = ["snakemake", "-s", str(snakefile), "-d", str(cwd), *args]
     out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env and {**os.environ, **env})
     if check and out.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
@@ -261,15 +261,22 @@ def test_smoke_workflow_end_to_end(tmp_path):
                                   cwd=tmp_path).stdout)
     assert counts["bm25_index"] == 2 and "prepare_data" not in counts   # BRIGHT's only
     assert counts["train"] == sum(r.trained for r in plan if r.benchmark == "bright")
-    edited = tmp_path / "edited"                                  # the package with one line of training code edited
+    # Another checkout (the workflow beside its package) with one line of training code edited: its
+    # Snakefile runs its own package, whichever one is installed, so its training jobs rerun, and
+    # this checkout's, whose package is unchanged, still have nothing to do.
+    edited = tmp_path / "edited"
     shutil.copytree(ROOT / "src" / "ricepo", edited / "src" / "ricepo", ignore=shutil.ignore_patterns("__pycache__"))
-    for shared_dir in ("workflow", "config"):                    # what the package finds beside its src/
+    shutil.copy(ROOT / "Snakefile", edited / "Snakefile")
+    for shared_dir in ("workflow", "config"):
         (edited / shared_dir).symlink_to(ROOT / shared_dir)
     with open(edited / "src" / "ricepo" / "train" / "loss.py", "a") as f:
         f.write("# an edit\n")
     counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", smoke, cwd=tmp_path,
-                                  env={"PYTHONPATH": str(edited / "src")}).stdout)
+                                  snakefile=edited / "Snakefile").stdout)
     assert counts["train"] == n_train and counts["agent_eval"] == n_eval and counts["prepare_data"] == 3
+    out = snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", smoke, cwd=tmp_path,
+                    env={"PYTHONPATH": str(edited / "src")})
+    assert "Nothing to be done" in out.stdout + out.stderr
 
     # Another configuration in the same folder plans its own jobs; the smoke report stays.
     mini = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
