@@ -17,7 +17,7 @@ min_version("8.0")
 # clone never reruns or restarts this one's jobs.
 SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
