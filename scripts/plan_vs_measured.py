@@ -34,7 +34,8 @@ SHAPES = {
                         "num_hidden_layers": 2},
 }
 ROLLOUT = {"group_size": 4, "max_depth": 2, "temperature": 1.0, "max_reasoning_tokens": 16, "max_summary_tokens": 8,
-           "docs_in_observation": 3, "doc_max_chars": 150, "format_penalty": 0.0, "rows_per_call": 0}
+           "docs_in_observation": 3, "doc_max_chars": 150, "format_penalty": 0.0, "rows_per_call": 0,
+           "empty_summary_search": "query"}
 TEMPLATE = {"system": None, "user": "Search for documents that answer: {query}\n{documents}"}
 
 

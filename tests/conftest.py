@@ -5,11 +5,26 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["skip_policy"]
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+_running: pytest.Item | None = None     # the test being run, for shared()
+
+
+@pytest.fixture(autouse=True)
+def _note_running_test(request):
+    global _running
+    _running = request.node
+    yield
+    _running = None
 
 
 def shared(*parts: str) -> Path:
+    """A path under ../shared/data; the test skips (naming it) where it is missing. Only tests
+    marked `realdata` may read it, so that `-m "not realdata"` and the CI skip policy see them all."""
+    if _running is not None and _running.get_closest_marker("realdata") is None:
+        pytest.fail(f"{_running.nodeid} reads ../shared/data: mark it @pytest.mark.realdata", pytrace=False)
     path = SHARED.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"real data not available: {path} (../shared/data beside the project)")
@@ -61,7 +76,7 @@ def train_cfg(method: str = "grpo", **over):
 
 ROLLOUT = {"group_size": 4, "max_depth": 2, "temperature": 1.0, "max_reasoning_tokens": 12,
            "max_summary_tokens": 6, "docs_in_observation": 2, "doc_max_chars": 80, "format_penalty": 0.0,
-           "rows_per_call": 0}
+           "rows_per_call": 0, "empty_summary_search": "query"}
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from ricepo.config import load_config
 from ricepo.layout import ARTEFACTS, Run, metrics_file, train_log_file, validation_file
 from ricepo.report.claims import grade_claims, load_claims
 from ricepo.report.results import ResultFiles
+from ricepo.report.significance import ALPHA
 
 BEATS_GRPO = {"id": "c", "statement": "s", "source": "x", "kind": "beats", "table": "table_bright_main",
               "column": "avg", "target": "ricepo", "against": ["grpo"]}
@@ -20,11 +21,12 @@ def smoke():
     return load_config(ROOT / "config" / "smoke.yaml")
 
 
-def write_metrics(root, config, method, base, variant=None):
-    """NDCG@10 of 20 queries per task, `base` plus a fixed spread, for both seeds."""
+def write_metrics(root, config, method, base, variant=None, noise=(0.0,)):
+    """NDCG@10 of 20 queries per task, `base` plus a fixed spread plus `noise` (cycled over the
+    queries), for both seeds."""
     for seed in config["seeds"]:
         for task in config["benchmarks"]["bright"]["tasks"]:
-            per_query = {f"{task}-q{i}": base + 0.01 * (i % 5) for i in range(20)}
+            per_query = {f"{task}-q{i}": base + 0.01 * (i % 5) + noise[i % len(noise)] for i in range(20)}
             f = metrics_file(root, Run("bright", "tiny_qwen2", method, variant, seed), task)
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(json.dumps({"ndcg_cut_10": sum(per_query.values()) / 20, "per_query": per_query}))
@@ -58,6 +60,17 @@ def test_a_clear_win_holds_a_tie_does_not_and_a_missing_competitor_is_not_run(sm
     assert out["tie"]["verdict"] == "does not hold" and "(+0.00, p = 1.000" in out["tie"]["parts"][0]["detail"]
     assert [p["verdict"] for p in out["missing"]["parts"]] == ["holds", "not run"]
     assert out["missing"]["verdict"] == "not run"
+
+
+def test_a_win_that_is_not_significant_does_not_hold(smoke, tmp_path):
+    # per query RICE-PO - GRPO = +0.30, -0.25, +0.20, -0.20, +0.00, +0.05 in turn over each task's 20
+    # queries: (3 x 0.10 + 0.05) / 20 = +0.0175 on average, against a spread near 0.2; p far above ALPHA
+    write_metrics(tmp_path, smoke, "ricepo", 0.40, noise=(0.30, -0.25, 0.20, -0.20, 0.0, 0.05))
+    write_metrics(tmp_path, smoke, "grpo", 0.40)
+    (part,) = graded(smoke, tmp_path, [BEATS_GRPO])["c"]["parts"]
+    assert part["ours"] > part["theirs"] and part["p"] >= ALPHA
+    assert part["verdict"] == "does not hold"
+    assert f"(+1.75, p = {part['p']:.3f}, 40 queries)" in part["detail"]
 
 
 def test_a_loss_anywhere_is_does_not_hold_even_beside_not_run(smoke, tmp_path):

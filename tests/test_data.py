@@ -110,6 +110,7 @@ def test_stable_sample_is_a_pure_function_of_seed_and_ids():
     assert len(set(a)) == 10
 
 
+@pytest.mark.realdata
 def test_real_scifact_loads_and_splits_802_300(tmp_path):
     root = shared("beir", "scifact")
     ds = Dataset(root)

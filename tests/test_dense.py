@@ -26,6 +26,7 @@ def test_settings_come_from_the_sentence_transformers_folder():
     assert (s.pooling, s.normalize, s.max_length) == ("mean", True, 256)
 
 
+@pytest.mark.realdata
 def test_embeddings_equal_sentence_transformers_encode_on_real_scifact():
     st = pytest.importorskip("sentence_transformers")
     from ricepo.data.canonical import read_corpus, read_queries

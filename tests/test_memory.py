@@ -198,14 +198,19 @@ def test_rows_per_call_bounds_the_rollout_memory(fixture_task, tiny_backbone):
     env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
     model, tok = load_backbone(str(tiny_backbone), device=torch.device("cpu"))
     jobs = [(f"{i}/{qid}", "leetcode", qid, q["text"]) for i, (qid, q) in enumerate(list(queries.items())[:8])]
-    peaks, done = {}, {}
-    for rows in (0, 2):
-        agent = Agent(TransformersSampler(model, tok), tok, TEMPLATE, RolloutSettings.from_config({**ROLLOUT, "rows_per_call": rows}))
-        box = {}
-        peaks[rows] = _peak(lambda: box.update(t=agent.rollout(jobs, {"leetcode": env}, torch.Generator().manual_seed(0))))
-        done[rows] = [len(t.steps) for t in box["t"]]
-    assert peaks[2] < 0.6 * peaks[0], peaks
-    assert done[0] == done[2] == [ROLLOUT["max_depth"]] * 8 or all(len(d) == 8 for d in done.values())
+    def run(rows, temperature):
+        settings = RolloutSettings.from_config({**ROLLOUT, "rows_per_call": rows, "temperature": temperature})
+        agent, box = Agent(TransformersSampler(model, tok), tok, TEMPLATE, settings), {}
+        peak = _peak(lambda: box.update(t=agent.rollout(jobs, {"leetcode": env}, torch.Generator().manual_seed(0))))
+        return peak, [(t.tokens, t.final_reward) for t in box["t"]]
+
+    (all_at_once, sampled), (in_pairs, sampled_in_pairs) = run(0, 1.0), run(2, 1.0)
+    assert in_pairs < 0.6 * all_at_once, (in_pairs, all_at_once)
+    # Greedy, the same rows give the same tokens and rewards whichever call holds them. Sampled,
+    # they differ: each call draws one uniform per row it holds at every step from the shared
+    # generator, so pairs of rows read other numbers of the stream than a batch of eight.
+    assert run(2, 0.0)[1] == run(0, 0.0)[1]
+    assert sampled_in_pairs != sampled
 
 
 def test_one_dense_encoder_serves_every_task(tmp_path):
@@ -226,6 +231,7 @@ def _plan(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "ricepo", "plan", *args], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.realdata
 def test_the_paper_configuration_fits_its_gpus():
     from conftest import shared
 

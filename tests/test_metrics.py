@@ -59,6 +59,7 @@ def test_cli_error_is_one_line(tmp_path):
     (0.9, 0.4, 0.676),     # bm25s' BEIR benchmark, Lucene BM25, k1=0.9 b=0.4 (bm25_published.md): 67.6
     (1.2, 0.75, 0.680),    # the same benchmark at bm25s' defaults: 68.0
 ])
+@pytest.mark.realdata
 def test_bm25_scifact_matches_the_published_bm25s_figure(tmp_path, k1, b, published):
     """Our BM25 (bm25s, its English stopwords and Snowball stemmer) on real SciFact test."""
     root = shared("beir", "scifact")

@@ -64,3 +64,19 @@ def test_each_measured_cell_carries_its_provenance_and_grade(smoke, tmp_path):
         ("FAIL", "±0.05")
     assert cell(build_table("table_bright_main", ResultFiles(config, tmp_path, [path])), run, task)["provenance"][
         "check"] == "no expected file"
+
+
+def test_the_report_states_the_reward_choices_per_backbone():
+    """How a step without a summary is scored is our choice: the report says which, per backbone,
+    from the settings the training jobs ran with (a backbone's own rollout: included)."""
+    from ricepo.report.html import reward_choices
+
+    config = load_config(ROOT / "config" / "config.yaml")
+    config["backbones"]["qwen3_4b_thinking"]["rollout"] = {"empty_summary_search": "last_summary",
+                                                          "format_penalty": 0.25}
+    first, second = reward_choices(config)
+    assert first == ("r1_distill_qwen_1p5b, qwen2p5_3b_instruct: a step without a summary searches with the "
+                     "question alone (so does the final reward, when it is the last step), and the final "
+                     "reward loses 0.5 when any step has no summary")
+    assert second.startswith("qwen3_4b_thinking: a step without a summary searches with the question with the "
+                             "trajectory's latest earlier summary") and second.endswith("loses 0.25 when any step has no summary")

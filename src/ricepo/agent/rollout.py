@@ -11,8 +11,9 @@ appends the closing tag as glue and flags the step. An end-of-sequence token fro
 ends its episode: it is kept and trained as the policy's last action, the step retrieves with
 what the summary holds so far (nothing, if it came in the reasoning), and nothing after it is
 sampled or trained. Only policy-sampled tokens are trained on. Retrieval uses "query ⊕ summary";
-an empty summary retrieves with the query alone and marks the step unparseable (config
-`rollout.format_penalty` is then subtracted from the final reward). Each step searches once;
+an empty summary marks the step unparseable (config `rollout.format_penalty` is then subtracted
+from the final reward) and retrieves with the query alone, or, with `rollout.empty_summary_search:
+last_summary`, with query ⊕ the trajectory's latest earlier summary. Each step searches once;
 its ranking gives the step's reward, and the last step's is the final ranking and reward
 (NDCG@10). A trajectory is one flat
 token list with typed segments, so any step's context can be sliced out and continued:
@@ -73,6 +74,7 @@ class RolloutSettings:
     docs_in_observation: int           # documents shown inside <tool_response>
     doc_max_chars: int                 # characters kept of each shown document
     format_penalty: float              # subtracted from the final reward if a step is unparseable
+    empty_summary_search: str          # what a step without a summary searches with: query | last_summary
     top_p: float                       # nucleus sampling (1 = off); test time only, see for_evaluation
     top_k: int                         # top-k sampling (0 = off); test time only
 
@@ -296,8 +298,7 @@ class Agent:
             for i, s in zip(writing, got):
                 summaries[i] = s
         summary_texts = [strip_tags(self.tok.decode(s.ids, skip_special_tokens=True)) for s in summaries]
-        rankings = _rankings(trajs, envs, [f"{t.query} {text}" if text else t.query
-                                           for t, text in zip(trajs, summary_texts)])
+        rankings = _rankings(trajs, envs, [self._search_text(t, text) for t, text in zip(trajs, summary_texts)])
         for t, r, s, step, summary_text, ranking in zip(trajs, reasoning, summaries, steps, summary_texts, rankings):
             t.append("summary", s.ids, step, s.logprobs, s.entropies)
             eos = r.eos or s.eos
@@ -316,6 +317,13 @@ class Agent:
                 t.append("observation", self._encode(f"\n<tool_response>\n{docs}\n</tool_response>\n"), step)
                 t.append("glue", self._encode("<think>\n"), step + 1)
                 t.next_state = [d for d, _ in ranking[: self.s.docs_in_observation]]
+
+    def _search_text(self, t: Trajectory, summary: str) -> str:
+        """query ⊕ summary; without a summary the query alone, or with `empty_summary_search:
+        last_summary` query ⊕ the trajectory's latest earlier summary (the query alone if none)."""
+        if not summary and self.s.empty_summary_search == "last_summary":
+            summary = next((s.summary for s in reversed(t.steps) if s.summary), "")
+        return f"{t.query} {summary}" if summary else t.query
 
     def finish(self, t: Trajectory) -> None:
         t.final_reward = t.steps[-1].local_reward

@@ -9,11 +9,12 @@ Per anchor (i, t) with branches m = 0..M-1 (branch 0 is the original step):
              = A_traj + g·A_sum                     (`combine: add`)
 Every span of every trajectory gets A_traj (GRPO); the anchor's summary span gets A_sum and its
 reasoning span A_reason.
-Branch rows (m ≥ 1) that carry an "id" are scored too, for `train_branches: true` (our choice):
-steps before the anchor get 0 (they are copies of the original and are not trained), the anchor
-step gets the branch's own A_sum_m = (ℓ_m - mean ℓ)/(I + 1e-6) and A_reason_m by the same gate,
-and later steps A_traj_m = (F_m - mean_group R) / (std_group R + 1e-6), the branch's final reward
-standardised with the group's GRPO statistics.
+Branch rows (m ≥ 1) that carry an "id" and their own step count "steps" (a branch ends where its
+own continuation ends, before or after the original) are scored too, for `train_branches: true`
+(our choice): steps before the anchor get 0 (they are copies of the original and are not
+trained), the anchor step gets the branch's own A_sum_m = (ℓ_m - mean ℓ)/(I + 1e-6) and A_reason_m
+by the same gate, and later steps A_traj_m = (F_m - mean_group R) / (std_group R + 1e-6), the
+branch's final reward standardised with the group's GRPO statistics.
 The ablations are variants of the method, overlays of its settings: the credit `rule` case1
 (g ≡ 1), case2 (reasoning credit = population z-score of F over the branches, taken at branch 0),
 random_case (case1 or case2 per anchor, seeded), effect_only (g = 1[U ≤ τ_R]), influence_only
@@ -89,9 +90,14 @@ def ricepo(group: dict, rule: str, tau_I: float, tau_R: float, combine: str, nor
                 rid, base = tid, traj_adv[tid]
             elif "id" in branch:
                 rid = branch["id"]
+                # a branch runs on from the anchor by itself: it may end (EOS) before or after the original
+                steps = int(branch.get("steps", 0))
+                if steps <= step:
+                    raise ValueError(f"branch {rid!r} of anchor ({tid!r}, {step}) needs its step count "
+                                     f"'steps' > {step}, not {branch.get('steps')!r}")
                 base = (float(branch["final_reward"]) - r_mean) / ((r_std + EPS) if norm_by_std else 1.0)
                 out[rid] = [{"reasoning": 0.0, "summary": 0.0} for _ in range(step)] + \
-                           [{"reasoning": base, "summary": base} for _ in range(step, depth[tid])]
+                           [{"reasoning": base, "summary": base} for _ in range(step, steps)]
             else:
                 continue
             if combine == "replace":

@@ -14,7 +14,7 @@ import jinja2
 
 from ..atomic import write_text
 from ..errors import RicepoError
-from ..layout import ARTEFACTS, FIGURES, TABLES
+from ..layout import ARTEFACTS, FIGURES, TABLES, backbone_settings, runs
 from .results import config_sha256
 from .tables import cell_text, fmt
 
@@ -62,10 +62,28 @@ def provenance_text(p: dict) -> str:
                       f"seeds: {', '.join(map(str, p['seeds'])) or '-'}", "metrics files:", *p["metrics_files"]])
 
 
+EMPTY_SUMMARY_SEARCH = {"query": "the question alone",
+                        "last_summary": "the question with the trajectory's latest earlier summary"}
+
+
+def reward_choices(config: dict) -> list[str]:
+    """How the training reward treats a step without a summary, per trained backbone (a backbone
+    may set its own `rollout:`): our choices, which the paper does not state."""
+    out: dict[str, list[str]] = {}
+    for backbone in dict.fromkeys(r.backbone for r in runs(config) if r.trained):
+        rollout = backbone_settings(config, backbone, "rollout")
+        text = (f"a step without a summary searches with {EMPTY_SUMMARY_SEARCH[rollout['empty_summary_search']]} "
+                f"(so does the final reward, when it is the last step), and the final reward loses "
+                f"{rollout['format_penalty']:g} when any step has no summary")
+        out.setdefault(text, []).append(backbone)
+    return [f"{', '.join(backbones)}: {text}" for text, backbones in out.items()]
+
+
 def provenance(config: dict, config_path: Path) -> dict:
     return {"commit": git_commit(), "config_file": str(config_path), "config_sha256": config_sha256(config),
             "run_name": config.get("run_name"), "seeds": config.get("seeds"), "packages": _versions(),
-            "machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "reward": reward_choices(config)}
 
 
 def render(config: dict, config_path: Path, inputs: list[Path], out: Path) -> None:

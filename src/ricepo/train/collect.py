@@ -159,8 +159,8 @@ def branches(ctx: StepContext, batch: list[tuple[str, str, str]], anchors: int, 
     gates, influence = [], []
     for key, orig, step, rows in plan:
         arms = [{"local_reward": orig.steps[step].local_reward, "final_reward": orig.final_reward}]
-        arms += [{"id": b.id, "local_reward": b.steps[step].local_reward, "final_reward": b.final_reward}
-                 for b in rows]
+        arms += [{"id": b.id, "steps": len(b.steps), "local_reward": b.steps[step].local_reward,
+                  "final_reward": b.final_reward} for b in rows]
         anchor = {"trajectory": orig.id, "step": step, "branches": arms}
         group_json[key].setdefault("anchors", []).append(anchor)
         p = ctx.credit_params
@@ -177,6 +177,18 @@ def branches(ctx: StepContext, batch: list[tuple[str, str, str]], anchors: int, 
     if gates:
         extra["gate_open_rate"] = sum(gates) / len(gates)
     return Collected(rows=rows, spans=spans, rollouts=trajs + grown, extra=extra)
+
+
+def sampled_step_sums(rollouts: list[Trajectory]) -> dict:
+    """The step log's per-step sums over every step sampled this training step, each once: a
+    branch or a leaf copies its steps before the cut from the row it grew from, and those are
+    counted with that row (counting them again would weight RICE-PO's and Tree-GRPO's rates
+    toward early steps against GRPO's)."""
+    steps = [s for t in rollouts for s in t.steps[t.generated_from:]]
+    return {"n_steps": len(steps), "local_reward_sum": sum(s.local_reward for s in steps),
+            "parseable_sum": sum(s.parseable for s in steps),
+            "closed_sum": sum(s.closed_think and s.closed_summary for s in steps),
+            "eos_sum": sum(s.eos for s in steps)}
 
 
 COLLECTORS = {"independent": independent, "trees": trees, "branches": branches}

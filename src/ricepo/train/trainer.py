@@ -40,7 +40,7 @@ from ..memory_meter import process_rss_gib, return_freed_memory
 from ..precision import Precision, reference_dtype
 from ..retrieval.retriever import TaskEnvironment
 from ..summaries import versus_alone
-from .collect import Collected, StepContext, batch_position, collect, group_of
+from .collect import Collected, StepContext, batch_position, collect, group_of, sampled_step_sums
 from .distributed import Parallel, all_reduce, gather_objects, merge_records, shard
 from .loss import aggregate, token_losses, trained_rows
 from .validation import Validator, due
@@ -484,15 +484,11 @@ class Trainer:
         t_update = time.time() - t1 - stats["old_ref_s"]   # optimizer steps, the sampler's refresh, the trim
 
         rss, peak_rss = process_rss_gib()
-        steps = [s for t in got.rollouts for s in t.steps]
         rewards = [t.final_reward for t in got.rows]
         local = {
             "step": self.step + 1, **stats,
             "n_rows": len(rewards), "reward_sum": sum(rewards), "reward_sq_sum": sum(r * r for r in rewards),
-            "n_steps": len(steps), "local_reward_sum": sum(s.local_reward for s in steps),
-            "parseable_sum": sum(s.parseable for s in steps),
-            "closed_sum": sum(s.closed_think and s.closed_summary for s in steps),
-            "eos_sum": sum(s.eos for s in steps),
+            **sampled_step_sums(got.rollouts),
             "trajectories": len(got.rows), "rollouts": len(got.rollouts), "trained_tokens": trained_tokens,
             "tokens_generated": sum(t.generated_tokens for t in got.rollouts),
             "retriever_calls": sum(e.stats.searches - calls0[k][0] for k, e in self.envs.items()),
