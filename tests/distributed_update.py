@@ -1,7 +1,7 @@
 """One PPO update on a fixed batch, for tests/test_distributed.py: run as plain python (one
 process) or under `accelerate launch --num_processes 2` (each process takes its shard of the
 rows), the policy wrapped as `--distributed` says (ddp, or fsdp: sharded per decoder layer).
-Writes, from the main process, the logged losses and the updated parameters."""
+Writes, from the main process, the logged losses, the parameters before the update and after it."""
 from __future__ import annotations
 
 import argparse
@@ -45,7 +45,9 @@ def main() -> None:
     args = ap.parse_args()
     par = Parallel.start(args.distributed)
     acc = par.acc
-    results = {"processes": acc.num_processes, "sharded": par.fsdp}
+    # the backbone as saved, read without any wrapping: what every case starts from
+    initial = torch.cat([p.detach().flatten() for p in load_backbone(args.backbone)[0].parameters()])
+    results = {"processes": acc.num_processes, "sharded": par.fsdp, "initial": initial}
     for name, agg, mini_batches in CASES:
         model, _ = load_backbone(args.backbone, device=acc.device)
         ref = copy.deepcopy(model).eval().requires_grad_(False)

@@ -153,11 +153,12 @@ def test_ricepo_by_hand(params, summary, reasoning):
     assert out["T1"][0]["summary"] == pytest.approx(-A_TRAJ)
 
 
-def ricepo_group_with_branch_ids(step):
+def ricepo_group_with_branch_ids(step, steps=(2, 2, 2)):
+    """The group above with its branches trained: each with its id and its own step count."""
     g = ricepo_group(LOCAL, FINAL)
     g["anchors"][0]["step"] = step
-    for m, b in enumerate(g["anchors"][0]["branches"][1:], start=1):
-        b["id"] = f"T0@{step}.b{m}"
+    for m, (b, n) in enumerate(zip(g["anchors"][0]["branches"][1:], steps), start=1):
+        b["id"], b["steps"] = f"T0@{step}.b{m}", n
     return g
 
 
@@ -186,6 +187,34 @@ def test_ricepo_branch_rows_by_hand(params, reasoning_of):
     assert set(compute_credit("ricepo", ricepo_group(LOCAL, FINAL))) == {"T0", "T1"}
 
 
+@pytest.mark.parametrize("tau_I, gated", [(0.05, 1), (0.2, 0)])
+def test_ricepo_branch_rows_with_combine_add(tau_I, gated):
+    """`combine: add` on a trained branch: its own A_traj_m plus its summary credit on the summary,
+    plus the gated credit on the reasoning (as the original's row, with the branch's numbers)."""
+    a_sum = {1: -0.2 / (I + EPS), 2: 0.0, 3: 0.0}
+    out = compute_credit("ricepo", ricepo_group_with_branch_ids(0), combine="add", tau_I=tau_I)
+    for m, f in zip((1, 2, 3), FINAL[1:]):
+        a_traj = (f - 0.5) / (math.sqrt(0.5) + EPS)
+        assert out[f"T0@0.b{m}"][0] == {"summary": pytest.approx(a_traj + a_sum[m]),
+                                        "reasoning": pytest.approx(a_traj + gated * a_sum[m])}
+        assert out[f"T0@0.b{m}"][1] == {"reasoning": pytest.approx(a_traj), "summary": pytest.approx(a_traj)}
+
+
+def test_ricepo_branch_rows_are_as_long_as_their_own_continuation():
+    """T0 has 2 steps (its policy ended it there); from the anchor at step 1 branch 1 runs on to
+    a third step, branches 2 and 3 end at the anchor step: each row's credit has one entry a step."""
+    out = compute_credit("ricepo", ricepo_group_with_branch_ids(1, steps=(3, 2, 2)))
+    assert [len(out[f"T0@1.b{m}"]) for m in (1, 2, 3)] == [3, 2, 2] and len(out["T0"]) == 2
+    a_traj_1 = (FINAL[1] - 0.5) / (math.sqrt(0.5) + EPS)
+    assert out["T0@1.b1"][2] == {"reasoning": pytest.approx(a_traj_1), "summary": pytest.approx(a_traj_1)}
+    for steps in ((1, 2, 2), (None, 2, 2)):      # ends before its anchor step, or no count at all
+        group = ricepo_group_with_branch_ids(1, steps=steps)
+        if steps[0] is None:
+            del group["anchors"][0]["branches"][1]["steps"]
+        with pytest.raises(RicepoError, match=r"branch 'T0@1.b1' of anchor \('T0', 1\) needs its step count 'steps' > 1"):
+            compute_credit("ricepo", group)
+
+
 def test_ricepo_anchor_naming_no_step_is_an_error():
     with pytest.raises(RicepoError, match="names no step"):
         compute_credit("ricepo", ricepo_group_with_branch_ids(2))
@@ -206,15 +235,30 @@ def test_ricepo_random_case_is_seeded_and_picks_one_of_the_two_cases():
     assert values == {round(A_SUM, 6), round(FINAL_Z, 6)}
 
 
+def cli_anchors(group, *args):
+    return json.loads(subprocess.run(["ricepo", "credit", *args, "-"], input=json.dumps(group),
+                                     capture_output=True, text=True, check=True).stdout)
+
+
 def test_anchor_selection_cli():
     g = {"query_id": "q", "trajectories": [traj("T0", 1.0, ["q", "a"], entropies=[0.9, 0.5]),
                                            traj("T1", 0.0, ["q", "b"], entropies=[0.9, 0.7])]}
-    run = lambda *a: json.loads(subprocess.run(["ricepo", "credit", *a, "-"], input=json.dumps(g),  # noqa: E731
-                                               capture_output=True, text=True, check=True).stdout)
     # ties at 0.9: same step, earlier trajectory first
-    assert run("--select", "3") == [["T0", 0], ["T1", 0], ["T1", 1]]
-    rand = run("--select", "2", "--trigger", "random", "--seed", "1")
-    assert rand == run("--select", "2", "--trigger", "random", "--seed", "1") and len(rand) == 2
+    assert cli_anchors(g, "--select", "3") == [["T0", 0], ["T1", 0], ["T1", 1]]
+    # The random trigger on 8 trajectories x 4 steps with distinct entropies: 32 candidates, so a
+    # uniform draw of 4 is one of C(32, 4) = 35,960 sets. Five seeds and the entropy top 4 make 15
+    # pairs: some pair is the same set with probability under 15/35,960 (0.04%) for a trigger that
+    # draws, and with certainty for one that ignores its seed or returns the entropy top 4.
+    many = {"query_id": "q", "trajectories": [traj(f"T{i}", i / 8, [f"s{i}{j}" for j in range(4)],
+                                                entropies=[(4 * i + j) / 32 for j in range(4)]) for i in range(8)]}
+    by_entropy = cli_anchors(many, "--select", "4")
+    assert by_entropy == [["T7", 3], ["T7", 2], ["T7", 1], ["T7", 0]]
+    drawn = {seed: cli_anchors(many, "--select", "4", "--trigger", "random", "--seed", str(seed)) for seed in range(5)}
+    assert drawn[1] == cli_anchors(many, "--select", "4", "--trigger", "random", "--seed", "1")
+    candidates = {(f"T{i}", j) for i in range(8) for j in range(4)}
+    chosen = [frozenset(map(tuple, d)) for d in [by_entropy, *drawn.values()]]
+    assert all(len(c) == 4 and c <= candidates for c in chosen)
+    assert len(set(chosen)) == 6, drawn
 
 
 @pytest.mark.parametrize("method, params", [("gigpo", ["gamma=0.5"]), ("hgpo", ["history=1"]), ("tree_grpo", []),

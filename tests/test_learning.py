@@ -2,13 +2,19 @@
 advantage is flipped.
 
 The task: every training query is answered by one document, the one about "apple"; the corpus has
-one document per word of a small vocabulary, and the query's own words match none of them. A
-summary retrieves with "query ⊕ summary", so the reward (NDCG@10) is 1 when the summary says
-"apple" and the apple document ranks first, less when other words push it down, and 0 without it.
-The policy is a tiny random Llama over a 39-token word-level vocabulary, so a 3-token summary
-says "apple" about 7% of the time at the start: rare enough that the reward starts low, common
-enough that each step's groups hold a success to learn from. The real trainer, rollouts,
-retriever and credit functions run; nothing is mocked except, in the control, the sign.
+one document per word of a small vocabulary, and the query's own words match none of them. An
+episode has two rounds (reasoning and summary each; the first round's top document is shown before
+the second). A summary retrieves with "query ⊕ summary" and the reward is the last round's
+NDCG@10: 1 when the final summary says "apple" and the apple document ranks first, less when other
+words push it down, and 0 without it. The policy is a tiny random Llama over a 39-token word-level
+vocabulary, so a 3-token summary says "apple" about 7% of the time at the start: rare enough that
+the reward starts low, common enough that each step's groups hold a success to learn from. The
+real trainer, rollouts, retriever and credit functions run; nothing is mocked except, in the
+control, the sign.
+
+Two rounds, because one round hides most of what the methods do: every row's only state is the
+query, so GiGPO's and HGPO's step groups are the whole group (GRPO), Tree-GRPO can only expand at
+the root, and RICE-PO's residual (final minus local reward) is always 0.
 """
 from __future__ import annotations
 
@@ -18,19 +24,24 @@ from pathlib import Path
 import pytest
 
 from conftest import train_settings
+from ricepo.credit import METHODS as REGISTERED
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["apple", "river", "stone", "cloud", "maple", "tiger", "piano", "lemon", "ocean", "eagle", "candle",
          "rocket", "garden", "silver", "winter", "forest", "violin", "copper", "desert", "island", "planet",
          "marble", "thunder", "meadow"]
 QUERY_WORDS = ["find", "which", "document", "answers", "this"]
-METHODS = ["grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"]
-STEPS, WINDOW = 30, 5
+METHODS = [name for name, m in REGISTERED.items() if m.rollout]   # every trained method
+# HGPO learns last: its credit for the final summary comes only from rows that retrieved the same
+# document in the first round. With seed 0 it passes the thresholds by step 30; other seeds
+# (a stand-in for other machines' numerics) needed up to 45 steps, so 60 leaves a margin.
+STEPS, WINDOW = 60, 5
 # The thresholds the test states: over the last WINDOW steps the mean training reward must exceed
 # the first WINDOW steps' mean by RISE, and reach FLOOR; with the sign flipped it must not rise.
 RISE, FLOOR, FLIPPED_RISE = 0.5, 0.8, 0.05
-ROLLOUT = {"group_size": 8, "max_depth": 1, "temperature": 1.0, "max_reasoning_tokens": 1, "max_summary_tokens": 3,
-           "docs_in_observation": 1, "doc_max_chars": 40, "format_penalty": 0.0, "rows_per_call": 0}
+ROLLOUT = {"group_size": 8, "max_depth": 2, "temperature": 1.0, "max_reasoning_tokens": 1, "max_summary_tokens": 3,
+           "docs_in_observation": 1, "doc_max_chars": 40, "format_penalty": 0.0, "rows_per_call": 0,
+           "empty_summary_search": "query"}
 TEMPLATE = {"system": "", "user": "{query} {documents}"}
 
 

@@ -102,12 +102,6 @@ def test_context_before_a_step_restarts_the_agent(rollouts):
     assert t.steps[1].state == t.steps[0].retrieved[: ROLLOUT["docs_in_observation"]]
 
 
-def test_empty_summary_retrieves_with_the_query_and_is_flagged():
-    from ricepo.agent.rollout import strip_tags
-    assert strip_tags("<summary><summary> </summary>") == ""
-    assert strip_tags(" foo <summary>bar ") == "foo bar"
-
-
 def test_harness_text_round_trips_and_policy_spans_keep_their_sampled_ids(rollouts):
     """Harness segments (prompt, glue, observation) are encoded text, so decode→encode gives the same
     ids back. Policy spans hold exactly the ids that were sampled (one log-prob each) and are never
@@ -223,6 +217,70 @@ def test_tags_only_summaries_are_never_anchors_and_an_eos_ends_the_episode(smoll
     anchors = select_anchors(group_for_credit([a, b, c, d]), k=8)
     assert ["B", 0] not in anchors and ["B", 1] not in anchors and ["D", 0] not in anchors
     assert sorted(anchors) == [["A", 0], ["A", 1], ["C", 0]]
+
+
+def test_empty_summary_retrieves_with_the_query_and_is_flagged(smollm2_tokenizer, fixture_task):
+    """Row A writes a summary, row B only tags: B searches with the query alone (not with the tags,
+    which a BM25 index may well ignore, so the text searched is what is checked), its step is
+    unparseable and its final reward pays the format penalty."""
+    from ricepo.agent.rollout import Agent, RolloutSettings, strip_tags
+    from ricepo.environments import load_environment
+
+    assert strip_tags("<summary><summary> </summary>") == ""
+    assert strip_tags(" foo <summary>bar ") == "foo bar"
+    tok = smollm2_tokenizer
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]   # noqa: E731
+    sampler = ScriptedSampler(tok, [[enc("think</think>")] * 2,
+                                    [enc("graph search</summary>"), enc("<summary> </summary>")]])
+    env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
+    qid, q = next(iter(queries.items()))
+    searched = []
+    rankings_for = env.rankings_for
+    env.rankings_for = lambda items: searched.append([text for _, text in items]) or rankings_for(items)
+    settings = RolloutSettings.from_config({**ROLLOUT, "max_depth": 1, "format_penalty": 0.25})
+    a, b = Agent(sampler, tok, TEMPLATE, settings).rollout([(name, "leetcode", qid, q["text"]) for name in "AB"],
+                                                            {"leetcode": env})
+    # the prompt's search, then the step's
+    assert searched == [[q["text"]] * 2, [f"{q['text']} graph search", q["text"]]]
+    alone = env.ranking_for(qid, q["text"])
+    assert b.final_ranking == alone and b.steps[0].retrieved == [d for d, _ in alone[:10]]
+    assert b.steps[0].summary == "" and not b.steps[0].parseable and a.steps[0].parseable
+    assert b.steps[0].local_reward == env.score(qid, alone)
+    assert b.final_reward == pytest.approx(b.steps[0].local_reward - 0.25)
+    assert a.final_reward == a.steps[0].local_reward
+
+
+@pytest.mark.parametrize("mode", ["query", "last_summary"])
+def test_a_last_step_without_a_summary_scores_the_query_alone_or_the_last_summary(smollm2_tokenizer, fixture_task,
+                                                                               mode):
+    """Two steps: a summary, then only tags (A) or an eos inside the reasoning (B). The last step
+    searches, and so the final reward scores, with the query alone (`empty_summary_search: query`)
+    or with the query and step 0's summary (`last_summary`); the penalty applies either way."""
+    from ricepo.agent.rollout import Agent, RolloutSettings
+    from ricepo.environments import load_environment
+
+    tok = smollm2_tokenizer
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]   # noqa: E731
+    env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
+    qid, q = next(iter(queries.items()))
+    # a summary in the corpus's own words (a far-down document's), so that it moves the ranking
+    far = env.ranking_for(qid, q["text"])[30][0]
+    summary = " ".join(env.corpus[far]["text"].split()[:4])
+    assert env.ranking_for(qid, q["text"]) != env.ranking_for(qid, f"{q['text']} {summary}")
+    sampler = ScriptedSampler(tok, [[enc("think</think>")] * 2, [enc(f"{summary}</summary>")] * 2,
+                                    [enc("more</think>"), enc("more") + [tok.eos_token_id]],
+                                    [enc("<summary></summary>")]])
+    settings = RolloutSettings.from_config({**ROLLOUT, "max_depth": 2, "format_penalty": 0.25,
+                                            "empty_summary_search": mode})
+    a, b = Agent(sampler, tok, TEMPLATE, settings).rollout([(n, "leetcode", qid, q["text"]) for n in "AB"],
+                                                            {"leetcode": env})
+    assert a.steps[0].summary == summary
+    expected = env.ranking_for(qid, q["text"] if mode == "query" else f"{q['text']} {summary}")
+    for t in (a, b):
+        assert len(t.steps) == 2 and t.steps[0].parseable and not t.steps[1].parseable
+        assert t.final_ranking == expected
+        assert t.final_reward == pytest.approx(env.score(qid, expected) - 0.25)
+    assert b.ended and b.steps[1].summary == ""
 
 
 def test_each_distinct_search_is_run_once_and_counted_once(rollouts, fixture_task):

@@ -215,6 +215,28 @@ def test_the_sampler_matches_a_full_recompute_in_fp32_with_the_same_generator(ti
     _assert_same(ours2, _reference_sample(model, tok, keep, 8, "e", 1.0, torch.Generator().manual_seed(4)))
 
 
+def test_top_k_1_or_a_tiny_top_p_samples_the_greedy_tokens_and_records_the_full_distribution(tiny):
+    """Truncation changes which token is drawn, never what is recorded: top_k 1, or a top_p below
+    1/vocab (the top token alone holds at least that much), leaves only the most likely token, so
+    every generator draws the greedy tokens, with the log-probs and entropies of the whole
+    distribution. At temperature 1 that is the unscaled distribution temperature 0 reports."""
+    from ricepo.agent.sampling import sample
+
+    model, tok = tiny
+    ctx = _contexts(tok)
+
+    def run(temperature, seed, **truncation):
+        return sample(model, tok, ctx, max_new_tokens=8, stop="</think>", temperature=temperature,
+                      generator=torch.Generator().manual_seed(seed), **truncation)[0]
+
+    greedy = run(0.0, 0)
+    assert all(h > 1.0 for r in greedy for h in r.entropies), "a spread distribution, or truncation changes nothing"
+    for seed in range(3):
+        assert [r.ids for r in run(1.0, seed)] != [r.ids for r in greedy], "without truncation the draw is random"
+        for truncation in ({"top_k": 1}, {"top_p": 0.5 / len(tok)}):
+            _assert_same(run(1.0, seed, **truncation), greedy)
+
+
 def test_a_multi_token_stop_string_ends_a_phase_exactly_where_the_text_ends(smollm2_tokenizer):
     """SmolLM2 writes `</think>` as `</`, `think`, `>`: the token-id automaton must stop on the
     token that completes the string, as a search of the decoded text does, wherever the
