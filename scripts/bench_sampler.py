@@ -140,9 +140,14 @@ def main() -> None:
     ap.add_argument("--no-static", action="store_true", help="skip generate() with a static cache")
     ap.add_argument("--architecture", help="a config/architectures/ name: that backbone at random initialisation")
     ap.add_argument("--require-cuda", action="store_true", help="exit 1 at once unless --device is a CUDA device")
+    ap.add_argument("--calibration", type=Path, metavar="DIR",
+                    help="write DIR/<gpu>.yaml, the measured decode rates `ricepo plan` prices that GPU kind by "
+                         "(needs --architecture and a CUDA device)")
     args = ap.parse_args()
     if args.require_cuda and not (args.device.startswith("cuda") and torch.cuda.is_available()):
         sys.exit(f"bench_sampler: --require-cuda, but the device is {args.device}")
+    if args.calibration and not (args.architecture and args.device.startswith("cuda")):
+        sys.exit("bench_sampler: --calibration needs --architecture (a paper backbone) and a CUDA device")
     torch.set_num_threads(args.threads)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.precision]
     if args.architecture:
@@ -154,6 +159,7 @@ def main() -> None:
     print(f"model {args.architecture or Path(args.model).name}  device {args.device}  {args.precision}  threads {args.threads}  "
           f"new tokens {args.new_tokens}  rows per prompt {args.group}  greedy, stop {STOP!r}  {sampler.describe()}")
     print(f"{'rows':>5} {'ours tok/s':>11} {'generate':>9} {'ratio':>6} {'static':>8} {'ratio':>6} {'same':>5}")
+    measured = {}
     for rows in args.rows:
         contexts = prompts(tokenizer, rows, args.group)
         t_ours, ids_ours = timed(ours(sampler, contexts, args.new_tokens), args.repeats)
@@ -170,6 +176,23 @@ def main() -> None:
             n_st = sum(len(kept(x, eos, tokenizer)) for x in ids_st)
             line += f" {n_st / t_st:>8.1f} {(n_ours / t_ours) / (n_st / t_st):>6.2f}"
         print(line + f" {same:>5.2f}", flush=True)
+        measured[rows] = n_ours / t_ours
+    if args.calibration:
+        write_measured(args, sampler, measured)
+
+
+def write_measured(args, sampler, measured: dict[int, float]) -> None:
+    import subprocess
+
+    from ricepo.plan.timing import gpu_kind, write_calibration
+
+    device = torch.cuda.get_device_name(torch.device(args.device))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    path = write_calibration(args.calibration, gpu_kind(device, load_config()["gpus"]), device, commit,
+                             "scripts/bench_sampler.py " + " ".join(sys.argv[1:]),
+                             "compiled" if "compiled" in sampler.describe() else "eager", args.architecture, measured)
+    print(f"calibration written: {path}\n{path.read_text()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@
 #        on CUDA and the plan's peak is within 10% of the measured one;
 # sampler: the sampler's tokens per second against transformers' generate() on CUDA, 8 and 64
 #        rows, with the same architecture at random initialisation (scripts/bench_sampler.py
-#        --architecture); a report: fails only if it cannot run on CUDA or overruns.
+#        --architecture); a report: fails only if it cannot run on CUDA or overruns. It writes
+#        the measured decode rates to config/calibration/<gpu>.yaml (RICEPO_CALIBRATION_DIR
+#        elsewhere) and prints the file: commit it, and `ricepo plan` prices that GPU kind by it.
 # Each part prints its time; the check prints which parts failed and exits 1 if any did.
 # Drill: RICEPO_GPU_CHECK_DRILL=1 skips the CUDA gate, so that on a machine without a GPU every
 # part runs on the CPU and must fail (tests/test_gpu_check.py runs it so; the paper step at
@@ -129,7 +131,7 @@ if [[ " $sections " == *" sampler "* ]]; then
   echo "== sampler against generate()"
   start=$(date +%s)
   timeout -k 10 "$limit_sampler" python3 scripts/bench_sampler.py --require-cuda --architecture r1_distill_qwen_1p5b \
-    --rows 8 64 --repeats 1 2>&1 | grep -v -E "Loading weights|Writing model|it/s\]|[Ww]arning|forward_call"
+    --rows 8 64 --repeats 1 --calibration "${RICEPO_CALIBRATION_DIR:-config/calibration}" 2>&1 | grep -v -E "Loading weights|Writing model|it/s\]|[Ww]arning|forward_call"
   part_end sampler "${PIPESTATUS[0]}" "$start"
 fi
 
