@@ -2,14 +2,18 @@
 prompts, rows, new tokens and precision: tokens per second of each, and their ratio.
 
     python scripts/bench_sampler.py [--model resources/models/smollm2_135m] [--rows 8 32 64]
-        [--new-tokens 48] [--precision bf16] [--threads 1] [--device cpu]
+        [--new-tokens 48] [--precision bf16] [--threads 1] [--device cpu] [--mode agent|raw] [--profile]
 
-Prompts are the agent's real first prompt (the config's default template) on SciFact test claims
-from `../shared/data/beir/scifact`, each with its judged documents as the observation; with
-`--group G` each prompt fills G rows, as a training group's rollouts do. Both
-sides decode greedily until `</think>`, end-of-sequence or `--new-tokens`; `generate()` is told
-the same stop string (`stop_strings`), and each side's rate counts the tokens it kept for each
-row (through the stop string or end-of-sequence). Each configuration runs once to warm up, then
+`--mode agent` (the default): prompts are the agent's real first prompt (the config's default
+template) on SciFact test claims from `../shared/data/beir/scifact`, each with its judged documents
+as the observation; with `--group G` each prompt fills G rows, as a training group's rollouts do.
+Both sides decode greedily until `</think>`, end-of-sequence or `--new-tokens`; `generate()` is
+told the same stop string (`stop_strings`). `--mode raw`: plain decoding, the same short chat
+prompts (each claim alone as the user's message) on every side, no stop string, each row through
+its end-of-sequence or `--new-tokens`. Each side's rate counts the tokens it kept for each row
+(through the stop string or end-of-sequence). `--profile` adds, for the sampler, a decode step's
+milliseconds split into the model's forward pass, the sampling arithmetic and the bookkeeping
+(torch.profiler over the sampler's `decode/*` ranges, one profiled run after the timed ones). Each configuration runs once to warm up, then
 `--repeats` times; the best time is reported (the machine is shared; the best run is the least
 disturbed). `static` is `generate()` with transformers' static KV cache. `same` is the share of
 rows whose tokens agree with `generate()`'s (bf16 kernels on different batch shapes may round
@@ -38,14 +42,19 @@ from ricepo.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "beir" / "scifact"
-STOP = "</think>"
+AGENT_STOP = "</think>"
 
 
-def prompts(tokenizer, n: int, group: int) -> list[list[int]]:
+def prompts(tokenizer, n: int, group: int, mode: str) -> list[list[int]]:
     """The agent's first prompt for the first n / group SciFact test claims, each shown its
-    judged documents (then the corpus' first ones, to three), each repeated `group` times."""
+    judged documents (then the corpus' first ones, to three), each repeated `group` times; in raw
+    mode each claim alone as a chat prompt."""
     template = load_config(ROOT / "config" / "config.yaml")["templates"]["default"]
     claims = {q["_id"]: q["text"] for q in map(json.loads, (SCIFACT / "queries.jsonl").open())}
+    if mode == "raw":
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": claims[q]}], tokenize=False,
+                                               add_generation_prompt=True) for q in list(claims)[:-(-n // group)]]
+        return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts for _ in range(group)][:n]
     judged: dict[str, list[str]] = {}
     for line in list((SCIFACT / "qrels" / "test.tsv").open())[1:]:
         qid, doc, _ = line.split("\t")
@@ -86,10 +95,10 @@ def random_backbone(name: str) -> str:
     return str(out / "model")
 
 
-def kept(ids: list[int], eos: set[int], tokenizer) -> list[int]:
+def kept(ids: list[int], eos: set[int], tokenizer, stop: str | None) -> list[int]:
     """A row's tokens through its first end-of-sequence or stop string."""
     for i, t in enumerate(ids):
-        if t in eos or STOP in tokenizer.decode(ids[:i + 1]):
+        if t in eos or (stop and stop in tokenizer.decode(ids[:i + 1])):
             return ids[:i + 1]
     return ids
 
@@ -104,15 +113,29 @@ def timed(fn, repeats: int):
     return best, out
 
 
-def ours(sampler, contexts, new_tokens):
+def ours(sampler, contexts, new_tokens, stop: str | None):
     def run():
         sampler.reset()
-        return [r.ids for r in sampler.sample(contexts, max_new_tokens=new_tokens, stop=STOP, temperature=0.0,
+        return [r.ids for r in sampler.sample(contexts, max_new_tokens=new_tokens, stop=stop, temperature=0.0,
                                               generator=None)]
     return run
 
 
-def theirs(model, tokenizer, contexts, new_tokens, cache: str | None):
+def profiled(run) -> tuple[dict[str, float], int]:
+    """Milliseconds per decode step of each `decode/*` range, and the steps, over one run of `run`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        run()
+    parts = {e.key.removeprefix("decode/"): e for e in prof.key_averages() if e.key.startswith("decode/")}
+    steps = parts["forward"].count + 1     # the last step samples and stops without a forward pass
+    # CPU time of each range covers the kernels it launched; on a GPU, their device time where longer
+    return {k: max(e.cpu_time_total, getattr(e, "device_time_total", 0.0)) / 1000 / steps
+            for k, e in parts.items()}, steps
+
+
+def theirs(model, tokenizer, contexts, new_tokens, cache: str | None, stop: str | None):
     width = max(map(len, contexts))
     pad = tokenizer.pad_token_id
     ids = torch.tensor([[pad] * (width - len(c)) + c for c in contexts], device=model.device)
@@ -120,8 +143,9 @@ def theirs(model, tokenizer, contexts, new_tokens, cache: str | None):
     extra = {"cache_implementation": cache} if cache else {}
 
     def run():
+        stopping = {"stop_strings": [stop], "tokenizer": tokenizer} if stop else {}
         out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
-                             stop_strings=[STOP], tokenizer=tokenizer, pad_token_id=pad, **extra)
+                             pad_token_id=pad, **stopping, **extra)
         return [row[width:].tolist() for row in out]
     return run
 
@@ -140,6 +164,9 @@ def main() -> None:
     ap.add_argument("--no-static", action="store_true", help="skip generate() with a static cache")
     ap.add_argument("--architecture", help="a config/architectures/ name: that backbone at random initialisation")
     ap.add_argument("--require-cuda", action="store_true", help="exit 1 at once unless --device is a CUDA device")
+    ap.add_argument("--mode", choices=["agent", "raw"], default="agent",
+                    help="agent: the agent's prompts, stop at </think>; raw: short chat prompts, each row to its eos")
+    ap.add_argument("--profile", action="store_true", help="split the sampler's decode step into its parts")
     ap.add_argument("--calibration", type=Path, metavar="DIR",
                     help="write DIR/<gpu>.yaml, the measured decode rates `ricepo plan` prices that GPU kind by "
                          "(needs --architecture and a CUDA device)")
@@ -156,26 +183,36 @@ def main() -> None:
     model = cast_parameters(model, dtype).eval()
     sampler = TransformersSampler(model, tokenizer)
     eos = eos_ids(model, tokenizer)
+    stop = AGENT_STOP if args.mode == "agent" else None
     print(f"model {args.architecture or Path(args.model).name}  device {args.device}  {args.precision}  threads {args.threads}  "
-          f"new tokens {args.new_tokens}  rows per prompt {args.group}  greedy, stop {STOP!r}  {sampler.describe()}")
-    print(f"{'rows':>5} {'ours tok/s':>11} {'generate':>9} {'ratio':>6} {'static':>8} {'ratio':>6} {'same':>5}")
+          f"mode {args.mode}  new tokens {args.new_tokens}  rows per prompt {args.group}  greedy, stop {stop!r}  "
+          f"{sampler.describe()}")
+    print(f"{'rows':>5} {'ours tok/s':>11} {'generate':>9} {'ratio':>6} {'static':>8} {'ratio':>6} {'same':>5}"
+          + ("  decode step ms: forward / sampling / bookkeeping (share)" if args.profile else ""))
     measured = {}
     for rows in args.rows:
-        contexts = prompts(tokenizer, rows, args.group)
-        t_ours, ids_ours = timed(ours(sampler, contexts, args.new_tokens), args.repeats)
-        t_gen, ids_gen = timed(theirs(model, tokenizer, contexts, args.new_tokens, None), args.repeats)
+        contexts = prompts(tokenizer, rows, args.group, args.mode)
+        t_ours, ids_ours = timed(ours(sampler, contexts, args.new_tokens, stop), args.repeats)
+        t_gen, ids_gen = timed(theirs(model, tokenizer, contexts, args.new_tokens, None, stop), args.repeats)
         n_ours = sum(len(x) for x in ids_ours)
-        ids_gen = [kept(x, eos, tokenizer) for x in ids_gen]
+        ids_gen = [kept(x, eos, tokenizer, stop) for x in ids_gen]
         n_gen = sum(len(x) for x in ids_gen)
         same = sum(a == b for a, b in zip(ids_ours, ids_gen)) / rows
         line = f"{rows:>5} {n_ours / t_ours:>11.1f} {n_gen / t_gen:>9.1f} {(n_ours / t_ours) / (n_gen / t_gen):>6.2f}"
         if args.no_static:
             line += f" {'-':>8} {'-':>6}"
         else:
-            t_st, ids_st = timed(theirs(model, tokenizer, contexts, args.new_tokens, "static"), args.repeats)
-            n_st = sum(len(kept(x, eos, tokenizer)) for x in ids_st)
+            t_st, ids_st = timed(theirs(model, tokenizer, contexts, args.new_tokens, "static", stop), args.repeats)
+            n_st = sum(len(kept(x, eos, tokenizer, stop)) for x in ids_st)
             line += f" {n_st / t_st:>8.1f} {(n_ours / t_ours) / (n_st / t_st):>6.2f}"
-        print(line + f" {same:>5.2f}", flush=True)
+        line += f" {same:>5.2f}"
+        if args.profile:
+            ms, steps = profiled(ours(sampler, contexts, args.new_tokens, stop))
+            total = sum(ms.values())
+            line += (f"  {ms['forward']:.1f} / {ms['sampling']:.1f} / {ms['bookkeeping']:.1f} ms of {total:.1f} "
+                     f"({ms['forward'] / total:.0%} / {ms['sampling'] / total:.0%} / {ms['bookkeeping'] / total:.0%}, "
+                     f"{steps} steps)")
+        print(line, flush=True)
         measured[rows] = n_ours / t_ours
     if args.calibration:
         write_measured(args, sampler, measured)

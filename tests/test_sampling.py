@@ -312,3 +312,20 @@ def test_rows_that_start_beside_cached_rows_and_repacked_holes_match_a_fresh_pre
         rows = [c + r.ids + glue for c, r in zip(rows, got)]
     assert repacked, columns
     assert max(columns) <= 2 * max(len(h) for h in cache.held) + 2 * (5 + len(glue))
+
+
+def test_without_a_stop_string_rows_run_to_eos_or_the_budget_and_decode_alike(tiny):
+    """`stop=None` (the benchmark's raw decoding): no row ends on a string, so a row that writes
+    `</think>` runs on; up to where a row with the stop string ends, both give the same tokens."""
+    from ricepo.agent.sampling import sample
+
+    model, tok = tiny
+    ctx = _contexts(tok)
+    free, _ = sample(model, tok, ctx, max_new_tokens=12, stop=None, temperature=1.0,
+                     generator=torch.Generator().manual_seed(3))
+    stopped, _ = sample(model, tok, ctx, max_new_tokens=12, stop="e", temperature=1.0,
+                        generator=torch.Generator().manual_seed(3))
+    assert not any(r.stopped for r in free) and all(r.eos or len(r.ids) == 12 for r in free)
+    assert any(r.stopped for r in stopped), "the control: a one-letter stop string ends some row"
+    for f, s in zip(free, stopped):
+        assert f.ids[:len(s.ids)] == s.ids and len(f.ids) >= len(s.ids)

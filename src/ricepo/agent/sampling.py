@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+from torch.profiler import record_function
 
 from .kv_cache import ColumnCache, passing
 from .stop_strings import StopMatcher
@@ -167,7 +168,7 @@ def _compact_every(live: int) -> int:
 
 
 @torch.inference_mode()
-def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, stop: str | StopMatcher,
+def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, stop: str | StopMatcher | None,
            temperature: float, generator: torch.Generator | None, top_p: float = 1.0, top_k: int = 0,
            cache: PrefixCache | None = None) -> tuple[list[Sampled], PrefixCache]:
     """Continue every context until `stop` appears, eos, or `max_new_tokens` (temperature 0: greedy).
@@ -175,7 +176,11 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
     entropy are always those of the full distribution at `temperature` (the policy's own).
     `cache` (from the previous call) is reused for the rows whose contexts extend it; the other
     contexts start rows of their own in it. `stop` may be given as its `StopMatcher`, built once
-    for the tokenizer.
+    for the tokenizer, or None (rows end at eos or the budget only).
+
+    The step's three parts run under profiler ranges (`decode/forward`, `decode/sampling`,
+    `decode/bookkeeping`: `scripts/bench_sampler.py --profile`); outside a profiler they cost nothing
+    measurable.
 
     Random numbers are drawn as if every row were sampled at every step until all have ended
     (rows × 1 uniforms per step, in row order), so dropping finished rows from the forward pass
@@ -183,7 +188,7 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
     device = next(model.parameters()).device
     pad, vocab, n = tokenizer.pad_token_id, len(tokenizer), len(contexts)
     eos = torch.tensor(sorted(eos_ids(model, tokenizer)), device=device)
-    matcher = stop if isinstance(stop, StopMatcher) else StopMatcher(tokenizer, stop).to(device)
+    matcher = stop if isinstance(stop, StopMatcher) or stop is None else StopMatcher(tokenizer, stop).to(device)
     plan = cache.plan(contexts) if cache is not None else [None] * n
     going_on = [i for i, r in enumerate(plan) if r is not None]
     starting = [i for i, r in enumerate(plan) if r is None]
@@ -218,39 +223,48 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
     ended_stop = torch.zeros(n, dtype=torch.bool, device=device)
     live = n
     for step in range(max_new_tokens):
-        logp = policy_logprobs(logits, temperature, vocab)
-        entropy = -(logp.exp() * logp.masked_fill(logp == float("-inf"), 0.0)).sum(-1)
-        if temperature > 0:
-            u = torch.rand((n, 1), generator=generator, device=device, dtype=torch.float64)
-            tokens = draw(truncated(logp, top_p, top_k).exp(), generator, u[where[:live]])
-        else:
-            tokens = logp.argmax(-1)
-        chosen = logp.gather(-1, tokens[:, None]).squeeze(-1)
-        rows_fed, going = where[:live], running[:live]
-        mine = rows_fed[going]
-        ids[mine, step], logps[mine, step], ents[mine, step] = tokens[going], chosen[going], entropy[going]
-        lengths[mine] += 1
-        is_eos = torch.isin(tokens, eos)
-        states[:live] = matcher.advance(states[:live], tokens)
-        is_stop = (states[:live] == matcher.done) & ~is_eos
-        ended_eos[rows_fed] |= going & is_eos
-        ended_stop[rows_fed] |= going & is_stop
-        running[:live] = going & ~(is_eos | is_stop)
-        still = int(running[:live].sum())
-        if still == 0 or step == max_new_tokens - 1:   # the last token is fed by the next call
+        with record_function("decode/sampling"):
+            logp = policy_logprobs(logits, temperature, vocab)
+            entropy = -(logp.exp() * logp.masked_fill(logp == float("-inf"), 0.0)).sum(-1)
+            if temperature > 0:
+                u = torch.rand((n, 1), generator=generator, device=device, dtype=torch.float64)
+                tokens = draw(truncated(logp, top_p, top_k).exp(), generator, u[where[:live]])
+            else:
+                tokens = logp.argmax(-1)
+            chosen = logp.gather(-1, tokens[:, None]).squeeze(-1)
+        with record_function("decode/bookkeeping"):
+            rows_fed, going = where[:live], running[:live]
+            mine = rows_fed[going]
+            ids[mine, step], logps[mine, step], ents[mine, step] = tokens[going], chosen[going], entropy[going]
+            lengths[mine] += 1
+            is_eos = torch.isin(tokens, eos)
+            if matcher is None:
+                is_stop = torch.zeros_like(is_eos)
+            else:
+                states[:live] = matcher.advance(states[:live], tokens)
+                is_stop = (states[:live] == matcher.done) & ~is_eos
+            ended_eos[rows_fed] |= going & is_eos
+            ended_stop[rows_fed] |= going & is_stop
+            running[:live] = going & ~(is_eos | is_stop)
+            still = int(running[:live].sum())
+            last = still == 0 or step == max_new_tokens - 1   # the last token is fed by the next call
+            if not last and live - still >= _compact_every(live):
+                order = torch.cat([running[:live].nonzero().squeeze(1), (~running[:live]).nonzero().squeeze(1),
+                                   torch.arange(live, n, device=device)])
+                kv.permute(order)
+                where, positions, states, running = where[order], positions[order], states[order], running[order]
+                tokens, live = tokens[order[:still]], still
+                kv.active = live
+            going = running[:live]
+            if not last:
+                feed = torch.where(going, tokens, pad)[:, None]
+                attend = kv.add_columns(going[:, None].long())
+        if last:
             break
-        if live - still >= _compact_every(live):
-            order = torch.cat([running[:live].nonzero().squeeze(1), (~running[:live]).nonzero().squeeze(1),
-                               torch.arange(live, n, device=device)])
-            kv.permute(order)
-            where, positions, states, running = where[order], positions[order], states[order], running[order]
-            tokens, live = tokens[order[:still]], still
-            kv.active = live
-        going = running[:live]
-        feed = torch.where(going, tokens, pad)[:, None]
-        out = model(input_ids=feed, attention_mask=kv.add_columns(going[:, None].long()),
-                    position_ids=positions[:live, None], use_cache=True, **passing(model, kv.past), logits_to_keep=1)
-        logits = out.logits[:, -1, :]
+        with record_function("decode/forward"):
+            out = model(input_ids=feed, attention_mask=attend, position_ids=positions[:live, None], use_cache=True,
+                        **passing(model, kv.past), logits_to_keep=1)
+            logits = out.logits[:, -1, :]
         positions[:live] += going
     kv.permute(torch.argsort(where))   # back to context order
     kv.active = n
@@ -283,7 +297,7 @@ class Sampler(Protocol):
     `sync_weights` loads the trainer's weights after an update. The transformers sampler below
     is the one shipped and tested; a vLLM or SGLang one would implement the same three methods."""
 
-    def sample(self, contexts: list[list[int]], *, max_new_tokens: int, stop: str, temperature: float,
+    def sample(self, contexts: list[list[int]], *, max_new_tokens: int, stop: str | None, temperature: float,
                generator: torch.Generator | None, top_p: float = 1.0, top_k: int = 0) -> list[Sampled]: ...
 
     def reset(self) -> None: ...
@@ -315,10 +329,10 @@ class TransformersSampler:
                 f"cache, stop strings on token ids, finished rows leave the batch")
 
     def sample(self, contexts, *, max_new_tokens, stop, temperature, generator, top_p=1.0, top_k=0):
-        if stop not in self._stops:
+        if stop is not None and stop not in self._stops:
             self._stops[stop] = StopMatcher(self.tokenizer, stop).to(self.device)
         results, self._cache = sample(self.model, self.tokenizer, contexts, max_new_tokens=max_new_tokens,
-                                      stop=self._stops[stop], temperature=temperature, generator=generator,
+                                      stop=self._stops.get(stop), temperature=temperature, generator=generator,
                                       top_p=top_p, top_k=top_k, cache=self._cache)
         return results
 
