@@ -247,8 +247,9 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
             ended_stop[rows_fed] |= going & is_stop
             running[:live] = going & ~(is_eos | is_stop)
             still = int(running[:live].sum())
-            last = still == 0 or step == max_new_tokens - 1   # the last token is fed by the next call
-            if not last and live - still >= _compact_every(live):
+            if still == 0 or step == max_new_tokens - 1:   # the last token is fed by the next call
+                break
+            if live - still >= _compact_every(live):
                 order = torch.cat([running[:live].nonzero().squeeze(1), (~running[:live]).nonzero().squeeze(1),
                                    torch.arange(live, n, device=device)])
                 kv.permute(order)
@@ -256,11 +257,8 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
                 tokens, live = tokens[order[:still]], still
                 kv.active = live
             going = running[:live]
-            if not last:
-                feed = torch.where(going, tokens, pad)[:, None]
-                attend = kv.add_columns(going[:, None].long())
-        if last:
-            break
+            feed = torch.where(going, tokens, pad)[:, None]
+            attend = kv.add_columns(going[:, None].long())
         with record_function("decode/forward"):
             out = model(input_ids=feed, attention_mask=attend, position_ids=positions[:live, None], use_cache=True,
                         **passing(model, kv.past), logits_to_keep=1)
