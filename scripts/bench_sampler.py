@@ -11,7 +11,9 @@ Both sides decode greedily until `</think>`, end-of-sequence or `--new-tokens`; 
 told the same stop string (`stop_strings`). `--mode raw`: plain decoding, the same short chat
 prompts (each claim alone as the user's message) on every side, no stop string, each row through
 its end-of-sequence or `--new-tokens`. Each side's rate counts the tokens it kept for each row
-(through the stop string or end-of-sequence). `--profile` adds, for the sampler, a decode step's
+(through the stop string or end-of-sequence). Ours runs twice: with the eager decode loop and with
+the compiled static step (`rollout.compile: off` and `on`; `--no-compiled` skips the latter); the
+ratios compare the faster of the two. `--profile` adds, for the eager sampler, a decode step's
 milliseconds split into the model's forward pass, the sampling arithmetic and the bookkeeping
 (torch.profiler over the sampler's `decode/*` ranges, one profiled run after the timed ones). Each configuration runs once to warm up, then
 `--repeats` times; the best time is reported (the machine is shared; the best run is the least
@@ -162,6 +164,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-static", action="store_true", help="skip generate() with a static cache")
+    ap.add_argument("--no-compiled", action="store_true", help="skip our sampler with the compiled decode step")
     ap.add_argument("--architecture", help="a config/architectures/ name: that backbone at random initialisation")
     ap.add_argument("--require-cuda", action="store_true", help="exit 1 at once unless --device is a CUDA device")
     ap.add_argument("--mode", choices=["agent", "raw"], default="agent",
@@ -181,44 +184,58 @@ def main() -> None:
         args.model = random_backbone(args.architecture)
     model, tokenizer = load_backbone(args.model, device=torch.device(args.device))
     model = cast_parameters(model, dtype).eval()
-    sampler = TransformersSampler(model, tokenizer)
+    eager = TransformersSampler(model, tokenizer, compile="off")
+    compiled = None if args.no_compiled else TransformersSampler(model, tokenizer, compile="on")
     eos = eos_ids(model, tokenizer)
     stop = AGENT_STOP if args.mode == "agent" else None
     print(f"model {args.architecture or Path(args.model).name}  device {args.device}  {args.precision}  threads {args.threads}  "
-          f"mode {args.mode}  new tokens {args.new_tokens}  rows per prompt {args.group}  greedy, stop {stop!r}  "
-          f"{sampler.describe()}")
-    print(f"{'rows':>5} {'ours tok/s':>11} {'generate':>9} {'ratio':>6} {'static':>8} {'ratio':>6} {'same':>5}"
-          + ("  decode step ms: forward / sampling / bookkeeping (share)" if args.profile else ""))
-    measured = {}
+          f"mode {args.mode}  new tokens {args.new_tokens}  rows per prompt {args.group}  greedy, stop {stop!r}")
+    print(f"{'rows':>5} {'eager':>8} {'compiled':>9} {'generate':>9} {'ratio':>6} {'static':>8} {'ratio':>6} {'same':>5}"
+          + ("  eager decode step ms: forward / sampling / bookkeeping (share)" if args.profile else ""))
+    measured, sampler_kind = {}, "eager"
     for rows in args.rows:
         contexts = prompts(tokenizer, rows, args.group, args.mode)
-        t_ours, ids_ours = timed(ours(sampler, contexts, args.new_tokens, stop), args.repeats)
+        t_ours, ids_ours = timed(ours(eager, contexts, args.new_tokens, stop), args.repeats)
+        rate_eager = sum(len(x) for x in ids_ours) / t_ours
+        rate_compiled = None
+        if compiled is not None:
+            t_c, ids_c = timed(ours(compiled, contexts, args.new_tokens, stop), args.repeats)
+            rate_compiled = sum(len(x) for x in ids_c) / t_c
+            if ids_c != ids_ours:
+                print(f"  note: at {rows} rows the compiled step's tokens differ from the eager loop's in "
+                      f"{sum(a != b for a, b in zip(ids_c, ids_ours))} rows (bf16 rounding)", flush=True)
+        best = max(rate_eager, rate_compiled or 0.0)
         t_gen, ids_gen = timed(theirs(model, tokenizer, contexts, args.new_tokens, None, stop), args.repeats)
-        n_ours = sum(len(x) for x in ids_ours)
         ids_gen = [kept(x, eos, tokenizer, stop) for x in ids_gen]
         n_gen = sum(len(x) for x in ids_gen)
         same = sum(a == b for a, b in zip(ids_ours, ids_gen)) / rows
-        line = f"{rows:>5} {n_ours / t_ours:>11.1f} {n_gen / t_gen:>9.1f} {(n_ours / t_ours) / (n_gen / t_gen):>6.2f}"
+        line = (f"{rows:>5} {rate_eager:>8.1f} {'-' if rate_compiled is None else f'{rate_compiled:.1f}':>9} "
+                f"{n_gen / t_gen:>9.1f} {best / (n_gen / t_gen):>6.2f}")
         if args.no_static:
             line += f" {'-':>8} {'-':>6}"
         else:
             t_st, ids_st = timed(theirs(model, tokenizer, contexts, args.new_tokens, "static", stop), args.repeats)
             n_st = sum(len(kept(x, eos, tokenizer, stop)) for x in ids_st)
-            line += f" {n_st / t_st:>8.1f} {(n_ours / t_ours) / (n_st / t_st):>6.2f}"
+            line += f" {n_st / t_st:>8.1f} {best / (n_st / t_st):>6.2f}"
         line += f" {same:>5.2f}"
         if args.profile:
-            ms, steps = profiled(ours(sampler, contexts, args.new_tokens, stop))
+            ms, steps = profiled(ours(eager, contexts, args.new_tokens, stop))
             total = sum(ms.values())
             line += (f"  {ms['forward']:.1f} / {ms['sampling']:.1f} / {ms['bookkeeping']:.1f} ms of {total:.1f} "
                      f"({ms['forward'] / total:.0%} / {ms['sampling'] / total:.0%} / {ms['bookkeeping'] / total:.0%}, "
                      f"{steps} steps)")
         print(line, flush=True)
-        measured[rows] = n_ours / t_ours
-    if args.calibration:
-        write_measured(args, sampler, measured)
+        # what a job runs (rollout.compile: auto compiles on a GPU) is what prices its decode
+        ran_compiled = compiled is not None and compiled.step is not None
+        measured[rows], sampler_kind = (rate_compiled, "compiled") if ran_compiled else (rate_eager, "eager")
+        if args.calibration:   # after each row count: a check stopped at its time limit keeps what it measured
+            write_measured(args, sampler_kind, measured)
+    for s in (eager, compiled):
+        if s is not None:
+            print(s.describe())
 
 
-def write_measured(args, sampler, measured: dict[int, float]) -> None:
+def write_measured(args, sampler_kind: str, measured: dict[int, float]) -> None:
     import subprocess
 
     from ricepo.plan.timing import gpu_kind, write_calibration
@@ -228,7 +245,7 @@ def write_measured(args, sampler, measured: dict[int, float]) -> None:
                             text=True).stdout.strip() or "unknown"
     path = write_calibration(args.calibration, gpu_kind(device, load_config()["gpus"]), device, commit,
                              "scripts/bench_sampler.py " + " ".join(sys.argv[1:]),
-                             "compiled" if "compiled" in sampler.describe() else "eager", args.architecture, measured)
+                             sampler_kind, args.architecture, measured)
     print(f"calibration written: {path}\n{path.read_text()}", flush=True)
 
 

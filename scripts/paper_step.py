@@ -93,6 +93,8 @@ def main() -> None:
     ap.add_argument("--scale", choices=["paper", "tiny"], default="paper")
     ap.add_argument("--query-files", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--queries", type=int, help="queries per step (default: the backbone's queries_per_step)")
+    ap.add_argument("--compile", choices=["auto", "on", "off"],
+                    help="the sampler's decode step (default: the config's rollout.compile)")
     ap.add_argument("--check", action="store_true",
                     help="exit 1 unless the step ran on CUDA and its measured peak is within MAX_UNDER of the plan's")
     args = ap.parse_args()
@@ -144,8 +146,9 @@ def main() -> None:
             with torch.device(par.device):
                 model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**arch_json)).float()
             n_params = sum(p.numel() for p in model.parameters())
-            sampler = TransformersSampler(model, tok, precision.sampler_dtype)
-            agent = Agent(sampler, tok, prompt_template, RolloutSettings.from_config(rollout))
+            settings = RolloutSettings.from_config({**rollout, **({"compile": args.compile} if args.compile else {})})
+            sampler = TransformersSampler(model, tok, precision.sampler_dtype, compile=settings.compile)
+            agent = Agent(sampler, tok, prompt_template, settings)
             cfg = train_config({"method": args.method, "seed": 0, "rollout": rollout, "train": {**train, "steps": 2},
                                 "credit": credit})
             trainer = Trainer(model, tok, agent, {"biology": env},

@@ -35,7 +35,7 @@ SHAPES = {
 }
 ROLLOUT = {"group_size": 4, "max_depth": 2, "temperature": 1.0, "max_reasoning_tokens": 16, "max_summary_tokens": 8,
            "docs_in_observation": 3, "doc_max_chars": 150, "format_penalty": 0.0, "rows_per_call": 0,
-           "empty_summary_search": "query"}
+           "empty_summary_search": "query", "compile": "off"}
 TEMPLATE = {"system": None, "user": "Search for documents that answer: {query}\n{documents}"}
 
 
@@ -89,8 +89,9 @@ def run(shape: str, root: Path, env, queries, tok) -> tuple[float, float, dict]:
     torch.manual_seed(0)
     with tracker:
         model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**arch_json)).float()
-        sampler = TransformersSampler(model, tok, precision.sampler_dtype)
-        agent = Agent(sampler, tok, TEMPLATE, RolloutSettings.from_config(ROLLOUT))
+        settings = RolloutSettings.from_config(ROLLOUT)
+        sampler = TransformersSampler(model, tok, precision.sampler_dtype, compile=settings.compile)
+        agent = Agent(sampler, tok, TEMPLATE, settings)
         # the plan is of the worst case: every row at the longest prompt (every round runs to its full
         # budgets anyway: a random model does not close its tags)
         longest = max(queries.items(), key=lambda kv: len(tok(kv[1]["text"])["input_ids"]))

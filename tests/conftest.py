@@ -76,7 +76,7 @@ def train_cfg(method: str = "grpo", **over):
 
 ROLLOUT = {"group_size": 4, "max_depth": 2, "temperature": 1.0, "max_reasoning_tokens": 12,
            "max_summary_tokens": 6, "docs_in_observation": 2, "doc_max_chars": 80, "format_penalty": 0.0,
-           "rows_per_call": 0, "empty_summary_search": "query"}
+           "rows_per_call": 0, "empty_summary_search": "query", "compile": "off"}
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ PACKAGE = ROOT / "src" / "ricepo"
 LAYERS = [                       # lowest first; a unit is a module or a subpackage of ricepo
     {"errors", "atomic", "identity"},
     {"kernels"},                             # CPU kernel paths, without torch (precision, the workflow)
-    {"data", "credit", "precision", "packaged", "gpu_slots", "memory_meter"},
+    {"data", "credit", "precision", "packaged", "gpu_slots", "memory_meter", "decode_shapes"},
     {"config", "layout", "metrics", "summaries", "summary_baselines"},  # the config schema, the run matrix, NDCG,
                                                                        # summary measures, fixed summaries
     {"retrieval", "report"},

@@ -41,7 +41,7 @@ STEPS, WINDOW = 60, 5
 RISE, FLOOR, FLIPPED_RISE = 0.5, 0.8, 0.05
 ROLLOUT = {"group_size": 8, "max_depth": 2, "temperature": 1.0, "max_reasoning_tokens": 1, "max_summary_tokens": 3,
            "docs_in_observation": 1, "doc_max_chars": 40, "format_penalty": 0.0, "rows_per_call": 0,
-           "empty_summary_search": "query"}
+           "empty_summary_search": "query", "compile": "off"}
 TEMPLATE = {"system": "", "user": "{query} {documents}"}
 
 

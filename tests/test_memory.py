@@ -26,7 +26,7 @@ def _model(vocab=4000, hidden=32, layers=2, seed=0):
 
 def _full_vocabulary_logprobs(model, ids, attn, start):
     """The log-probs as taken before chunking: one (rows x positions x vocabulary) tensor."""
-    from ricepo.agent.sampling import policy_logprobs
+    from ricepo.agent.distribution import policy_logprobs
 
     logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=ids.shape[1] - start + 1).logits[:, :-1]
     return policy_logprobs(logits, 1.0, logits.shape[-1]).gather(-1, ids[:, start:, None]).squeeze(-1)

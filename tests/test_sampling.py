@@ -71,7 +71,7 @@ def test_a_cache_of_other_rows_is_not_used(tiny):
 
 
 def test_top_p_and_top_k_keep_the_nucleus_by_hand():
-    from ricepo.agent.sampling import truncated
+    from ricepo.agent.distribution import truncated
 
     probs = torch.tensor([[0.05, 0.3, 0.5, 0.15]])   # unsorted on purpose
     kept = lambda p, k: truncated(probs.log(), p, k).exp()[0].tolist()   # noqa: E731
@@ -113,7 +113,7 @@ def test_ids_past_the_tokenizer_are_not_actions():
     """Qwen's embedding has more rows than its tokenizer has tokens: those ids get no mass."""
     import math
 
-    from ricepo.agent.sampling import policy_logprobs
+    from ricepo.agent.distribution import policy_logprobs
 
     logp = policy_logprobs(torch.tensor([[0.0, 0.0, 5.0]]), 1.0, vocab=2)
     assert logp[0, :2].tolist() == pytest.approx([math.log(0.5)] * 2) and logp[0, 2] == float("-inf")
@@ -142,7 +142,7 @@ def test_a_bf16_sampler_runs_its_own_copy_and_loads_the_trainers_weights(tiny_ba
 
 
 def test_draw_samples_the_distribution_and_never_a_zero_probability_token():
-    from ricepo.agent.sampling import draw
+    from ricepo.agent.distribution import draw
 
     probs = torch.tensor([[0.1, 0.2, 0.0, 0.7], [0.0, 0.0, 1.0, 0.0]])
     g = torch.Generator().manual_seed(0)
@@ -156,7 +156,8 @@ def _reference_sample(model, tok, contexts, max_new_tokens, stop, temperature, g
     """The sampler's contract with no cache and no tricks: each step recomputes every row's whole
     context, draws one uniform per row in row order until every row has ended, and looks for
     the stop string in the decoded text."""
-    from ricepo.agent.sampling import Sampled, draw, eos_ids, policy_logprobs
+    from ricepo.agent.distribution import draw, policy_logprobs
+    from ricepo.agent.sampling import Sampled, eos_ids
 
     eos, rows = eos_ids(model, tok), [list(c) for c in contexts]
     out = [Sampled([], [], [], False) for _ in contexts]

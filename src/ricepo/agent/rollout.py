@@ -75,6 +75,7 @@ class RolloutSettings:
     doc_max_chars: int                 # characters kept of each shown document
     format_penalty: float              # subtracted from the final reward if a step is unparseable
     empty_summary_search: str          # what a step without a summary searches with: query | last_summary
+    compile: str                       # the sampler's decode step: auto | on | off (decode_step.choose_step)
     top_p: float                       # nucleus sampling (1 = off); test time only, see for_evaluation
     top_k: int                         # top-k sampling (0 = off); test time only
 

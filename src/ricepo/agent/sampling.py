@@ -7,8 +7,9 @@ a phase ends on a stop *string* (`</think>`, `</summary>`) that may span several
 The decode loop is laid out as an inference engine's: keys and values written in place into
 preallocated columns (`kv_cache.py`), stop strings matched on token ids by a table built once
 per tokenizer (`stop_strings.py`), rows that end moved out of the forward pass, and per-token
-results kept in tensors, read back once per call. `scripts/bench_sampler.py` measures it
-against transformers' `generate()`.
+results kept in tensors, read back once per call. It runs eagerly (`_decode_eager`) or as the
+static step of `decode_step.py`, which `torch.compile` makes one graph (`rollout.compile`); both
+sample alike. `scripts/bench_sampler.py` measures them against transformers' `generate()`.
 
 A round samples twice (reasoning, then summary) and a trajectory has several rounds, each call
 continuing the previous one's contexts. Re-encoding the whole context every call made prefill
@@ -26,6 +27,8 @@ from typing import Protocol
 import torch
 from torch.profiler import record_function
 
+from .decode_step import CompiledStep, Rule, choose_step, decode_static
+from .distribution import pick
 from .kv_cache import ColumnCache, passing
 from .stop_strings import StopMatcher
 
@@ -84,44 +87,6 @@ def eos_ids(model, tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-def truncated(logp: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor:
-    """Log-probs (rows × vocab) with everything outside the top-k and the top-p nucleus set to -inf
-    (the most likely token always stays)."""
-    if top_p >= 1.0 and top_k <= 0:
-        return logp
-    ordered, order = logp.sort(dim=-1, descending=True)
-    drop = torch.zeros_like(ordered, dtype=torch.bool)
-    if top_k > 0:
-        drop[:, top_k:] = True
-    if top_p < 1.0:
-        before = ordered.exp().cumsum(-1) - ordered.exp()   # mass of the tokens ranked above
-        drop |= before >= top_p
-    drop[:, 0] = False
-    return logp.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-
-
-def draw(probs: torch.Tensor, generator: torch.Generator | None, u: torch.Tensor | None = None) -> torch.Tensor:
-    """One token id per row of `probs` (rows × vocab), by inverse CDF in float64: exact, and on a
-    CPU about 15 times faster than torch.multinomial over a 49k vocabulary. `u` (rows × 1, in
-    [0, 1)): the uniforms to use instead of drawing them from `generator`."""
-    cdf = probs.double().cumsum(-1)
-    if u is None:
-        u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=torch.float64)
-    return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=probs.shape[-1] - 1).squeeze(-1)
-
-
-def policy_logprobs(logits: torch.Tensor, temperature: float, vocab: int) -> torch.Tensor:
-    """log π over the vocabulary at the rollout temperature (0 = greedy: no scaling), in float32.
-    Ids past the tokenizer's `vocab` (padding rows of the embedding, as in Qwen's 151,936-row
-    matrix) are not actions. The sampler and the trainer both call this, so they score alike."""
-    logits = logits.float()
-    if temperature > 0:
-        logits = logits / temperature
-    if logits.shape[-1] > vocab:
-        logits[..., vocab:] = float("-inf")
-    return torch.log_softmax(logits, dim=-1)
-
-
 def _prefill(model, pad: int, kv: ColumnCache, new: list[list[int]], starts: list[int], device) -> torch.Tensor:
     """Run each row's `new` tokens (right-aligned, positions from `starts`) into `kv`; the logits
     of each row's last token."""
@@ -167,10 +132,69 @@ def _compact_every(live: int) -> int:
     return max(1, live // 4)
 
 
+def _decode_eager(model, kv: ColumnCache, logits: torch.Tensor, where: torch.Tensor, positions: torch.Tensor,
+                  max_new_tokens: int, rule: Rule, generator: torch.Generator | None):
+    """The eager decode loop (as `decode_step.decode_static`, which it is the fallback of): rows
+    that end leave the forward pass once a quarter of them have; every step reads back whether
+    any row still runs."""
+    device, n = logits.device, len(where)
+    states = torch.zeros(n, dtype=torch.long, device=device)      # stop-string automaton, storage order
+    running = torch.ones(n, dtype=torch.bool, device=device)      # storage order
+    ids = torch.zeros((n, max_new_tokens), dtype=torch.long, device=device)   # context order from here on
+    logps = torch.zeros((n, max_new_tokens), device=device)
+    ents = torch.zeros((n, max_new_tokens), device=device)
+    lengths = torch.zeros(n, dtype=torch.long, device=device)
+    ended_eos = torch.zeros(n, dtype=torch.bool, device=device)
+    ended_stop = torch.zeros(n, dtype=torch.bool, device=device)
+    live = n
+    for step in range(max_new_tokens):
+        with record_function("decode/sampling"):
+            u = None
+            if rule.temperature > 0:
+                u = torch.rand((n, 1), generator=generator, device=device, dtype=torch.float64)[where[:live]]
+            tokens, chosen, entropy = pick(logits, rule.temperature, rule.vocab, rule.top_p, rule.top_k, u)
+        with record_function("decode/bookkeeping"):
+            rows_fed, going = where[:live], running[:live]
+            mine = rows_fed[going]
+            ids[mine, step], logps[mine, step], ents[mine, step] = tokens[going], chosen[going], entropy[going]
+            lengths[mine] += 1
+            is_eos = torch.isin(tokens, rule.eos)
+            if rule.table is None:
+                is_stop = torch.zeros_like(is_eos)
+            else:
+                states[:live] = rule.table[states[:live], tokens]
+                is_stop = (states[:live] == rule.done) & ~is_eos
+            ended_eos[rows_fed] |= going & is_eos
+            ended_stop[rows_fed] |= going & is_stop
+            running[:live] = going & ~(is_eos | is_stop)
+            still = int(running[:live].sum())
+            if still == 0 or step == max_new_tokens - 1:   # the last token is fed by the next call
+                break
+            if live - still >= _compact_every(live):
+                order = torch.cat([running[:live].nonzero().squeeze(1), (~running[:live]).nonzero().squeeze(1),
+                                   torch.arange(live, n, device=device)])
+                kv.permute(order)
+                where, positions, states, running = where[order], positions[order], states[order], running[order]
+                tokens, live = tokens[order[:still]], still
+                kv.active = live
+            going = running[:live]
+            feed = torch.where(going, tokens, rule.pad)[:, None]
+            attend = kv.add_columns(going[:, None].long())
+        with record_function("decode/forward"):
+            out = model(input_ids=feed, attention_mask=attend, position_ids=positions[:live, None], use_cache=True,
+                        **passing(model, kv.past), logits_to_keep=1)
+            logits = out.logits[:, -1, :]
+        positions[:live] += going
+    kv.permute(torch.argsort(where))   # back to context order
+    kv.active = n
+    return ids, logps, ents, lengths, ended_stop, ended_eos
+
+
 @torch.inference_mode()
 def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, stop: str | StopMatcher | None,
            temperature: float, generator: torch.Generator | None, top_p: float = 1.0, top_k: int = 0,
-           cache: PrefixCache | None = None) -> tuple[list[Sampled], PrefixCache]:
+           cache: PrefixCache | None = None, step=None, buffers: dict | None = None
+           ) -> tuple[list[Sampled], PrefixCache]:
     """Continue every context until `stop` appears, eos, or `max_new_tokens` (temperature 0: greedy).
     `top_p`/`top_k` truncate the distribution tokens are drawn from; the recorded log-prob and
     entropy are always those of the full distribution at `temperature` (the policy's own).
@@ -178,7 +202,9 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
     contexts start rows of their own in it. `stop` may be given as its `StopMatcher`, built once
     for the tokenizer, or None (rows end at eos or the budget only).
 
-    The step's three parts run under profiler ranges (`decode/forward`, `decode/sampling`,
+    `step`: None for the eager decode loop; else the static decode step (`decode_step.decode_step`,
+    compiled or not) and `buffers`, where the static loop keeps its per-row tensors between calls.
+    The eager loop's three parts run under profiler ranges (`decode/forward`, `decode/sampling`,
     `decode/bookkeeping`: `scripts/bench_sampler.py --profile`); outside a profiler they cost nothing
     measurable.
 
@@ -210,62 +236,16 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
     else:
         kv, logits = _shared_prefill(model, pad, contexts, max_new_tokens, device)
 
-    # storage row i holds context where[i]; the fed rows are storage rows [0, live)
-    where = torch.tensor(going_on + starting, device=device)
+    order = torch.tensor(going_on + starting, device=device)   # the context each storage row holds
     positions = torch.tensor([len(contexts[i]) for i in going_on + starting], device=device)
-    states = torch.zeros(n, dtype=torch.long, device=device)      # stop-string automaton, storage order
-    running = torch.ones(n, dtype=torch.bool, device=device)      # storage order
-    ids = torch.zeros((n, max_new_tokens), dtype=torch.long, device=device)   # context order from here on
-    logps = torch.zeros((n, max_new_tokens), device=device)
-    ents = torch.zeros((n, max_new_tokens), device=device)
-    lengths = torch.zeros(n, dtype=torch.long, device=device)
-    ended_eos = torch.zeros(n, dtype=torch.bool, device=device)
-    ended_stop = torch.zeros(n, dtype=torch.bool, device=device)
-    live = n
-    for step in range(max_new_tokens):
-        with record_function("decode/sampling"):
-            logp = policy_logprobs(logits, temperature, vocab)
-            entropy = -(logp.exp() * logp.masked_fill(logp == float("-inf"), 0.0)).sum(-1)
-            if temperature > 0:
-                u = torch.rand((n, 1), generator=generator, device=device, dtype=torch.float64)
-                tokens = draw(truncated(logp, top_p, top_k).exp(), generator, u[where[:live]])
-            else:
-                tokens = logp.argmax(-1)
-            chosen = logp.gather(-1, tokens[:, None]).squeeze(-1)
-        with record_function("decode/bookkeeping"):
-            rows_fed, going = where[:live], running[:live]
-            mine = rows_fed[going]
-            ids[mine, step], logps[mine, step], ents[mine, step] = tokens[going], chosen[going], entropy[going]
-            lengths[mine] += 1
-            is_eos = torch.isin(tokens, eos)
-            if matcher is None:
-                is_stop = torch.zeros_like(is_eos)
-            else:
-                states[:live] = matcher.advance(states[:live], tokens)
-                is_stop = (states[:live] == matcher.done) & ~is_eos
-            ended_eos[rows_fed] |= going & is_eos
-            ended_stop[rows_fed] |= going & is_stop
-            running[:live] = going & ~(is_eos | is_stop)
-            still = int(running[:live].sum())
-            if still == 0 or step == max_new_tokens - 1:   # the last token is fed by the next call
-                break
-            if live - still >= _compact_every(live):
-                order = torch.cat([running[:live].nonzero().squeeze(1), (~running[:live]).nonzero().squeeze(1),
-                                   torch.arange(live, n, device=device)])
-                kv.permute(order)
-                where, positions, states, running = where[order], positions[order], states[order], running[order]
-                tokens, live = tokens[order[:still]], still
-                kv.active = live
-            going = running[:live]
-            feed = torch.where(going, tokens, pad)[:, None]
-            attend = kv.add_columns(going[:, None].long())
-        with record_function("decode/forward"):
-            out = model(input_ids=feed, attention_mask=attend, position_ids=positions[:live, None], use_cache=True,
-                        **passing(model, kv.past), logits_to_keep=1)
-            logits = out.logits[:, -1, :]
-        positions[:live] += going
-    kv.permute(torch.argsort(where))   # back to context order
-    kv.active = n
+    rule = Rule(pad, vocab, temperature, top_p, top_k, eos, None if matcher is None else matcher.table,
+                torch.tensor(matcher.done if matcher is not None else -1, device=device))
+    if step is None:
+        out = _decode_eager(model, kv, logits, order, positions, max_new_tokens, rule, generator)
+    else:
+        out = decode_static(model, kv, logits, order, positions, max_new_tokens, rule, generator, step,
+                            {} if buffers is None else buffers)
+    ids, logps, ents, lengths, ended_stop, ended_eos = out
     ids_l, lp_l, ent_l, len_l = ids.tolist(), logps.tolist(), ents.tolist(), lengths.tolist()
     results = [Sampled(ids_l[i][:k], lp_l[i][:k], ent_l[i][:k], stopped=bool(s), eos=bool(e))
                for i, (k, s, e) in enumerate(zip(len_l, ended_stop.tolist(), ended_eos.tolist()))]
@@ -307,23 +287,34 @@ class TransformersSampler:
     """Batched sampling with a transformers model, continuing from the previous call's KV cache.
     With `dtype` other than the model's (bf16-mixed training), or when `separate` (the trainer
     will shard the model: FSDP), it samples with its own copy of the weights in that dtype,
-    refreshed by `sync_weights`; otherwise it runs the model itself."""
+    refreshed by `sync_weights` in place; otherwise it runs the model itself. `compile`
+    (`rollout.compile`: auto | on | off) chooses the compiled static decode step or the eager
+    loop (`decode_step.choose_step`)."""
 
-    def __init__(self, model, tokenizer, dtype: torch.dtype | None = None, separate: bool = False):
+    def __init__(self, model, tokenizer, dtype: torch.dtype | None = None, separate: bool = False,
+                 compile: str = "auto"):
         self.tokenizer = tokenizer
         self.copied = separate or (dtype is not None and dtype != next(model.parameters()).dtype)
         self.model = cast_parameters(copy.deepcopy(model), dtype).eval().requires_grad_(False) if self.copied else model
         self._cache: PrefixCache | None = None
         self._stops: dict[str, StopMatcher] = {}
+        self._step, self._eager_why = choose_step(self.model, compile)
+        self._buffers: dict = {}   # the static loop's per-row tensors, kept between calls (fixed addresses)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def step(self) -> CompiledStep | None:
+        """The compiled step this sampler decodes with; None when it decodes eagerly."""
+        return None if self._step is None or self._step.failed else self._step
+
     def describe(self) -> str:
-        """One line for the logs: how this sampler decodes."""
+        """One line for the logs: how this sampler decodes, and why."""
         dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
-        return (f"sampler: transformers {type(self.model).__name__}, {dtype}, eager decode step, preallocated KV "
+        how = self._step.describe() if self._step is not None else self._eager_why
+        return (f"sampler: transformers {type(self.model).__name__}, {dtype}, {how}, preallocated KV "
                 f"cache, stop strings on token ids, finished rows leave the batch")
 
     def sample(self, contexts, *, max_new_tokens, stop, temperature, generator, top_p=1.0, top_k=0):
@@ -331,7 +322,8 @@ class TransformersSampler:
             self._stops[stop] = StopMatcher(self.tokenizer, stop).to(self.device)
         results, self._cache = sample(self.model, self.tokenizer, contexts, max_new_tokens=max_new_tokens,
                                       stop=self._stops.get(stop), temperature=temperature, generator=generator,
-                                      top_p=top_p, top_k=top_k, cache=self._cache)
+                                      top_p=top_p, top_k=top_k, cache=self._cache, step=self.step,
+                                      buffers=self._buffers)
         return results
 
     def reset(self) -> None:

@@ -52,7 +52,9 @@ class StopMatcher:
         # its suffixes); every other such token resets every state to 0, the table's default.
         pieces = {stop[a:b] for a in range(self.done) for b in range(a + 1, self.done + 1)}
         endings = tuple(stop[b:] for b in range(1, self.done))
-        table = torch.zeros((self.done + 1, len(tokenizer)), dtype=torch.long)
+        # rows past the accepting state are never reached; 16 at least, so that the agent's stop
+        # strings share one shape (a compiled decode step takes the table as an input)
+        table = torch.zeros((max(16, self.done + 1), len(tokenizer)), dtype=torch.long)
         table[self.done] = self.done          # a row that has matched stays matched
         for token, text in enumerate(token_texts(tokenizer)):
             if stop[0] not in text and text not in pieces and not text.startswith(endings):

@@ -33,9 +33,10 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
     print(precision.describe(), flush=True)
     # the weights sampling runs in training are what evaluation runs (bf16 under bf16-mixed)
     model, tokenizer = load_backbone(model_path, device=device)
-    sampler = TransformersSampler(cast_parameters(model, precision.sampler_dtype).eval(), tokenizer)
     settings = RolloutSettings.for_evaluation(spec["rollout"], spec["evaluate"]["decoding"],
                                               spec["backbone"].get("generation", {}))
+    sampler = TransformersSampler(cast_parameters(model, precision.sampler_dtype).eval(), tokenizer,
+                                  compile=settings.compile)
     agent = Agent(sampler, tokenizer, spec["template"], settings)
     generator = torch.Generator(device=device).manual_seed(spec["seed"])
     run, transcripts, steps, by_query = {}, [], [], {}

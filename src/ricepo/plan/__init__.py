@@ -20,7 +20,9 @@ weights, gradients, AdamW state and reference, a whole sampler copy, and, during
 FSDP gathers while a layer runs. Each training job's line names the fewest GPUs that fit. The KV
 cache holds `rollout.rows_per_call` rows at the longest context (prompt, every round at full
 budgets, the observations between); an evaluation's holds `evaluate.slots` rows at twice that,
-as its layout keeps the columns of rows that left until they are half of it (agent/kv_cache.py).
+as its layout keeps the columns of rows that left until they are half of it (agent/kv_cache.py);
+both rounded up to the static decode step's bucket sizes (rows to a power of two, columns to
+four sizes per doubling: decode_shapes.py), which the eager loop's storage never exceeds.
 Activations: with gradient checkpointing one float32 hidden state per layer and token plus one
 layer's activations recomputed; without, every layer's (`ACTIVATIONS`, measured on small Qwen2
 layers); a log-prob chunk's logits (`LOGIT_BYTES`). The rollout's sampling tensors and prefill

@@ -6,6 +6,7 @@ import functools
 import math
 from pathlib import Path
 
+from ..decode_shapes import columns_bucket, rows_bucket
 from ..errors import RicepoError
 from .arch import Arch, load_arch
 from .lengths import Lengths
@@ -63,7 +64,10 @@ def train_memory(s: TrainShape) -> tuple[dict, dict]:
     sampler = 2 * P if s.mixed else (4 * P if s.sharded else 0)
     fixed = {"weights": 4 * P // n, "optimizer": 8 * P // n, "reference": s.reference_bytes * P // n,
              "sampler copy": sampler, **s.retriever}
-    rollout = {**fixed, "KV cache": s.call_rows * s.lengths.context * a.kv_bytes_per_token * dt,
+    # at the static decode step's storage size (bucketed rows and columns), which the eager loop's
+    # exactly sized storage never exceeds
+    kv = rows_bucket(s.call_rows) * columns_bucket(s.lengths.context) * a.kv_bytes_per_token * dt
+    rollout = {**fixed, "KV cache": kv,
                "sampling": max(sampling_bytes(a, s.call_rows), prefill_bytes(a, s.call_rows * s.lengths.prompt, dt))}
     T = max(s.micro_tokens, s.lengths.context)
     trained = (T // s.lengths.context) * s.lengths.generated      # trained positions of a micro-batch
@@ -88,7 +92,8 @@ def train_memory(s: TrainShape) -> tuple[dict, dict]:
 def eval_memory(a: Arch, lengths: Lengths, rows: int, mixed: bool, retriever: dict) -> dict:
     dt = 2 if mixed else 4
     columns = 2 * lengths.context   # holes left by finished rows, up to half the layout before a repack
-    return {"weights": dt * a.params, **retriever, "KV cache": rows * columns * a.kv_bytes_per_token * dt,
+    kv = rows_bucket(rows) * columns_bucket(columns) * a.kv_bytes_per_token * dt   # as train_memory's
+    return {"weights": dt * a.params, **retriever, "KV cache": kv,
             "sampling": max(sampling_bytes(a, rows), prefill_bytes(a, rows * lengths.prompt, dt))}
 
 

@@ -80,13 +80,15 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
         print(precision.describe(), flush=True)
     model, tokenizer = load_backbone(spec["backbone"]["model"], device=acc.device)   # float32 master weights
     # under FSDP the policy is sharded: the sampler keeps a whole copy, whatever the precision
-    sampler = TransformersSampler(model, tokenizer, precision.sampler_dtype, separate=par.fsdp)
-    agent = Agent(sampler, tokenizer, spec["template"], RolloutSettings.from_config(spec["rollout"]))
+    settings = RolloutSettings.from_config(spec["rollout"])
+    sampler = TransformersSampler(model, tokenizer, precision.sampler_dtype, separate=par.fsdp,
+                                  compile=settings.compile)
+    agent = Agent(sampler, tokenizer, spec["template"], settings)
     validator = None
     if held_out:   # the same sampler, with the test-time settings
-        settings = RolloutSettings.for_evaluation(spec["rollout"], spec["evaluate"]["decoding"],
-                                                  spec["backbone"].get("generation", {}))
-        validator = Validator(Agent(sampler, tokenizer, spec["template"], settings), envs, held_out,
+        test_settings = RolloutSettings.for_evaluation(spec["rollout"], spec["evaluate"]["decoding"],
+                                                       spec["backbone"].get("generation", {}))
+        validator = Validator(Agent(sampler, tokenizer, spec["template"], test_settings), envs, held_out,
                               spec["evaluate"]["slots"], spec["evaluate"]["restate_overlap"])
     if acc.is_main_process:
         print(sampler.describe(), flush=True)

@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from ..agent.kv_cache import passing, returned
 from ..agent.rollout import Agent, Trajectory
-from ..agent.sampling import cast_parameters, policy_logprobs
+from ..agent.distribution import policy_logprobs
+from ..agent.sampling import cast_parameters
 from ..atomic import atomic_file
 from ..errors import RicepoError
 from ..identity import differences
