@@ -37,3 +37,6 @@ rule reproduce_all:
     input:
         REPORT,
         f"{R}/plan.txt",
+
+
+include: "workflow/rules/cluster.smk"

@@ -153,6 +153,30 @@ def test_a_truncated_checkpoint_is_a_one_line_error(fixture_task, tiny_backbone,
         run_training(spec(tiny_backbone, steps=2), tasks(fixture_task), tmp_path / "run")
 
 
+class _RunsCode:
+    """Unpickled, calls a function (os.getpid here; a crafted file could name any)."""
+    def __reduce__(self):
+        import os
+        return (os.getpid, ())
+
+
+def test_a_checkpoint_holding_a_pickled_object_is_refused_in_one_line(fixture_task, tiny_backbone, tmp_path):
+    """A checkpoint loads only tensors and plain values: one holding an object whose unpickling
+    runs code is refused, naming what it would call, and nothing is resumed."""
+    import torch
+
+    from ricepo.train.run import run_training
+
+    run_training(spec(tiny_backbone, steps=1), tasks(fixture_task), tmp_path / "run")
+    state_path = tmp_path / "run" / "state.pt"
+    state = torch.load(state_path, weights_only=True)   # the trainer's own checkpoint is plain data
+    state["log"].append(_RunsCode())
+    torch.save(state, state_path)
+    with pytest.raises(RicepoError, match=r"state.pt: refused: it holds a pickled object \(posix.getpid\), "
+                                          r"and a checkpoint loads only tensors and plain values; delete it"):
+        run_training(spec(tiny_backbone, steps=2), tasks(fixture_task), tmp_path / "run")
+
+
 # Seed 1's first batch has rewards that differ within both of its groups; seed 0's has none, so
 # every method's advantages would be 0 there and every method would take the same step.
 SIGNAL_SEED = 1

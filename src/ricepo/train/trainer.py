@@ -20,7 +20,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import pickle
 import random
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -30,9 +32,9 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
+from ..agent.distribution import policy_logprobs
 from ..agent.kv_cache import passing, returned
 from ..agent.rollout import Agent, Trajectory
-from ..agent.distribution import policy_logprobs
 from ..agent.sampling import cast_parameters
 from ..atomic import atomic_file
 from ..errors import RicepoError
@@ -397,8 +399,14 @@ class Trainer:
         if not path.exists():
             return
         # RNG states are CPU byte tensors whatever the device; load_state_dict moves the rest.
+        # Tensors and plain values only: unpickling anything else would run code from the file.
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(e))
+            raise RicepoError(f"{path}: refused: it holds a pickled object ({found[1] if found else 'not plain data'}), "
+                              "and a checkpoint loads only tensors and plain values; delete it to start from "
+                              "step 0") from None
         except Exception as e:   # truncated or not a checkpoint: torch raises several types
             detail = (str(e).splitlines() or ["no detail"])[0].split(". ")[0][:120]
             raise RicepoError(f"{path}: not a readable checkpoint ({type(e).__name__}: {detail}); "
