@@ -11,8 +11,8 @@ fixed address and of a fixed shape, and no host sync inside the step. So:
 - rows are padded to a power of two (a bucket); rows that finish stay in the batch (fed a masked
   pad, their results written past their length) until the running ones fit half the bucket: then
   the running rows are moved to the front in place and the next steps compute the smaller bucket;
-- each row's uniform is drawn outside the step, from the seeded generator, for every row in
-  context order, as the eager loop draws them, so a row samples alike alone or in any batch;
+- the uniforms are drawn outside the step, from the seeded generator, one per context in context
+  order, as the eager loop draws them: padding rows and bucket moves change no draw;
 - whether any row still runs is read back every `check_every` steps, not every step; the
   generator is then rewound to what the eager loop would have drawn.
 
