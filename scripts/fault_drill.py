@@ -140,12 +140,12 @@ def one_kill(args, workdir: Path, remaining: list[str], fraction: float, typical
 
 
 def normalised(path: Path):
-    from ricepo.train.distributed import MEASURED
+    from ricepo.train.distributed import NOT_REPRODUCED
 
     def strip(x):
         if isinstance(x, dict):
             # durations (the logs name them `*_s`) and the step log's memory differ between any two runs
-            return {k: strip(v) for k, v in x.items() if not k.endswith("_s") and k not in MEASURED}
+            return {k: strip(v) for k, v in x.items() if not k.endswith("_s") and k not in NOT_REPRODUCED}
         if isinstance(x, list):
             return [strip(v) for v in x]
         return x

@@ -12,7 +12,9 @@
 #        stops it.
 # stop:   stops the daemons it started (by the process ids it recorded), in reverse order.
 # status: the daemons' process ids and `sinfo`.
-# A job over its memory (`mem_mb`) is killed (JobAcctGatherParams=OverMemoryKill), as on a cluster.
+# A job over its memory (`mem_mb`) is killed (JobAcctGatherParams=OverMemoryKill), as on a cluster;
+# a job being stopped gets SIGTERM 30 s before SIGKILL (KillWait, Slurm's default); sacct shows the
+# rule in each job's Comment (Snakemake writes it there).
 set -euo pipefail
 dir=${RICEPO_SLURM_DIR:-/tmp/ricepo-slurm}
 host=$(hostname -s)
@@ -75,7 +77,8 @@ JobAcctGatherParams=OverMemoryKill
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStorageTRES=gres/gpu
-KillWait=10
+KillWait=30
+AccountingStoreFlags=job_comment
 InactiveLimit=0
 MinJobAge=300
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:2 State=UNKNOWN

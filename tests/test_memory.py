@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -319,8 +320,27 @@ def test_a_job_too_large_is_refused_in_one_line(tmp_path):
     assert out.returncode == 2
     error = out.stderr.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("ricepo: error: "), out.stderr
-    assert "train beir/smollm2_135m/grpo seed 0: needs" in error[0] and "toy_2gb has 2.0 GiB usable" in error[0]
+    assert "train beir/smollm2_135m/grpo seed 0: needs" in error[0] and "toy_2gb has 1.8 GiB usable" in error[0]
     assert "cheapest change: " in error[0]
+
+
+def test_a_job_fits_only_with_the_headroom_the_gpu_check_tolerates(tmp_path):
+    """The GPU check accepts a measured peak up to PLAN_ERROR above the plan's: a job whose planned
+    peak leaves less headroom than that is refused, one that leaves it fits."""
+    from ricepo.plan import PLAN_ERROR
+
+    def plan_on(memory_gib: float):
+        overlay = tmp_path / "gpu.yaml"
+        overlay.write_text(f"gpus: {{toy: {{name: toy, memory_gib: {memory_gib}, bf16_tflops: 10, bandwidth_tb_s: 0.1}}}}\n"
+                           "plan: {gpu: toy, reserve_gib: 0.0}\n")
+        return _plan("--configfile", str(ROOT / "config" / "mini.yaml"), str(overlay))
+
+    roomy = plan_on(100.0)
+    assert roomy.returncode == 0, roomy.stderr
+    peak = max(float(m) for m in re.findall(r"^  \S+ .*?: ([\d.]+) of [\d.]+ on toy", roomy.stdout, re.M))
+    assert plan_on(round(peak * (1 + PLAN_ERROR) * 1.02, 2)).returncode == 0
+    tight = plan_on(round(peak * (1 + PLAN_ERROR) * 0.98, 2))   # room for the peak, not for the check's tolerance
+    assert tight.returncode == 2 and "do not fit their GPU" in tight.stderr, tight.stderr
 
 
 def test_a_training_job_is_refused_before_its_model_loads(fixture_task, tiny_backbone):

@@ -88,6 +88,36 @@ def test_a_run_restarting_its_process_every_step_matches_an_uninterrupted_one(fi
         assert restarted[1][key] == pytest.approx(straight[1][key], rel=1e-5, abs=1e-7)
 
 
+def test_a_sigterm_ends_the_run_after_its_step_with_a_checkpoint_that_resumes_to_the_same_numbers(
+        fixture_task, tiny_backbone, tmp_path, capsys, monkeypatch):
+    """What Slurm sends before it cancels, requeues or preempts a job: the step in progress
+    finishes, its checkpoint is written (save_every=0: no other), and the rerun resumes from it."""
+    import os
+    import signal
+
+    from ricepo.train.run import run_training
+    from ricepo.train.trainer import Stopped, Trainer
+
+    straight = run_training(spec(tiny_backbone, steps=3, save_every=0), tasks(fixture_task), tmp_path / "a")
+    step = Trainer.train_step
+
+    def signalled_in_step_2(self):
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", signalled_in_step_2)
+    with pytest.raises(Stopped, match="stopped by SIGTERM after step 2/3; checkpoint saved"):
+        run_training(spec(tiny_backbone, steps=3, save_every=0), tasks(fixture_task), tmp_path / "b")
+    assert "SIGTERM: stopping after step 2/3 with a checkpoint" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    monkeypatch.setattr(Trainer, "train_step", step)
+    resumed = run_training(spec(tiny_backbone, steps=3, save_every=0), tasks(fixture_task), tmp_path / "b")
+    assert f"resuming {tmp_path / 'b'} at step 2/3" in capsys.readouterr().out
+    assert [{k: v for k, v in r.items() if k not in MEASURED} for r in resumed] == \
+        [{k: v for k, v in r.items() if k not in MEASURED} for r in straight]
+
+
 def _other_split(fixture_task, tmp_path):
     """The same task split with another seed: other train queries, another manifest."""
     from ricepo.data.splits import build_split

@@ -261,6 +261,15 @@ def test_smoke_workflow_end_to_end(tmp_path):
                                   cwd=tmp_path).stdout)
     assert counts["bm25_index"] == 2 and "prepare_data" not in counts   # BRIGHT's only
     assert counts["train"] == sum(r.trained for r in plan if r.benchmark == "bright")
+    # a training setting reruns every training and the evaluations of trained policies, not the
+    # prompting agent's
+    changed = yaml.safe_load(Path(smoke).read_text())
+    changed["train"]["steps"] += 1
+    (tmp_path / "steps.yaml").write_text(yaml.safe_dump(changed))
+    counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "steps.yaml"),
+                                  cwd=tmp_path).stdout)
+    trained_evals = sum(len(config["benchmarks"][r.benchmark]["tasks"]) for r in plan if r.trained)
+    assert counts["train"] == n_train and counts["agent_eval"] == trained_evals < n_eval
     # Another checkout (the workflow beside its package) with one line of training code edited: its
     # Snakefile runs its own package, whichever one is installed, so its training jobs rerun, and
     # this checkout's, whose package is unchanged, still have nothing to do.

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -105,10 +106,13 @@ def cmd_model(args) -> None:
 
 def cmd_train(args) -> None:
     from .environments import parse_task_args
-    from .train.trainer import Restart
+    from .train.trainer import Restart, Stopped
 
     try:
         _print(jobs.train(json.loads(args.spec), parse_task_args(args.task), args.out))
+    except Stopped as stopped:
+        print(stopped, file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGTERM)
     except Restart as restart:
         print(restart, flush=True)
         sys.stderr.flush()

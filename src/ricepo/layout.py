@@ -86,15 +86,21 @@ def backbone_settings(config: dict, backbone: str, section: str) -> dict:
     return {**config[section], **config["backbones"][backbone].get(section, {})}
 
 
-def job_spec(config: dict, run: Run) -> dict:
-    """Everything one train or eval job of `run` reads from the config."""
+# What an evaluation reads of `train:`: its sampler's precision. The rest cannot change its numbers
+# (a trained policy's evaluation reruns when its training does, through the model it reads).
+EVAL_TRAIN_KEYS = ("precision",)
+
+
+def job_spec(config: dict, run: Run, job: str = "train") -> dict:
+    """Everything one job of `run` (`train` or `eval`) reads from the config: its spec, whose change reruns it."""
     backbone = config["backbones"][run.backbone]
+    train = backbone_settings(config, run.backbone, "train")
     return {
         "benchmark": run.benchmark, "method": run.method, "variant": run.variant, "seed": int(run.seed),
         "backbone": {k: v for k, v in backbone.items() if k not in config},   # its sections: merged below
         "template": template(config, run.backbone),
         "rollout": backbone_settings(config, run.backbone, "rollout"),
-        "train": backbone_settings(config, run.backbone, "train"),
+        "train": train if job == "train" else {k: train[k] for k in EVAL_TRAIN_KEYS},
         "credit": dict(config["credit"].get(run.method, {})),
         # summary_baselines are BM25 jobs of their own: adding a row to the ceiling figure reruns no training
         "evaluate": {k: v for k, v in config["evaluate"].items() if k != "summary_baselines"},
@@ -103,8 +109,8 @@ def job_spec(config: dict, run: Run) -> dict:
     }
 
 
-def job_spec_json(config: dict, run: Run) -> str:
-    return json.dumps(job_spec(config, run), sort_keys=True)
+def job_spec_json(config: dict, run: Run, job: str = "train") -> str:
+    return json.dumps(job_spec(config, run, job), sort_keys=True)
 
 
 def metrics_file(results: str | Path, run: Run, task: str) -> Path:

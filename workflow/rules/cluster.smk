@@ -19,3 +19,12 @@ onstart:
             "and dense indexing there (set it in a config overlay: slurm: {gpu_partition: NAME}; "
             "config/slurm_local.yaml names scripts/slurm_local.sh's cluster)"
         )
+
+
+onerror:
+    # the executor names a memory kill only in each job's own Slurm log: say it last, one line a job
+    if workflow.executor_plugin.name == "slurm":
+        from ricepo.slurm_failures import memory_kills
+
+        for _line in memory_kills("".join(Path(f).read_text(errors="replace") for f in log if Path(f).is_file())):
+            print(_line, file=sys.stderr)

@@ -90,8 +90,13 @@ def run_of(wc):
 
 
 def job_spec(wc):
-    """Everything one train/eval job reads from the config, as JSON (params: a change reruns it)."""
+    """Everything one training job reads from the config, as JSON (params: a change reruns it)."""
     return layout.job_spec_json(config, run_of(wc))
+
+
+def eval_spec(wc):
+    """Everything one evaluation reads from the config, as JSON: no training setting but precision."""
+    return layout.job_spec_json(config, run_of(wc), "eval")
 
 
 def out(pattern):

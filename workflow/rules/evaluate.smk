@@ -8,7 +8,7 @@ rule agent_eval:
         metrics=out(f"{layout.EVAL_DIR}/metrics.json"),
         run=out(f"{layout.EVAL_DIR}/run.trec"),
     params:
-        spec=job_spec,
+        spec=eval_spec,
         model=_policy,
         split=lambda wc: split_dir(wc.benchmark, wc.task),
         index=lambda wc: index_dir(wc.benchmark, wc.task),

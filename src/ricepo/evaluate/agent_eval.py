@@ -29,7 +29,7 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
         raise RicepoError(f"{Path(split_dir) / 'qrels' / 'test.tsv'}: no test queries to evaluate (check split_counts)")
     out_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device()
-    precision = resolve_precision(spec["train"].get("precision", "auto"), device)
+    precision = resolve_precision(spec["train"]["precision"], device)
     print(precision.describe(), flush=True)
     # the weights sampling runs in training are what evaluation runs (bf16 under bf16-mixed)
     model, tokenizer = load_backbone(model_path, device=device)

@@ -30,7 +30,8 @@ layers); a log-prob chunk's logits (`LOGIT_BYTES`). The rollout's sampling tenso
 `scripts/plan_vs_measured.py` checks the whole prediction against a measured training step.
 
 A job that does not fit its GPU (the config's `plan.gpu`, or `plan.backbone_gpu` per backbone,
-less `plan.reserve_gib`) is refused before it starts, in one line naming the job, what it needs
+less `plan.reserve_gib`, divided by 1 + `PLAN_ERROR`: the GPU check accepts a measured peak up to
+10 % above the plan's, and a job the plan admits must fit even then) is refused before it starts, in one line naming the job, what it needs
 and the cheapest change that makes it fit. GPU-hours are estimates (labelled so everywhere), per
 phase with its basis: a rate measured on the job's GPU kind (config/calibration/), else prefill and
 update FLOPs at `plan.mfu` of the GPU's bf16 peak and decode steps at `plan.decode_efficiency` of
@@ -41,11 +42,11 @@ training job's settings), memory.py (GPU and host memory), timing.py (GPU-second
 basis), jobs.py (every job of a configuration, printed, and refused when it does not fit).
 """
 from .arch import Arch, load_arch, read_arch
-from .jobs import JobPlan, check_training_fits, format_plan, plan_config
+from .jobs import PLAN_ERROR, JobPlan, check_training_fits, format_plan, plan_config, usable_gib
 from .lengths import Lengths, measure_lengths, split_texts
 from .memory import GIB, host_mb, smallest_processes, train_memory, train_peak_gib
 from .shape import TrainShape, rows_per_query, train_shape
 
-__all__ = ["GIB", "Arch", "JobPlan", "Lengths", "TrainShape", "check_training_fits", "format_plan", "host_mb",
+__all__ = ["GIB", "PLAN_ERROR", "Arch", "JobPlan", "Lengths", "TrainShape", "check_training_fits", "format_plan", "host_mb",
            "load_arch", "measure_lengths", "plan_config", "read_arch", "rows_per_query", "smallest_processes",
-           "split_texts", "train_memory", "train_peak_gib", "train_shape"]
+           "split_texts", "train_memory", "train_peak_gib", "train_shape", "usable_gib"]

@@ -12,13 +12,23 @@ from .memory import (GIB, corpus_docs, eval_memory, gib, index_memory, most_rows
 from .shape import TrainShape, train_shape
 from .timing import Rates, eval_seconds, load_calibration, train_seconds
 
+# The GPU check (scripts/paper_step.py --check) accepts a measured peak up to this fraction above
+# the plan's. A job is planned to fit only with that headroom, so that a plan the check accepts
+# cannot run out of memory.
+PLAN_ERROR = 0.10
+
+
+def usable_gib(free_gib: float) -> float:
+    """What a job may be planned to take of `free_gib` GiB of GPU memory."""
+    return free_gib / (1 + PLAN_ERROR)
+
 
 @dataclass
 class JobPlan:
     job: str                          # e.g. train bright/r1_distill_qwen_1p5b/grpo seed 0
     kind: str                         # train | agent_eval | dense_index
     gpu: str
-    capacity_gib: float               # the GPU's memory less the reserve
+    capacity_gib: float               # usable_gib of the GPU's memory less the reserve
     parts: dict[str, float]           # component -> GiB at the peak phase
     phase: str                        # which phase peaks (rollout | update | forward)
     hours: dict[str, tuple[float, str]]   # phase -> (GPU-hours, basis): estimates, from a measured rate or assumed
@@ -53,6 +63,10 @@ def _gpu(config: dict, backbone: str) -> tuple[str, dict]:
     return key, config["gpus"][key]
 
 
+def _capacity(config: dict, gpu: dict) -> float:
+    return usable_gib(gpu["memory_gib"] - config["plan"]["reserve_gib"])
+
+
 def _rates(config: dict, gpu_key: str) -> Rates:
     return Rates(config["gpus"][gpu_key], config["plan"], load_calibration(gpu_key))
 
@@ -70,9 +84,17 @@ def _train_advice(s: TrainShape, need: float, capacity: float) -> list[str]:
     for rows in (64, 32, 16, 8, 4, 2, 1):
         if rows < s.call_rows:
             tries.append((f"set rollout.rows_per_call: {rows}", dataclasses.replace(s, rows_per_call=rows)))
-    for tokens in (16384, 8192, 4096):
+    for tokens in (16384, 8192, 4096, 2048):
         if not s.micro_batch_tokens or tokens < s.micro_batch_tokens:
             tries.append((f"set train.micro_batch_tokens: {tokens}", dataclasses.replace(s, micro_batch_tokens=tokens)))
+    for chunk in (512, 256):
+        if chunk < s.logprob_chunk_tokens:
+            tries.append((f"set train.logprob_chunk_tokens: {chunk}", dataclasses.replace(s, logprob_chunk_tokens=chunk)))
+    both = dataclasses.replace(s, micro_batch_tokens=min(s.micro_batch_tokens or 2048, 2048),
+                               logprob_chunk_tokens=min(s.logprob_chunk_tokens, 256))
+    if both != s:
+        tries.append((f"set train.micro_batch_tokens: {both.micro_batch_tokens} and train.logprob_chunk_tokens: "
+                      f"{both.logprob_chunk_tokens}", both))
     if s.reference_bytes == 4:
         tries.append(("set train.reference_precision: bf16", dataclasses.replace(s, reference_bytes=2)))
     fitting = [what for what, shape in tries if peak(shape) <= capacity]
@@ -116,7 +138,7 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
             archs[run.backbone] = load_arch(run.backbone, config["backbones"][run.backbone]["model"])
         arch = archs[run.backbone]
         gpu_key, gpu = _gpu(config, run.backbone)
-        capacity = gpu["memory_gib"] - config["plan"]["reserve_gib"]
+        capacity = _capacity(config, gpu)
         label = f"{run.benchmark}/{run.backbone}/{run.method}{'/' + run.variant if run.variant else ''} seed {run.seed}"
         if run.trained:
             tasks = train_tasks(config, run.benchmark)
@@ -150,7 +172,7 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
         queries = config["benchmarks"][benchmark]["split_counts"][task]["test"]
         seconds = eval_seconds(arch, lens, queries, slots, mixed, _rates(config, gpu_key))
         hours = {k: (s * len(evaluated) / 3600, basis) for k, (s, basis) in seconds.items()}
-        capacity = gpu["memory_gib"] - config["plan"]["reserve_gib"]
+        capacity = _capacity(config, gpu)
         most = most_rows(lambda r: sum(gib(eval_memory(arch, lens, r, mixed, _retriever(benchmark, [task]))).values()),
                          capacity)
         job = JobPlan(job=f"agent_eval {benchmark}/{backbone} {task} (x{len(evaluated)} runs)", kind="agent_eval",
@@ -184,7 +206,7 @@ def _index_plans(config: dict, splits: Path) -> list[JobPlan]:
             # forward is priced as a prefill, never from a backbone's calibration
             seconds, basis = Rates(gpu, config["plan"], None).prefill(enc, docs * min(s.max_length, 512))
             out.append(JobPlan(job=f"dense_index {benchmark}/{task} {retriever['dense_model']}", kind="dense_index",
-                               gpu=key, capacity_gib=gpu["memory_gib"] - config["plan"]["reserve_gib"],
+                               gpu=key, capacity_gib=_capacity(config, gpu),
                                parts=gib(parts), phase="forward", hours={"forward": (seconds / 3600, basis)},
                                lengths_source=f"{docs} documents"))
     return out
@@ -245,9 +267,9 @@ def check_training_fits(spec: dict, envs: dict, queries: list[str], free_gib: fl
     rollout, update = train_memory(shape)
     peak = max((rollout, update), key=lambda p: sum(p.values()))
     job = JobPlan(job=f"train {spec['benchmark']}/{Path(model).name}/{spec['method']} seed {spec['seed']}",
-                  kind="train", gpu=gpu, capacity_gib=free_gib, parts=gib(peak),
+                  kind="train", gpu=gpu, capacity_gib=usable_gib(free_gib), parts=gib(peak),
                   phase="rollout" if peak is rollout else "update", hours={}, lengths_source=lens.source)
     if not job.fits:
-        job.advice = _train_advice(shape, job.peak_gib, free_gib)
+        job.advice = _train_advice(shape, job.peak_gib, job.capacity_gib)
         raise RicepoError(job.refusal())
     return job

@@ -44,6 +44,10 @@ SHARED = ("loss", "pg_loss", "kl", "clip_frac", "grad_norm", "ppo_updates",   # 
           "logprob_gap_mean", "logprob_gap_max")
 # Timings and memory, which differ from run to run: the largest process's.
 MEASURED = ("rollout_s", "old_ref_s", "update_s", "wall_s", "rss_gib", "peak_rss_gib")
+# A step's figures that a resumed run does not reproduce: what was measured, and the retrieval
+# cache's counts (a resumed process starts with an empty cache: once the queries repeat, a search
+# the uninterrupted run answered from its cache runs again)
+NOT_REPRODUCED = MEASURED + ("retriever_calls", "retriever_cache_hits")
 MODES = ("ddp", "fsdp")
 
 

@@ -77,6 +77,8 @@ def run_training(spec: dict, tasks: dict[str, tuple[Path, Path]], out_dir: str |
                   flush=True)
     precision = resolve_precision(cfg.precision, acc.device)
     if acc.is_main_process:
+        print(f"training processes: {acc.num_processes}" + (f" ({cfg.distributed})" if acc.num_processes > 1 else ""),
+              flush=True)
         print(precision.describe(), flush=True)
     model, tokenizer = load_backbone(spec["backbone"]["model"], device=acc.device)   # float32 master weights
     # under FSDP the policy is sharded: the sampler keeps a whole copy, whatever the precision

@@ -9,7 +9,8 @@ sampler loads the new weights. A held-out validation set is scored greedily befo
 step, every `validation_every` steps and after the last (validation.py). One JSON line per step
 goes to the log, and each step's numbers to TensorBoard (watch.py); `state.pt` (model,
 optimizer, RNG, log so far, and the run's identity: ricepo/identity.py) makes an interrupted run
-resume where it stopped; a checkpoint of another identity (config, data, index, backbone, code,
+resume where it stopped (a SIGTERM, as Slurm sends before it cancels, requeues or preempts a job,
+ends the run after the step in progress, with its checkpoint); a checkpoint of another identity (config, data, index, backbone, code,
 device or precision) is never resumed: the run starts from step 0 and says why. Under
 `accelerate launch` each process rolls out its share of the step's queries and the update is the
 one-process update on all rows, the policy whole in each process (DDP) or sharded per decoder
@@ -24,6 +25,8 @@ import pickle
 import random
 import re
 import shutil
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +58,14 @@ class Restart(Exception):
     starts the process again (cli.py), which resumes from it. The host memory that a CPU training
     holds grows step by step outside the tensors (native libraries' caches; memory_meter.py), and a
     new process is the one way found to hand it all back."""
+
+
+class Stopped(Exception):
+    """Raised by `Trainer.fit` after a SIGTERM, once the step in progress and its checkpoint are
+    done: the caller exits 143 (128 + SIGTERM) and the same command resumes from the checkpoint.
+    Slurm sends SIGTERM `KillWait` seconds (30 by default) before SIGKILL on `scancel`, a requeue,
+    a preemption or a node set DOWN, so a step must end within that grace (see the README's
+    cluster section for `--signal` on long steps)."""
 
 
 @dataclass(frozen=True)
@@ -559,7 +570,26 @@ class Trainer:
                   f"{result['worse_than_alone_rate']:.0%} worse) over {len(result['rewards'])} held-out queries ({time.time() - t0:.1f} s)", flush=True)
 
     # --- the loop -----------------------------------------------------------------------
+    def _on_sigterm(self, signum, frame) -> None:
+        if not self.terminate:
+            print(f"SIGTERM: stopping after step {self.step + 1}/{self.cfg.steps} with a checkpoint", flush=True)
+        self.terminate = True
+
+    def _stop_requested(self) -> bool:
+        """Whether any process got SIGTERM: every process stops after the same step."""
+        return bool(all_reduce(torch.tensor([float(self.terminate)], device=self.device), "max").item())
+
     def fit(self) -> list[dict]:
+        self.terminate = False
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+            try:
+                return self._fit()
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+        return self._fit()
+
+    def _fit(self) -> list[dict]:
         self.try_resume()
         main = self.acc.is_main_process
         cfg = self.cfg
@@ -576,6 +606,12 @@ class Trainer:
                 print(json.dumps(record), flush=True)
             bar.update(1)
             bar.set_postfix(reward=f"{record['reward_mean']:.3f}", **({} if record["kl"] is None else {"kl": f"{record['kl']:.4f}"}))
+            if self._stop_requested():   # before this step's validation: the resumed run scores it
+                self._save_state()
+                bar.close()
+                watch.close()
+                raise Stopped(f"{self.out}: stopped by SIGTERM after step {self.step}/{cfg.steps}; checkpoint "
+                              f"saved; the same command resumes from it")
             self._validate(watch)
             due_now = lambda every: every > 0 and self.step % every == 0 and self.step < cfg.steps  # noqa: E731
             if due_now(cfg.save_every) or due_now(cfg.restart_every):
