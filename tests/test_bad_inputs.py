@@ -93,6 +93,8 @@ def data_rows():
          "x.tsv: excluded-ids file not found"),
         ("credit: malformed JSON", {"g.json": '{"query_id": "q1",\n "trajectories": [}\n'},
          ["credit", "--method", "grpo", "{d}/g.json"], "g.json: line 2: malformed JSON"),
+        ("credit: missing file", {}, ["credit", "--method", "grpo", "{d}/nope.json"], "nope.json: no such file"),
+        ("credit: a folder", {"g/g.json": "{}"}, ["credit", "--method", "grpo", "{d}/g"], "g: a folder, not a JSON file"),
         ("credit: unknown method", {"g.json": '{"query_id": "q1", "trajectories": []}'},
          ["credit", "--method", "ppo", "{d}/g.json"], "unknown method 'ppo'"),
         ("task argument without index", {}, ["train", "--spec", "{spec}", "--task", "biology={ok}/split",
@@ -190,3 +192,31 @@ def _checkpoint(fixture_task, tiny_backbone, out):
         run_training(json.loads(spec(str(tiny_backbone), steps=1)), {"leetcode": (fixture_task / "split",
                                                                                    fixture_task / "index")}, out)
     os.sync()
+
+
+def test_credit_does_not_wait_on_a_terminal(capsys, monkeypatch):
+    import io
+
+    from ricepo.cli import main
+
+    terminal = io.StringIO()
+    terminal.isatty = lambda: True
+    monkeypatch.setattr("sys.stdin", terminal)
+    assert main(["credit", "--method", "grpo"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "ricepo: error: credit: give a JSON file of one group or a list of groups (or pipe one in)"
+
+
+def test_version_and_a_closed_pipe():
+    import subprocess
+    import sys
+
+    from ricepo.identity import code_version
+
+    out = subprocess.run([sys.executable, "-m", "ricepo", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"ricepo {code_version(with_report=True)}"
+    # the reader has gone before anything is written (`| head` that stopped reading): no traceback
+    piped = subprocess.Popen([sys.executable, "-m", "ricepo", "config", "methods"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    piped.stdout.close()
+    assert piped.wait(timeout=60) == 1 and piped.stderr.read() == ""

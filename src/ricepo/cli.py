@@ -19,7 +19,16 @@ from .summary_baselines import KINDS as SUMMARY_BASELINES
 
 
 def _read_json_input(source: str):
-    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    if source == "-":
+        if sys.stdin.isatty():   # nothing piped in: say so rather than wait on the terminal
+            raise RicepoError("credit: give a JSON file of one group or a list of groups (or pipe one in)")
+        text = sys.stdin.read()
+    elif Path(source).is_dir():
+        raise RicepoError(f"{source}: a folder, not a JSON file")
+    elif not Path(source).is_file():
+        raise RicepoError(f"{source}: no such file")
+    else:
+        text = Path(source).read_text()
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -196,7 +205,11 @@ def _retriever_flags(p: argparse.ArgumentParser, with_weight: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .identity import code_version
+
     p = argparse.ArgumentParser(prog="ricepo", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"ricepo {code_version(with_report=True)}",
+                   help="the package version and a hash of its source (what job identities record)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     c = sub.add_parser("credit", help="span advantages of one group (or a list of groups), as JSON")
@@ -334,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:   # the reader left (`ricepo config methods | head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except RicepoError as e:
         print(f"ricepo: error: {e}", file=sys.stderr)
         return 2
