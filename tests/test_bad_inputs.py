@@ -220,3 +220,20 @@ def test_version_and_a_closed_pipe():
                              stderr=subprocess.PIPE, text=True)
     piped.stdout.close()
     assert piped.wait(timeout=60) == 1 and piped.stderr.read() == ""
+
+
+def test_every_option_of_every_command_says_what_it_is():
+    import argparse
+
+    from ricepo.cli import build_parser
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction):
+                yield f"{path} {'/'.join(action.option_strings) or action.dest}", action.help
+
+    silent = [where for where, text in walk(build_parser(), "ricepo") if not text]
+    assert silent == [], silent

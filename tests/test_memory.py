@@ -378,3 +378,10 @@ def test_the_logged_peak_memory_is_the_current_process_image_s_so_a_restart_star
     peak = float(subprocess.run([sys.executable, "-c", grow_then_exec], capture_output=True, text=True,
                                 check=True).stdout)
     assert 0 < peak < 0.5, f"the peak after execve ({peak:.2f} GiB) still holds the 0.6 GiB block from before"
+
+
+def test_query_files_that_hold_no_planned_task_are_an_error(tmp_path):
+    out = _plan("--configfile", str(ROOT / "config" / "mini.yaml"), "--query-files", str(tmp_path / "typo"))
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"ricepo: error: --query-files {tmp_path / 'typo'}: no query file of any planned task there "
+        "(expected bright/examples/TASK.jsonl or beir/TASK/queries.jsonl)"], out.stderr

@@ -146,7 +146,15 @@ def cmd_plan(args) -> None:
 
     config = json.loads(Path(args.config_json).read_text()) if args.config_json else load_config(*args.configfile)
     results = Path(args.results or f"results/{config['run_name']}")
-    plans = plan_config(config, results, Path(args.query_files) if args.query_files else None)
+    query_files = Path(args.query_files) if args.query_files else None
+    if query_files is not None:
+        from .plan.lengths import query_file
+
+        tasks = [(b, t) for b, spec in config["benchmarks"].items() if spec for t in spec["tasks"]]
+        if not any(query_file(query_files, b, t).exists() for b, t in tasks):
+            raise RicepoError(f"--query-files {query_files}: no query file of any planned task there "
+                              "(expected bright/examples/TASK.jsonl or beir/TASK/queries.jsonl)")
+    plans = plan_config(config, results, query_files)
     text = format_plan(plans, f"plan {config['run_name']}")
     print(text)
     refused = [p for p in plans if not p.fits]
@@ -217,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--method", help="a registered method (`ricepo config methods` lists them)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method parameter (repeatable)")
     c.add_argument("--select", type=int, metavar="K", help="print the K anchors RICE-PO would choose")
-    c.add_argument("--trigger", choices=["entropy", "random"], default="entropy")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--trigger", choices=["entropy", "random"], default="entropy",
+                   help="with --select: anchors by step entropy, or at random (the random-trigger ablation)")
+    c.add_argument("--seed", type=int, default=0, help="with --select --trigger random: the draw's seed")
     c.set_defaults(func=cmd_credit)
 
     e = sub.add_parser("evaluate", help="NDCG@10 of a TREC run (pytrec_eval)")
@@ -230,9 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("retrieve", help="run a retriever over a canonical dataset, write a TREC run")
     r.add_argument("--dataset", required=True, help="canonical (BEIR layout) dataset folder")
-    r.add_argument("--split", default="test")
-    r.add_argument("--out", required=True)
-    r.add_argument("--k", type=int, default=1000)
+    r.add_argument("--split", default="test", help="the queries of this split (qrels/SPLIT.tsv)")
+    r.add_argument("--out", required=True, help="the TREC run file to write")
+    r.add_argument("--k", type=int, default=1000, help="documents per query in the run")
     r.add_argument("--index-root", help="the dataset's index root (bm25/, dense/<model>/): read where present, "
                                         "built and kept there where not (default: built in a temporary folder)")
     r.add_argument("--summary", choices=list(SUMMARY_BASELINES),
@@ -243,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_retrieve)
 
     i = sub.add_parser("index", help="build and save one index of a canonical corpus: BM25 or corpus embeddings")
-    i.add_argument("--dataset", required=True)
+    i.add_argument("--dataset", required=True, help="canonical (BEIR layout) dataset folder")
     i.add_argument("--out", required=True, help="the index folder (index root/bm25 or index root/dense/<model>)")
     _retriever_flags(i, with_weight=False)
     i.set_defaults(func=cmd_index)
@@ -251,54 +260,57 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="prepare, split and inspect datasets")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
     dp = dsub.add_parser("prepare", help="write one task in the canonical layout")
-    dp.add_argument("--benchmark", required=True)
-    dp.add_argument("--task", required=True)
+    dp.add_argument("--benchmark", required=True, help="bright or beir")
+    dp.add_argument("--task", required=True, help="a BRIGHT task or a BEIR dataset name")
     dp.add_argument("--spec", required=True, help="the benchmark's config entry, as JSON")
-    dp.add_argument("--out", required=True)
+    dp.add_argument("--out", required=True, help="the canonical dataset folder to write")
     dp.add_argument("--reasonir", help="folder written by `ricepo data reasonir` (BRIGHT train queries)")
     dr = dsub.add_parser("reasonir", help="resolve ReasonIR hq against the BRIGHT corpora, per domain")
     dr.add_argument("--spec", required=True, help="the bright config entry, as JSON")
-    dr.add_argument("--out", required=True)
+    dr.add_argument("--out", required=True, help="the folder of resolved train queries, one file per domain")
     ds = dsub.add_parser("split", help="build the train/test split of one task, with a manifest")
-    ds.add_argument("--dataset", required=True)
-    ds.add_argument("--benchmark", required=True)
-    ds.add_argument("--task", required=True)
-    ds.add_argument("--train", type=int, required=True)
-    ds.add_argument("--test", type=int, required=True)
-    ds.add_argument("--seed", type=int, default=42)
+    ds.add_argument("--dataset", required=True, help="the canonical dataset folder of the task")
+    ds.add_argument("--benchmark", required=True, help="bright or beir")
+    ds.add_argument("--task", required=True, help="the task (recorded in the manifest)")
+    ds.add_argument("--train", type=int, required=True, help="train queries to sample")
+    ds.add_argument("--test", type=int, required=True, help="test queries to sample")
+    ds.add_argument("--seed", type=int, default=42, help="the sampling seed")
     ds.add_argument("--train-from", default="train", help="source split the train queries are sampled from")
-    ds.add_argument("--out", required=True)
+    ds.add_argument("--out", required=True, help="the split folder to write (queries, qrels, manifest)")
     di = dsub.add_parser("inspect", help="print counts of a source (a local folder, hub, or ir_datasets for BEIR)")
-    di.add_argument("source")
-    di.add_argument("--benchmark", required=True, choices=["bright", "beir", "reasonir"])
-    di.add_argument("--task")
+    di.add_argument("source", help="a local folder, `hub`, or `ir_datasets` (BEIR)")
+    di.add_argument("--benchmark", required=True, choices=["bright", "beir", "reasonir"], help="the source's layout")
+    di.add_argument("--task", help="one task or dataset of the source (default: all)")
     d.set_defaults(func=cmd_data)
 
     m = sub.add_parser("model", help="build the tiny random backbone used by the offline configs")
     msub = m.add_subparsers(dest="model_cmd", required=True)
-    mb = msub.add_parser("build-tiny")
+    mb = msub.add_parser("build-tiny", help="a tiny random Qwen2 with a byte-level tokenizer trained on corpora")
     mb.add_argument("--corpus", nargs="+", required=True, help="corpus.jsonl files to train the tokenizer on")
-    mb.add_argument("--out", required=True)
-    mb.add_argument("--vocab-size", type=int, default=1024)
-    mb.add_argument("--hidden-size", type=int, default=64)
-    mb.add_argument("--layers", type=int, default=2)
-    mb.add_argument("--seed", type=int, default=0)
+    mb.add_argument("--out", required=True, help="the model folder to write")
+    mb.add_argument("--vocab-size", type=int, default=1024, help="the tokenizer's vocabulary")
+    mb.add_argument("--hidden-size", type=int, default=64, help="the model's hidden size")
+    mb.add_argument("--layers", type=int, default=2, help="decoder layers")
+    mb.add_argument("--seed", type=int, default=0, help="the weights' seed")
     mg = msub.add_parser("build-gguf", help="dequantise a GGUF chat model to a transformers checkpoint")
     mg.add_argument("--source", required=True, help="a .gguf file, or pkg:PACKAGE/file.gguf")
-    mg.add_argument("--out", required=True)
+    mg.add_argument("--out", required=True, help="the model folder to write")
     m.set_defaults(func=cmd_model)
 
     t = sub.add_parser("train", help="train one policy (one benchmark, backbone, method, seed)")
-    t.add_argument("--spec", required=True, help="job spec JSON (see workflow/rules/common.smk)")
-    t.add_argument("--task", action="append", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT")
-    t.add_argument("--out", required=True)
+    t.add_argument("--spec", required=True, help="the run's job spec as JSON: the config sections the job reads "
+                   "(ricepo.layout.job_spec writes it; a dry run of the workflow prints one)")
+    t.add_argument("--task", action="append", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT",
+                   help="a task to train on: its split folder and index root (repeatable)")
+    t.add_argument("--out", required=True, help="the run folder: model/, log.jsonl, validation, state.pt")
     t.set_defaults(func=cmd_train)
 
     a = sub.add_parser("agent-eval", help="run a policy on a task's test queries; TREC run + NDCG@10")
-    a.add_argument("--spec", required=True)
+    a.add_argument("--spec", required=True, help="the run's evaluation spec as JSON (ricepo.layout.job_spec)")
     a.add_argument("--model", required=True, help="Hub id or folder of the policy")
-    a.add_argument("--task", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT")
-    a.add_argument("--out", required=True)
+    a.add_argument("--task", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT",
+                   help="the task: its split folder and index root")
+    a.add_argument("--out", required=True, help="the evaluation folder: run.trec, metrics.json, transcripts")
     a.set_defaults(func=cmd_agent_eval)
 
     cf = sub.add_parser("config", help="check a configuration as the workflow reads it")
@@ -338,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--config-json", required=True, help="results/{run_name}/config.resolved.json (its folder holds the results)")
     rp.add_argument("--inputs", nargs="*", default=[], metavar="FILE",
                     help="the files the rule declares: the only files read (a planned run not among them is 'not run')")
-    rp.add_argument("--out", required=True)
+    rp.add_argument("--out", required=True, help="the file to write")
     rp.set_defaults(func=cmd_report)
     return p
 
