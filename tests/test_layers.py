@@ -7,7 +7,8 @@ PACKAGE = ROOT / "src" / "ricepo"
 LAYERS = [                       # lowest first; a unit is a module or a subpackage of ricepo
     {"errors", "atomic", "identity"},
     {"kernels"},                             # CPU kernel paths, without torch (precision, the workflow)
-    {"data", "credit", "precision", "packaged", "gpu_slots", "memory_meter", "decode_shapes"},
+    {"data", "credit", "precision", "packaged", "gpu_slots", "memory_meter", "decode_shapes",
+     "slurm_failures"},                      # slurm_failures: the Slurm executor's failed jobs, read back
     {"config", "layout", "metrics", "summaries", "summary_baselines"},  # the config schema, the run matrix, NDCG,
                                                                        # summary measures, fixed summaries
     {"retrieval", "report"},
