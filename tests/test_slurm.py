@@ -203,6 +203,7 @@ def _states(job: str) -> list[str]:
                           capture_output=True, text=True, check=True).stdout.splitlines()
 
 
+@pytest.mark.slurm_drill
 def test_trainings_stopped_by_slurm_resume_from_their_sigterm_checkpoints_to_the_same_numbers(local_run, tmp_path):
     """Both trainings (2 processes each) stopped by Slurm after step 2: the first requeued; the
     second cancelled with `scancel`, then, under the reruns, with `scancel --signal=TERM` and by its
@@ -261,7 +262,8 @@ def test_trainings_stopped_by_slurm_resume_from_their_sigterm_checkpoints_to_the
             ["pgrep", "-f", rf"slurmstepd: \[{job}\."], capture_output=True).returncode == 1, 120)
         _wait("the node idle again", lambda: "idle" in subprocess.run(
             ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True).stdout, 120)
-        _release(job)
+        # not released early: slurmctld 22.05.8 crashed (a segfault) starting it again while the old
+        # instance's last step message was still coming in; Slurm's own two-minute hold lets it settle
         seen["node_down"] = job
 
     log_file = tmp_path / "run3.log"
