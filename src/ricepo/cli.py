@@ -212,11 +212,19 @@ def _retriever_flags(p: argparse.ArgumentParser, with_weight: bool) -> None:
         p.add_argument("--dense-weight", type=float, help="weight of the dense score in hybrid fusion (default 0.5)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .identity import code_version
+class _Version(argparse.Action):
+    """`--version`: the source is hashed only when asked, not on every command."""
 
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .identity import code_version
+
+        print(f"ricepo {code_version(with_report=True)}")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ricepo", description=__doc__.splitlines()[0])
-    p.add_argument("--version", action="version", version=f"ricepo {code_version(with_report=True)}",
+    p.add_argument("--version", action=_Version, nargs=0,
                    help="the package version and a hash of its source (what job identities record)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
