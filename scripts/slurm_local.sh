@@ -7,7 +7,9 @@
 #        ask for GPUs are scheduled and accounted on a machine without any), partitions
 #        `cpu` (default) and `gpu`, accounting through slurmdbd into MariaDB, an account `ricepo`;
 #        starts munged, mariadbd, slurmdbd, slurmctld and slurmd, all on 127.0.0.1 only, and waits
-#        until `sinfo` shows the node idle. The configuration is linked from /etc/slurm (where
+#        until `sinfo` shows the node idle. Every start is a fresh cluster: the state, spool, logs
+#        and accounting database of an earlier one are removed (a node left DOWN or jobs left
+#        queued by a killed run would otherwise come back, and job ids would repeat in sacct). The configuration is linked from /etc/slurm (where
 #        Slurm's commands look, inside jobs too); a configuration there that is not this script's
 #        stops it.
 # stop:   stops the daemons it started (by the process ids it recorded), in reverse order.
@@ -124,13 +126,18 @@ wait_for() {   # wait_for SECONDS DESCRIPTION COMMAND...
 
 start() {
   install_packages
-  [ -f "$dir/pids" ] && die "already started ($dir/pids); stop it first"
+  if [ -f "$dir/pids" ]; then
+    while read -r _ pid; do kill -0 "$pid" 2>/dev/null && die "already started ($dir/pids); stop it first"; done < "$dir/pids"
+    log "an earlier cluster's daemons are gone (a killed run); starting afresh"
+  fi
+  rm -rf "$dir"/{ctld,d,log,db} "$dir"/*.pid
+  trap 'log "start failed: stopping what it started"; stop' EXIT   # none left running half-started
   write_config
   : > "$dir/pids"
   mkdir -p /run/munge && chown munge:munge /run/munge
   runuser -u munge -- munged --pid-file=/run/munge/ricepo.pid
   echo "munged $(cat /run/munge/ricepo.pid)" >> "$dir/pids"
-  [ -d "$dir/db/mysql" ] || mariadb-install-db --user=mysql --datadir="$dir/db" --auth-root-authentication-method=socket >/dev/null
+  mariadb-install-db --user=mysql --datadir="$dir/db" --auth-root-authentication-method=socket >/dev/null
   chown -R mysql:mysql "$dir/db"
   mariadbd --user=mysql --datadir="$dir/db" --socket="$db_socket" --bind-address=127.0.0.1 --port=3306 \
     --pid-file="$dir/db/mariadb.pid" --log-error="$dir/db/mariadb.log" &
@@ -157,6 +164,7 @@ start() {
   sacctmgr -i add user "${SUDO_USER:-$(id -un)}" Account=ricepo DefaultAccount=ricepo >/dev/null 2>&1 || true
   wait_for 60 "the node (idle in sinfo)" bash -c "sinfo -h -N -o %T | grep -qx idle"
   log "up: $(sinfo -h -o '%P %D %T %c CPUs %m MB %G' | tr '\n' ';')"
+  trap - EXIT
 }
 
 stop() {
