@@ -5,7 +5,9 @@ import yaml
 from ricepo.config import check_config, load_config
 from ricepo.layout import runs
 from ricepo.errors import RicepoError
-from conftest import ROOT
+from conftest import ROOT, SHARED
+
+SHARED_BEIR = SHARED / "beir"
 
 
 def full():
@@ -52,6 +54,11 @@ def test_defaults_are_filled():
      "config error at backbones.qwen3_4b_thinking.generation.top_p: 1.5 is greater than the maximum of 1"),
     (lambda c: c["evaluate"].__setitem__("decoding", "beam"), "config error at evaluate.decoding: 'beam' is not one of"),
     (lambda c: c["train"].__setitem__("distributed", "deepspeed"), "config error at train.distributed: 'deepspeed' is not one of"),
+    (lambda c: c["benchmarks"]["beir"].update(source="local", path="/nonexistent"),
+     "config error at benchmarks.beir.path: /nonexistent does not exist"),
+    (lambda c: c["benchmarks"]["beir"].update(source="local", path=str(SHARED_BEIR), tasks=["scifact", "nq"],
+                                                split_counts={t: {"train": 1, "test": 1} for t in ("scifact", "nq")}),
+     f"config error at benchmarks.beir.path: {SHARED_BEIR} has no folder for nq"),
 ])
 def test_bad_config_gives_one_line_naming_the_key(mutate, expected):
     cfg = full()

@@ -72,6 +72,19 @@ def test_inspect_real_scifact_and_every_bright_examples_file():
 
 
 @pytest.mark.realdata
+def test_inspect_takes_the_beir_collection_folder_with_a_task():
+    """The folder `benchmarks.beir.path` names (one folder per dataset) with --task, as BRIGHT's."""
+    by_task = ricepo("data", "inspect", str(shared("beir")), "--benchmark", "beir", "--task", "scifact")
+    direct = ricepo("data", "inspect", str(shared("beir", "scifact")), "--benchmark", "beir")
+    assert by_task.returncode == 0 and json.loads(by_task.stdout) == json.loads(direct.stdout)
+    for args, said in [([], "holds the datasets dbpedia-entity, fiqa, nfcorpus, scifact, trec-covid, "
+                            "webis-touche2020; name one with --task"),
+                       (["--task", "nope"], "has no dataset 'nope'")]:
+        out = ricepo("data", "inspect", str(shared("beir")), "--benchmark", "beir", *args)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and said in out.stderr, out.stderr
+
+
+@pytest.mark.realdata
 @pytest.mark.parametrize("name, n", [("dbpedia-entity", 400), ("fiqa", 648), ("trec-covid", 50),
                                      ("webis-touche2020", 49)])
 def test_beir_test_counts_of_the_real_topics(name, n):

@@ -108,6 +108,15 @@ def test_config_error_stops_the_run_with_one_line(tmp_path):
     assert "config error at train: unknown key(s) 'learnin_rate'" in out.stdout + out.stderr
 
 
+def test_a_local_source_that_is_not_there_stops_the_dry_run(tmp_path):
+    """Checked when the DAG is built, not only when `data prepare` reads it."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"benchmarks:\n  beir: {{source: local, path: {tmp_path / 'nonexistent'}}}\n")
+    out = snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(bad), cwd=tmp_path, check=False)
+    assert out.returncode != 0 and len((out.stdout + out.stderr).strip().splitlines()) < 6
+    assert f"config error at benchmarks.beir.path: {tmp_path / 'nonexistent'} does not exist" in out.stdout + out.stderr
+
+
 def graded(lines):
     """The per-cell verdict lines of a check's output."""
     return [x for x in lines if x.split(" ")[0] in ("OK", "OKish", "FAIL")]

@@ -139,6 +139,22 @@ def _check_backbone_overlays(config: dict, schema: dict) -> None:
                 raise RicepoError(f"config error at {where}.{key}: {error.message}")
 
 
+def _check_local_paths(bench: str, spec: dict) -> None:
+    """A local source's folders exist when the DAG is built, not only when `data prepare` reads them."""
+    if not spec.get("path"):
+        raise RicepoError(f"config error at benchmarks.{bench}.path: source 'local' needs a path")
+    root = Path(spec["path"])
+    if not root.exists():
+        raise RicepoError(f"config error at benchmarks.{bench}.path: {root} does not exist")
+    if bench == "beir":
+        missing = [t for t in spec["tasks"] if not (root / t).is_dir()]
+        if missing:
+            raise RicepoError(f"config error at benchmarks.beir.path: {root} has no folder for "
+                              f"{', '.join(missing)} (a local BEIR source holds one folder per dataset)")
+    if spec.get("reasonir_path") and not Path(spec["reasonir_path"]).exists():
+        raise RicepoError(f"config error at benchmarks.{bench}.reasonir_path: {spec['reasonir_path']} does not exist")
+
+
 def _check_references(config: dict) -> None:
     backbones = config["backbones"]
     templates = config.get("templates", {})
@@ -154,8 +170,8 @@ def _check_references(config: dict) -> None:
         if spec["source"] in ("hub", "ir_datasets") and spec["source"] != online:
             raise RicepoError(f"config error at benchmarks.{bench}.source: {bench} is not read from "
                               f"{spec['source']!r} (sources: {online + ', ' if online else ''}local, fixture)")
-        if spec["source"] == "local" and not spec.get("path"):
-            raise RicepoError(f"config error at benchmarks.{bench}.path: source 'local' needs a path")
+        if spec["source"] == "local":
+            _check_local_paths(bench, spec)
         if (bench == "bright" and spec["source"] == "local" and not spec.get("reasonir_path")
                 and any(spec["split_counts"][t]["train"] > 0 for t in spec["tasks"])):
             raise RicepoError("config error at benchmarks.bright.reasonir_path: BRIGHT train queries come from "

@@ -2,7 +2,8 @@
 
 Sources: `hub` (BRIGHT, ReasonIR), `ir_datasets` (BEIR), a BRIGHT examples file, or a folder in
 one of the published layouts (BEIR's zip layout; BEIR topics + TREC qrels; BRIGHT's examples/ +
-documents/; ReasonIR hq files).
+documents/; ReasonIR hq files). A collection folder, as `benchmarks.<name>.path` names it, takes
+`--task`: BRIGHT's holds every task's files, BEIR's one folder per dataset.
 """
 from __future__ import annotations
 
@@ -27,7 +28,20 @@ def _bright_counts(root: Path, task: str | None) -> dict:
     return out
 
 
-def _beir_folder(path: Path) -> dict:
+def _beir_datasets(path: Path) -> list[str]:
+    """The dataset folders of a BEIR collection folder (benchmarks.beir.path)."""
+    return sorted(p.name for p in path.iterdir() if p.is_dir() and
+                  ((p / "corpus.jsonl").exists() or any(p.glob("qrels.*.trec"))))
+
+
+def _beir_folder(path: Path, task: str | None) -> dict:
+    datasets = _beir_datasets(path)
+    if datasets:
+        if not task:
+            raise RicepoError(f"beir: {path} holds the datasets {', '.join(datasets)}; name one with --task")
+        if task not in datasets:
+            raise RicepoError(f"beir: {path} has no dataset {task!r} (it holds {', '.join(datasets)})")
+        path = path / task
     if not (path / "corpus.jsonl").exists() and any(path.glob("qrels.*.trec")):
         return beir.topic_counts(path)
     out: dict = {}
@@ -79,4 +93,4 @@ def inspect_source(source: str, benchmark: str, task: str | None = None) -> dict
         return _bright_counts(path, task)
     if benchmark == "reasonir":
         return {"rows": sum(1 for f in reasonir.row_files(path) for _ in bright.read_rows(f, None))}
-    return _beir_folder(path)
+    return _beir_folder(path, task)
