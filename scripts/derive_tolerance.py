@@ -87,7 +87,7 @@ def main() -> int:
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     for i, label in enumerate(runs, 1):
         data["sources"][f"spread_{i}"] = {"kind": "spread", "run": label, "date": today}
-    for table, rows in data["cells"].items():
+    for rows in data["cells"].values():
         for cell in rows:
             cell["tolerance"] = tolerance[kind_of(cell["row"])]
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=120, default_flow_style=None))

@@ -26,8 +26,8 @@ model and batch to check the script itself on a CPU.
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path

@@ -61,14 +61,14 @@ def run(shape: str, root: Path, env, queries, tok) -> tuple[float, float, dict]:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from ricepo.agent.rollout import Agent, RolloutSettings
-    from ricepo.memory_meter import PeakMemory
     from ricepo.agent.sampling import TransformersSampler
+    from ricepo.config import section_defaults
+    from ricepo.memory_meter import PeakMemory
     from ricepo.plan import GIB, measure_lengths, read_arch, split_texts, train_memory, train_shape
     from ricepo.precision import resolve_precision
     from ricepo.train.distributed import Parallel
     from ricepo.train.run import train_config
     from ricepo.train.trainer import Trainer
-    from ricepo.config import section_defaults
 
     arch_json = {k: v for k, v in SHAPES[shape].items() if not k.startswith("_")}
     if shape == "tiny":

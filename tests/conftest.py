@@ -34,10 +34,10 @@ def shared(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def fixture_task(tmp_path_factory):
     """A BRIGHT-style fixture task (with excluded ids), split 16/12, BM25-indexed."""
+    from ricepo.data.canonical import read_corpus
     from ricepo.data.fixture import make_fixture
     from ricepo.data.splits import build_split
     from ricepo.retrieval.bm25 import BM25Index
-    from ricepo.data.canonical import read_corpus
 
     root = tmp_path_factory.mktemp("fixture")
     make_fixture(root / "data", "bright", "leetcode", n_docs=200, n_topics=8, n_train=24, n_test=12,

@@ -9,10 +9,10 @@ import copy
 
 import torch
 
+from conftest import train_cfg  # noqa: E402  (this script runs from tests/)
 from ricepo.agent.models import load_backbone
 from ricepo.precision import resolve_precision
 from ricepo.train.distributed import Parallel, shard
-from conftest import train_cfg  # noqa: E402  (this script runs from tests/)
 from ricepo.train.trainer import UpdateBatch, policy_update
 
 ROWS, PAD = 5, 0

@@ -1,10 +1,10 @@
 """Grading reported cells against an expected-scores file (report/check.py)."""
+import json
+
 import pytest
 import yaml
 
 from ricepo.errors import RicepoError
-import json
-
 from ricepo.report.check import check, check_kind, load_expected, numerics_lines, render_lines, run_numerics, write_expected
 
 

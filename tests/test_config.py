@@ -2,10 +2,10 @@
 import pytest
 import yaml
 
-from ricepo.config import check_config, load_config
-from ricepo.layout import runs
-from ricepo.errors import RicepoError
 from conftest import ROOT, SHARED
+from ricepo.config import check_config, load_config
+from ricepo.errors import RicepoError
+from ricepo.layout import runs
 
 SHARED_BEIR = SHARED / "beir"
 

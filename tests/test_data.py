@@ -3,11 +3,11 @@ import json
 
 import pytest
 
+from conftest import shared
 from ricepo.data.canonical import Dataset, read_corpus, read_qrels, read_queries
 from ricepo.data.fixture import make_fixture
 from ricepo.data.splits import build_split, stable_sample
 from ricepo.errors import RicepoError
-from conftest import shared
 
 
 def _digest(folder):
@@ -28,6 +28,7 @@ def test_fixture_rewards_a_better_query(fixture_task):
     """Query alone < query + the answer terms; random corpus words do not help."""
     import random
     import statistics
+
     from ricepo.environments import load_environment
 
     env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "test")

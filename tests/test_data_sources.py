@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, shared
-from ricepo.data import bright, prepare as prepare_mod
+from ricepo.data import bright
+from ricepo.data import prepare as prepare_mod
 from ricepo.data.canonical import Dataset, iter_jsonl
 from ricepo.data.prepare import prepare, prepare_reasonir
 from ricepo.data.splits import build_split

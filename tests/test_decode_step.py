@@ -6,7 +6,6 @@ import copy
 import pytest
 import torch
 
-
 # a logit added to end-of-sequence, so that rows end at different steps and the static loop moves
 # to smaller buckets (with none, the tiny backbone's rows all run to the budget)
 EOS_BIAS = {0.0: 1.0, 1.0: 5.0}   # by temperature: greedy ends 3 of 5 rows at once, sampling ends some later
@@ -202,8 +201,8 @@ def test_a_failed_compile_falls_back_with_one_warning(tiny, capsys):
 
 
 def test_compile_setting_is_checked(tiny):
-    from ricepo.decode_shapes import columns_bucket, rows_bucket
     from ricepo.agent.decode_step import choose_step
+    from ricepo.decode_shapes import columns_bucket, rows_bucket
     from ricepo.errors import RicepoError
 
     model, _ = tiny

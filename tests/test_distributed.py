@@ -128,6 +128,7 @@ def test_fsdp_run_resumes_from_its_sharded_checkpoint_as_if_never_stopped(fixtur
     import json
 
     from safetensors.torch import load_file
+
     from test_trainer import spec, tasks
 
     (split, index), = tasks(fixture_task).values()

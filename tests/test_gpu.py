@@ -61,10 +61,10 @@ def test_the_compiled_step_samples_as_the_eager_loop_on_the_gpu(tiny_backbone):
 def test_a_bf16_mixed_step_at_lr_1e_6_moves_every_parameter_tensor_on_the_gpu(tiny_backbone):
     import copy
 
+    from conftest import train_cfg
     from ricepo.agent.models import load_backbone
     from ricepo.precision import resolve_precision
     from ricepo.train.distributed import Parallel
-    from conftest import train_cfg
     from ricepo.train.trainer import policy_update
     from test_trainer import _random_update_batch
 

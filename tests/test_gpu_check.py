@@ -53,9 +53,8 @@ def test_train_devices_counts_the_logs_where_the_workflow_writes_them(fixture_ta
     import json
     import sys
 
-    from test_trainer import spec, tasks
-
     from ricepo import layout
+    from test_trainer import spec, tasks
 
     run = layout.Run("bright", "tiny_qwen2", "grpo", None, 0)
     log = tmp_path / "logs" / f"{layout.path(layout.TRAIN_DIR, run)}.log"

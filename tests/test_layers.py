@@ -54,3 +54,39 @@ def test_no_import_runs_up_the_layers():
             if unit != here and LAYER[unit] >= LAYER[here]:
                 upward.append(f"{path.relative_to(PACKAGE)} imports {unit}")
     assert not upward, upward
+
+
+def imported_modules(path):
+    """The ricepo modules a module imports, relative or absolute, at the top or inside a function
+    (`from .x import y` counts x.y where y is a module, else x)."""
+    modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+               for p in PACKAGE.rglob("*.py")}
+    here = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = here.removesuffix(".__init__") if path.name == "__init__.py" else here.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom) or not (node.level or (node.module or "").startswith("ricepo")):
+            continue
+        base = package.split(".")[:len(package.split(".")) - (node.level - 1)] if node.level else []
+        target = ".".join(base + ([node.module] if node.module else []))
+        for alias in node.names:
+            yield f"{target}.{alias.name}" if f"{target}.{alias.name}" in modules else target
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    """No import circle between modules, however long (within a unit too: the layers cannot see it)."""
+    def name(p):
+        return ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+
+    graph = {name(p): set(imported_modules(p)) - {name(p)} for p in PACKAGE.rglob("*.py")}
+    circles = []
+    for start in graph:                          # a depth-first walk back to `start`
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, trail = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    circles.append(" -> ".join(trail + [start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, trail + [nxt]))
+    assert not circles, circles[:5]

@@ -4,10 +4,10 @@ import subprocess
 
 import pytest
 
-from ricepo.data.trec import read_run, write_run
-from ricepo.metrics import evaluate_run, ndcg10_single
-from ricepo.errors import RicepoError
 from conftest import shared
+from ricepo.data.trec import read_run, write_run
+from ricepo.errors import RicepoError
+from ricepo.metrics import evaluate_run, ndcg10_single
 
 
 def test_ndcg_by_hand():

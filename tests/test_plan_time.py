@@ -75,8 +75,8 @@ def test_without_a_calibration_every_phase_says_it_is_assumed():
 
 
 def test_a_written_calibration_loads_back_and_a_bad_one_is_one_line(tmp_path):
-    from ricepo.plan.timing import gpu_kind, load_calibration, write_calibration
     from ricepo.config import load_config
+    from ricepo.plan.timing import gpu_kind, load_calibration, write_calibration
 
     gpus = load_config()["gpus"]
     assert gpu_kind("NVIDIA H200", gpus) == "h200_141gb" and gpu_kind("NVIDIA H100 80GB HBM3", gpus) == "h100_80gb"

@@ -1,8 +1,8 @@
 """The files a user or a citation tool looks for beside the code: a license that says what
 pyproject.toml says, and a CITATION.cff with the keys the Citation File Format 1.2.0 requires."""
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,6 @@ import time
 import pytest
 
 from conftest import ROOT
-
 from ricepo.train.distributed import NOT_REPRODUCED
 
 CONFIGS = [ROOT / "config" / name for name in ("smoke.yaml", "gpu_smoke.yaml", "slurm_local.yaml")]

@@ -30,7 +30,7 @@ class RetrieverSettings:
     dense_weights: dict = field(default_factory=dict)   # hybrid: task -> weight of the dense list, and "default"
 
     @classmethod
-    def resolve(cls, retriever: dict | None = None, dense_models: dict | None = None) -> "RetrieverSettings":
+    def resolve(cls, retriever: dict | None = None, dense_models: dict | None = None) -> RetrieverSettings:
         """From a benchmark's `retriever` entry (None: BM25 with the schema's defaults)."""
         r = retriever_settings(retriever)
         entry = {}

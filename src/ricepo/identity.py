@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from . import __version__
@@ -43,7 +43,7 @@ def tree_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_version(with_report: bool = False) -> str:
     """`VERSION+HASH`: the package version and a hash of its Python source and templates."""
     h = hashlib.sha256()

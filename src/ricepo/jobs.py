@@ -9,10 +9,14 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .atomic import write_text
 from .config import snakemake_command
 from .errors import RicepoError
+
+if TYPE_CHECKING:
+    from .environments import RetrieverSettings
 
 
 def credit(groups: list[dict], method: str, params: dict) -> list[dict]:
@@ -41,7 +45,7 @@ def evaluate(qrels: Path, run: Path, excluded: Path | None = None, out: Path | N
     return result
 
 
-def index(dataset: Path, out: Path, part: str, settings: "RetrieverSettings") -> dict:
+def index(dataset: Path, out: Path, part: str, settings: RetrieverSettings) -> dict:
     """One index of a canonical corpus: BM25 or corpus embeddings (rules bm25_index, dense_index)."""
     from .data.canonical import read_corpus
     from .environments import build_index
@@ -52,7 +56,7 @@ def index(dataset: Path, out: Path, part: str, settings: "RetrieverSettings") ->
     return {**info, "seconds": round(time.time() - t0, 2)}
 
 
-def retrieve(dataset: Path, split: str, out: Path, k: int, settings: "RetrieverSettings",
+def retrieve(dataset: Path, split: str, out: Path, k: int, settings: RetrieverSettings,
              index_root: Path | None = None, summary: str | None = None, shown: int = 3) -> dict:
     """A retriever alone over a split's queries, as a TREC run (rules bm25_baseline and
     summary_baseline, first half): with the query text, or with `summary` (summary_baselines.KINDS)

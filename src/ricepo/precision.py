@@ -40,7 +40,7 @@ def cpu_bf16_flag() -> str | None:
     return next((f for f in _CPU_BF16_FLAGS if f in flags), None)
 
 
-def numerics(precision: "Precision") -> dict:
+def numerics(precision: Precision) -> dict:
     """What this process's numbers depend on: resolved precision, torch, the kernel path torch and
     the libraries run (`cpu_capability` is torch's pick; the settings are as set, "unset" if not),
     the CPU's vendor (MKL's pick depends on it) and kernel-relevant flags, the intra-op threads."""

@@ -49,7 +49,7 @@ def _layer_class():
     class ColumnLayer(DynamicLayer):
         """One attention layer's keys and values in `owner`'s preallocated columns."""
 
-        def __init__(self, owner: "ColumnCache"):
+        def __init__(self, owner: ColumnCache):
             super().__init__()
             self.owner = owner
             self.store_k = self.store_v = None
@@ -173,7 +173,7 @@ class ColumnCache:
         self.permute(torch.as_tensor(rows, device=self.mask.device))
         self.rows = self.active = len(rows)
 
-    def append(self, other: "ColumnCache") -> None:
+    def append(self, other: ColumnCache) -> None:
         """Add `other`'s rows after this cache's (their columns from the first on; the shorter
         side's missing columns are masked holes)."""
         columns, capacity = max(self.columns, other.columns), max(self.capacity, other.capacity)

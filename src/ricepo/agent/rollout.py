@@ -80,7 +80,7 @@ class RolloutSettings:
     top_k: int                         # top-k sampling (0 = off); test time only
 
     @classmethod
-    def from_config(cls, rollout: dict, temperature: float | None = None) -> "RolloutSettings":
+    def from_config(cls, rollout: dict, temperature: float | None = None) -> RolloutSettings:
         """From the config's `rollout:` section (group_size is the trainer's); a key missing from
         it, or one nobody reads, is an error naming it."""
         given = {k: v for k, v in rollout.items() if k != "group_size"}
@@ -95,7 +95,7 @@ class RolloutSettings:
         return s
 
     @classmethod
-    def for_evaluation(cls, rollout: dict, decoding: str, generation: dict) -> "RolloutSettings":
+    def for_evaluation(cls, rollout: dict, decoding: str, generation: dict) -> RolloutSettings:
         """Test-time settings: greedy, or the backbone's recommended temperature/top_p/top_k."""
         if decoding == "greedy":
             return cls.from_config(rollout, temperature=0.0)
@@ -170,7 +170,7 @@ class Trajectory:
         seg = self.span("reasoning", step)
         return list(self.tokens[: seg.start]) if seg else list(self.tokens)
 
-    def branch(self, step: int, new_id: str, trainable_from: int = 0) -> "Trajectory":
+    def branch(self, step: int, new_id: str, trainable_from: int = 0) -> Trajectory:
         """A copy of this trajectory cut just before step `step`'s reasoning, to be continued by
         `Agent.advance`. Its steps before `step` are shared (not regenerated, not counted as cost)."""
         cut = self.span("reasoning", step)

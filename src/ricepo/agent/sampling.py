@@ -69,7 +69,7 @@ class PrefixCache:
     def usable_for(self, contexts: list[list[int]]) -> bool:
         return self.rows_for(contexts) is not None
 
-    def select(self, rows: list[int]) -> "PrefixCache":
+    def select(self, rows: list[int]) -> PrefixCache:
         """The cache of `rows` only."""
         if rows != list(range(len(self.held))):
             self.kv.select(rows)

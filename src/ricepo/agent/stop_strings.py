@@ -68,7 +68,7 @@ class StopMatcher:
                 table[start, token] = state
         self.table = table
 
-    def to(self, device) -> "StopMatcher":
+    def to(self, device) -> StopMatcher:
         self.table = self.table.to(device)
         return self
 

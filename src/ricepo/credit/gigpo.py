@@ -1,7 +1,8 @@
 """GiGPO (Feng et al. 2025, "Group-in-Group Policy Optimization"; verl-agent gigpo/core_gigpo.py).
 
 Episode advantage A^E: z-score (n-1) of R over every *step row* of the group (a trajectory of T
-steps counts T times, as verl-agent does); a single row gets mean 0, std 1 (verl's convention).
+steps counts T times, as verl-agent does); a single row's advantage is R itself (verl's convention
+is mean 0, std 1, which gives R/(1+1e-6) there: the same up to that epsilon).
 Step advantage A^S: steps whose `state` is identical, at any time step, form an anchor group;
 A^S = z-score (n-1) of the discounted return G over that group, 0 for a group of one.
 A = A^E + ω·A^S on both spans of the step. `mode: mean_norm` drops the std in both terms.

@@ -16,8 +16,8 @@ every module in it (credit/__init__.py).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import RicepoError
 

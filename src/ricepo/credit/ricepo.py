@@ -1,4 +1,4 @@
-"""RICE-PO credit (our reconstruction; ../shared/reference/algorithms.md, paper Eq. 1-9).
+"""RICE-PO credit (our reconstruction of the paper's Eq. 1-9; docs/methods.md, 3.6).
 
 Per anchor (i, t) with branches m = 0..M-1 (branch 0 is the original step):
     ℓ_m local reward of branch m's summary, F_m its final reward after continuing to depth D

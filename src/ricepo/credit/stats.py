@@ -1,4 +1,4 @@
-"""The z-score of algorithms.md: (x - mean) / (std + 1e-6), std with n-1 (Bessel) or n."""
+"""The z-score of docs/methods.md (Notation): (x - mean) / (std + 1e-6), std with n-1 (Bessel) or n."""
 from __future__ import annotations
 
 import math

@@ -13,8 +13,8 @@ BRIGHT's "N/A" sentinel dropped, and an excluded id that is also gold is an erro
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import RicepoError
 from .canonical import iter_jsonl
@@ -39,8 +39,7 @@ def read_rows(path: Path, columns: list[str] | None = None) -> Iterator[tuple[in
         import pyarrow.parquet as pq
 
         table = pq.read_table(path, columns=columns)
-        for i, row in enumerate(table.to_pylist(), 1):
-            yield i, row
+        yield from enumerate(table.to_pylist(), 1)
     else:
         yield from iter_jsonl(path)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..atomic import atomic_file
 from ..errors import RicepoError

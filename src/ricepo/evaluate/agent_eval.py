@@ -15,8 +15,8 @@ from ..atomic import write_text
 from ..data.trec import write_run
 from ..environments import RetrieverSettings, load_environment
 from ..errors import RicepoError
-from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from ..metrics import evaluate_run
+from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from ..summaries import shares_versus_alone, summary_figures, unchanged_rate
 
 

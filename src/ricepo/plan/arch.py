@@ -70,7 +70,7 @@ def arch_file(name: str, model: str) -> Path:
                       f"config.json) or build/download {model} first")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_arch(name: str, model: str, causal_lm: bool = True) -> Arch:
     path = arch_file(name, model)
     try:

@@ -7,8 +7,7 @@ from pathlib import Path
 from ..errors import RicepoError
 from .arch import load_arch, read_arch
 from .lengths import Lengths, measure_lengths, query_file, split_texts, tokenizer_of
-from .memory import (GIB, corpus_docs, eval_memory, gib, index_memory, most_rows, retriever_bytes, smallest_processes,
-                     train_memory, train_peak_gib)
+from .memory import GIB, corpus_docs, eval_memory, gib, index_memory, most_rows, retriever_bytes, smallest_processes, train_memory, train_peak_gib
 from .shape import TrainShape, train_shape
 from .timing import Rates, eval_seconds, load_calibration, train_seconds
 

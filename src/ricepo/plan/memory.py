@@ -115,7 +115,7 @@ def gib(parts: dict) -> dict:
     return {k: v / GIB for k, v in parts.items() if v}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def corpus_docs(split_dir: Path, benchmark: str, task: str) -> int:
     """Documents of a task: counted in its prepared split, else the published count."""
     corpus = split_dir / "corpus.jsonl"

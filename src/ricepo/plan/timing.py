@@ -53,7 +53,7 @@ class Calibration:
         return max(s0 + (s1 - s0) * (rows - r0) / (r1 - r0), 0.0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_calibration(gpu: str, folder: Path = CALIBRATIONS) -> Calibration | None:
     path = folder / f"{gpu}.yaml"
     if not path.exists():

@@ -31,6 +31,7 @@ import yaml
 from ..atomic import write_text
 from ..errors import RicepoError
 from ..layout import TABLES
+from .provenance import git_commit, machine
 
 EXPECTED_DIR = Path(__file__).resolve().parents[3] / "config" / "expected"
 DEFAULT_TOLERANCE = 0.1   # NDCG@10 points (our choice): a cell of a deterministic run moves by float noise
@@ -230,7 +231,5 @@ def write_expected(tables: list[dict], path: Path, run_name: str, source: dict,
 
 
 def measured_source(command: str) -> dict:
-    from .html import git_commit, machine
-
     return {"kind": "measured", "commit": git_commit(), "machine": machine(), "command": command,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")}

@@ -24,6 +24,7 @@ from ..layout import runs  # noqa: E402
 from ..summary_baselines import KINDS as SUMMARY_BASELINES  # noqa: E402
 from .results import ResultFiles, load_paper  # noqa: E402
 
+
 def smooth(values: list[float], window: int) -> list[float]:
     """Trailing moving average (the first points average what exists so far)."""
     return [statistics.fmean(values[max(0, i - window + 1): i + 1]) for i in range(len(values))]

@@ -5,9 +5,6 @@ import base64
 import datetime
 import importlib.metadata
 import json
-import os
-import platform
-import subprocess
 from pathlib import Path
 
 import jinja2
@@ -15,23 +12,12 @@ import jinja2
 from ..atomic import write_text
 from ..errors import RicepoError
 from ..layout import ARTEFACTS, FIGURES, TABLES, backbone_settings, runs
+from .provenance import git_commit, machine
 from .results import config_sha256
 from .tables import cell_text, fmt
 
 PACKAGES = ["torch", "transformers", "bm25s", "pytrec-eval-terrier", "snakemake", "pandas", "matplotlib",
             "seaborn", "jinja2", "ricepo"]
-
-
-def git_commit() -> str:
-    root = Path(__file__).resolve().parents[3]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
-        return commit + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
 
 
 def _versions() -> dict[str, str]:
@@ -42,17 +28,6 @@ def _versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
-
-
-def machine() -> str:
-    desc = f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
-    try:
-        import torch
-        if torch.cuda.is_available():
-            desc += f", GPU {torch.cuda.get_device_name(0)}"
-    except ImportError:
-        pass
-    return desc
 
 
 def provenance_text(p: dict) -> str:

@@ -14,8 +14,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import RicepoError
-from ..layout import (Run, bm25_metrics_file, metrics_file, runs, summary_baseline_metrics_file, train_log_file,
-                      validation_file)
+from ..layout import Run, bm25_metrics_file, metrics_file, runs, summary_baseline_metrics_file, train_log_file, validation_file
 
 PAPER_RESULTS = Path(__file__).resolve().parents[3] / "config" / "paper_results.yaml"
 PAPER_CLAIMS = PAPER_RESULTS.with_name("paper_claims.yaml")

@@ -13,9 +13,8 @@ import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
-
-from functools import lru_cache
 
 # bm25s runs a JAX top-k at import wherever JAX is installed (as on CUDA images): JAX would then
 # take 75% of the GPU in every process that searches, and a second such process fails to start
@@ -33,7 +32,7 @@ _STOP = frozenset(STOPWORDS_EN)
 STEMMERS = ("english", "none")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _stemmer(name: str):
     if name not in STEMMERS:
         raise RicepoError(f"unknown stemmer {name!r}; known: {', '.join(STEMMERS)}")
@@ -64,7 +63,7 @@ class BM25Index:
         self.threads = len(os.sched_getaffinity(0))   # search_many's threads
 
     @classmethod
-    def build(cls, corpus: dict[str, dict], k1: float, b: float, stemmer: str = "english") -> "BM25Index":
+    def build(cls, corpus: dict[str, dict], k1: float, b: float, stemmer: str = "english") -> BM25Index:
         doc_ids = list(corpus)
         model = bm25s.BM25(k1=k1, b=b, method="lucene")
         model.index([analyze(doc_text(corpus[d]), stemmer) for d in doc_ids], show_progress=False)
@@ -77,7 +76,7 @@ class BM25Index:
             (tmp / "analyzer.json").write_text(json.dumps({"stemmer": self.stemmer}))
 
     @classmethod
-    def load(cls, index_dir: str | Path) -> "BM25Index":
+    def load(cls, index_dir: str | Path) -> BM25Index:
         index_dir = Path(index_dir)
         if not (index_dir / "doc_ids.json").exists() or not (index_dir / "analyzer.json").exists():
             raise RicepoError(f"{index_dir}: not a BM25 index of this version (no doc_ids.json or analyzer.json); "

@@ -130,7 +130,7 @@ class DenseIndex:
         self._device_embeddings: torch.Tensor | None = None
 
     @classmethod
-    def build(cls, corpus: dict[str, dict], settings: EncoderSettings, device: str | None = None) -> "DenseIndex":
+    def build(cls, corpus: dict[str, dict], settings: EncoderSettings, device: str | None = None) -> DenseIndex:
         encoder = DenseEncoder(settings, device) if device else shared_encoder(settings)
         doc_ids = list(corpus)
         index = cls(encoder.encode([doc_text(corpus[d]) for d in doc_ids], "encode corpus"), doc_ids, settings)
@@ -144,7 +144,7 @@ class DenseIndex:
             (tmp / "encoder.json").write_text(json.dumps(asdict(self.settings), indent=1))
 
     @classmethod
-    def load(cls, index_dir: str | Path, expect: EncoderSettings | None = None) -> "DenseIndex":
+    def load(cls, index_dir: str | Path, expect: EncoderSettings | None = None) -> DenseIndex:
         index_dir = Path(index_dir)
         if not (index_dir / "encoder.json").exists():
             raise RicepoError(f"{index_dir}: not a dense index (no encoder.json); build it with `ricepo index --retriever dense`")

@@ -1,7 +1,7 @@
 """What each method rolls out in one training step, and the groups its credit function sees.
 
 Every method uses the same agent, retriever and sampling; they differ in which rows they
-generate (../shared/reference/algorithms.md):
+generate (docs/methods.md, 3):
 
 A method names its collector (`Method.rollout`, credit/):
 

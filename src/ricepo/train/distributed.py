@@ -108,7 +108,7 @@ class Parallel:
     fsdp: bool           # train.distributed is fsdp and there is more than one process
 
     @classmethod
-    def start(cls, mode: str, acc=None) -> "Parallel":
+    def start(cls, mode: str, acc=None) -> Parallel:
         if mode not in MODES:
             raise ValueError(f"train.distributed: {mode!r} is not one of {', '.join(MODES)}")
         acc = acc or make_accelerator()

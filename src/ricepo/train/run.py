@@ -20,7 +20,6 @@ from .distributed import Parallel
 from .trainer import TrainConfig, Trainer
 from .validation import Validator, hold_out
 
-
 # Keys of `train:` that the workflow's launcher reads (train.smk), not the trainer.
 LAUNCH_KEYS = ("processes",)
 

@@ -197,7 +197,7 @@ class UpdateBatch:
 
     @classmethod
     def from_rows(cls, trajs: list[Trajectory], spans: dict, minibatch: list[int], query: list[int], pad_id: int,
-                  device) -> "UpdateBatch":
+                  device) -> UpdateBatch:
         ids = _pad([t.tokens for t in trajs], pad_id, device, torch.long)
         attn = _pad([[1] * len(t.tokens) for t in trajs], 0, device, torch.long)
         mask = _pad([t.loss_mask() for t in trajs], False, device, torch.bool)
@@ -567,7 +567,8 @@ class Trainer:
                   f"{result['ndcg_mean']:.4f}, {result['parseable_rate']:.0%} of steps with a summary, "
                   f"{restated} restating the query, {result['unchanged_rate']:.0%} of final top 10s the query "
                   f"alone's, {result['better_than_alone_rate']:.0%} of searches better than it and "
-                  f"{result['worse_than_alone_rate']:.0%} worse) over {len(result['rewards'])} held-out queries ({time.time() - t0:.1f} s)", flush=True)
+                  f"{result['worse_than_alone_rate']:.0%} worse) over {len(result['rewards'])} held-out queries "
+                  f"({time.time() - t0:.1f} s)", flush=True)
 
     # --- the loop -----------------------------------------------------------------------
     def _on_sigterm(self, signum, frame) -> None:

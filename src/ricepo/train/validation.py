@@ -18,8 +18,8 @@ import torch
 
 from ..agent.rollout import Agent
 from ..errors import RicepoError
-from ..summaries import overlap_figures, same_top, shares_versus_alone, summary_overlaps
 from ..retrieval.retriever import TaskEnvironment
+from ..summaries import overlap_figures, same_top, shares_versus_alone, summary_overlaps
 from .distributed import gather_objects, shard
 
 # The draw's seed: fixed, so the held-out set depends on the train queries alone.
