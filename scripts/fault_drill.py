@@ -41,7 +41,7 @@ KINDS = [
     ("split", "ricepo data split"),
     ("bm25_index", "ricepo index"),
     ("bm25_baseline", "ricepo retrieve"),
-    ("train", " train --spec"),
+    ("train", " train --spec-file"),
     ("agent_eval", " agent-eval "),
     ("table", "ricepo report table_"),
     ("figure", "ricepo report figure_"),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Check the GPU path on a GPU node before launching the full reproduction (README, "GPU check").
+# Check the GPU path on a GPU node before launching the full reproduction (docs/gpu-check.md).
 #   scripts/gpu_check.sh [tests] [smoke] [paper] [sampler]   (default: all four, in this order;
 #   10 minutes on one H200, each part stopped at its share: tests 100 s, smoke 140, paper 200,
 #   sampler 140)
@@ -24,7 +24,7 @@
 # --scale tiny there).
 # No network needed: with the project installed (pip install -e .) it runs as is; on a node
 # without PyPI, run scripts/gpu_wheels.py where PyPI is reachable and bring .whl/ along: the
-# wheels the node lacks are installed into a temporary folder (README, "GPU check").
+# wheels the node lacks are installed into a temporary folder (docs/gpu-check.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

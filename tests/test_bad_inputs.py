@@ -99,6 +99,11 @@ def data_rows():
          ["credit", "--method", "ppo", "{d}/g.json"], "unknown method 'ppo'"),
         ("task argument without index", {}, ["train", "--spec", "{spec}", "--task", "biology={ok}/split",
                                              "--out", "{out}"], "--task 'biology={ok}/split': expected TASK=SPLIT_DIR:INDEX_ROOT"),
+        ("spec file: missing", {}, ["train", "--spec-file", "{d}/nope.json", "--task",
+                                    "leetcode={ok}/split:{ok}/index", "--out", "{out}"], "--spec-file {d}/nope.json: no such file"),
+        ("spec file: malformed", {"s.json": "{\n  nope"}, ["agent-eval", "--spec-file", "{d}/s.json", "--task",
+                                                          "leetcode={ok}/split:{ok}/index", "--out", "{out}", "--model", "m"],
+         "--spec-file {d}/s.json: line 2: malformed JSON"),
     ]
 
 

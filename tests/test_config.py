@@ -123,3 +123,4 @@ def test_every_schema_default_reaches_the_code_unchanged(tmp_path):
                 ("retriever.stemmer", defaults["stemmer"], bm25.stemmer)]
     wrong = [(key, want, got) for key, want, got in reached if want != got or type(want) is not type(got)]
     assert len(reached) > 40 and not wrong, wrong
+

@@ -81,7 +81,9 @@ def test_real_scifact_reproduces_its_expected_scores(tmp_path):
 
 def test_mini_config_plans_the_real_small_reproduction(tmp_path):
     cfg = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
-    cfg["benchmarks"]["beir"]["path"] = str(tmp_path / "beir")      # a dry run does not read it
+    cfg["benchmarks"]["beir"]["path"] = str(tmp_path / "beir")      # a dry run reads no more than its folders
+    for task in cfg["benchmarks"]["beir"]["tasks"]:
+        (tmp_path / "beir" / task).mkdir(parents=True)
     (tmp_path / "mini.yaml").write_text(yaml.safe_dump(cfg))
     out = snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "mini.yaml"), cwd=tmp_path)
     counts = job_counts(out.stdout)
@@ -298,7 +300,9 @@ def test_smoke_workflow_end_to_end(tmp_path):
 
     # Another configuration in the same folder plans its own jobs; the smoke report stays.
     mini = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
-    mini["benchmarks"]["beir"]["path"] = str(tmp_path / "beir")      # a dry run does not read it
+    mini["benchmarks"]["beir"]["path"] = str(tmp_path / "beir")      # a dry run reads no more than its folders
+    for task in mini["benchmarks"]["beir"]["tasks"]:
+        (tmp_path / "beir" / task).mkdir(parents=True, exist_ok=True)
     (tmp_path / "mini.yaml").write_text(yaml.safe_dump(mini))
     counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "mini.yaml"),
                                   cwd=tmp_path).stdout)

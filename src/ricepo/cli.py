@@ -113,12 +113,25 @@ def cmd_model(args) -> None:
         _print(jobs.build_tiny(args.corpus, args.out, args.vocab_size, args.hidden_size, args.layers, args.seed))
 
 
+def _job_spec(args) -> dict:
+    """The job's spec (ricepo.layout.job_spec): as JSON, or the file the workflow wrote it to."""
+    if args.spec:
+        return json.loads(args.spec)
+    path = Path(args.spec_file)
+    if not path.is_file():
+        raise RicepoError(f"--spec-file {path}: no such file")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RicepoError(f"--spec-file {path}: line {e.lineno}: malformed JSON") from None
+
+
 def cmd_train(args) -> None:
     from .environments import parse_task_args
     from .train.trainer import Restart, Stopped
 
     try:
-        _print(jobs.train(json.loads(args.spec), parse_task_args(args.task), args.out))
+        _print(jobs.train(_job_spec(args), parse_task_args(args.task), args.out))
     except Stopped as stopped:
         print(stopped, file=sys.stderr, flush=True)
         sys.exit(128 + signal.SIGTERM)
@@ -132,11 +145,19 @@ def cmd_train(args) -> None:
 def cmd_agent_eval(args) -> None:
     from .environments import parse_task_args
 
-    _print(jobs.agent_eval(json.loads(args.spec), args.model, parse_task_args([args.task]), args.out))
+    _print(jobs.agent_eval(_job_spec(args), args.model, parse_task_args([args.task]), args.out))
 
 
 def cmd_report(args) -> None:
-    _print(jobs.report(args.what, Path(args.config_json), [Path(p) for p in args.inputs], Path(args.out)))
+    inputs = [Path(p) for p in args.inputs]
+    if args.results:
+        from .layout import ARTEFACTS
+
+        config_json = Path(args.config_json)
+        if args.what not in ARTEFACTS:
+            raise RicepoError(f"report {args.what}: --results names a table's or figure's result files; give {args.what}'s with --inputs")
+        inputs = ARTEFACTS[args.what].inputs(json.loads(config_json.read_text()), config_json.parent) + inputs
+    _print(jobs.report(args.what, Path(args.config_json), inputs, Path(args.out)))
 
 
 def cmd_plan(args) -> None:
@@ -220,6 +241,14 @@ class _Version(argparse.Action):
 
         print(f"ricepo {code_version(with_report=True)}")
         parser.exit()
+
+
+def _spec_arguments(parser: argparse.ArgumentParser, job: str) -> None:
+    """What a training or evaluation job reads from the config (ricepo.layout.job_spec)."""
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--spec-file", help=f"the {job}'s spec, a JSON file (the workflow writes "
+                       "results/{run_name}/specs/{train,eval}/RUN.json)")
+    given.add_argument("--spec", help=f"the {job}'s spec as JSON text")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,15 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_model)
 
     t = sub.add_parser("train", help="train one policy (one benchmark, backbone, method, seed)")
-    t.add_argument("--spec", required=True, help="the run's job spec as JSON: the config sections the job reads "
-                   "(ricepo.layout.job_spec writes it; a dry run of the workflow prints one)")
+    _spec_arguments(t, "training")
     t.add_argument("--task", action="append", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT",
                    help="a task to train on: its split folder and index root (repeatable)")
     t.add_argument("--out", required=True, help="the run folder: model/, log.jsonl, validation, state.pt")
     t.set_defaults(func=cmd_train)
 
     a = sub.add_parser("agent-eval", help="run a policy on a task's test queries; TREC run + NDCG@10")
-    a.add_argument("--spec", required=True, help="the run's evaluation spec as JSON (ricepo.layout.job_spec)")
+    _spec_arguments(a, "evaluation")
     a.add_argument("--model", required=True, help="Hub id or folder of the policy")
     a.add_argument("--task", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT",
                    help="the task: its split folder and index root")
@@ -358,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--config-json", required=True, help="results/{run_name}/config.resolved.json (its folder holds the results)")
     rp.add_argument("--inputs", nargs="*", default=[], metavar="FILE",
                     help="the files the rule declares: the only files read (a planned run not among them is 'not run')")
+    rp.add_argument("--results", action="store_true",
+                    help="also read every result file the table or figure reads (its rule's inputs, gathered), "
+                         "below the config's folder")
     rp.add_argument("--out", required=True, help="the file to write")
     rp.set_defaults(func=cmd_report)
     return p

@@ -12,7 +12,7 @@ Which numbers a run gives depends on its precision and on the kernels the CPU pi
 round differently on AMX, AVX512-BF16 and AVX2 (a sampled token flips and a trained policy moves by
 tens of points). float32 matmuls round differently on Intel and AMD CPUs (MKL picks by vendor:
 kernels.py), and on a random tiny model one bit is enough to flip a sampled token (AdamW turns a
-rounding-level gradient into a full-size step); `cpu_kernels: portable` removes that (README, "Same
+rounding-level gradient into a full-size step); `cpu_kernels: portable` removes that (docs/numerics.md, "Same
 numbers on every CPU"). `numerics()` is what each torch job records beside its results
 (metrics.json, the trained model's numerics.json) and the expected scores record beside theirs
 (`ricepo check` compares the two).

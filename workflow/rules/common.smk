@@ -7,6 +7,7 @@ import re
 from snakemake.exceptions import WorkflowError
 
 from ricepo import layout
+from ricepo.atomic import write_text
 from ricepo.config import check_config
 from ricepo.environments import RetrieverSettings
 from ricepo.errors import RicepoError
@@ -89,14 +90,15 @@ def run_of(wc):
                       None if wc.variant == layout.BASE else wc.variant, int(wc.seed))
 
 
-def job_spec(wc):
-    """Everything one training job reads from the config, as JSON (params: a change reruns it)."""
-    return layout.job_spec_json(config, run_of(wc))
+# What one training (`train`) or evaluation (`eval`) of a run reads from the config
+# (ricepo.layout.job_spec), in a file of its own (rule job_spec): the job takes it as an input, so
+# it reruns when its spec changes and only then, and no command line carries the config.
+SPEC = f"{R}/specs/{{kind}}/{layout.RUN_DIR}.json"
 
 
-def eval_spec(wc):
-    """Everything one evaluation reads from the config, as JSON: no training setting but precision."""
-    return layout.job_spec_json(config, run_of(wc), "eval")
+def spec_sha(wc):
+    """The spec's hash: the job_spec rule's params (a dry run prints a hash, not the spec)."""
+    return hashlib.sha256(layout.job_spec_json(config, run_of(wc), wc.kind).encode()).hexdigest()
 
 
 def out(pattern):

@@ -4,11 +4,11 @@
 rule agent_eval:
     input:
         _eval_inputs,
+        spec=expand(SPEC, kind="eval", allow_missing=True),
     output:
         metrics=out(f"{layout.EVAL_DIR}/metrics.json"),
         run=out(f"{layout.EVAL_DIR}/run.trec"),
     params:
-        spec=eval_spec,
         model=_policy,
         split=lambda wc: split_dir(wc.benchmark, wc.task),
         index=lambda wc: index_dir(wc.benchmark, wc.task),
@@ -22,7 +22,7 @@ rule agent_eval:
     log:
         out(f"logs/{layout.EVAL_DIR}.log"),
     shell:
-        "OMP_NUM_THREADS={threads} {params.kernel_env} ricepo gpu-run --gpus {resources.gpu} -- ricepo agent-eval --spec {params.spec:q} --model {params.model} "
+        "OMP_NUM_THREADS={threads} {params.kernel_env} ricepo gpu-run --gpus {resources.gpu} -- ricepo agent-eval --spec-file {input.spec} --model {params.model} "
         "--task {wildcards.task}={params.split}:{params.index} --out {params.out} > {log} 2>&1"
 
 

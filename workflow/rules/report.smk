@@ -4,15 +4,18 @@
 
 
 rule resolved_config:
-    # The validated config with defaults filled: what every table and the report cite.
+    # The validated config with defaults filled: what every table and the report cite, and what
+    # training and evaluation jobs rebuild their spec from.
+    localrule: True
     output:
         f"{R}/config.resolved.json",
     params:
-        config=lambda wc: json.dumps(config, sort_keys=True),
+        # its hash: a dry run after a change prints two hashes, not the config twice
+        sha=lambda wc: hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
     log:
         f"{R}/logs/report/resolved_config.log",
-    shell:
-        "printf '%s\\n' {params.config:q} > {output} 2> {log}"
+    run:
+        write_text(Path(output[0]), json.dumps(config, sort_keys=True) + "\n")
 
 
 rule claims:
@@ -31,7 +34,7 @@ rule claims:
     log:
         f"{R}/logs/report/claims.log",
     shell:
-        "ricepo report claims --config-json {input.config} --inputs {input.results} --out {params.out} > {log} 2>&1"
+        "ricepo report claims --config-json {input.config} --results --out {params.out} > {log} 2>&1"
 
 
 rule table:
@@ -51,7 +54,7 @@ rule table:
     log:
         f"{R}/logs/report/{{name}}.log",
     shell:
-        "ricepo report {wildcards.name} --config-json {input.config} --inputs {input.results} {input.expected} "
+        "ricepo report {wildcards.name} --config-json {input.config} --results --inputs {input.expected} "
         "--out {params.out} > {log} 2>&1"
 
 
@@ -71,7 +74,7 @@ rule figure:
     log:
         f"{R}/logs/report/{{name}}.log",
     shell:
-        "ricepo report {wildcards.name} --config-json {input.config} --inputs {input.results} --out {params.out} > {log} 2>&1"
+        "ricepo report {wildcards.name} --config-json {input.config} --results --out {params.out} > {log} 2>&1"
 
 
 rule report:

@@ -76,7 +76,7 @@ GRADINGS = {
 def load_expected(path: Path) -> dict:
     if not path.exists():
         raise RicepoError(f"{path}: no expected scores for this configuration; run it, then write them with "
-                          f"`ricepo check --write` (see README, 'Expected scores')")
+                          f"`ricepo check --write` (see docs/numerics.md, 'Expected scores')")
     data = yaml.safe_load(path.read_text()) or {}
     sources = data.get("sources") or {}
     grading = data.get("grading") or {}
@@ -200,7 +200,7 @@ def write_expected(tables: list[dict], path: Path, run_name: str, source: dict,
                    tolerance: float = DEFAULT_TOLERANCE) -> int:
     """The expected file from a run's tables: every measured cell, measured at `source` under the
     numerics the run recorded. A file already there keeps its grading and its cells' tolerances
-    (a bf16 configuration's are derived by hand, README); a new one is graded `exact` when every
+    (a bf16 configuration's are derived by hand: docs/experiments.md, "The 8-step check"); a new one is graded `exact` when every
     job ran in float32, else `tolerance` with `tolerance` per cell and a derivation still to write."""
     numerics = run_numerics(tables)
     old = load_expected(path) if path.exists() else None
@@ -210,7 +210,7 @@ def write_expected(tables: list[dict], path: Path, run_name: str, source: dict,
         grading = {"kind": "exact", "derivation": f"float32; {tolerance} points absorb float noise only"}
     else:
         grading = {"kind": "tolerance", "derivation": f"not derived yet: {tolerance} points per cell is a placeholder; "
-                                                      f"measure the spread across kernel paths and seeds (README)"}
+                                                      f"measure the spread across kernel paths and seeds (docs/numerics.md)"}
     cells: dict[str, list] = {}
     for (table, row, column), value in reported_cells(tables).items():
         if value is not None:

@@ -64,7 +64,7 @@ class Stopped(Exception):
     """Raised by `Trainer.fit` after a SIGTERM, once the step in progress and its checkpoint are
     done: the caller exits 143 (128 + SIGTERM) and the same command resumes from the checkpoint.
     Slurm sends SIGTERM `KillWait` seconds (30 by default) before SIGKILL on `scancel`, a requeue,
-    a preemption or a node set DOWN, so a step must end within that grace (see the README's
+    a preemption or a node set DOWN, so a step must end within that grace (see docs/cluster.md's
     cluster section for `--signal` on long steps)."""
 
 
