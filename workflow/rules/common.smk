@@ -91,7 +91,7 @@ def run_of(wc):
 
 
 # What one training (`train`) or evaluation (`eval`) of a run reads from the config
-# (ricepo.layout.job_spec), in a file of its own (rule job_spec): the job takes it as an input, so
+# (ricepo.layout.job_spec), in a file of its own, written by the job_spec rule; the job takes it as an input, so
 # it reruns when its spec changes and only then, and no command line carries the config.
 SPEC = f"{R}/specs/{{kind}}/{layout.RUN_DIR}.json"
 

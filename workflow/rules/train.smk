@@ -11,9 +11,9 @@ rule job_spec:
     params:
         sha=spec_sha,
     log:
-        out("logs/specs/{kind}/" + layout.RUN_DIR + ".log"),
+        f"{R}/logs/specs/{{kind}}/{layout.RUN_DIR}.log",
     run:
-        write_text(Path(output[0]), layout.job_spec_json(config, run_of(wildcards), wildcards.kind) + "\n")
+        write_text(Path(output[0]), f"{layout.job_spec_json(config, run_of(wildcards), wildcards.kind)}\n")
 
 
 rule train:
