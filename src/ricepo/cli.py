@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--inputs", nargs="*", default=[], metavar="FILE",
                     help="the files the rule declares: the only files read (a planned run not among them is 'not run')")
     rp.add_argument("--results", action="store_true",
-                    help="also read every result file the table or figure reads (its rule's inputs, gathered), "
+                    help="also read every result file the table or figure reads (the files its rule declares), "
                          "below the config's folder")
     rp.add_argument("--out", required=True, help="the file to write")
     rp.set_defaults(func=cmd_report)
