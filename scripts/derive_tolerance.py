@@ -14,6 +14,7 @@ to 0.1 points. Prints the deviations and tolerances; with --write, puts them in 
 cell's tolerance, `grading` (kind `tolerance`, the rule and the measured deviations as its
 derivation) and one source per run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,7 @@ def main() -> int:
     expected = load_expected(path)
     runs = {}
     for spec in args.run:
-        label, _, folder = spec.rpartition("=")   # a label may hold settings (KEY=VALUE)
+        label, _, folder = spec.rpartition("=")  # a label may hold settings (KEY=VALUE)
         tables = [json.loads((Path(folder) / "tables" / f"{t}.json").read_text()) for t in TABLES]
         runs[label] = reported_cells(tables)
     worst = {k: 0.0 for k in KINDS}
@@ -75,15 +76,20 @@ def main() -> int:
         return 0
     data = yaml.safe_load(path.read_text())
     header = "".join(line + "\n" for line in path.read_text().splitlines() if line.startswith("#"))
-    data["grading"] = {"kind": "tolerance", "derivation": (
-        f"bf16-mixed: numbers move with the CPU's kernels. Measured: the runs "
-        f"{', '.join(runs)} against `measured`; cells pooled by kind (the retriever alone, an untrained "
-        f"policy, a trained one); a kind's tolerance is {args.factor:g} x its largest deviation, at least "
-        f"{DEFAULT_TOLERANCE}, rounded up to 0.1 (scripts/derive_tolerance.py). Largest deviations: "
-        + ", ".join(f"{k} {worst[k]:.4f}" for k in KINDS) + "; tolerances: "
-        + ", ".join(f"{k} {tolerance[k]:.1f}" for k in KINDS)
-        + ". Few runs bound the spread only roughly: a cell outside its tolerance moved more than any measured run did."
-        + (f" {args.note}" if args.note else ""))}
+    data["grading"] = {
+        "kind": "tolerance",
+        "derivation": (
+            f"bf16-mixed: numbers move with the CPU's kernels. Measured: the runs "
+            f"{', '.join(runs)} against `measured`; cells pooled by kind (the retriever alone, an untrained "
+            f"policy, a trained one); a kind's tolerance is {args.factor:g} x its largest deviation, at least "
+            f"{DEFAULT_TOLERANCE}, rounded up to 0.1 (scripts/derive_tolerance.py). Largest deviations: "
+            + ", ".join(f"{k} {worst[k]:.4f}" for k in KINDS)
+            + "; tolerances: "
+            + ", ".join(f"{k} {tolerance[k]:.1f}" for k in KINDS)
+            + ". Few runs bound the spread only roughly: a cell outside its tolerance moved more than any measured run did."
+            + (f" {args.note}" if args.note else "")
+        ),
+    }
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     for i, label in enumerate(runs, 1):
         data["sources"][f"spread_{i}"] = {"kind": "spread", "run": label, "date": today}

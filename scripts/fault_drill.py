@@ -19,6 +19,7 @@ Exit 0 when every file is identical.
 One core by default: with more, a short job (a split, an index) can start and end on another core
 while the drill waits to kill a longer one, and its kind is never caught.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,19 @@ ORDER = [kind for kind, _ in KINDS]
 
 def snakemake_cmd(args, workdir: Path, *extra: str) -> list[str]:
     # --configfile takes several files: it comes last, so a target is not read as one
-    return ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", str(args.cores),
-            "--rerun-incomplete", *extra, "--configfile", str(Path(args.configfile).resolve())]
+    return [
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--cores",
+        str(args.cores),
+        "--rerun-incomplete",
+        *extra,
+        "--configfile",
+        str(Path(args.configfile).resolve()),
+    ]
 
 
 def processes() -> dict[int, tuple[int, str]]:
@@ -67,7 +79,7 @@ def processes() -> dict[int, tuple[int, str]]:
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
         out[int(d.name)] = (ppid, cmd)
     return out
 
@@ -96,8 +108,9 @@ def kill_tree(proc: subprocess.Popen) -> None:
 
 def run_clean(args, workdir: Path) -> dict[str, float]:
     """Undisturbed run; returns each kind's longest seen running time (seconds), by polling."""
-    proc = subprocess.Popen(snakemake_cmd(args, workdir, args.target), stdout=subprocess.DEVNULL,
-                            stderr=open(workdir.parent / "clean.log", "w"), start_new_session=True)
+    proc = subprocess.Popen(
+        snakemake_cmd(args, workdir, args.target), stdout=subprocess.DEVNULL, stderr=open(workdir.parent / "clean.log", "w"), start_new_session=True
+    )
     seen: dict[int, tuple[str, float]] = {}
     durations: dict[str, float] = {}
     while proc.poll() is None:
@@ -121,12 +134,11 @@ def one_kill(args, workdir: Path, remaining: list[str], fraction: float, typical
     """Start the workflow; once a job of a kind in `remaining` runs, wait `fraction` of that kind's
     longest job and SIGKILL everything. Returns (kind, what was running) or (None, why not)."""
     subprocess.run(snakemake_cmd(args, workdir, "--unlock"), capture_output=True)
-    proc = subprocess.Popen(snakemake_cmd(args, workdir, args.target), stdout=log, stderr=log,
-                            start_new_session=True)
+    proc = subprocess.Popen(snakemake_cmd(args, workdir, args.target), stdout=log, stderr=log, start_new_session=True)
     needles = {kind: needle for kind, needle in KINDS if kind in remaining}
     while proc.poll() is None:
         hit = [(kind, cmd) for cmd in tree(proc.pid).values() for kind, needle in needles.items() if needle in cmd]
-        if hit:   # the kind earliest in the DAG first: later ones get their chance in the reruns
+        if hit:  # the kind earliest in the DAG first: later ones get their chance in the reruns
             kind, cmd = min(hit, key=lambda h: ORDER.index(h[0]))
             time.sleep(fraction * typical[kind])
             if proc.poll() is not None:
@@ -149,6 +161,7 @@ def normalised(path: Path):
         if isinstance(x, list):
             return [strip(v) for v in x]
         return x
+
     if path.suffix == ".json":
         return strip(json.loads(path.read_text()))
     if path.suffix == ".jsonl":
@@ -157,8 +170,7 @@ def normalised(path: Path):
 
 
 def compared_files(workdir: Path) -> list[Path]:
-    pats = ["results/**/metrics.json", "results/**/log.jsonl", "results/**/tables/*.csv",
-            "results/**/tables/*.md", "results/**/tables/*.json"]
+    pats = ["results/**/metrics.json", "results/**/log.jsonl", "results/**/tables/*.csv", "results/**/tables/*.md", "results/**/tables/*.json"]
     return sorted({p.relative_to(workdir) for pat in pats for p in workdir.glob(pat)})
 
 
@@ -173,6 +185,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import tempfile
+
     base = Path(args.workdir or tempfile.mkdtemp(prefix="fault-drill-")).resolve()
     clean, drill = base / "clean", base / "drill"
     clean.mkdir(parents=True, exist_ok=True)
@@ -180,8 +193,10 @@ def main() -> int:
     t0 = time.time()
     typical = run_clean(args, clean)
     kinds = [(k, n) for k, n in KINDS if k in typical]
-    print(f"undisturbed run: {time.time() - t0:.0f} s; rule kinds seen (longest job, s): "
-          + ", ".join(f"{k} {typical[k]:.1f}" for k, _ in kinds), flush=True)
+    print(
+        f"undisturbed run: {time.time() - t0:.0f} s; rule kinds seen (longest job, s): " + ", ".join(f"{k} {typical[k]:.1f}" for k, _ in kinds),
+        flush=True,
+    )
 
     # Every kind once; the kills beyond that land in the kinds with many jobs (train, agent_eval).
     remaining = [k for k, _ in kinds]
@@ -207,8 +222,7 @@ def main() -> int:
             if rc == 0:
                 break
             if reruns == 3:
-                print(f"fault drill: FAIL: the workflow does not finish after the kills (rc {rc}); see "
-                      f"{base / 'drill.log'}")
+                print(f"fault drill: FAIL: the workflow does not finish after the kills (rc {rc}); see {base / 'drill.log'}")
                 return 1
     print(f"kills landed: {landed}; reruns to finish: {reruns}; drill {time.time() - t1:.0f} s", flush=True)
 
@@ -216,9 +230,11 @@ def main() -> int:
     missing = [f for f in files if not (drill / f).exists()]
     extra = [f for f in compared_files(drill) if f not in files]
     differ = [f for f in files if f not in missing and normalised(clean / f) != normalised(drill / f)]
-    print(f"files compared: {len(files)} (metrics.json {sum(f.name == 'metrics.json' for f in files)}, "
-          f"log.jsonl {sum(f.name == 'log.jsonl' for f in files)}, "
-          f"tables {sum(f.parent.name == 'tables' for f in files)})")
+    print(
+        f"files compared: {len(files)} (metrics.json {sum(f.name == 'metrics.json' for f in files)}, "
+        f"log.jsonl {sum(f.name == 'log.jsonl' for f in files)}, "
+        f"tables {sum(f.parent.name == 'tables' for f in files)})"
+    )
     for label, bad in (("differs", differ), ("missing after the drill", missing), ("only after the drill", extra)):
         for f in bad:
             print(f"fault drill: FAIL: {f} {label}")

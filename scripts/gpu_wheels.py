@@ -15,6 +15,7 @@ Snakemake needs), and the check installs only what the node lacks. `--except`
 names distributions (one per line) the node is known to hold already, to keep what is carried
 small; gpu_check.sh installs only the wheels whose distribution the node lacks anyway.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,17 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ("ricepo", "pytest")
 IMAGE = ("torch", "transformers", "accelerate")
-PLATFORMS = ["manylinux_2_17_x86_64", "manylinux_2_24_x86_64", "manylinux_2_27_x86_64", "manylinux_2_28_x86_64",
-             "manylinux_2_31_x86_64", "manylinux_2_34_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64", "any"]
+PLATFORMS = [
+    "manylinux_2_17_x86_64",
+    "manylinux_2_24_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_28_x86_64",
+    "manylinux_2_31_x86_64",
+    "manylinux_2_34_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+    "any",
+]
 
 
 def closure(roots: tuple[str, ...], python: str) -> dict[str, str | None]:
@@ -65,8 +75,7 @@ def closure(roots: tuple[str, ...], python: str) -> dict[str, str | None]:
 
 def needed(python: str, left_out: set[str]) -> dict[str, str | None]:
     image = set(closure(("torch",), python)) | set(IMAGE)
-    return {n: v for n, v in sorted(closure(PROJECT, python).items())
-            if n not in image and n not in left_out and n != "ricepo"}
+    return {n: v for n, v in sorted(closure(PROJECT, python).items()) if n not in image and n not in left_out and n != "ricepo"}
 
 
 def download(wheels: dict[str, str | None], python: str, out: Path) -> None:
@@ -76,18 +85,36 @@ def download(wheels: dict[str, str | None], python: str, out: Path) -> None:
     platforms = [a for p in PLATFORMS for a in ("--platform", p)]
     for name, version in wheels.items():
         spec = f"{name}=={version}" if version else name
-        got = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                              "--python-version", python, "--implementation", "cp", "-d", str(out), *platforms, spec],
-                             capture_output=True, text=True)
+        got = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                python,
+                "--implementation",
+                "cp",
+                "-d",
+                str(out),
+                *platforms,
+                spec,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if got.returncode == 0:
             continue
         before = set(out.glob("*.whl"))
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), spec], check=True,
-                       capture_output=True, text=True)
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), spec], check=True, capture_output=True, text=True)
         built = set(out.glob("*.whl")) - before
         if not all(w.name.endswith("-py3-none-any.whl") for w in built):
-            raise SystemExit(f"{spec}: no wheel for Python {python} on PyPI, and the one built here is not pure "
-                             f"Python ({', '.join(w.name for w in built)})")
+            raise SystemExit(
+                f"{spec}: no wheel for Python {python} on PyPI, and the one built here is not pure Python ({', '.join(w.name for w in built)})"
+            )
         print(f"{spec}: published as an sdist only; built here as {', '.join(w.name for w in built)}")
 
 
@@ -102,8 +129,7 @@ def verify(python: str) -> None:
         py = str(venv / "bin" / "python")
         image = [f"{n}=={md.version(n)}" for n in IMAGE]
         subprocess.run([py, "-m", "pip", "install", "-q", *image], check=True)
-        subprocess.run([py, "-m", "pip", "install", "-q", "--no-index", "--no-deps", *map(str, wheels.glob("*.whl"))],
-                       check=True)
+        subprocess.run([py, "-m", "pip", "install", "-q", "--no-index", "--no-deps", *map(str, wheels.glob("*.whl"))], check=True)
         # pip check: a distribution missing is a gap in the list (fail); a version outside a
         # project requirement's range is the image's choice (reported; the imports and the dry run
         # below show whether it matters)
@@ -113,16 +139,44 @@ def verify(python: str) -> None:
         if missing:
             raise SystemExit("the wheels miss distributions:\n  " + "\n  ".join(missing))
         if conflicts:
-            print("version conflicts with what pip chose for torch, transformers and accelerate (a node's image "
-                  "decides these):\n  " + "\n  ".join(conflicts))
+            print(
+                "version conflicts with what pip chose for torch, transformers and accelerate (a node's image "
+                "decides these):\n  " + "\n  ".join(conflicts)
+            )
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-        subprocess.run([py, "-c", "import ricepo.cli, ricepo.plan, ricepo.train.trainer, snakemake, pytest, bm25s, "
-                        "pytrec_eval, jsonschema, pandas, matplotlib, seaborn; print('imports: ok')"], check=True, env=env)
-        subprocess.run([py, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", tmp, "-n", "reproduce_all",
-                        "--configfile", str(ROOT / "config" / "smoke.yaml"), "--quiet"], check=True, env=env)
+        subprocess.run(
+            [
+                py,
+                "-c",
+                "import ricepo.cli, ricepo.plan, ricepo.train.trainer, snakemake, pytest, bm25s, "
+                "pytrec_eval, jsonschema, pandas, matplotlib, seaborn; print('imports: ok')",
+            ],
+            check=True,
+            env=env,
+        )
+        subprocess.run(
+            [
+                py,
+                "-m",
+                "snakemake",
+                "-s",
+                str(ROOT / "Snakefile"),
+                "-d",
+                tmp,
+                "-n",
+                "reproduce_all",
+                "--configfile",
+                str(ROOT / "config" / "smoke.yaml"),
+                "--quiet",
+            ],
+            check=True,
+            env=env,
+        )
         size = sum(p.stat().st_size for p in wheels.glob("*.whl"))
-        print(f"verified: {len(list(wheels.glob('*.whl')))} wheels ({size / 2**20:.1f} MiB) on torch, transformers and "
-              f"accelerate alone: nothing missing (pip check), the project imports, snakemake plans the smoke DAG")
+        print(
+            f"verified: {len(list(wheels.glob('*.whl')))} wheels ({size / 2**20:.1f} MiB) on torch, transformers and "
+            f"accelerate alone: nothing missing (pip check), the project imports, snakemake plans the smoke DAG"
+        )
 
 
 def main() -> None:
@@ -138,8 +192,7 @@ def main() -> None:
         return
     left_out = {canonicalize_name(x) for x in Path(args.left_out).read_text().split()} if args.left_out else set()
     wheels = needed(args.python_version, left_out)
-    print(f"{len(wheels)} distributions beyond torch, transformers and accelerate: "
-          + ", ".join(f"{n} {v or '(latest)'}" for n, v in wheels.items()))
+    print(f"{len(wheels)} distributions beyond torch, transformers and accelerate: " + ", ".join(f"{n} {v or '(latest)'}" for n, v in wheels.items()))
     if not args.list:
         download(wheels, args.python_version, Path(args.out))
         size = sum(p.stat().st_size for p in Path(args.out).glob("*.whl"))

@@ -12,6 +12,7 @@ each path's `check` summary and its wall time; exits 1 if any cell of any path F
 configuration on portable kernels (smoke, scifact) must pass under every path; a bf16 one (mini)
 within the tolerance its expected file derives.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,7 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="kernel-paths-"))
     work.mkdir(parents=True, exist_ok=True)
-    shared = work / "shared"           # configurations on real data read ../shared beside their folder
+    shared = work / "shared"  # configurations on real data read ../shared beside their folder
     if not shared.exists() and (ROOT.parent / "shared").exists():
         shared.symlink_to(ROOT.parent / "shared")
     failed = []
@@ -45,9 +46,23 @@ def main() -> int:
         folder.mkdir(exist_ok=True)
         settings = forced_env(name, folder)
         t0 = time.time()
-        out = subprocess.run(["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(folder), "check", "--cores",
-                              args.cores, "--configfile", str(Path(args.configfile).resolve())],
-                             capture_output=True, text=True, env={**os.environ, **settings})
+        out = subprocess.run(
+            [
+                "snakemake",
+                "-s",
+                str(ROOT / "Snakefile"),
+                "-d",
+                str(folder),
+                "check",
+                "--cores",
+                args.cores,
+                "--configfile",
+                str(Path(args.configfile).resolve()),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **settings},
+        )
         lines = (out.stdout + out.stderr).splitlines()
         summary = [x for x in lines if x.startswith("check ") and " cells" in x]
         differ = [x for x in lines if x.startswith("numerics differ in: ") or x.startswith("numerics: ")]

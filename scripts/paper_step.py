@@ -23,6 +23,7 @@ the hybrid retriever's dense encoder (Diver-Retriever-4B cannot be downloaded of
 counts it and prints it apart. `--scale tiny` shrinks
 model and batch to check the script itself on a CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,13 +51,11 @@ def fixture_environment(root: Path, query_files: Path | None):
     from ricepo.environments import load_environment
     from ricepo.retrieval.bm25 import BM25Index, doc_text
 
-    make_fixture(root / "data", "bright", "biology", n_docs=400, n_topics=16, n_train=64, n_test=8,
-                 excluded=True, seed=0)
-    build_split(root / "data", root / "split", benchmark="bright", task="biology", counts={"train": 64, "test": 8},
-                seed=0)
+    make_fixture(root / "data", "bright", "biology", n_docs=400, n_topics=16, n_train=64, n_test=8, excluded=True, seed=0)
+    build_split(root / "data", root / "split", benchmark="bright", task="biology", counts={"train": 64, "test": 8}, seed=0)
     BM25Index.build(read_corpus(root / "split" / "corpus.jsonl"), 0.9, 0.4).save(root / "index" / "bm25")
     texts = [doc_text(d) for d in read_corpus(root / "data" / "corpus.jsonl").values()]
-    build_tiny_backbone(root / "tokenizer", texts, seed=0)   # only its tokenizer is used
+    build_tiny_backbone(root / "tokenizer", texts, seed=0)  # only its tokenizer is used
     env, queries = load_environment("biology", root / "split", root / "index", "train")
     real = query_files / "bright" / "examples" / "biology.jsonl" if query_files else None
     if real is not None and real.exists():
@@ -75,11 +74,9 @@ def allocate_optimizer_state(model, opt) -> None:
 
 
 def paper_arch(backbone: str, scale: str) -> dict:
-    arch = {k: v for k, v in json.loads((ROOT / "config" / "architectures" / f"{backbone}.json").read_text()).items()
-            if not k.startswith("_")}
+    arch = {k: v for k, v in json.loads((ROOT / "config" / "architectures" / f"{backbone}.json").read_text()).items() if not k.startswith("_")}
     if scale == "tiny":
-        arch.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, head_dim=16)
+        arch.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16)
     return arch
 
 
@@ -90,11 +87,13 @@ def main() -> None:
     ap.add_argument("--scale", choices=["paper", "tiny"], default="paper")
     ap.add_argument("--query-files", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--queries", type=int, help="queries per step (default: the backbone's queries_per_step)")
-    ap.add_argument("--compile", choices=["auto", "on", "off"],
-                    help="the sampler's decode step (default: the config's rollout.compile)")
-    ap.add_argument("--check", action="store_true",
-                    help="exit 1 unless the step ran on CUDA and its measured peak is at most the plan's + PLAN_ERROR "
-                    "(ricepo.plan: the headroom every plan keeps)")
+    ap.add_argument("--compile", choices=["auto", "on", "off"], help="the sampler's decode step (default: the config's rollout.compile)")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 unless the step ran on CUDA and its measured peak is at most the plan's + PLAN_ERROR "
+        "(ricepo.plan: the headroom every plan keeps)",
+    )
     args = ap.parse_args()
 
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -129,12 +128,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env, queries, tok = fixture_environment(Path(tmp), query_files)
         arch_json = paper_arch(args.backbone, args.scale)
-        lens = measure_lengths([q["text"] for q in queries.values()],
-                               [f"{d.get('title', '')}: {d['text']}" for d in list(env.corpus.values())[:200]],
-                               "fixture corpus, BRIGHT biology queries" if query_files else "fixture", rollout,
-                               prompt_template, tok)
-        shape = train_shape({**train, "precision": precision.name}, rollout, credit, args.method, None,
-                            read_arch(args.backbone, arch_json), lens, {})
+        lens = measure_lengths(
+            [q["text"] for q in queries.values()],
+            [f"{d.get('title', '')}: {d['text']}" for d in list(env.corpus.values())[:200]],
+            "fixture corpus, BRIGHT biology queries" if query_files else "fixture",
+            rollout,
+            prompt_template,
+            tok,
+        )
+        shape = train_shape({**train, "precision": precision.name}, rollout, credit, args.method, None, read_arch(args.backbone, arch_json), lens, {})
         planned = {phase: sum(parts.values()) / GIB for phase, parts in zip(("rollout", "update"), train_memory(shape))}
         meter = PeakMemory(par.device.type)
         if cuda:
@@ -147,41 +149,57 @@ def main() -> None:
             settings = RolloutSettings.from_config({**rollout, **({"compile": args.compile} if args.compile else {})})
             sampler = TransformersSampler(model, tok, precision.sampler_dtype, compile=settings.compile)
             agent = Agent(sampler, tok, prompt_template, settings)
-            cfg = train_config({"method": args.method, "seed": 0, "rollout": rollout, "train": {**train, "steps": 2},
-                                "credit": credit})
-            trainer = Trainer(model, tok, agent, {"biology": env},
-                              [("biology", q, v["text"]) for q, v in queries.items()], cfg, Path(tmp) / "run",
-                              identity={"paper_step": args.scale}, precision=precision, parallel=par)
+            cfg = train_config({"method": args.method, "seed": 0, "rollout": rollout, "train": {**train, "steps": 2}, "credit": credit})
+            trainer = Trainer(
+                model,
+                tok,
+                agent,
+                {"biology": env},
+                [("biology", q, v["text"]) for q, v in queries.items()],
+                cfg,
+                Path(tmp) / "run",
+                identity={"paper_step": args.scale},
+                precision=precision,
+                parallel=par,
+            )
             allocate_optimizer_state(trainer.model, trainer.opt)
             t0 = time.time()
             record = trainer.train_step()
             wall = time.time() - t0
     peak = torch.cuda.max_memory_allocated() / GIB if cuda else meter.peak / GIB
     device = torch.cuda.get_device_name(0) if cuda else "CPU"
-    print(f"paper-shaped step ({args.scale}): {args.method}, {args.backbone} ({n_params / 1e9:.2f}B parameters at "
-          f"random), {device}, {precision.describe()}")
-    print(f"  {cfg.queries_per_step} queries x G {rollout['group_size']} x {rollout['max_depth']} rounds, "
-          f"budgets {rollout['max_reasoning_tokens']}/{rollout['max_summary_tokens']} tokens, "
-          f"{rollout['rows_per_call'] or 'all'} rows per sampler call, {cfg.ppo_mini_batches} PPO mini-batches, "
-          f"micro-batches of <= {cfg.micro_batch_size} rows / {cfg.micro_batch_tokens or 'any'} tokens, "
-          f"gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}; lengths: {lens.source}, "
-          f"longest row {lens.context} tokens")
-    print(f"  rollout {record['rollout_s']:.1f} s ({record['tokens_generated']} tokens, "
-          f"{record['tokens_generated'] / record['rollout_s']:.0f} tok/s) | old+ref {record['old_ref_s']:.1f} s | "
-          f"update {record['update_s']:.1f} s | step {wall:.1f} s")
-    print(f"  peak memory: plan {max(planned.values()):.2f} GiB (rollout {planned['rollout']:.2f}, update "
-          f"{planned['update']:.2f}; every row at the longest prompt; no dense retriever) | measured {peak:.2f} GiB "
-          f"({'max_memory_allocated' if cuda else 'ricepo.memory_meter'}) | error "
-          f"{(max(planned.values()) - peak) / peak:+.1%}")
+    print(
+        f"paper-shaped step ({args.scale}): {args.method}, {args.backbone} ({n_params / 1e9:.2f}B parameters at "
+        f"random), {device}, {precision.describe()}"
+    )
+    print(
+        f"  {cfg.queries_per_step} queries x G {rollout['group_size']} x {rollout['max_depth']} rounds, "
+        f"budgets {rollout['max_reasoning_tokens']}/{rollout['max_summary_tokens']} tokens, "
+        f"{rollout['rows_per_call'] or 'all'} rows per sampler call, {cfg.ppo_mini_batches} PPO mini-batches, "
+        f"micro-batches of <= {cfg.micro_batch_size} rows / {cfg.micro_batch_tokens or 'any'} tokens, "
+        f"gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}; lengths: {lens.source}, "
+        f"longest row {lens.context} tokens"
+    )
+    print(
+        f"  rollout {record['rollout_s']:.1f} s ({record['tokens_generated']} tokens, "
+        f"{record['tokens_generated'] / record['rollout_s']:.0f} tok/s) | old+ref {record['old_ref_s']:.1f} s | "
+        f"update {record['update_s']:.1f} s | step {wall:.1f} s"
+    )
+    print(
+        f"  peak memory: plan {max(planned.values()):.2f} GiB (rollout {planned['rollout']:.2f}, update "
+        f"{planned['update']:.2f}; every row at the longest prompt; no dense retriever) | measured {peak:.2f} GiB "
+        f"({'max_memory_allocated' if cuda else 'ricepo.memory_meter'}) | error "
+        f"{(max(planned.values()) - peak) / peak:+.1%}"
+    )
     print(f"  sampler-trainer log-prob gap: mean {record['logprob_gap_mean']:.4f}, max {record['logprob_gap_max']:.4f}")
     plans = plan_config(config, ROOT / "results" / config["run_name"], query_files)
     summary = [line for line in format_plan(plans, "plan").splitlines() if line.startswith("estimated GPU-hours")]
     print(f"projected reproduce_all on config/config.yaml (ricepo plan; {plans[0].gpu}-class GPUs): {summary[0]}")
     if args.check:
-        over = peak / max(planned.values()) - 1   # the plan's own headroom (ricepo.plan.usable_gib)
+        over = peak / max(planned.values()) - 1  # the plan's own headroom (ricepo.plan.usable_gib)
         failures = ([] if cuda else ["the step did not run on CUDA"]) + (
-            [f"the measured peak exceeds the plan's by {over:.1%} (more than PLAN_ERROR, {PLAN_ERROR:.0%})"]
-            if over > PLAN_ERROR else [])
+            [f"the measured peak exceeds the plan's by {over:.1%} (more than PLAN_ERROR, {PLAN_ERROR:.0%})"] if over > PLAN_ERROR else []
+        )
         for failure in failures:
             print(f"paper step: FAILED: {failure}")
         sys.exit(1 if failures else 0)

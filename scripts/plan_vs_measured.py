@@ -16,6 +16,7 @@ total: the CPU counterpart of CUDA's max_memory_allocated (tensors only: no allo
 library workspaces). The plan is ricepo.plan's, given the
 same settings and the fixture split's token lengths (its tokenizer). Pass: within ±15 %.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,15 +28,31 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {
-    "tiny": {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": True},
+    "tiny": {
+        "model_type": "qwen2",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "tie_word_embeddings": True,
+    },
     "smollm2_135m": json.loads((ROOT / "config" / "architectures" / "smollm2_135m.json").read_text()),
-    "r1_1p5b_2layers": {**json.loads((ROOT / "config" / "architectures" / "r1_distill_qwen_1p5b.json").read_text()),
-                        "num_hidden_layers": 2},
+    "r1_1p5b_2layers": {**json.loads((ROOT / "config" / "architectures" / "r1_distill_qwen_1p5b.json").read_text()), "num_hidden_layers": 2},
 }
-ROLLOUT = {"group_size": 4, "max_depth": 2, "temperature": 1.0, "max_reasoning_tokens": 16, "max_summary_tokens": 8,
-           "docs_in_observation": 3, "doc_max_chars": 150, "format_penalty": 0.0, "rows_per_call": 0,
-           "empty_summary_search": "query", "compile": "off"}
+ROLLOUT = {
+    "group_size": 4,
+    "max_depth": 2,
+    "temperature": 1.0,
+    "max_reasoning_tokens": 16,
+    "max_summary_tokens": 8,
+    "docs_in_observation": 3,
+    "doc_max_chars": 150,
+    "format_penalty": 0.0,
+    "rows_per_call": 0,
+    "empty_summary_search": "query",
+    "compile": "off",
+}
 TEMPLATE = {"system": None, "user": "Search for documents that answer: {query}\n{documents}"}
 
 
@@ -73,9 +90,19 @@ def run(shape: str, root: Path, env, queries, tok) -> tuple[float, float, dict]:
     arch_json = {k: v for k, v in SHAPES[shape].items() if not k.startswith("_")}
     if shape == "tiny":
         arch_json["vocab_size"] = len(tok)
-    train = {**section_defaults("train"), **dict(steps=2, queries_per_step=2, micro_batch_size=2, ppo_mini_batches=2,
-                           gradient_checkpointing=True, precision="bf16-mixed", logprob_chunk_tokens=256,
-                           save_every=0)}
+    train = {
+        **section_defaults("train"),
+        **dict(
+            steps=2,
+            queries_per_step=2,
+            micro_batch_size=2,
+            ppo_mini_batches=2,
+            gradient_checkpointing=True,
+            precision="bf16-mixed",
+            logprob_chunk_tokens=256,
+            save_every=0,
+        ),
+    }
     spec = {"method": "grpo", "variant": None, "seed": 0, "rollout": ROLLOUT, "train": train, "credit": {}}
     cfg = train_config(spec)
     precision = resolve_precision("bf16-mixed", "cpu")
@@ -95,15 +122,23 @@ def run(shape: str, root: Path, env, queries, tok) -> tuple[float, float, dict]:
         # the plan is of the worst case: every row at the longest prompt (every round runs to its full
         # budgets anyway: a random model does not close its tags)
         longest = max(queries.items(), key=lambda kv: len(tok(kv[1]["text"])["input_ids"]))
-        trainer = Trainer(model, tok, agent, {"biology": env}, [("biology", longest[0], longest[1]["text"])],
-                          cfg, root / f"run-{shape}", identity={"plan_vs_measured": shape}, precision=precision,
-                          parallel=Parallel.start("ddp"))
+        trainer = Trainer(
+            model,
+            tok,
+            agent,
+            {"biology": env},
+            [("biology", longest[0], longest[1]["text"])],
+            cfg,
+            root / f"run-{shape}",
+            identity={"plan_vs_measured": shape},
+            precision=precision,
+            parallel=Parallel.start("ddp"),
+        )
         for _ in range(cfg.steps):
             trainer.train_step()
             trainer.step += 1
     peak = tracker.peak / GIB
-    parts = {"rollout": {k: v / GIB for k, v in rollout.items() if v},
-             "update": {k: v / GIB for k, v in update.items() if v}}
+    parts = {"rollout": {k: v / GIB for k, v in rollout.items() if v}, "update": {k: v / GIB for k, v in update.items() if v}}
     return predicted, peak, parts
 
 
@@ -120,8 +155,11 @@ def main() -> None:
             predicted, measured, parts = run(shape, root, env, queries, tok)
             error = (predicted - measured) / measured
             rows.append((shape, predicted, measured, error))
-            print(f"{shape}: plan {predicted * 1024:.1f} MiB, measured {measured * 1024:.1f} MiB, "
-                  f"error {error:+.1%} ({'within' if abs(error) <= 0.15 else 'OUTSIDE'} ±15 %)", flush=True)
+            print(
+                f"{shape}: plan {predicted * 1024:.1f} MiB, measured {measured * 1024:.1f} MiB, "
+                f"error {error:+.1%} ({'within' if abs(error) <= 0.15 else 'OUTSIDE'} ±15 %)",
+                flush=True,
+            )
             for phase, p in parts.items():
                 print(f"  plan {phase}: " + ", ".join(f"{k} {v * 1024:.1f}" for k, v in p.items()) + " MiB")
     print("\n| shape | plan (MiB) | measured (MiB) | error |\n|---|---|---|---|")

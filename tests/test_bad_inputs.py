@@ -6,6 +6,7 @@ Each row: (name, files to write under the case folder, the command's arguments, 
 must say). `{d}` is the case folder, `{ok}` a well-formed dataset split (corpus, queries, qrels,
 excluded ids, BM25 index), `{model}` the tiny backbone, `{out}` the output the command would write.
 """
+
 import json
 import os
 import shutil
@@ -20,118 +21,237 @@ GOOD_RUN = "q1 Q0 d1 1 2.5 bm25\n"
 
 
 def spec(model, **train):
-    return json.dumps({"benchmark": "bright", "method": "grpo", "variant": None, "seed": 0, "backbone": {"model": model, "family": "tiny"},
-                       "template": TEMPLATE, "rollout": ROLLOUT,
-                       "train": train_settings(**{"steps": 2, "queries_per_step": 2, "learning_rate": 1e-3,
-                                                  "micro_batch_size": 4, "save_every": 1, **train}),
-                       "credit": {}, "evaluate": {"decoding": "greedy"}})
+    return json.dumps(
+        {
+            "benchmark": "bright",
+            "method": "grpo",
+            "variant": None,
+            "seed": 0,
+            "backbone": {"model": model, "family": "tiny"},
+            "template": TEMPLATE,
+            "rollout": ROLLOUT,
+            "train": train_settings(**{"steps": 2, "queries_per_step": 2, "learning_rate": 1e-3, "micro_batch_size": 4, "save_every": 1, **train}),
+            "credit": {},
+            "evaluate": {"decoding": "greedy"},
+        }
+    )
 
 
 def config_rows():
     return [
-        ("config: unknown top-level key", {"c.yaml": "seedz: [0]\n"}, ["config", "check", "{d}/c.yaml"],
-         "c.yaml: config error at <top level>: unknown key(s) 'seedz'"),
-        ("config: unknown nested key", {"c.yaml": "train: {learnin_rate: 0.1}\n"}, ["config", "check", "{d}/c.yaml"],
-         "config error at train: unknown key(s) 'learnin_rate'"),
-        ("config: wrong type", {"c.yaml": "train: {steps: ten}\n"}, ["config", "check", "{d}/c.yaml"],
-         "config error at train.steps: 'ten' is not of type 'integer'"),
-        ("config: unknown backbone", {"c.yaml": "benchmarks: {beir: {backbones: [gpt5]}}\n"},
-         ["config", "check", "{d}/c.yaml"], "config error at benchmarks.beir.backbones[0]: unknown backbone 'gpt5'"),
-        ("config: unknown method", {"c.yaml": "benchmarks: {beir: {methods: [ppo]}}\n"},
-         ["config", "check", "{d}/c.yaml"], "config error at benchmarks.beir.methods[0]: 'ppo' is not one of"),
-        ("config: task without counts", {"c.yaml": "benchmarks: {beir: {tasks: [nfcorpus]}}\n"},
-         ["config", "check", "{d}/c.yaml"], "config error at benchmarks.beir.split_counts: no counts for task 'nfcorpus'"),
-        ("config: unknown precision", {"c.yaml": "train: {precision: fp8}\n"}, ["config", "check", "{d}/c.yaml"],
-         "config error at train.precision: 'fp8' is not one of"),
-        ("config: invalid YAML", {"c.yaml": "seeds: [0\nrun_name: x\n"}, ["config", "check", "{d}/c.yaml"],
-         "c.yaml line 2: invalid YAML"),
+        (
+            "config: unknown top-level key",
+            {"c.yaml": "seedz: [0]\n"},
+            ["config", "check", "{d}/c.yaml"],
+            "c.yaml: config error at <top level>: unknown key(s) 'seedz'",
+        ),
+        (
+            "config: unknown nested key",
+            {"c.yaml": "train: {learnin_rate: 0.1}\n"},
+            ["config", "check", "{d}/c.yaml"],
+            "config error at train: unknown key(s) 'learnin_rate'",
+        ),
+        (
+            "config: wrong type",
+            {"c.yaml": "train: {steps: ten}\n"},
+            ["config", "check", "{d}/c.yaml"],
+            "config error at train.steps: 'ten' is not of type 'integer'",
+        ),
+        (
+            "config: unknown backbone",
+            {"c.yaml": "benchmarks: {beir: {backbones: [gpt5]}}\n"},
+            ["config", "check", "{d}/c.yaml"],
+            "config error at benchmarks.beir.backbones[0]: unknown backbone 'gpt5'",
+        ),
+        (
+            "config: unknown method",
+            {"c.yaml": "benchmarks: {beir: {methods: [ppo]}}\n"},
+            ["config", "check", "{d}/c.yaml"],
+            "config error at benchmarks.beir.methods[0]: 'ppo' is not one of",
+        ),
+        (
+            "config: task without counts",
+            {"c.yaml": "benchmarks: {beir: {tasks: [nfcorpus]}}\n"},
+            ["config", "check", "{d}/c.yaml"],
+            "config error at benchmarks.beir.split_counts: no counts for task 'nfcorpus'",
+        ),
+        (
+            "config: unknown precision",
+            {"c.yaml": "train: {precision: fp8}\n"},
+            ["config", "check", "{d}/c.yaml"],
+            "config error at train.precision: 'fp8' is not one of",
+        ),
+        ("config: invalid YAML", {"c.yaml": "seeds: [0\nrun_name: x\n"}, ["config", "check", "{d}/c.yaml"], "c.yaml line 2: invalid YAML"),
         ("config: missing file", {}, ["config", "check", "{d}/nope.yaml"], "config file {d}/nope.yaml not found"),
-        ("config: not a mapping", {"c.yaml": "- a\n- b\n"}, ["config", "check", "{d}/c.yaml"],
-         "c.yaml: expected a mapping of keys, got list"),
-        ("config: bad run name", {"c.yaml": "run_name: ../x\n"}, ["config", "check", "{d}/c.yaml"],
-         "config error at run_name: '../x' does not match"),
+        ("config: not a mapping", {"c.yaml": "- a\n- b\n"}, ["config", "check", "{d}/c.yaml"], "c.yaml: expected a mapping of keys, got list"),
+        (
+            "config: bad run name",
+            {"c.yaml": "run_name: ../x\n"},
+            ["config", "check", "{d}/c.yaml"],
+            "config error at run_name: '../x' does not match",
+        ),
     ]
 
 
 def data_rows():
     index = ["index", "--dataset", "{d}/ds", "--out", "{out}"]
     return [
-        ("corpus: malformed JSON line", {"ds/corpus.jsonl": '{"_id": "d1", "text": "a"}\n{"_id": "d2", "text": \n'},
-         index, "ds/corpus.jsonl:2: malformed JSON"),
+        (
+            "corpus: malformed JSON line",
+            {"ds/corpus.jsonl": '{"_id": "d1", "text": "a"}\n{"_id": "d2", "text": \n'},
+            index,
+            "ds/corpus.jsonl:2: malformed JSON",
+        ),
         ("corpus: missing _id", {"ds/corpus.jsonl": '{"text": "a"}\n'}, index, "ds/corpus.jsonl:1: missing key '_id'"),
-        ("corpus: duplicate id", {"ds/corpus.jsonl": '{"_id": "d1", "text": "a"}\n{"_id": "d1", "text": "b"}\n'},
-         index, "ds/corpus.jsonl:2: duplicate id 'd1'"),
-        ("corpus: empty document", {"ds/corpus.jsonl": '{"_id": "d1", "title": "", "text": " "}\n'}, index,
-         "ds/corpus.jsonl:1: document 'd1' has empty title and text"),
+        (
+            "corpus: duplicate id",
+            {"ds/corpus.jsonl": '{"_id": "d1", "text": "a"}\n{"_id": "d1", "text": "b"}\n'},
+            index,
+            "ds/corpus.jsonl:2: duplicate id 'd1'",
+        ),
+        (
+            "corpus: empty document",
+            {"ds/corpus.jsonl": '{"_id": "d1", "title": "", "text": " "}\n'},
+            index,
+            "ds/corpus.jsonl:1: document 'd1' has empty title and text",
+        ),
         ("corpus: not an object", {"ds/corpus.jsonl": '["d1", "a"]\n'}, index, "ds/corpus.jsonl:1: expected a JSON object"),
         ("corpus: missing file", {}, index, "ds/corpus.jsonl: file not found"),
-        ("queries: malformed JSON line", {"ds/": "{ok}/split", "ds/queries.jsonl": '{"_id": "q1", "text": "x"\n'},
-         ["retrieve", "--dataset", "{d}/ds", "--out", "{out}", "--index-root", "{ok}/index"],
-         "ds/queries.jsonl:1: malformed JSON"),
-        ("queries: empty text", {"ds/": "{ok}/split", "ds/queries.jsonl": '{"_id": "q1", "text": ""}\n'},
-         ["retrieve", "--dataset", "{d}/ds", "--out", "{out}", "--index-root", "{ok}/index"],
-         "ds/queries.jsonl:1: query 'q1' has empty text"),
-        ("qrels: two columns", {"q.tsv": "query-id\tcorpus-id\tscore\nq1\td1\n", "r.trec": GOOD_RUN},
-         ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"], "q.tsv:2: expected 3 (BEIR) or 4 (TREC) columns, got 2"),
-        ("qrels: relevance not a number", {"q.tsv": "q1\td1\thigh\n", "r.trec": GOOD_RUN},
-         ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"], "q.tsv:1: relevance 'high' is not a number"),
-        ("qrels: duplicate judgment", {"q.tsv": "q1\td1\t1\nq1\td1\t2\n", "r.trec": GOOD_RUN},
-         ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"], "q.tsv:2: duplicate judgment for (q1, d1)"),
-        ("qrels: missing file", {"r.trec": GOOD_RUN}, ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"],
-         "q.tsv: file not found"),
-        ("run: five columns", {"q.tsv": "q1\td1\t1\n", "r.trec": "q1 Q0 d1 1 2.5\n"},
-         ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"], "r.trec:1: a TREC run line has 6 columns, got 5"),
-        ("run: score not a number", {"q.tsv": "q1\td1\t1\n", "r.trec": GOOD_RUN + "q1 Q0 d2 2 high bm25\n"},
-         ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"], "r.trec:2: score 'high' is not a number"),
-        ("run: missing file", {"q.tsv": "q1\td1\t1\n"}, ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"],
-         "r.trec: run file not found"),
-        ("excluded ids: one column", {"q.tsv": "q1\td1\t1\n", "r.trec": GOOD_RUN, "x.tsv": "q1\n"},
-         ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec", "--excluded", "{d}/x.tsv"],
-         "x.tsv:1: expected `query-id<TAB>corpus-id`"),
-        ("excluded ids: missing file", {"q.tsv": "q1\td1\t1\n", "r.trec": GOOD_RUN},
-         ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec", "--excluded", "{d}/x.tsv"],
-         "x.tsv: excluded-ids file not found"),
-        ("credit: malformed JSON", {"g.json": '{"query_id": "q1",\n "trajectories": [}\n'},
-         ["credit", "--method", "grpo", "{d}/g.json"], "g.json: line 2: malformed JSON"),
+        (
+            "queries: malformed JSON line",
+            {"ds/": "{ok}/split", "ds/queries.jsonl": '{"_id": "q1", "text": "x"\n'},
+            ["retrieve", "--dataset", "{d}/ds", "--out", "{out}", "--index-root", "{ok}/index"],
+            "ds/queries.jsonl:1: malformed JSON",
+        ),
+        (
+            "queries: empty text",
+            {"ds/": "{ok}/split", "ds/queries.jsonl": '{"_id": "q1", "text": ""}\n'},
+            ["retrieve", "--dataset", "{d}/ds", "--out", "{out}", "--index-root", "{ok}/index"],
+            "ds/queries.jsonl:1: query 'q1' has empty text",
+        ),
+        (
+            "qrels: two columns",
+            {"q.tsv": "query-id\tcorpus-id\tscore\nq1\td1\n", "r.trec": GOOD_RUN},
+            ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"],
+            "q.tsv:2: expected 3 (BEIR) or 4 (TREC) columns, got 2",
+        ),
+        (
+            "qrels: relevance not a number",
+            {"q.tsv": "q1\td1\thigh\n", "r.trec": GOOD_RUN},
+            ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"],
+            "q.tsv:1: relevance 'high' is not a number",
+        ),
+        (
+            "qrels: duplicate judgment",
+            {"q.tsv": "q1\td1\t1\nq1\td1\t2\n", "r.trec": GOOD_RUN},
+            ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"],
+            "q.tsv:2: duplicate judgment for (q1, d1)",
+        ),
+        ("qrels: missing file", {"r.trec": GOOD_RUN}, ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"], "q.tsv: file not found"),
+        (
+            "run: five columns",
+            {"q.tsv": "q1\td1\t1\n", "r.trec": "q1 Q0 d1 1 2.5\n"},
+            ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"],
+            "r.trec:1: a TREC run line has 6 columns, got 5",
+        ),
+        (
+            "run: score not a number",
+            {"q.tsv": "q1\td1\t1\n", "r.trec": GOOD_RUN + "q1 Q0 d2 2 high bm25\n"},
+            ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"],
+            "r.trec:2: score 'high' is not a number",
+        ),
+        ("run: missing file", {"q.tsv": "q1\td1\t1\n"}, ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec"], "r.trec: run file not found"),
+        (
+            "excluded ids: one column",
+            {"q.tsv": "q1\td1\t1\n", "r.trec": GOOD_RUN, "x.tsv": "q1\n"},
+            ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec", "--excluded", "{d}/x.tsv"],
+            "x.tsv:1: expected `query-id<TAB>corpus-id`",
+        ),
+        (
+            "excluded ids: missing file",
+            {"q.tsv": "q1\td1\t1\n", "r.trec": GOOD_RUN},
+            ["evaluate", "--qrels", "{d}/q.tsv", "--run", "{d}/r.trec", "--excluded", "{d}/x.tsv"],
+            "x.tsv: excluded-ids file not found",
+        ),
+        (
+            "credit: malformed JSON",
+            {"g.json": '{"query_id": "q1",\n "trajectories": [}\n'},
+            ["credit", "--method", "grpo", "{d}/g.json"],
+            "g.json: line 2: malformed JSON",
+        ),
         ("credit: missing file", {}, ["credit", "--method", "grpo", "{d}/nope.json"], "nope.json: no such file"),
         ("credit: a folder", {"g/g.json": "{}"}, ["credit", "--method", "grpo", "{d}/g"], "g: a folder, not a JSON file"),
-        ("credit: unknown method", {"g.json": '{"query_id": "q1", "trajectories": []}'},
-         ["credit", "--method", "ppo", "{d}/g.json"], "unknown method 'ppo'"),
-        ("task argument without index", {}, ["train", "--spec", "{spec}", "--task", "biology={ok}/split",
-                                             "--out", "{out}"], "--task 'biology={ok}/split': expected TASK=SPLIT_DIR:INDEX_ROOT"),
-        ("spec file: missing", {}, ["train", "--spec-file", "{d}/nope.json", "--task",
-                                    "leetcode={ok}/split:{ok}/index", "--out", "{out}"], "--spec-file {d}/nope.json: no such file"),
-        ("spec file: malformed", {"s.json": "{\n  nope"}, ["agent-eval", "--spec-file", "{d}/s.json", "--task",
-                                                          "leetcode={ok}/split:{ok}/index", "--out", "{out}", "--model", "m"],
-         "--spec-file {d}/s.json: line 2: malformed JSON"),
+        (
+            "credit: unknown method",
+            {"g.json": '{"query_id": "q1", "trajectories": []}'},
+            ["credit", "--method", "ppo", "{d}/g.json"],
+            "unknown method 'ppo'",
+        ),
+        (
+            "task argument without index",
+            {},
+            ["train", "--spec", "{spec}", "--task", "biology={ok}/split", "--out", "{out}"],
+            "--task 'biology={ok}/split': expected TASK=SPLIT_DIR:INDEX_ROOT",
+        ),
+        (
+            "spec file: missing",
+            {},
+            ["train", "--spec-file", "{d}/nope.json", "--task", "leetcode={ok}/split:{ok}/index", "--out", "{out}"],
+            "--spec-file {d}/nope.json: no such file",
+        ),
+        (
+            "spec file: malformed",
+            {"s.json": "{\n  nope"},
+            ["agent-eval", "--spec-file", "{d}/s.json", "--task", "leetcode={ok}/split:{ok}/index", "--out", "{out}", "--model", "m"],
+            "--spec-file {d}/s.json: line 2: malformed JSON",
+        ),
     ]
 
 
 def model_rows():
     train = ["train", "--spec", "{spec}", "--task", "leetcode={ok}/split:{ok}/index", "--out", "{out}"]
-    evaluate = ["agent-eval", "--spec", "{spec}", "--task", "leetcode={ok}/split:{ok}/index", "--out", "{out}",
-                "--model"]
+    evaluate = ["agent-eval", "--spec", "{spec}", "--task", "leetcode={ok}/split:{ok}/index", "--out", "{out}", "--model"]
     return [
         ("model: missing folder", {}, [*evaluate, "{d}/no-model"], "backbone '{d}/no-model': cannot load"),
-        ("model: corrupt config.json", {"m/config.json": "{not json", "m/tokenizer.json": "{}"}, [*evaluate, "{d}/m"],
-         "backbone '{d}/m': cannot load from the local folder"),
-        ("model: no weights", {"m/": "{model}", "m/model.safetensors": "<delete>"}, [*evaluate, "{d}/m"],
-         "backbone '{d}/m': cannot load from the local folder"),
-        ("state.pt: truncated", {"out/state.pt": "<half of a checkpoint>"}, train,
-         "out/state.pt: not a readable checkpoint"),
+        (
+            "model: corrupt config.json",
+            {"m/config.json": "{not json", "m/tokenizer.json": "{}"},
+            [*evaluate, "{d}/m"],
+            "backbone '{d}/m': cannot load from the local folder",
+        ),
+        (
+            "model: no weights",
+            {"m/": "{model}", "m/model.safetensors": "<delete>"},
+            [*evaluate, "{d}/m"],
+            "backbone '{d}/m': cannot load from the local folder",
+        ),
+        ("state.pt: truncated", {"out/state.pt": "<half of a checkpoint>"}, train, "out/state.pt: not a readable checkpoint"),
         ("state.pt: not a checkpoint", {"out/state.pt": "hello"}, train, "out/state.pt: not a readable checkpoint"),
-        ("job spec: no benchmark", {}, ["train", "--spec", "{spec_without_benchmark}", "--task",
-                                        "leetcode={ok}/split:{ok}/index", "--out", "{out}"], "job spec lacks benchmark"),
-        ("split: no train queries", {"empty/": "{ok}/split", "empty/qrels/train.tsv": "query-id\tcorpus-id\tscore\n"},
-         ["train", "--spec", "{spec}", "--task", "leetcode={d}/empty:{ok}/index", "--out", "{out}"],
-         "empty/qrels/train.tsv: no train queries for task 'leetcode'"),
-        ("split: no test queries", {"empty/": "{ok}/split", "empty/qrels/test.tsv": "query-id\tcorpus-id\tscore\n"},
-         ["agent-eval", "--spec", "{spec}", "--task", "leetcode={d}/empty:{ok}/index", "--out", "{out}", "--model",
-          "{model}"], "empty/qrels/test.tsv: no test queries"),
-        ("hub offline: backbone", {}, [*evaluate, "no-org/no-model-xyz"],
-         "backbone 'no-org/no-model-xyz': cannot load from the Hugging Face Hub (HF_HUB_OFFLINE is set)"),
-        ("hub offline: dataset", {}, ["data", "inspect", "hub", "--benchmark", "bright", "--task", "biology"],
-         "xlangai/BRIGHT"),
+        (
+            "job spec: no benchmark",
+            {},
+            ["train", "--spec", "{spec_without_benchmark}", "--task", "leetcode={ok}/split:{ok}/index", "--out", "{out}"],
+            "job spec lacks benchmark",
+        ),
+        (
+            "split: no train queries",
+            {"empty/": "{ok}/split", "empty/qrels/train.tsv": "query-id\tcorpus-id\tscore\n"},
+            ["train", "--spec", "{spec}", "--task", "leetcode={d}/empty:{ok}/index", "--out", "{out}"],
+            "empty/qrels/train.tsv: no train queries for task 'leetcode'",
+        ),
+        (
+            "split: no test queries",
+            {"empty/": "{ok}/split", "empty/qrels/test.tsv": "query-id\tcorpus-id\tscore\n"},
+            ["agent-eval", "--spec", "{spec}", "--task", "leetcode={d}/empty:{ok}/index", "--out", "{out}", "--model", "{model}"],
+            "empty/qrels/test.tsv: no test queries",
+        ),
+        (
+            "hub offline: backbone",
+            {},
+            [*evaluate, "no-org/no-model-xyz"],
+            "backbone 'no-org/no-model-xyz': cannot load from the Hugging Face Hub (HF_HUB_OFFLINE is set)",
+        ),
+        ("hub offline: dataset", {}, ["data", "inspect", "hub", "--benchmark", "bright", "--task", "biology"], "xlangai/BRIGHT"),
     ]
 
 
@@ -146,10 +266,14 @@ def test_the_drill_has_at_least_30_rows():
 def test_bad_input(name, files, argv, expected, fixture_task, tiny_backbone, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    subst = {"{d}": str(tmp_path), "{ok}": str(fixture_task), "{model}": str(tiny_backbone),
-             "{out}": str(tmp_path / "out"), "{spec}": spec(str(tiny_backbone)),
-             "{spec_without_benchmark}": json.dumps({k: v for k, v in json.loads(spec(str(tiny_backbone))).items()
-                                                      if k != "benchmark"})}
+    subst = {
+        "{d}": str(tmp_path),
+        "{ok}": str(fixture_task),
+        "{model}": str(tiny_backbone),
+        "{out}": str(tmp_path / "out"),
+        "{spec}": spec(str(tiny_backbone)),
+        "{spec_without_benchmark}": json.dumps({k: v for k, v in json.loads(spec(str(tiny_backbone))).items() if k != "benchmark"}),
+    }
 
     def fill(text):
         for k, v in subst.items():
@@ -158,7 +282,7 @@ def test_bad_input(name, files, argv, expected, fixture_task, tiny_backbone, tmp
 
     for rel, content in files.items():
         path = tmp_path / rel
-        if rel.endswith("/"):            # a copy of a folder
+        if rel.endswith("/"):  # a copy of a folder
             shutil.copytree(fill(content), path)
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,8 +307,11 @@ def test_bad_input(name, files, argv, expected, fixture_task, tiny_backbone, tmp
     assert fill(expected) in errors[0], err
     # nothing new under a final name: at most `.partial` leftovers, which nothing takes as done
     written = {p for p in _snapshot(tmp_path) - before if not any(part.endswith(".partial") for part in p.parts)}
-    assert not [p for p in written if p.name in ("model", "log.jsonl", "metrics.json", "run.trec", "doc_ids.json")
-                or p == tmp_path / "out" and any(p.iterdir())], written
+    assert not [
+        p
+        for p in written
+        if p.name in ("model", "log.jsonl", "metrics.json", "run.trec", "doc_ids.json") or p == tmp_path / "out" and any(p.iterdir())
+    ], written
 
 
 def _snapshot(root: Path) -> set[Path]:
@@ -195,8 +322,7 @@ def _checkpoint(fixture_task, tiny_backbone, out):
     from ricepo.train.run import run_training
 
     if not (out / "state.pt").exists():
-        run_training(json.loads(spec(str(tiny_backbone), steps=1)), {"leetcode": (fixture_task / "split",
-                                                                                   fixture_task / "index")}, out)
+        run_training(json.loads(spec(str(tiny_backbone), steps=1)), {"leetcode": (fixture_task / "split", fixture_task / "index")}, out)
     os.sync()
 
 
@@ -209,8 +335,7 @@ def test_credit_does_not_wait_on_a_terminal(capsys, monkeypatch):
     terminal.isatty = lambda: True
     monkeypatch.setattr("sys.stdin", terminal)
     assert main(["credit", "--method", "grpo"]) == 2
-    assert capsys.readouterr().err.strip() == \
-        "ricepo: error: credit: give a JSON file of one group or a list of groups (or pipe one in)"
+    assert capsys.readouterr().err.strip() == "ricepo: error: credit: give a JSON file of one group or a list of groups (or pipe one in)"
 
 
 def test_version_and_a_closed_pipe():
@@ -222,8 +347,7 @@ def test_version_and_a_closed_pipe():
     out = subprocess.run([sys.executable, "-m", "ricepo", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == f"ricepo {code_version(with_report=True)}"
     # the reader has gone before anything is written (`| head` that stopped reading): no traceback
-    piped = subprocess.Popen([sys.executable, "-m", "ricepo", "config", "methods"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    piped = subprocess.Popen([sys.executable, "-m", "ricepo", "config", "methods"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     piped.stdout.close()
     assert piped.wait(timeout=60) == 1 and piped.stderr.read() == ""
 

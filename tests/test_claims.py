@@ -1,6 +1,7 @@
 """The paper's claims as verdicts (report/claims.py), on hand-made result files of the smoke
 configuration: a clear win holds, a tie does not hold, a competitor with no result is "not run",
 and the paper's side is read from config/paper_results.yaml."""
+
 import json
 
 import pytest
@@ -12,8 +13,16 @@ from ricepo.report.claims import grade_claims, load_claims
 from ricepo.report.results import ResultFiles
 from ricepo.report.significance import ALPHA
 
-BEATS_GRPO = {"id": "c", "statement": "s", "source": "x", "kind": "beats", "table": "table_bright_main",
-              "column": "avg", "target": "ricepo", "against": ["grpo"]}
+BEATS_GRPO = {
+    "id": "c",
+    "statement": "s",
+    "source": "x",
+    "kind": "beats",
+    "table": "table_bright_main",
+    "column": "avg",
+    "target": "ricepo",
+    "against": ["grpo"],
+}
 
 
 @pytest.fixture
@@ -35,8 +44,13 @@ def write_metrics(root, config, method, base, variant=None, noise=(0.0,)):
 def write_log(root, method, seed, rewards, tokens):
     f = train_log_file(root, Run("bright", "tiny_qwen2", method, None, seed))
     f.parent.mkdir(parents=True, exist_ok=True)
-    f.write_text("".join(json.dumps({"step": i + 1, "reward_mean": r, "tokens_generated": tokens, "retriever_calls": 10,
-                                     "retriever_cache_hits": 0, "wall_s": 1.0}) + "\n" for i, r in enumerate(rewards)))
+    f.write_text(
+        "".join(
+            json.dumps({"step": i + 1, "reward_mean": r, "tokens_generated": tokens, "retriever_calls": 10, "retriever_cache_hits": 0, "wall_s": 1.0})
+            + "\n"
+            for i, r in enumerate(rewards)
+        )
+    )
 
 
 def graded(config, root, claims):
@@ -48,8 +62,7 @@ def test_a_clear_win_holds_a_tie_does_not_and_a_missing_competitor_is_not_run(sm
     write_metrics(tmp_path, smoke, "ricepo", 0.60)
     write_metrics(tmp_path, smoke, "grpo", 0.30)
     write_metrics(tmp_path, smoke, "prompting", 0.60)
-    claims = [BEATS_GRPO, {**BEATS_GRPO, "id": "tie", "against": ["prompting"]},
-              {**BEATS_GRPO, "id": "missing", "against": ["grpo", "gigpo"]}]
+    claims = [BEATS_GRPO, {**BEATS_GRPO, "id": "tie", "against": ["prompting"]}, {**BEATS_GRPO, "id": "missing", "against": ["grpo", "gigpo"]}]
     out = graded(smoke, tmp_path, claims)
     win = out["c"]
     assert win["verdict"] == "holds"
@@ -129,8 +142,7 @@ def test_a_win_at_equal_cost_counts_only_when_the_tokens_match(smoke, tmp_path):
     assert part["detail"].startswith("not at equal cost: RICE-PO tokens_generated per step 1.50x")
 
 
-def write_validation(root, method, seed, before, after, parseable=(None, None), unchanged=(None, None),
-                     restate=(None, None), versus=(None, None)):
+def write_validation(root, method, seed, before, after, parseable=(None, None), unchanged=(None, None), restate=(None, None), versus=(None, None)):
     """Scorings at steps 0 and 6; `parseable`: each one's parseable_rate, its NDCG the reward plus
     0.1 (None: a scoring written before validation counted either); `unchanged`, `restate` and
     `versus`: each one's unchanged_rate, summary_restate_rate and (better_than_alone_rate,
@@ -138,15 +150,25 @@ def write_validation(root, method, seed, before, after, parseable=(None, None), 
     f = validation_file(root, Run("bright", "tiny_qwen2", method, None, seed))
     f.parent.mkdir(parents=True, exist_ok=True)
     lines = []
-    for step, base, rate, same, restating, vs in ((0, before, parseable[0], unchanged[0], restate[0], versus[0]),
-                                                  (6, after, parseable[1], unchanged[1], restate[1], versus[1])):
+    for step, base, rate, same, restating, vs in (
+        (0, before, parseable[0], unchanged[0], restate[0], versus[0]),
+        (6, after, parseable[1], unchanged[1], restate[1], versus[1]),
+    ):
         rewards = {f"biology/q{i}": base + 0.01 * (i % 5) for i in range(20)}
         mean = sum(rewards.values()) / 20
-        lines.append(json.dumps({"step": step, "reward_mean": mean, "rewards": rewards,
-                                 **({} if rate is None else {"parseable_rate": rate, "ndcg_mean": mean + 0.1}),
-                                 **({} if same is None else {"unchanged_rate": same}),
-                                 **({} if restating is None else {"summary_restate_rate": restating}),
-                                 **({} if vs is None else {"better_than_alone_rate": vs[0], "worse_than_alone_rate": vs[1]})}))
+        lines.append(
+            json.dumps(
+                {
+                    "step": step,
+                    "reward_mean": mean,
+                    "rewards": rewards,
+                    **({} if rate is None else {"parseable_rate": rate, "ndcg_mean": mean + 0.1}),
+                    **({} if same is None else {"unchanged_rate": same}),
+                    **({} if restating is None else {"summary_restate_rate": restating}),
+                    **({} if vs is None else {"better_than_alone_rate": vs[0], "worse_than_alone_rate": vs[1]}),
+                }
+            )
+        )
     f.write_text("\n".join(lines) + "\n")
 
 
@@ -157,8 +179,7 @@ def test_validation_improvement_is_paired_over_the_held_out_queries(smoke, tmp_p
     claim = {c["id"]: c for c in load_claims()}["training_improves_validation"]
     out = graded(smoke, tmp_path, [claim])[claim["id"]]
     assert [p["verdict"] for p in out["parts"]] == ["holds", "does not hold"]
-    assert out["parts"][0]["detail"] == ("GRPO: validation reward 0.3200 at step 0, 0.5200 at step 6 "
-                                         "(+0.2000, p = 0.000, 20 held-out queries)")
+    assert out["parts"][0]["detail"] == ("GRPO: validation reward 0.3200 at step 0, 0.5200 at step 6 (+0.2000, p = 0.000, 20 held-out queries)")
     assert out["verdict"] == "does not hold"
 
 
@@ -169,14 +190,17 @@ def test_a_validation_gain_shows_its_ndcg_and_how_many_steps_wrote_a_summary(smo
     top 10 is the query alone's, of summaries restating the query and of searches better and worse
     than the query alone where the scorings counted them."""
     for seed, late in zip(smoke["seeds"], (0.0, 0.5)):
-        write_validation(tmp_path, "grpo", seed, 0.30, 0.50, parseable=(0.9, late), unchanged=(0.1, 1.0),
-                         restate=(0.2, 0.6), versus=((0.1, 0.6), (0.0, 0.0)))
+        write_validation(
+            tmp_path, "grpo", seed, 0.30, 0.50, parseable=(0.9, late), unchanged=(0.1, 1.0), restate=(0.2, 0.6), versus=((0.1, 0.6), (0.0, 0.0))
+        )
         write_validation(tmp_path, "ricepo", seed, 0.40, 0.40, parseable=(0.9, 0.9))
     claim = {c["id"]: c for c in load_claims()}["training_improves_validation"]
     parts = graded(smoke, tmp_path, [claim])[claim["id"]]["parts"]
     late = 0.0 if len(smoke["seeds"]) == 1 else 0.25
-    assert parts[0]["detail"].endswith(f"20 held-out queries; NDCG@10 0.4200 → 0.6200, "
-                                       f"steps with a summary 90% → {late:.0%}, "
-                                       f"summaries restating the query 20% → 60%, final top 10 the query alone's 10% → 100%, "
-                                       f"searches better / worse than the query alone 10% / 60% → 0% / 0%)")
+    assert parts[0]["detail"].endswith(
+        f"20 held-out queries; NDCG@10 0.4200 → 0.6200, "
+        f"steps with a summary 90% → {late:.0%}, "
+        f"summaries restating the query 20% → 60%, final top 10 the query alone's 10% → 100%, "
+        f"searches better / worse than the query alone 10% / 60% → 0% / 0%)"
+    )
     assert parts[1]["detail"].endswith("20 held-out queries; NDCG@10 0.5200 → 0.5200, steps with a summary 90% → 90%)")

@@ -1,6 +1,7 @@
 """RICE-PO's branch collector on rollouts a real policy produces only by chance (a scripted
 sampler): a trajectory the policy ended early whose branch runs on past it, and the step log's
 per-step sums counting every sampled step once."""
+
 import pytest
 import torch
 
@@ -19,18 +20,35 @@ def collected(smollm2_tokenizer, fixture_task):
     from ricepo.train.collect import StepContext, collect
 
     tok = smollm2_tokenizer
-    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]   # noqa: E731
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     think, summary = enc("think</think>"), enc("graph search</summary>")
-    script = [[think], [summary], [think], [enc("graph") + [tok.eos_token_id]],     # A
-              [think, think], [summary, summary], [think, think], [summary, summary],   # both branches, 2 rounds
-              [think], [summary]]                                                   # A@0.b1's third step
+    script = [
+        [think],
+        [summary],
+        [think],
+        [enc("graph") + [tok.eos_token_id]],  # A
+        [think, think],
+        [summary, summary],
+        [think, think],
+        [summary, summary],  # both branches, 2 rounds
+        [think],
+        [summary],
+    ]  # A@0.b1's third step
     sampler = ScriptedSampler(tok, script)
     env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
     qid, q = next(iter(queries.items()))
     agent = Agent(sampler, tok, TEMPLATE, RolloutSettings.from_config({**ROLLOUT, "max_depth": 3}))
     credit, rollout = get_method("ricepo").settings({"anchors": 2, "branches": 2, "train_branches": True})
-    ctx = StepContext(agent=agent, envs={"leetcode": env}, generator=torch.Generator().manual_seed(0),
-                      method="ricepo", credit_params=credit, group_size=1, seed=0, step=0)
+    ctx = StepContext(
+        agent=agent,
+        envs={"leetcode": env},
+        generator=torch.Generator().manual_seed(0),
+        method="ricepo",
+        credit_params=credit,
+        group_size=1,
+        seed=0,
+        step=0,
+    )
     got = collect(ctx, [("leetcode", qid, q["text"])], rollout)
     assert not sampler.script, "every scripted call was made"
     return got

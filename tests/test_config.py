@@ -1,4 +1,3 @@
-
 import pytest
 import yaml
 
@@ -24,7 +23,8 @@ def test_paper_config_validates_and_plans_the_full_matrix():
     assert {"prompting", "grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"} <= {m for m, _ in methods}
     assert {(m, v) for b, m, v in bright if b == "qwen3_4b_thinking"} == methods
     assert {(m, v) for b, m, v in bright if b == "r1_distill_qwen_1p5b"} == methods | {
-        ("ricepo", v) for v in ["case1", "case2", "random_case", "random_trigger", "effect_only", "influence_only"]}
+        ("ricepo", v) for v in ["case1", "case2", "random_case", "random_trigger", "effect_only", "influence_only"]
+    }
     assert {b for b, _ in beir} == {"r1_distill_qwen_1p5b", "qwen2p5_3b_instruct"}
     assert len(config["benchmarks"]["bright"]["tasks"]) == 12
     assert sum(c["train"] for c in config["benchmarks"]["bright"]["split_counts"].values()) == 4011
@@ -44,22 +44,35 @@ def test_defaults_are_filled():
     assert all(b["generation"]["temperature"] > 0 for b in config["backbones"].values())
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda c: c["train"].__setitem__("learnin_rate", 1e-6), "config error at train: unknown key(s) 'learnin_rate'"),
-    (lambda c: c["train"].__setitem__("steps", "many"), "config error at train.steps: 'many' is not of type 'integer'"),
-    (lambda c: c["benchmarks"]["beir"]["methods"].append("gipo"), "config error at benchmarks.beir.methods[6]: 'gipo' is not one of"),
-    (lambda c: c["benchmarks"]["bright"]["backbones"].append("llama"), "config error at benchmarks.bright.backbones[2]: unknown backbone 'llama'"),
-    (lambda c: c["ablations"].__setitem__("variants", ["case3"]), "config error at ablations.variants[0]: 'case3' is not one of"),
-    (lambda c: c["backbones"]["qwen3_4b_thinking"]["generation"].__setitem__("top_p", 1.5),
-     "config error at backbones.qwen3_4b_thinking.generation.top_p: 1.5 is greater than the maximum of 1"),
-    (lambda c: c["evaluate"].__setitem__("decoding", "beam"), "config error at evaluate.decoding: 'beam' is not one of"),
-    (lambda c: c["train"].__setitem__("distributed", "deepspeed"), "config error at train.distributed: 'deepspeed' is not one of"),
-    (lambda c: c["benchmarks"]["beir"].update(source="local", path="/nonexistent"),
-     "config error at benchmarks.beir.path: /nonexistent does not exist"),
-    (lambda c: c["benchmarks"]["beir"].update(source="local", path=str(SHARED_BEIR), tasks=["scifact", "nq"],
-                                                split_counts={t: {"train": 1, "test": 1} for t in ("scifact", "nq")}),
-     f"config error at benchmarks.beir.path: {SHARED_BEIR} has no folder for nq"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c["train"].__setitem__("learnin_rate", 1e-6), "config error at train: unknown key(s) 'learnin_rate'"),
+        (lambda c: c["train"].__setitem__("steps", "many"), "config error at train.steps: 'many' is not of type 'integer'"),
+        (lambda c: c["benchmarks"]["beir"]["methods"].append("gipo"), "config error at benchmarks.beir.methods[6]: 'gipo' is not one of"),
+        (
+            lambda c: c["benchmarks"]["bright"]["backbones"].append("llama"),
+            "config error at benchmarks.bright.backbones[2]: unknown backbone 'llama'",
+        ),
+        (lambda c: c["ablations"].__setitem__("variants", ["case3"]), "config error at ablations.variants[0]: 'case3' is not one of"),
+        (
+            lambda c: c["backbones"]["qwen3_4b_thinking"]["generation"].__setitem__("top_p", 1.5),
+            "config error at backbones.qwen3_4b_thinking.generation.top_p: 1.5 is greater than the maximum of 1",
+        ),
+        (lambda c: c["evaluate"].__setitem__("decoding", "beam"), "config error at evaluate.decoding: 'beam' is not one of"),
+        (lambda c: c["train"].__setitem__("distributed", "deepspeed"), "config error at train.distributed: 'deepspeed' is not one of"),
+        (
+            lambda c: c["benchmarks"]["beir"].update(source="local", path="/nonexistent"),
+            "config error at benchmarks.beir.path: /nonexistent does not exist",
+        ),
+        (
+            lambda c: c["benchmarks"]["beir"].update(
+                source="local", path=str(SHARED_BEIR), tasks=["scifact", "nq"], split_counts={t: {"train": 1, "test": 1} for t in ("scifact", "nq")}
+            ),
+            f"config error at benchmarks.beir.path: {SHARED_BEIR} has no folder for nq",
+        ),
+    ],
+)
 def test_bad_config_gives_one_line_naming_the_key(mutate, expected):
     cfg = full()
     mutate(cfg)
@@ -81,7 +94,8 @@ def test_smoke_config_trains_every_method_and_ablation_variant():
     conditions = {(r.method, r.variant) for r in runs(config)}
     assert {"prompting", "grpo", "gigpo", "hgpo", "tree_grpo", "ricepo"} <= set(config["benchmarks"]["bright"]["methods"])
     assert conditions == {(m, None) for m in config["benchmarks"]["bright"]["methods"]} | {
-        ("ricepo", v) for v in ("case1", "case2", "random_case", "random_trigger", "effect_only", "influence_only")}
+        ("ricepo", v) for v in ("case1", "case2", "random_case", "random_trigger", "effect_only", "influence_only")
+    }
 
 
 def test_every_schema_default_reaches_the_code_unchanged(tmp_path):
@@ -113,14 +127,15 @@ def test_every_schema_default_reaches_the_code_unchanged(tmp_path):
         credit, collector = method.settings({}, None)
         for key, param in method.params.items():
             reached.append((f"credit.{name}.{key}", param.schema["default"], {**credit, **collector}[key]))
-    assert {**trainer.credit_params, **trainer.rollout_params} == {k: p.schema["default"]
-                                                                 for k, p in METHODS["ricepo"].params.items()}
+    assert {**trainer.credit_params, **trainer.rollout_params} == {k: p.schema["default"] for k, p in METHODS["ricepo"].params.items()}
     # the retriever: `ricepo retrieve` with no flags builds BM25 with the schema's k1, b and stemmer
     corpus = {"d1": {"title": "", "text": "cells divide"}, "d2": {"title": "", "text": "markets fall"}}
     bm25 = make_retriever(tmp_path, "", RetrieverSettings.resolve({}), corpus=corpus)
     defaults = retriever_settings()
-    reached += [("retriever.k1", defaults["k1"], bm25.model.k1), ("retriever.b", defaults["b"], bm25.model.b),
-                ("retriever.stemmer", defaults["stemmer"], bm25.stemmer)]
+    reached += [
+        ("retriever.k1", defaults["k1"], bm25.model.k1),
+        ("retriever.b", defaults["b"], bm25.model.b),
+        ("retriever.stemmer", defaults["stemmer"], bm25.stemmer),
+    ]
     wrong = [(key, want, got) for key, want, got in reached if want != got or type(want) is not type(got)]
     assert len(reached) > 40 and not wrong, wrong
-

@@ -1,4 +1,5 @@
 """docs/configuration.md: every schema key described, the page current, every paper-config key on it."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,7 +13,7 @@ from conftest import ROOT
 def _script():
     spec = importlib.util.spec_from_file_location("config_reference", ROOT / "scripts" / "config_reference.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module     # its dataclass looks its module up there
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
 
@@ -66,7 +67,7 @@ def _page_paths(value: dict, node: dict, path: str, schema: dict):
         elif isinstance(node.get("additionalProperties"), dict):
             child, where = node["additionalProperties"], f"{path}.{ref.placeholder(path)}"
         elif path.rsplit(".", 1)[-1] in schema["properties"] and "properties" not in node:
-            section = path.rsplit(".", 1)[-1]          # backbones.<name>.train: keys of train:
+            section = path.rsplit(".", 1)[-1]  # backbones.<name>.train: keys of train:
             child, where = schema["properties"][section]["properties"][key], f"{section}.{key}"
         else:
             raise AssertionError(f"{path}.{key}: not a key of the schema")

@@ -8,9 +8,13 @@ from ricepo.errors import RicepoError
 
 
 def group(rewards, steps=2):
-    return {"query_id": "q", "trajectories": [
-        {"id": f"T{i}", "final_reward": r, "steps": [{"state": "s0", "local_reward": 0.0, "summary_entropy": 1.0}] * steps}
-        for i, r in enumerate(rewards)]}
+    return {
+        "query_id": "q",
+        "trajectories": [
+            {"id": f"T{i}", "final_reward": r, "steps": [{"state": "s0", "local_reward": 0.0, "summary_entropy": 1.0}] * steps}
+            for i, r in enumerate(rewards)
+        ],
+    }
 
 
 def test_grpo_by_hand():
@@ -24,7 +28,7 @@ def test_grpo_by_hand():
 
 
 def test_grpo_ties_singleton_and_dr_grpo():
-    assert compute_credit("grpo", group([0.3, 0.3]))["T0"][0]["reasoning"] == 0.0   # tie: 0 / (0 + 1e-6)
+    assert compute_credit("grpo", group([0.3, 0.3]))["T0"][0]["reasoning"] == 0.0  # tie: 0 / (0 + 1e-6)
     # a group of one: mean 0, std 1 (verl), so A = R / (1 + 1e-6)
     assert compute_credit("grpo", group([0.4]))["T0"][0]["summary"] == pytest.approx(0.4 / 1.000001)
     # Dr. GRPO: R - mean = [0.5, -0.5]
@@ -49,8 +53,7 @@ def test_a_method_is_registered_once_and_its_variants_are_overlays_of_its_settin
     with pytest.raises(RicepoError, match="'grpo' is registered twice"):
         register(Method("grpo", "GRPO again", rollout="independent"))
     with pytest.raises(RicepoError, match="variant 'x' sets unknown setting"):
-        register(Method("demo", "Demo", rollout="independent", params={"a": Param({"default": 1})},
-                        variants={"x": Variant("X", {"b": 2})}))
+        register(Method("demo", "Demo", rollout="independent", params={"a": Param({"default": 1})}, variants={"x": Variant("X", {"b": 2})}))
     with pytest.raises(RicepoError, match="may not be called 'default'"):
         register(Method("demo", "Demo", rollout="independent", variants={"default": Variant("D", {})}))
     assert "demo" not in METHODS
@@ -66,11 +69,14 @@ def test_a_method_is_registered_once_and_its_variants_are_overlays_of_its_settin
 
 def test_credit_cli_single_group_and_list():
     g = group([1.0, 0.0], steps=1)
-    one = subprocess.run(["ricepo", "credit", "--method", "grpo", "-"], input=json.dumps(g),
-                         capture_output=True, text=True, check=True)
+    one = subprocess.run(["ricepo", "credit", "--method", "grpo", "-"], input=json.dumps(g), capture_output=True, text=True, check=True)
     # R = [1, 0]: mean 0.5, sample variance (0.25 + 0.25) / 1 = 0.5, A_0 = 0.5 / (sqrt(0.5) + 1e-6)
-    assert json.loads(one.stdout)["T0"][0]["summary"] == pytest.approx(0.5 / (0.5 ** 0.5 + 1e-6), rel=1e-9)
-    many = subprocess.run(["ricepo", "credit", "--method", "grpo", "--set", "norm_by_std=false", "-"],
-                          input=json.dumps([g, g]), capture_output=True, text=True, check=True)
-    assert json.loads(many.stdout) == [{"T0": [{"reasoning": 0.5, "summary": 0.5}],
-                                        "T1": [{"reasoning": -0.5, "summary": -0.5}]}] * 2
+    assert json.loads(one.stdout)["T0"][0]["summary"] == pytest.approx(0.5 / (0.5**0.5 + 1e-6), rel=1e-9)
+    many = subprocess.run(
+        ["ricepo", "credit", "--method", "grpo", "--set", "norm_by_std=false", "-"],
+        input=json.dumps([g, g]),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(many.stdout) == [{"T0": [{"reasoning": 0.5, "summary": 0.5}], "T1": [{"reasoning": -0.5, "summary": -0.5}]}] * 2

@@ -1,4 +1,5 @@
 """RLOO's credit, worked by hand, through the function and through `ricepo credit --method rloo`."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,13 @@ from ricepo.credit import compute_credit
 
 
 def group(rewards, steps=2):
-    return {"query_id": "q", "trajectories": [
-        {"id": f"T{i}", "final_reward": r, "steps": [{"state": f"s{k}", "local_reward": 0.0} for k in range(steps)]}
-        for i, r in enumerate(rewards)]}
+    return {
+        "query_id": "q",
+        "trajectories": [
+            {"id": f"T{i}", "final_reward": r, "steps": [{"state": f"s{k}", "local_reward": 0.0} for k in range(steps)]}
+            for i, r in enumerate(rewards)
+        ],
+    }
 
 
 def test_each_trajectory_is_scored_against_the_mean_of_the_others():
@@ -32,6 +37,7 @@ def test_a_group_of_one_gets_zero():
 
 def test_the_credit_cli_answers_for_rloo(tmp_path):
     (tmp_path / "g.json").write_text(json.dumps(group([1.0, 0.0, 0.5], steps=1)))
-    out = subprocess.run([sys.executable, "-m", "ricepo", "credit", "--method", "rloo", str(tmp_path / "g.json")],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "ricepo", "credit", "--method", "rloo", str(tmp_path / "g.json")], capture_output=True, text=True, check=True
+    )
     assert json.loads(out.stdout)["T1"] == [{"reasoning": -0.75, "summary": -0.75}]

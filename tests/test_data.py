@@ -16,8 +16,7 @@ def _digest(folder):
 
 def test_fixture_is_deterministic_and_canonical(tmp_path):
     for name in ("a", "b"):
-        make_fixture(tmp_path / name, "bright", "leetcode", n_docs=120, n_topics=6, n_train=12, n_test=8,
-                     excluded=True, seed=3)
+        make_fixture(tmp_path / name, "bright", "leetcode", n_docs=120, n_topics=6, n_train=12, n_test=8, excluded=True, seed=3)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     ds = Dataset(tmp_path / "a")
     assert len(ds.corpus) == 120 and len(ds.qrels["train"]) == 12 and len(ds.qrels["test"]) == 8
@@ -53,12 +52,15 @@ def test_excluded_documents_would_rank_first_and_are_removed(fixture_task):
     assert not {d for d, _ in env.ranking_for(qid, text)} & env.excluded[qid]
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"_id": "d1", "title": "", "text": "x"}\n{"_id": "d1", "title": "", "text": "y"}\n', "corpus.jsonl:2: duplicate id 'd1'"),
-    ('{"_id": "d1", "title": "", "text": "x"}\n{"_id": "d2", "text": \n', "corpus.jsonl:2: malformed JSON"),
-    ('{"_id": "d1", "title": " ", "text": ""}\n', "corpus.jsonl:1: document 'd1' has empty title and text"),
-    ('{"title": "t", "text": "x"}\n', "corpus.jsonl:1: missing key '_id'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"_id": "d1", "title": "", "text": "x"}\n{"_id": "d1", "title": "", "text": "y"}\n', "corpus.jsonl:2: duplicate id 'd1'"),
+        ('{"_id": "d1", "title": "", "text": "x"}\n{"_id": "d2", "text": \n', "corpus.jsonl:2: malformed JSON"),
+        ('{"_id": "d1", "title": " ", "text": ""}\n', "corpus.jsonl:1: document 'd1' has empty title and text"),
+        ('{"title": "t", "text": "x"}\n', "corpus.jsonl:1: missing key '_id'"),
+    ],
+)
 def test_corpus_errors_name_file_and_line(tmp_path, content, message):
     (tmp_path / "corpus.jsonl").write_text(content)
     with pytest.raises(RicepoError, match=message):
@@ -91,13 +93,14 @@ def test_split_counts_manifest_and_refusal(fixture_task, tmp_path):
     assert manifest["counts"] == {"train": 16, "test": 12}
     for name, digest in manifest["sha256"].items():
         assert hashlib.sha256((fixture_task / "split" / name).read_bytes()).hexdigest() == digest
-    with pytest.raises(RicepoError, match="split train of bright/leetcode: config wants 30 queries, the source's train split has 24 "
-                                          r"\(short by 6\)"):
-        build_split(fixture_task / "data", tmp_path / "s", benchmark="bright", task="leetcode",
-                    counts={"train": 30, "test": 12}, seed=42)
+    with pytest.raises(
+        RicepoError,
+        match="split train of bright/leetcode: config wants 30 queries, the source's train split has 24 "
+        r"\(short by 6\)",
+    ):
+        build_split(fixture_task / "data", tmp_path / "s", benchmark="bright", task="leetcode", counts={"train": 30, "test": 12}, seed=42)
     with pytest.raises(RicepoError, match="split test of bright/leetcode: config wants 13 queries, the source has 12"):
-        build_split(fixture_task / "data", tmp_path / "s", benchmark="bright", task="leetcode",
-                    counts={"train": 16, "test": 13}, seed=42)
+        build_split(fixture_task / "data", tmp_path / "s", benchmark="bright", task="leetcode", counts={"train": 16, "test": 13}, seed=42)
     assert not (tmp_path / "s").exists()
     excluded = (fixture_task / "split" / "excluded.tsv").read_text().splitlines()
     assert len(excluded) == 1 + 16 + 12 and excluded[0] == "query-id\tcorpus-id"
@@ -119,8 +122,7 @@ def test_real_scifact_loads_and_splits_802_300(tmp_path):
     assert (len(ds.qrels["train"]), len(ds.qrels["test"])) == (809, 300)
     assert sum(len(v) for v in ds.qrels["train"].values()) == 919
     assert sum(len(v) for v in ds.qrels["test"].values()) == 339
-    manifest = build_split(root, tmp_path / "split", benchmark="beir", task="scifact",
-                           counts={"train": 802, "test": 300}, seed=42)
+    manifest = build_split(root, tmp_path / "split", benchmark="beir", task="scifact", counts={"train": 802, "test": 300}, seed=42)
     assert manifest["counts"] == {"train": 802, "test": 300}
     assert manifest["sha256"]["corpus.jsonl"] == "dec31c8182f3d744c7d2c09423756fd1d17cbef75808db13ba01cc0aab4d1ac6"
     assert len(read_queries(tmp_path / "split" / "queries.jsonl")) == 1102

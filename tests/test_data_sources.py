@@ -4,6 +4,7 @@ Real files come from ../shared/data (BRIGHT examples of all 12 tasks, BEIR SciFa
 and qrels). What has no offline copy (BRIGHT documents, ReasonIR rows, other BEIR corpora) is built
 here as fixtures with the published schema, field for field, in the published file layout.
 """
+
 import json
 import os
 import subprocess
@@ -43,8 +44,15 @@ def bright_copy(root, task, examples, docs, fmt="parquet"):
 
 
 def example(i, gold, excluded=("N/A",)):
-    return {"query": f"question {i} about topic", "reasoning": "why", "id": str(i), "excluded_ids": list(excluded),
-            "gold_ids_long": [f"long-{g}" for g in gold], "gold_ids": list(gold), "gold_answer": "N/A"}
+    return {
+        "query": f"question {i} about topic",
+        "reasoning": "why",
+        "id": str(i),
+        "excluded_ids": list(excluded),
+        "gold_ids_long": [f"long-{g}" for g in gold],
+        "gold_ids": list(gold),
+        "gold_answer": "N/A",
+    }
 
 
 def docs(ids):
@@ -52,11 +60,17 @@ def docs(ids):
 
 
 def spec(source="local", path=None, train=0, test=2, **extra):
-    return {"source": source, "path": str(path) if path else None, "document_setting": "short",
-            "split_counts": {"biology": {"train": train, "test": test}}, **extra}
+    return {
+        "source": source,
+        "path": str(path) if path else None,
+        "document_setting": "short",
+        "split_counts": {"biology": {"train": train, "test": test}},
+        **extra,
+    }
 
 
 # --- real files ---------------------------------------------------------------------------------
+
 
 def ricepo(*args, env=None):
     return subprocess.run(["ricepo", *args], capture_output=True, text=True, env=env)
@@ -65,8 +79,7 @@ def ricepo(*args, env=None):
 @pytest.mark.realdata
 def test_inspect_real_scifact_and_every_bright_examples_file():
     out = ricepo("data", "inspect", str(shared("beir", "scifact")), "--benchmark", "beir")
-    assert json.loads(out.stdout) == {"docs": 5183, "queries": {"train": 809, "test": 300},
-                                      "qrels": {"train": 919, "test": 339}}
+    assert json.loads(out.stdout) == {"docs": 5183, "queries": {"train": 809, "test": 300}, "qrels": {"train": 919, "test": 339}}
     for task, counts in APPENDIX_TEST.items():
         out = ricepo("data", "inspect", str(shared("bright", "examples", f"{task}.jsonl")), "--benchmark", "bright")
         assert json.loads(out.stdout)["queries"] == {"test": counts["test"]}, task
@@ -78,16 +91,16 @@ def test_inspect_takes_the_beir_collection_folder_with_a_task():
     by_task = ricepo("data", "inspect", str(shared("beir")), "--benchmark", "beir", "--task", "scifact")
     direct = ricepo("data", "inspect", str(shared("beir", "scifact")), "--benchmark", "beir")
     assert by_task.returncode == 0 and json.loads(by_task.stdout) == json.loads(direct.stdout)
-    for args, said in [([], "holds the datasets dbpedia-entity, fiqa, nfcorpus, scifact, trec-covid, "
-                            "webis-touche2020; name one with --task"),
-                       (["--task", "nope"], "has no dataset 'nope'")]:
+    for args, said in [
+        ([], "holds the datasets dbpedia-entity, fiqa, nfcorpus, scifact, trec-covid, webis-touche2020; name one with --task"),
+        (["--task", "nope"], "has no dataset 'nope'"),
+    ]:
         out = ricepo("data", "inspect", str(shared("beir")), "--benchmark", "beir", *args)
         assert out.returncode == 2 and out.stderr.count("\n") == 1 and said in out.stderr, out.stderr
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("name, n", [("dbpedia-entity", 400), ("fiqa", 648), ("trec-covid", 50),
-                                     ("webis-touche2020", 49)])
+@pytest.mark.parametrize("name, n", [("dbpedia-entity", 400), ("fiqa", 648), ("trec-covid", 50), ("webis-touche2020", 49)])
 def test_beir_test_counts_of_the_real_topics(name, n):
     out = ricepo("data", "inspect", str(shared("beir", name)), "--benchmark", "beir")
     assert json.loads(out.stdout)["queries"]["test"] == n
@@ -101,11 +114,11 @@ def test_bright_test_split_from_the_real_examples_has_the_appendix_counts(tmp_pa
         rows = [row for _, row in iter_jsonl(shared("bright", "examples", f"{task}.jsonl"))]
         ids = sorted({d for r in rows for d in r["gold_ids"] + r["excluded_ids"] if d != "N/A"})
         root = bright_copy(tmp_path / "bright", task, rows, docs(ids), fmt="jsonl")
-        s = {"source": "local", "path": str(root), "document_setting": "short",
-             "split_counts": {task: {"train": 0, "test": counts["test"]}}}
+        s = {"source": "local", "path": str(root), "document_setting": "short", "split_counts": {task: {"train": 0, "test": counts["test"]}}}
         prepare("bright", task, s, tmp_path / "data" / task)
-        manifest = build_split(tmp_path / "data" / task, tmp_path / "split" / task, benchmark="bright", task=task,
-                               counts={"train": 0, "test": counts["test"]}, seed=42)
+        manifest = build_split(
+            tmp_path / "data" / task, tmp_path / "split" / task, benchmark="bright", task=task, counts={"train": 0, "test": counts["test"]}, seed=42
+        )
         assert manifest["counts"]["test"] == counts["test"]
         assert manifest["source_revision"].startswith("xlangai/BRIGHT@local:")
         total += manifest["counts"]["test"]
@@ -114,9 +127,9 @@ def test_bright_test_split_from_the_real_examples_has_the_appendix_counts(tmp_pa
 
 # --- BRIGHT: fixtures in the published schema ---------------------------------------------------
 
+
 def test_bright_from_parquet_keeps_excluded_ids_and_drops_the_na_sentinel(tmp_path):
-    root = bright_copy(tmp_path / "b", "biology", [example(0, ["d1"], ["d9", "N/A"]), example(1, ["d2", "d3"])],
-                       docs(["d1", "d2", "d3", "d9"]))
+    root = bright_copy(tmp_path / "b", "biology", [example(0, ["d1"], ["d9", "N/A"]), example(1, ["d2", "d3"])], docs(["d1", "d2", "d3", "d9"]))
     info = prepare("bright", "biology", spec(path=root), tmp_path / "out")
     ds = Dataset(tmp_path / "out")
     assert ds.excluded == {"0": {"d9"}} and ds.qrels["test"] == {"0": {"d1": 1}, "1": {"d2": 1, "d3": 1}}
@@ -129,12 +142,15 @@ def test_bright_document_count_differing_from_the_hub_card_warns(tmp_path, capsy
     assert "warning: bright/biology: 1 documents, the published corpus has 57359" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("rows, documents, message", [
-    ([example(0, ["d1"], ["d1"])], ["d1"], r"examples/biology-00000-of-00001.parquet:1: example '0' excludes its own gold"),
-    ([example(0, ["d1"]), example(0, ["d1"])], ["d1"], r":2: duplicate example id '0'"),
-    ([example(0, ["d7"])], ["d1"], r"example '0' judges document\(s\) \['d7'\] missing"),
-    ([{"query": "q", "id": "0"}], ["d1"], r":1: BRIGHT example lacks excluded_ids, gold_ids, gold_ids_long"),
-])
+@pytest.mark.parametrize(
+    "rows, documents, message",
+    [
+        ([example(0, ["d1"], ["d1"])], ["d1"], r"examples/biology-00000-of-00001.parquet:1: example '0' excludes its own gold"),
+        ([example(0, ["d1"]), example(0, ["d1"])], ["d1"], r":2: duplicate example id '0'"),
+        ([example(0, ["d7"])], ["d1"], r"example '0' judges document\(s\) \['d7'\] missing"),
+        ([{"query": "q", "id": "0"}], ["d1"], r":1: BRIGHT example lacks excluded_ids, gold_ids, gold_ids_long"),
+    ],
+)
 def test_bright_integrity_errors_name_file_and_row(tmp_path, rows, documents, message):
     root = bright_copy(tmp_path / "b", "biology", rows, docs(documents))
     with pytest.raises(RicepoError, match=message):
@@ -186,17 +202,26 @@ def test_no_route_fails_fast_with_one_line():
 
 # --- ReasonIR -----------------------------------------------------------------------------------
 
+
 def reasonir_copy(folder):
     """hq rows as published: query [instruction, query] (a plain string in a JSONL copy); pos
     [instruction, BRIGHT id]; neg [instruction, text]. Parquet columns hold one type, so the
     string-query rows sit in a second, JSONL file."""
-    write_parquet(folder / "hq" / "train-00000-of-00002.parquet", [
-        {"query": ["Given a biology post, retrieve documents", "why do cells divide"],
-         "pos": [["Represent the document", "bio-1"]], "neg": [["Represent the document", "unrelated text"]]},
-        {"query": ["", "how do plants breathe"], "pos": [["", "bio-2"], ["", "math-7"]], "neg": [["", "y"]]},
-    ])
-    rows = [{"query": "integer sequences with a closed form", "pos": [["", "math-7"]], "neg": [["", "x"]]},
-            {"query": "a query whose positive is a text, not an id", "pos": [["", "some passage text"]], "neg": []}]
+    write_parquet(
+        folder / "hq" / "train-00000-of-00002.parquet",
+        [
+            {
+                "query": ["Given a biology post, retrieve documents", "why do cells divide"],
+                "pos": [["Represent the document", "bio-1"]],
+                "neg": [["Represent the document", "unrelated text"]],
+            },
+            {"query": ["", "how do plants breathe"], "pos": [["", "bio-2"], ["", "math-7"]], "neg": [["", "y"]]},
+        ],
+    )
+    rows = [
+        {"query": "integer sequences with a closed form", "pos": [["", "math-7"]], "neg": [["", "x"]]},
+        {"query": "a query whose positive is a text, not an id", "pos": [["", "some passage text"]], "neg": []},
+    ]
     (folder / "hq" / "train-00001-of-00002.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
 
@@ -210,11 +235,9 @@ def bright_all_tasks(root, extra):
 
 
 def test_reasonir_resolves_positives_to_domains_and_counts_the_unresolved(tmp_path):
-    root = bright_all_tasks(tmp_path / "b", {"biology": ["bio-1", "bio-2"], "aops": ["math-7"],
-                                             "theoremqa_questions": ["math-7"]})
+    root = bright_all_tasks(tmp_path / "b", {"biology": ["bio-1", "bio-2"], "aops": ["math-7"], "theoremqa_questions": ["math-7"]})
     reasonir_copy(tmp_path / "r")
-    report = prepare_reasonir({"source": "local", "path": str(root), "reasonir_path": str(tmp_path / "r")},
-                              tmp_path / "hq")
+    report = prepare_reasonir({"source": "local", "path": str(root), "reasonir_path": str(tmp_path / "r")}, tmp_path / "hq")
     assert report["rows"] == 4 and report["unresolved"] == 1
     # the shared aops/theoremqa_questions id goes to aops; a row with biology and aops positives goes to
     # biology (earlier in BRIGHT's order) and keeps only its biology positive
@@ -233,24 +256,25 @@ def test_bright_task_with_reasonir_train_queries_splits_by_the_config(tmp_path):
     s = spec(path=root, train=2, test=2, reasonir_path=str(tmp_path / "r"))
     prepare_reasonir(s, tmp_path / "hq")
     prepare("bright", "biology", s, tmp_path / "data", reasonir_dir=tmp_path / "hq")
-    manifest = build_split(tmp_path / "data", tmp_path / "split", benchmark="bright", task="biology",
-                           counts={"train": 2, "test": 2}, seed=42)
+    manifest = build_split(tmp_path / "data", tmp_path / "split", benchmark="bright", task="biology", counts={"train": 2, "test": 2}, seed=42)
     assert manifest["counts"] == {"train": 2, "test": 2}
     with pytest.raises(RicepoError, match=r"config wants 3 queries, the source's train split has 2 \(short by 1\)"):
-        build_split(tmp_path / "data", tmp_path / "split3", benchmark="bright", task="biology",
-                    counts={"train": 3, "test": 2}, seed=42)
+        build_split(tmp_path / "data", tmp_path / "split3", benchmark="bright", task="biology", counts={"train": 3, "test": 2}, seed=42)
 
 
 # --- BEIR ---------------------------------------------------------------------------------------
+
 
 def beir_copy(root, name, splits):
     folder = root / name
     (folder / "qrels").mkdir(parents=True)
     n = sum(len(v) for v in splits.values())
-    (folder / "corpus.jsonl").write_text("".join(
-        json.dumps({"_id": f"d{i}", "title": f"Title {i}", "text": f"body {i}", "metadata": {}}) + "\n" for i in range(n)))
-    (folder / "queries.jsonl").write_text("".join(
-        json.dumps({"_id": q, "text": f"query {q}", "metadata": {}}) + "\n" for v in splits.values() for q in v))
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": f"d{i}", "title": f"Title {i}", "text": f"body {i}", "metadata": {}}) + "\n" for i in range(n))
+    )
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": f"query {q}", "metadata": {}}) + "\n" for v in splits.values() for q in v)
+    )
     i = 0
     for split, qids in splits.items():
         lines = ["query-id\tcorpus-id\tscore"]
@@ -267,8 +291,9 @@ def test_beir_local_keeps_title_apart_and_samples_train_from_dev(tmp_path):
     prepare("beir", "dbpedia-entity", s, tmp_path / "data")
     first = next(iter_jsonl(tmp_path / "data" / "corpus.jsonl"))[1]
     assert first["title"] == "Title 0" and first["text"] == "body 0"
-    manifest = build_split(tmp_path / "data", tmp_path / "split", benchmark="beir", task="dbpedia-entity",
-                           counts={"train": 2, "test": 2}, seed=42, train_from="dev")
+    manifest = build_split(
+        tmp_path / "data", tmp_path / "split", benchmark="beir", task="dbpedia-entity", counts={"train": 2, "test": 2}, seed=42, train_from="dev"
+    )
     assert manifest["counts"] == {"train": 2, "test": 2} and manifest["train_from"] == "dev"
 
 
@@ -295,8 +320,9 @@ def test_beir_through_ir_datasets_equals_the_local_copy(tmp_path):
     counts = {"scifact": {"train": 802, "test": 300}}
     env = {**os.environ, "IR_DATASETS_HOME": str(irds_home_with_real_scifact(tmp_path / "irds"))}
     spec_irds = json.dumps({"source": "ir_datasets", "path": None, "split_counts": counts})
-    out = ricepo("data", "prepare", "--benchmark", "beir", "--task", "scifact", "--spec", spec_irds,
-                 "--out", str(tmp_path / "via_irds" / "scifact"), env=env)
+    out = ricepo(
+        "data", "prepare", "--benchmark", "beir", "--task", "scifact", "--spec", spec_irds, "--out", str(tmp_path / "via_irds" / "scifact"), env=env
+    )
     assert out.returncode == 0, out.stderr
     prepare("beir", "scifact", spec(path=shared("beir"), split_counts=counts), tmp_path / "local" / "scifact")
     files = ["corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv"]
@@ -312,12 +338,12 @@ def test_beir_through_ir_datasets_equals_the_local_copy(tmp_path):
 def test_beir_ir_datasets_without_the_zip_or_a_route_fails_fast_with_one_line(tmp_path, monkeypatch):
     from ricepo.data import beir
 
-    monkeypatch.setattr(beir, "_source_zip", lambda dataset_id: (
-        tmp_path / "beir" / "scifact" / "source.zip", "https://no-such-host.invalid/scifact.zip"))
+    monkeypatch.setattr(
+        beir, "_source_zip", lambda dataset_id: (tmp_path / "beir" / "scifact" / "source.zip", "https://no-such-host.invalid/scifact.zip")
+    )
     t0 = time.time()
     with pytest.raises(RicepoError) as e:
-        prepare("beir", "scifact", spec(source="ir_datasets", split_counts={"scifact": {"train": 1, "test": 1}}),
-                tmp_path / "data" / "scifact")
+        prepare("beir", "scifact", spec(source="ir_datasets", split_counts={"scifact": {"train": 1, "test": 1}}), tmp_path / "data" / "scifact")
     assert time.time() - t0 < 5 and "\n" not in str(e.value)
     assert "cannot reach https://no-such-host.invalid" in str(e.value) and "benchmarks.beir.path" in str(e.value)
     assert not (tmp_path / "data" / "scifact").exists()
@@ -330,4 +356,3 @@ def test_a_benchmark_from_the_other_ones_download_is_a_config_error(bench, sourc
     config = overlay(read_yaml(ROOT / "config" / "config.yaml"), {"benchmarks": {bench: {"source": source}}})
     with pytest.raises(RicepoError, match=rf"benchmarks\.{bench}\.source: {bench} is not read from '{source}'"):
         check_config(config)
-

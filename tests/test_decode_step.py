@@ -1,6 +1,7 @@
 """The static decode step (`agent/decode_step.py`): compiled, it samples what the eager loop samples,
 alone or in a batch, with one graph per shape, no host sync inside, and tensors that keep their
 addresses; where compiling fails the sampler falls back with one warning line."""
+
 import copy
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 # a logit added to end-of-sequence, so that rows end at different steps and the static loop moves
 # to smaller buckets (with none, the tiny backbone's rows all run to the budget)
-EOS_BIAS = {0.0: 1.0, 1.0: 5.0}   # by temperature: greedy ends 3 of 5 rows at once, sampling ends some later
+EOS_BIAS = {0.0: 1.0, 1.0: 5.0}  # by temperature: greedy ends 3 of 5 rows at once, sampling ends some later
 
 
 def _biased(model, tok):
@@ -27,8 +28,14 @@ def tiny(tiny_backbone):
 
 
 def _contexts(tok, n: int = 5) -> list[list[int]]:
-    texts = ["two sum of an array", "shortest path in a weighted graph with many nodes", "binary search",
-             "longest common subsequence of two strings", "merge intervals", "topological sort of a graph"]
+    texts = [
+        "two sum of an array",
+        "shortest path in a weighted graph with many nodes",
+        "binary search",
+        "longest common subsequence of two strings",
+        "merge intervals",
+        "topological sort of a graph",
+    ]
     return [tok(t, add_special_tokens=False)["input_ids"] for t in texts[:n]]
 
 
@@ -43,8 +50,9 @@ def _calls(sampler, tok, seed: int, temperature: float, ctx: list[list[int]] | N
     longer = [c + r.ids + glue for c, r in zip(ctx, first)]
     second = sampler.sample(longer, max_new_tokens=8, stop="</summary>", temperature=temperature, generator=g)
     # continuous batching: the first row leaves, the others go on, a new query takes a slot
-    third = sampler.sample([c + r.ids for c, r in zip(longer[1:], second[1:])] + [ctx[0][::-1]], max_new_tokens=8,
-                           stop="</think>", temperature=temperature, generator=g)
+    third = sampler.sample(
+        [c + r.ids for c, r in zip(longer[1:], second[1:])] + [ctx[0][::-1]], max_new_tokens=8, stop="</think>", temperature=temperature, generator=g
+    )
     return first + second + third, g.get_state()
 
 
@@ -79,6 +87,7 @@ def _counting_backend(graphs: list):
     def backend(gm, example_inputs):
         graphs.append(gm)
         return gm.forward
+
     return backend
 
 
@@ -102,16 +111,15 @@ def test_one_graph_per_shape_without_host_syncs(tiny):
 
     buffers: dict = {}
     for stop, seed in (("</think>", 1), ("</summary>", 2), ("</think>", 3), ("</summary>", 4)):
-        ctx = [c[::seed % 2 * 2 - 1] + [5] * seed for c in _contexts(tok, 4)]   # other tokens, other lengths
-        sample(model, tok, ctx, max_new_tokens=10, stop=stop, temperature=1.0,
-               generator=torch.Generator().manual_seed(seed), step=step, buffers=buffers)
+        ctx = [c[:: seed % 2 * 2 - 1] + [5] * seed for c in _contexts(tok, 4)]  # other tokens, other lengths
+        sample(
+            model, tok, ctx, max_new_tokens=10, stop=stop, temperature=1.0, generator=torch.Generator().manual_seed(seed), step=step, buffers=buffers
+        )
     assert len(steps) > 3 * len(shapes) and len(shapes) >= 2
     assert len(graphs) == len(shapes), f"{len(graphs)} compilations for {len(shapes)} shapes"
-    ops = {str(getattr(n.target, "__name__", n.target)) for gm in graphs for n in gm.graph.nodes
-           if n.op in ("call_function", "call_method")}
+    ops = {str(getattr(n.target, "__name__", n.target)) for gm in graphs for n in gm.graph.nodes if n.op in ("call_function", "call_method")}
     assert {"scaled_dot_product_attention", "log_softmax", "searchsorted", "isin"} <= ops, sorted(ops)
-    syncing = {"item", "tolist", "nonzero", "multinomial", "masked_select", "_local_scalar_dense", "unique",
-               "__bool__", "cpu", "numpy"}
+    syncing = {"item", "tolist", "nonzero", "multinomial", "masked_select", "_local_scalar_dense", "unique", "__bool__", "cpu", "numpy"}
     assert not ops & syncing, ops & syncing
 
 
@@ -125,11 +133,9 @@ def test_a_row_alone_samples_as_inside_a_batch(tiny):
     model.eos_bias(0.0)
     ctx = _contexts(tok)
     step = torch.compile(decode_step, backend=_counting_backend([]), fullgraph=True, dynamic=False)
-    batch, _ = sample(model, tok, ctx, max_new_tokens=12, stop="</think>", temperature=0.0, generator=None,
-                      step=step, buffers={})
+    batch, _ = sample(model, tok, ctx, max_new_tokens=12, stop="</think>", temperature=0.0, generator=None, step=step, buffers={})
     for i in (0, 3):
-        alone, _ = sample(model, tok, [ctx[i]], max_new_tokens=12, stop="</think>", temperature=0.0,
-                          generator=None, step=step, buffers={})
+        alone, _ = sample(model, tok, [ctx[i]], max_new_tokens=12, stop="</think>", temperature=0.0, generator=None, step=step, buffers={})
         _assert_same(alone, [batch[i]])
 
 
@@ -149,12 +155,12 @@ def test_the_steps_tensors_keep_their_addresses(tiny_backbone):
 
     def spy(model, kv, r, b, rule):
         kv_tensors = [kv.mask, kv.write] + [t for layer in kv.past.layers for t in (layer.store_k, layer.store_v)]
-        rule_tensors = [rule.eos, rule.table, rule.done]   # the two calls' stop strings share a buffer
+        rule_tensors = [rule.eos, rule.table, rule.done]  # the two calls' stop strings share a buffer
         seen.append(tuple(t.data_ptr() for t in kv_tensors + r.tensors() + rule_tensors + list(model.parameters())))
         buckets.append(b)
         return ds.decode_step(model, kv, r, b, rule)
 
-    sampler._step.fn = spy   # the uncompiled step, watched
+    sampler._step.fn = spy  # the uncompiled step, watched
     g = torch.Generator().manual_seed(0)
     ctx = _contexts(tok)
     first = sampler.sample(ctx, max_new_tokens=14, stop="</think>", temperature=1.0, generator=g)
@@ -168,8 +174,13 @@ def test_the_steps_tensors_keep_their_addresses(tiny_backbone):
     second = sampler.sample(longer, max_new_tokens=4, stop="</summary>", temperature=1.0, generator=g)
     # continuous batching: a row leaves, the others continue, a new query takes a slot
     calls = len(seen)
-    sampler.sample([c + r.ids + glue for c, r in zip(longer[1:], second[1:])] + _contexts(tok, 6)[5:],
-                   max_new_tokens=4, stop="</think>", temperature=1.0, generator=g)
+    sampler.sample(
+        [c + r.ids + glue for c, r in zip(longer[1:], second[1:])] + _contexts(tok, 6)[5:],
+        max_new_tokens=4,
+        stop="</think>",
+        temperature=1.0,
+        generator=g,
+    )
     assert calls > 14 and len(seen) > calls and len(set(seen)) == 1
     assert torch.equal(next(sampler.model.parameters()), next(model.parameters()))
 
@@ -184,11 +195,11 @@ def test_a_failed_compile_falls_back_with_one_warning(tiny, capsys):
     from ricepo.errors import RicepoError
 
     model, tok = tiny
-    model = copy.deepcopy(model)   # a model dynamo has not seen: its graphs compile anew
-    ctx = [c * 10 for c in _contexts(tok, 3)]   # shapes no other test compiles, so no kernel is cached
+    model = copy.deepcopy(model)  # a model dynamo has not seen: its graphs compile anew
+    ctx = [c * 10 for c in _contexts(tok, 3)]  # shapes no other test compiles, so no kernel is cached
     with inductor.patch({"cpp.cxx": (None, "/nonexistent/g++"), "fx_graph_cache": False}):
         sampler = TransformersSampler(model, tok, compile="on")
-        sampler._step = CompiledStep(sampler.device, strict=False)   # as `auto` on a GPU
+        sampler._step = CompiledStep(sampler.device, strict=False)  # as `auto` on a GPU
         ours, _ = _calls(sampler, tok, 0, 1.0, ctx)
         strict = TransformersSampler(model, tok, compile="on")
         with pytest.raises(RicepoError, match="rollout.compile: on, and compiling the decode step failed"):
@@ -211,5 +222,4 @@ def test_compile_setting_is_checked(tiny):
     step, why = choose_step(model, "auto")
     assert step is None and why == "eager decode step (rollout.compile: auto; compiled on a GPU only)"
     assert [rows_bucket(n) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 16]
-    assert [columns_bucket(c) for c in (1, 64, 65, 80, 81, 128, 129, 1000, 4097)] == \
-        [64, 64, 80, 80, 96, 128, 160, 1024, 5120]
+    assert [columns_bucket(c) for c in (1, 64, 65, 80, 81, 128, 129, 1000, 4097)] == [64, 64, 80, 80, 96, 128, 160, 1024, 5120]

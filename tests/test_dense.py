@@ -4,6 +4,7 @@ The full SciFact comparison with sentence-transformers (NDCG@10 within 0.002) is
 scripts/bench_retrieval.py; here the encoder is checked against sentence-transformers' own
 encode on real SciFact texts, which is what makes the two rankings the same.
 """
+
 import json
 import subprocess
 
@@ -51,13 +52,16 @@ def test_embeddings_equal_sentence_transformers_encode_on_real_scifact():
 
 def test_dense_index_round_trip_refuses_other_settings(tmp_path):
     settings = minilm_or_skip()
-    corpus = {f"d{i}": {"title": "", "text": t} for i, t in enumerate(
-        ["cells divide by mitosis", "the stock market fell", "photosynthesis in plant leaves"])}
+    corpus = {
+        f"d{i}": {"title": "", "text": t}
+        for i, t in enumerate(["cells divide by mitosis", "the stock market fell", "photosynthesis in plant leaves"])
+    }
     index = DenseIndex.build(corpus, settings, device="cpu")
     index.save(tmp_path / "dense")
     again = DenseIndex.load(tmp_path / "dense", expect=settings)
     assert again.search("how do plants make sugar from light", 1)[0][0] == "d2"
     from ricepo.errors import RicepoError
+
     with pytest.raises(RicepoError, match="delete the folder to re-encode"):
         DenseIndex.load(tmp_path / "dense", expect=settings_for(MINILM, max_length=64))
 
@@ -78,15 +82,29 @@ def test_retrieve_cli_dense_and_hybrid_on_a_small_corpus(tmp_path):
     minilm_or_skip()
     (tmp_path / "ds" / "qrels").mkdir(parents=True)
     texts = ["cells divide by mitosis", "the stock market fell", "photosynthesis in plant leaves", "leaf colour"]
-    (tmp_path / "ds" / "corpus.jsonl").write_text("".join(
-        json.dumps({"_id": f"d{i}", "title": "", "text": t}) + "\n" for i, t in enumerate(texts)))
+    (tmp_path / "ds" / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": t}) + "\n" for i, t in enumerate(texts)))
     (tmp_path / "ds" / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "how do plants make sugar"}) + "\n")
     (tmp_path / "ds" / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\n")
     for retriever in ("dense", "hybrid"):
         run = tmp_path / f"{retriever}.trec"
-        subprocess.run(["ricepo", "retrieve", "--dataset", str(tmp_path / "ds"), "--retriever", retriever,
-                        "--dense-model", MINILM, "--index-root", str(tmp_path / "idx"), "--out", str(run)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "ricepo",
+                "retrieve",
+                "--dataset",
+                str(tmp_path / "ds"),
+                "--retriever",
+                retriever,
+                "--dense-model",
+                MINILM,
+                "--index-root",
+                str(tmp_path / "idx"),
+                "--out",
+                str(run),
+            ],
+            check=True,
+            capture_output=True,
+        )
         assert run.read_text().split()[2] == "d2"
     # the embeddings are computed once, kept under the index root and reused by the hybrid run
     assert len(list((tmp_path / "idx" / "dense").glob("*/embeddings.npy"))) == 1

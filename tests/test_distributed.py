@@ -2,6 +2,7 @@
 same batch: same logged loss, same parameters afterwards, whether the policy is whole in each
 process (DDP) or sharded per decoder layer (FSDP2); an FSDP run resumes from its sharded
 checkpoint where an uninterrupted run would be."""
+
 import os
 import subprocess
 import sys
@@ -12,8 +13,20 @@ import torch
 
 HELPER = Path(__file__).with_name("distributed_update.py")
 # `accelerate launch`, through this interpreter (its console script need not be on PATH)
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+LAUNCH = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
 
 
 def _run(cmd: list[str], tmp_path: Path) -> str:
@@ -26,8 +39,9 @@ def _run(cmd: list[str], tmp_path: Path) -> str:
 @pytest.mark.parametrize("mode, port", [("ddp", 29517), ("fsdp", 29519)])
 def test_two_processes_take_the_one_process_update(tiny_backbone, tmp_path, mode, port):
     _run([sys.executable, str(HELPER), "--backbone", str(tiny_backbone), "--out", "one.pt"], tmp_path)
-    _run([*LAUNCH, "--main_process_port", str(port), str(HELPER),
-          "--backbone", str(tiny_backbone), "--out", "two.pt", "--distributed", mode], tmp_path)
+    _run(
+        [*LAUNCH, "--main_process_port", str(port), str(HELPER), "--backbone", str(tiny_backbone), "--out", "two.pt", "--distributed", mode], tmp_path
+    )
     one, two = (torch.load(tmp_path / f, weights_only=False) for f in ("one.pt", "two.pt"))
     assert (one["processes"], two["processes"]) == (1, 2) and torch.equal(one["initial"], two["initial"])
     assert two["sharded"] == (mode == "fsdp")
@@ -88,18 +102,31 @@ def test_ricepo_train_under_accelerate_launch_shares_the_step(fixture_task, tiny
     from test_trainer import spec, tasks
 
     s = spec(tiny_backbone, steps=2, queries_per_step=2)
-    (split, index), = tasks(fixture_task).values()
+    ((split, index),) = tasks(fixture_task).values()
     (tmp_path / "recording_train.py").write_text(RECORDING_TRAIN)
-    _run([*LAUNCH, "--main_process_port", "29518", "recording_train.py", "train",
-          "--spec", json.dumps(s), "--task", f"leetcode={split}:{index}", "--out", "run"], tmp_path)
+    _run(
+        [
+            *LAUNCH,
+            "--main_process_port",
+            "29518",
+            "recording_train.py",
+            "train",
+            "--spec",
+            json.dumps(s),
+            "--task",
+            f"leetcode={split}:{index}",
+            "--out",
+            "run",
+        ],
+        tmp_path,
+    )
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2]
     group = s["rollout"]["group_size"]
     assert all(r["trajectories"] == 2 * group and r["rollouts"] == 2 * group for r in log)
     assert all(0.0 <= r["reward_mean"] <= 1.0 and r["grad_norm"] > 0 for r in log)
     # the processes agree on each step's two queries and roll out one each: none twice, none left out
-    first, second = ([json.loads(x) for x in (tmp_path / f"rolled_out.rank{rank}.jsonl").read_text().splitlines()]
-                     for rank in (0, 1))
+    first, second = ([json.loads(x) for x in (tmp_path / f"rolled_out.rank{rank}.jsonl").read_text().splitlines()] for rank in (0, 1))
     assert [r["step"] for r in first] == [r["step"] for r in second] == [1, 2]
     for a, b in zip(first, second):
         assert a["batch"] == b["batch"] and len(set(a["batch"])) == 2, (a, b)
@@ -116,8 +143,7 @@ def test_step_log_merges_processes_by_hand():
     a = {"step": 3, "loss": 0.5, "trajectories": 8, "rollouts": 8, "rollout_s": 2.0, "gate_open_rate": 0.5}
     b = {"step": 3, "loss": 0.5, "trajectories": 4, "rollouts": 24, "rollout_s": 3.0, "gate_open_rate": 0.25}
     m = merge_records([a, b])
-    assert m == {"step": 3, "loss": 0.5, "trajectories": 12, "rollouts": 32, "rollout_s": 3.0,
-                 "gate_open_rate": (0.5 * 8 + 0.25 * 24) / 32}
+    assert m == {"step": 3, "loss": 0.5, "trajectories": 12, "rollouts": 32, "rollout_s": 3.0, "gate_open_rate": (0.5 * 8 + 0.25 * 24) / 32}
     assert merge_records([a]) == a
 
 
@@ -131,14 +157,29 @@ def test_fsdp_run_resumes_from_its_sharded_checkpoint_as_if_never_stopped(fixtur
 
     from test_trainer import spec, tasks
 
-    (split, index), = tasks(fixture_task).values()
+    ((split, index),) = tasks(fixture_task).values()
 
     said = {}
 
     def train(out: str, steps: int) -> list[dict]:
         s = spec(tiny_backbone, steps=steps, queries_per_step=2, distributed="fsdp", precision="fp32", save_every=1)
-        said[out, steps] = _run([*LAUNCH, "--main_process_port", "29521", "-m", "ricepo", "train", "--spec", json.dumps(s),
-              "--task", f"leetcode={split}:{index}", "--out", out], tmp_path)
+        said[out, steps] = _run(
+            [
+                *LAUNCH,
+                "--main_process_port",
+                "29521",
+                "-m",
+                "ricepo",
+                "train",
+                "--spec",
+                json.dumps(s),
+                "--task",
+                f"leetcode={split}:{index}",
+                "--out",
+                out,
+            ],
+            tmp_path,
+        )
         return [json.loads(x) for x in (tmp_path / out / "log.jsonl").read_text().splitlines()]
 
     straight = train("straight", 3)
@@ -163,10 +204,25 @@ def test_fsdp_trains_in_bf16_mixed_with_the_sampler_close_to_the_trainer(fixture
 
     from test_trainer import spec, tasks
 
-    (split, index), = tasks(fixture_task).values()
+    ((split, index),) = tasks(fixture_task).values()
     s = spec(tiny_backbone, steps=2, queries_per_step=2, distributed="fsdp", precision="bf16-mixed")
-    out = _run([*LAUNCH, "--main_process_port", "29523", "-m", "ricepo", "train", "--spec", json.dumps(s),
-                "--task", f"leetcode={split}:{index}", "--out", "run"], tmp_path)
+    out = _run(
+        [
+            *LAUNCH,
+            "--main_process_port",
+            "29523",
+            "-m",
+            "ricepo",
+            "train",
+            "--spec",
+            json.dumps(s),
+            "--task",
+            f"leetcode={split}:{index}",
+            "--out",
+            "run",
+        ],
+        tmp_path,
+    )
     assert "precision bf16-mixed on cpu" in out
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2]

@@ -1,6 +1,7 @@
 """The GPU path, for a GPU node: `scripts/gpu_check.sh` runs these (`pytest -m gpu`); CI has no
 GPU and deselects them. Each check is a function of the device, so the same code is what the CPU
 tests exercise elsewhere (test_trainer.py, test_sampling.py)."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,7 @@ import torch
 
 from test_trainer import spec, tasks
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (scripts/gpu_check.sh)")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (scripts/gpu_check.sh)")]
 
 
 def test_sampling_runs_on_the_gpu_with_a_device_generator(tiny_backbone):
@@ -50,8 +50,7 @@ def test_the_compiled_step_samples_as_the_eager_loop_on_the_gpu(tiny_backbone):
         outs, states = [], []
         for setting in ("on", "off"):
             sampler, g = TransformersSampler(model, tok, compile=setting), torch.Generator(device="cuda").manual_seed(0)
-            outs.append(sampler.sample(contexts, max_new_tokens=16, stop="</think>", temperature=temperature,
-                                       generator=g))
+            outs.append(sampler.sample(contexts, max_new_tokens=16, stop="</think>", temperature=temperature, generator=g))
             states.append(g.get_state())
         for a, b in zip(*outs):
             assert a.ids == b.ids and a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
@@ -95,7 +94,7 @@ def test_train_kill_resume_equals_an_uninterrupted_run_on_the_gpu(fixture_task, 
     from safetensors.torch import load_file
 
     s = json.dumps(spec(tiny_backbone, steps=4, save_every=2))
-    (split, index), = tasks(fixture_task).values()
+    ((split, index),) = tasks(fixture_task).values()
     cmd = [sys.executable, "-m", "ricepo", "train", "--spec", s, "--task", f"leetcode={split}:{index}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     run_ok([*cmd, "--out", str(tmp_path / "straight")], env)
@@ -114,8 +113,7 @@ def test_train_kill_resume_equals_an_uninterrupted_run_on_the_gpu(fixture_task, 
     for a, b in zip(straight, resumed):
         for key in ("reward_mean", "loss", "kl", "tokens_generated", "clip_frac"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
-    initial, a, b = (load_file(d / "model.safetensors") for d in (tiny_backbone, tmp_path / "straight" / "model",
-                                                                    out / "model"))
+    initial, a, b = (load_file(d / "model.safetensors") for d in (tiny_backbone, tmp_path / "straight" / "model", out / "model"))
     assert a.keys() == b.keys() == initial.keys()
     unmoved = [k for k in a if torch.equal(a[k], initial[k])]
     assert unmoved == [], unmoved

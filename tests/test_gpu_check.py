@@ -2,6 +2,7 @@
 (the gate skipped) each part runs on the CPU and fails for what it checks: skipped GPU tests, a
 sampler benchmark that refuses the CPU, a smoke DAG whose training jobs ran on the CPU, a paper
 step that did not run on CUDA."""
+
 import os
 import subprocess
 import time
@@ -16,8 +17,7 @@ pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="shows the che
 
 def _check(*sections: str, drill: bool) -> subprocess.CompletedProcess:
     env = {**os.environ, "RICEPO_GPU_CHECK_DRILL": "1" if drill else "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), *sections], env=env, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), *sections], env=env, capture_output=True, text=True, timeout=900)
 
 
 def test_the_cuda_gate_refuses_a_machine_without_a_gpu():
@@ -41,8 +41,7 @@ def test_every_part_fails_when_it_runs_on_the_cpu():
 def test_a_part_over_its_share_of_the_budget_is_stopped_and_fails():
     env = {**os.environ, "RICEPO_GPU_CHECK_DRILL": "1", "RICEPO_GPU_CHECK_LIMIT_SMOKE": "2"}
     start = time.time()
-    got = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "smoke"], env=env, capture_output=True,
-                         text=True, timeout=300)
+    got = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "smoke"], env=env, capture_output=True, text=True, timeout=300)
     assert got.returncode == 1 and "-- smoke: FAILED (stopped at its limit, 2 s)" in got.stdout, got.stdout
     assert time.time() - start < 60
 
@@ -59,15 +58,34 @@ def test_train_devices_counts_the_logs_where_the_workflow_writes_them(fixture_ta
     run = layout.Run("bright", "tiny_qwen2", "grpo", None, 0)
     log = tmp_path / "logs" / f"{layout.path(layout.TRAIN_DIR, run)}.log"
     log.parent.mkdir(parents=True)
-    (split, index), = tasks(fixture_task).values()
+    ((split, index),) = tasks(fixture_task).values()
     with open(log, "w") as f:
-        subprocess.run([sys.executable, "-m", "ricepo", "train", "--spec", json.dumps(spec(tiny_backbone, steps=1)),
-                        "--task", f"leetcode={split}:{index}", "--out", str(tmp_path / "run")], stdout=f,
-                       stderr=subprocess.STDOUT, check=True, timeout=600)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ricepo",
+                "train",
+                "--spec",
+                json.dumps(spec(tiny_backbone, steps=1)),
+                "--task",
+                f"leetcode={split}:{index}",
+                "--out",
+                str(tmp_path / "run"),
+            ],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=600,
+        )
 
     def devices(results: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(ROOT / "scripts" / "train_devices.py"), str(results)],
-                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        return subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "train_devices.py"), str(results)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        )
 
     got = devices(tmp_path)
     assert got.returncode == 1 and got.stdout.startswith("training jobs that ran on CUDA: 0 of 1 (not on CUDA"), got.stdout

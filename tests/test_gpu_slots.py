@@ -1,4 +1,5 @@
 """One GPU per job (`ricepo gpu-run`), on the CPU with a faked GPU count (RICEPO_GPU_IDS)."""
+
 import os
 import signal
 import subprocess
@@ -15,8 +16,13 @@ def gpu_run(tmp_path, n, hold, gpus="0,1"):
     env.pop("CUDA_VISIBLE_DEVICES", None)
     if gpus is not None:
         env["RICEPO_GPU_IDS"] = gpus
-    return subprocess.Popen([sys.executable, "-m", "ricepo", "gpu-run", "--gpus", str(n), "--", sys.executable, "-c",
-                             SHOW, str(hold)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ricepo", "gpu-run", "--gpus", str(n), "--", sys.executable, "-c", SHOW, str(hold)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def first_line(proc):
@@ -27,7 +33,7 @@ def test_concurrent_jobs_get_different_gpus_and_a_third_waits(tmp_path):
     a, b = gpu_run(tmp_path, 1, 3), gpu_run(tmp_path, 1, 3)
     got = {first_line(a), first_line(b)}
     assert got == {"gpu-run: CUDA_VISIBLE_DEVICES=0", "gpu-run: CUDA_VISIBLE_DEVICES=1"}
-    assert {first_line(a), first_line(b)} == {"0", "1"}   # what the job itself sees
+    assert {first_line(a), first_line(b)} == {"0", "1"}  # what the job itself sees
     t0 = time.time()
     c = gpu_run(tmp_path, 1, 0)
     out, _ = c.communicate(timeout=60)
@@ -61,14 +67,13 @@ def test_asking_for_more_gpus_than_offered_is_a_one_line_error(tmp_path):
     p = gpu_run(tmp_path, 3, 0)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 2 and err.strip().splitlines() == [
-        "ricepo: error: gpu-run: the job asks for 3 GPU(s), this machine offers 2 (0,1); lower train.processes or "
-        "run on a bigger node"]
+        "ricepo: error: gpu-run: the job asks for 3 GPU(s), this machine offers 2 (0,1); lower train.processes or run on a bigger node"
+    ]
 
 
 @pytest.mark.parametrize("command", [[], ["--"], ["--", "no-such-command-xyz"]])
 def test_a_missing_command_is_a_one_line_error(tmp_path, command):
     env = {**os.environ, "RICEPO_GPU_IDS": ""}
-    p = subprocess.run([sys.executable, "-m", "ricepo", "gpu-run", "--gpus", "1", *command], capture_output=True,
-                       text=True, env=env)
+    p = subprocess.run([sys.executable, "-m", "ricepo", "gpu-run", "--gpus", "1", *command], capture_output=True, text=True, env=env)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
     assert p.stderr.startswith("ricepo: error: gpu-run:")

@@ -1,5 +1,6 @@
 """What `cpu_kernels: portable` rests on: MKL picks float32 matmul kernels by CPU vendor, so Intel
 and AMD machines round differently, and its COMPATIBLE branch does not."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,9 @@ print(h.hexdigest())
 
 def fingerprint(settings: dict[str, str]) -> str:
     env = {k: v for k, v in os.environ.items() if k not in (*KERNEL_ENV, "LD_PRELOAD")}
-    out = subprocess.run([sys.executable, "-c", FINGERPRINT], env={**env, **settings, "OMP_NUM_THREADS": "1"},
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", FINGERPRINT], env={**env, **settings, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, check=True
+    )
     return out.stdout.strip()
 
 
@@ -34,4 +36,4 @@ def test_mkl_picks_float32_kernels_by_vendor_and_its_portable_branch_does_not(tm
     # the shim is live: with MKL's own pick, this machine computes other bits as the other vendor's
     assert fingerprint({}) != fingerprint(other), f"{cpu_vendor()}: MKL computed the same bits as the other vendor"
     assert fingerprint(portable) == fingerprint({**portable, **other})
-    assert fingerprint(portable) != fingerprint({})    # the branch is in force, not ignored
+    assert fingerprint(portable) != fingerprint({})  # the branch is in force, not ignored

@@ -16,6 +16,7 @@ Two rounds, because one round hides most of what the methods do: every row's onl
 query, so GiGPO's and HGPO's step groups are the whole group (GRPO), Tree-GRPO can only expand at
 the root, and RICE-PO's residual (final minus local reward) is always 0.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -27,11 +28,34 @@ from conftest import train_settings
 from ricepo.credit import METHODS as REGISTERED
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = ["apple", "river", "stone", "cloud", "maple", "tiger", "piano", "lemon", "ocean", "eagle", "candle",
-         "rocket", "garden", "silver", "winter", "forest", "violin", "copper", "desert", "island", "planet",
-         "marble", "thunder", "meadow"]
+WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "maple",
+    "tiger",
+    "piano",
+    "lemon",
+    "ocean",
+    "eagle",
+    "candle",
+    "rocket",
+    "garden",
+    "silver",
+    "winter",
+    "forest",
+    "violin",
+    "copper",
+    "desert",
+    "island",
+    "planet",
+    "marble",
+    "thunder",
+    "meadow",
+]
 QUERY_WORDS = ["find", "which", "document", "answers", "this"]
-METHODS = [name for name, m in REGISTERED.items() if m.rollout]   # every trained method
+METHODS = [name for name, m in REGISTERED.items() if m.rollout]  # every trained method
 # HGPO learns last: its credit for the final summary comes only from rows that retrieved the same
 # document in the first round. With seed 0 it passes the thresholds by step 30; other seeds
 # (a stand-in for other machines' numerics) needed up to 45 steps, so 60 leaves a margin.
@@ -39,9 +63,19 @@ STEPS, WINDOW = 60, 5
 # The thresholds the test states: over the last WINDOW steps the mean training reward must exceed
 # the first WINDOW steps' mean by RISE, and reach FLOOR; with the sign flipped it must not rise.
 RISE, FLOOR, FLIPPED_RISE = 0.5, 0.8, 0.05
-ROLLOUT = {"group_size": 8, "max_depth": 2, "temperature": 1.0, "max_reasoning_tokens": 1, "max_summary_tokens": 3,
-           "docs_in_observation": 1, "doc_max_chars": 40, "format_penalty": 0.0, "rows_per_call": 0,
-           "empty_summary_search": "query", "compile": "off"}
+ROLLOUT = {
+    "group_size": 8,
+    "max_depth": 2,
+    "temperature": 1.0,
+    "max_reasoning_tokens": 1,
+    "max_summary_tokens": 3,
+    "docs_in_observation": 1,
+    "doc_max_chars": 40,
+    "format_penalty": 0.0,
+    "rows_per_call": 0,
+    "empty_summary_search": "query",
+    "compile": "off",
+}
 TEMPLATE = {"system": "", "user": "{query} {documents}"}
 
 
@@ -59,16 +93,26 @@ def build_word_backbone(out: Path) -> None:
     vocab = {w: i for i, w in enumerate(specials + WORDS + QUERY_WORDS)}
     word_level = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    word_level.decoder = decoders.WordPiece()   # joins the words with spaces
-    tok = PreTrainedTokenizerFast(tokenizer_object=word_level, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                  unk_token="[UNK]", additional_special_tokens=["<|im_start|>"])
+    word_level.decoder = decoders.WordPiece()  # joins the words with spaces
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=word_level, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token="[UNK]", additional_special_tokens=["<|im_start|>"]
+    )
     tok.add_tokens(AGENT_TAGS)
     tok.chat_template = CHATML_TEMPLATE
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-                         tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                         bos_token_id=None)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=None,
+    )
     LlamaForCausalLM(config).save_pretrained(out)
     tok.save_pretrained(out)
 
@@ -82,8 +126,7 @@ def apple_task(tmp_path_factory):
     split = root / "split"
     (split / "qrels").mkdir(parents=True)
     write_corpus(split / "corpus.jsonl", {f"d-{w}": {"title": "", "text": f"{w} {w} {w}"} for w in WORDS})
-    queries = {f"q{i:02d}": {"text": " ".join(QUERY_WORDS[j % len(QUERY_WORDS)] for j in range(i, i + 3)),
-                             "metadata": {}} for i in range(16)}
+    queries = {f"q{i:02d}": {"text": " ".join(QUERY_WORDS[j % len(QUERY_WORDS)] for j in range(i, i + 3)), "metadata": {}} for i in range(16)}
     write_queries(split / "queries.jsonl", queries)
     write_qrels(split / "qrels" / "train.tsv", {q: {"d-apple": 1} for q in queries})
     BM25Index.build(read_corpus(split / "corpus.jsonl"), 0.9, 0.4).save(root / "index" / "bm25")
@@ -99,12 +142,18 @@ def apple_task(tmp_path_factory):
 def train(apple_task: Path, method: str, out: Path) -> list[dict]:
     from ricepo.train.run import run_training
 
-    spec = {"benchmark": "apple", "method": method, "variant": None, "seed": 0, "backbone": {"model": str(apple_task / "backbone"),
-                                                                      "family": "words"},
-            "template": TEMPLATE, "rollout": ROLLOUT, "credit": {},
-            "evaluate": {"decoding": "greedy"},
-            "train": {**train_settings(), "steps": STEPS, "queries_per_step": 4, "learning_rate": 3e-3,
-                      "micro_batch_size": 64, "save_every": 0}}
+    spec = {
+        "benchmark": "apple",
+        "method": method,
+        "variant": None,
+        "seed": 0,
+        "backbone": {"model": str(apple_task / "backbone"), "family": "words"},
+        "template": TEMPLATE,
+        "rollout": ROLLOUT,
+        "credit": {},
+        "evaluate": {"decoding": "greedy"},
+        "train": {**train_settings(), "steps": STEPS, "queries_per_step": 4, "learning_rate": 3e-3, "micro_batch_size": 64, "save_every": 0},
+    }
     return run_training(spec, {"apple": (apple_task / "split", apple_task / "index")}, out)
 
 

@@ -14,7 +14,7 @@ def test_ppo_clip_dual_clip_and_k3_by_hand():
     logp = torch.tensor([0.5, 0.5, 2.0, 0.0])
     old = torch.zeros(4)
     adv = torch.tensor([1.0, -1.0, -1.0, 2.0])
-    ref = torch.tensor([0.5, 0.0, 2.0, 0.0])   # d = ref - logp = [0, -0.5, 0, 0]
+    ref = torch.tensor([0.5, 0.0, 2.0, 0.0])  # d = ref - logp = [0, -0.5, 0, 0]
     loss, pg, kl, clipped = token_losses(logp, old, ref, adv, clip_eps=0.2, dual_clip=3.0, kl_coef=0.1)
     assert pg.tolist() == pytest.approx([-1.2, math.exp(0.5), 3.0, -2.0], rel=1e-6)
     # k3 at d=-0.5: e^-0.5 + 0.5 - 1 = 0.106531
@@ -30,9 +30,8 @@ def test_k3_is_clamped_as_verl_clamps_it():
     ref = torch.tensor([3.0, 30.0, -30.0, 1.0])
     _, _, kl, _ = token_losses(logp, logp, ref, torch.zeros(4), clip_eps=0.2, dual_clip=3.0, kl_coef=0.1)
     assert kl.tolist() == pytest.approx([10.0, 10.0, 10.0, math.e - 2], rel=1e-6)
-    d = torch.tensor([-30.0], requires_grad=True)   # no inf or NaN reaches the gradient
-    token_losses(d, torch.zeros(1), torch.zeros(1), torch.zeros(1), clip_eps=0.2, dual_clip=3.0,
-                 kl_coef=1.0)[0].sum().backward()
+    d = torch.tensor([-30.0], requires_grad=True)  # no inf or NaN reaches the gradient
+    token_losses(d, torch.zeros(1), torch.zeros(1), torch.zeros(1), clip_eps=0.2, dual_clip=3.0, kl_coef=1.0)[0].sum().backward()
     assert torch.isfinite(d.grad).all()
 
 
@@ -56,10 +55,8 @@ def test_seq_mean_divides_by_rows_with_a_trained_token():
     mask = torch.tensor([[1, 1, 1], [1, 0, 0], [0, 0, 0]], dtype=torch.bool)
     assert trained_rows(mask) == 2
     # seq-mean-token-mean: (6/3 + 4/1) / 2 = 3; seq-mean-token-sum: (6 + 4) / 2 = 5
-    assert aggregate(values, mask, "seq-mean-token-mean", total_tokens=4,
-                     total_seqs=trained_rows(mask)).item() == pytest.approx(3.0)
-    assert aggregate(values, mask, "seq-mean-token-sum", total_tokens=4,
-                     total_seqs=trained_rows(mask)).item() == pytest.approx(5.0)
+    assert aggregate(values, mask, "seq-mean-token-mean", total_tokens=4, total_seqs=trained_rows(mask)).item() == pytest.approx(3.0)
+    assert aggregate(values, mask, "seq-mean-token-sum", total_tokens=4, total_seqs=trained_rows(mask)).item() == pytest.approx(5.0)
 
 
 def test_aggregation_modes_by_hand():
@@ -78,6 +75,7 @@ def test_microbatch_shares_add_up_to_the_batch_loss():
     mask = torch.rand(4, 5) > 0.3
     total = float(mask.sum())
     whole = aggregate(values, mask, "token-mean", total_tokens=total, total_seqs=4)
-    parts = aggregate(values[:2], mask[:2], "token-mean", total_tokens=total, total_seqs=4) + \
-        aggregate(values[2:], mask[2:], "token-mean", total_tokens=total, total_seqs=4)
+    parts = aggregate(values[:2], mask[:2], "token-mean", total_tokens=total, total_seqs=4) + aggregate(
+        values[2:], mask[2:], "token-mean", total_tokens=total, total_seqs=4
+    )
     assert parts.item() == pytest.approx(whole.item(), rel=1e-6)

@@ -2,6 +2,7 @@
 the numbers do not move (float32: equal, or equal up to float32 rounding where a tensor's shape
 changes; the bf16 reference: its log-probs within a stated bound). Also `ricepo plan`: its
 refusal, the paper configuration fitting, and its prediction of a measured step."""
+
 from __future__ import annotations
 
 import copy
@@ -21,8 +22,11 @@ def _model(vocab=4000, hidden=32, layers=2, seed=0):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    return Qwen2ForCausalLM(Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
-                                        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2))
+    return Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2
+        )
+    )
 
 
 def _full_vocabulary_logprobs(model, ids, attn, start):
@@ -45,11 +49,11 @@ def test_the_meter_counts_live_storages_once():
     from ricepo.memory_meter import PeakMemory
 
     with PeakMemory() as m:
-        a = torch.zeros(1000, 1000)            # 4 MB
-        view = a[:10]                          # same storage: not counted again
-        b = torch.zeros(500, 1000)             # 2 MB
+        a = torch.zeros(1000, 1000)  # 4 MB
+        view = a[:10]  # same storage: not counted again
+        b = torch.zeros(500, 1000)  # 2 MB
         del a, view
-        c = torch.zeros(250, 1000)             # 1 MB
+        c = torch.zeros(250, 1000)  # 1 MB
     assert (m.peak, m.now) == (6_000_000, 3_000_000)
     del b, c
 
@@ -67,7 +71,7 @@ def test_chunked_log_probs_equal_the_full_projection_and_never_hold_all_logits()
     assert torch.equal(chunked[mask], full[mask]) and bool((chunked[~mask] == 0).all())
 
     def backward(fn):
-        return lambda: (fn().sum().backward())
+        return lambda: fn().sum().backward()
 
     whole = _peak(backward(lambda: _full_vocabulary_logprobs(model, ids, attn, 1)))
     model.zero_grad(set_to_none=True)
@@ -84,9 +88,9 @@ def test_micro_batches_take_rows_in_order_within_both_bounds():
     rows = torch.arange(6)
     cut = lambda size, tokens: [c.tolist() for c in micro_batches(rows, lengths, size, tokens)]  # noqa: E731
     assert cut(4, 0) == [[0, 1, 2, 3], [4, 5]]
-    assert cut(4, 60) == [[0, 1], [2, 3], [4], [5]]       # 2 x 30; 2 x 20 (a third row: 3 x 40 > 60); 40 + 40 > 60
-    assert cut(4, 80) == [[0, 1], [2, 3], [4, 5]]         # each pass padded to its own longest row
-    assert cut(4, 10) == [[0], [1], [2], [3], [4], [5]]   # a row longer than the budget goes alone
+    assert cut(4, 60) == [[0, 1], [2, 3], [4], [5]]  # 2 x 30; 2 x 20 (a third row: 3 x 40 > 60); 40 + 40 > 60
+    assert cut(4, 80) == [[0, 1], [2, 3], [4, 5]]  # each pass padded to its own longest row
+    assert cut(4, 10) == [[0], [1], [2], [3], [4], [5]]  # a row longer than the budget goes alone
     # by query: a query's rows together (in order), never beside another query's
     query = torch.tensor([1, 0, 1, 0, 0, 2])
     assert [c.tolist() for c in micro_batches(rows, lengths, 2, 0, query)] == [[1, 3], [4], [0, 2], [5]]
@@ -104,10 +108,18 @@ def _uneven_batch(vocab, rows=4, long=160, short=24):
     for i, n in enumerate(lengths):
         ids[i, :n] = torch.randint(3, vocab, (n,), generator=g)
         attn[i, :n] = 1
-        mask[i, 4:n - 1] = True
+        mask[i, 4 : n - 1] = True
     adv = torch.randn(mask.shape, generator=g) * mask
-    return UpdateBatch(ids=ids, attn=attn, mask=mask, adv=adv, sampled=torch.full(mask.shape, math.nan),
-                       minibatch=torch.zeros(rows, dtype=torch.long), query=torch.zeros(rows, dtype=torch.long), start=1)
+    return UpdateBatch(
+        ids=ids,
+        attn=attn,
+        mask=mask,
+        adv=adv,
+        sampled=torch.full(mask.shape, math.nan),
+        minibatch=torch.zeros(rows, dtype=torch.long),
+        query=torch.zeros(rows, dtype=torch.long),
+        start=1,
+    )
 
 
 def _update(cfg, model, precision="fp32", reference=None):
@@ -119,8 +131,11 @@ def _update(cfg, model, precision="fp32", reference=None):
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
     batch = _uneven_batch(model.config.vocab_size)
     box = {}
-    peak = _peak(lambda: box.update(stats=policy_update(model, ref, opt, batch, cfg, 1.0, model.config.vocab_size,
-                                                        resolve_precision(precision, "cpu"), Parallel.start("ddp"))))
+    peak = _peak(
+        lambda: box.update(
+            stats=policy_update(model, ref, opt, batch, cfg, 1.0, model.config.vocab_size, resolve_precision(precision, "cpu"), Parallel.start("ddp"))
+        )
+    )
     return box["stats"], peak
 
 
@@ -157,8 +172,15 @@ def test_gradient_checkpointing_saves_memory_and_keeps_the_gradients():
         assert torch.equal(p, q)
 
 
-@pytest.mark.parametrize("setting, precision, dtype", [("auto", "fp32", torch.float32), ("auto", "bf16-mixed", torch.bfloat16),
-                                                       ("bf16", "fp32", torch.bfloat16), ("fp32", "bf16-mixed", torch.float32)])
+@pytest.mark.parametrize(
+    "setting, precision, dtype",
+    [
+        ("auto", "fp32", torch.float32),
+        ("auto", "bf16-mixed", torch.bfloat16),
+        ("bf16", "fp32", torch.bfloat16),
+        ("fp32", "bf16-mixed", torch.float32),
+    ],
+)
 def test_the_reference_dtype_follows_its_setting(setting, precision, dtype):
     from ricepo.precision import reference_dtype, resolve_precision
 
@@ -199,6 +221,7 @@ def test_rows_per_call_bounds_the_rollout_memory(fixture_task, tiny_backbone):
     env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
     model, tok = load_backbone(str(tiny_backbone), device=torch.device("cpu"))
     jobs = [(f"{i}/{qid}", "leetcode", qid, q["text"]) for i, (qid, q) in enumerate(list(queries.items())[:8])]
+
     def run(rows, temperature):
         settings = RolloutSettings.from_config({**ROLLOUT, "rows_per_call": rows, "temperature": temperature})
         agent, box = Agent(TransformersSampler(model, tok), tok, TEMPLATE, settings), {}
@@ -257,8 +280,7 @@ def _shape(processes: int, sharded: bool, rows_per_call: int = 8):
     config = load_config()
     arch = load_arch("qwen3_4b_thinking", config["backbones"]["qwen3_4b_thinking"]["model"])
     lens = Lengths(prompt=4000, prompt_mean=3000.0, observation=1500, reasoning=512, summary=128, depth=3, source="test")
-    train = {**backbone_settings(config, "qwen3_4b_thinking", "train"), "processes": processes,
-             "distributed": "fsdp" if sharded else "ddp"}
+    train = {**backbone_settings(config, "qwen3_4b_thinking", "train"), "processes": processes, "distributed": "fsdp" if sharded else "ddp"}
     rollout = {**backbone_settings(config, "qwen3_4b_thinking", "rollout"), "rows_per_call": rows_per_call}
     return arch, train_shape(train, rollout, {}, "grpo", None, arch, lens, {})
 
@@ -275,8 +297,7 @@ def test_fsdp_divides_the_model_state_by_the_processes_and_adds_what_it_gathers(
     P = arch.params
     (r_ddp, u_ddp), (r_fsdp, u_fsdp) = train_memory(ddp), train_memory(fsdp)
     assert (u_ddp["weights"], u_ddp["optimizer"], u_ddp["gradients"], u_ddp["reference"]) == (4 * P, 8 * P, 4 * P, 2 * P)
-    assert (u_fsdp["weights"], u_fsdp["optimizer"], u_fsdp["gradients"], u_fsdp["reference"]) == (
-        4 * P // 2, 8 * P // 2, 4 * P // 2, 2 * P // 2)
+    assert (u_fsdp["weights"], u_fsdp["optimizer"], u_fsdp["gradients"], u_fsdp["reference"]) == (4 * P // 2, 8 * P // 2, 4 * P // 2, 2 * P // 2)
     assert u_ddp["sampler copy"] == u_fsdp["sampler copy"] == 2 * P
     layer = (P - arch.vocab * arch.hidden) // arch.layers
     assert u_fsdp["FSDP gathered"] == arch.vocab * arch.hidden * 2 + 2 * layer * 2 + 4 * layer
@@ -289,9 +310,9 @@ def test_the_plan_picks_the_fewest_gpus_that_fit():
     from ricepo.plan import smallest_processes, train_peak_gib
 
     _, one = _shape(1, sharded=False)
-    assert train_peak_gib(one) > 76.1                              # one 80 GB GPU cannot hold it
+    assert train_peak_gib(one) > 76.1  # one 80 GB GPU cannot hold it
     assert smallest_processes(one, 76.1) == 2
-    assert smallest_processes(one, 139.8 - 3) == 1                 # an H200 can
+    assert smallest_processes(one, 139.8 - 3) == 1  # an H200 can
     _, wide = _shape(1, sharded=False, rows_per_call=64)
     n = smallest_processes(wide, 76.1)
     assert n is None or n > 2
@@ -302,8 +323,10 @@ def test_a_backbone_overlay_names_only_settings_of_its_section():
     from ricepo.errors import RicepoError
 
     config = load_config()
-    bad = {**config, "backbones": {**config["backbones"], "qwen3_4b_thinking": {
-        **config["backbones"]["qwen3_4b_thinking"], "train": {"procesess": 2}}}}
+    bad = {
+        **config,
+        "backbones": {**config["backbones"], "qwen3_4b_thinking": {**config["backbones"]["qwen3_4b_thinking"], "train": {"procesess": 2}}},
+    }
     with pytest.raises(RicepoError, match=r"^config error at backbones.qwen3_4b_thinking.train: 'procesess' is not"):
         check_config(bad)
     bad["backbones"]["qwen3_4b_thinking"]["train"] = {"distributed": "zero3"}
@@ -314,8 +337,9 @@ def test_a_backbone_overlay_names_only_settings_of_its_section():
 def test_a_job_too_large_is_refused_in_one_line(tmp_path):
     """SmolLM2-135M's training planned for a 2 GiB GPU: refused, naming the job, its need and a change."""
     overlay = tmp_path / "small_gpu.yaml"
-    overlay.write_text("gpus: {toy_2gb: {name: toy, memory_gib: 2.0, bf16_tflops: 10, bandwidth_tb_s: 0.1}}\n"
-                       "plan: {gpu: toy_2gb, reserve_gib: 0.0}\n")
+    overlay.write_text(
+        "gpus: {toy_2gb: {name: toy, memory_gib: 2.0, bf16_tflops: 10, bandwidth_tb_s: 0.1}}\nplan: {gpu: toy_2gb, reserve_gib: 0.0}\n"
+    )
     out = _plan("--configfile", str(ROOT / "config" / "mini.yaml"), str(overlay))
     assert out.returncode == 2
     error = out.stderr.strip().splitlines()
@@ -331,15 +355,16 @@ def test_a_job_fits_only_with_the_headroom_the_gpu_check_tolerates(tmp_path):
 
     def plan_on(memory_gib: float):
         overlay = tmp_path / "gpu.yaml"
-        overlay.write_text(f"gpus: {{toy: {{name: toy, memory_gib: {memory_gib}, bf16_tflops: 10, bandwidth_tb_s: 0.1}}}}\n"
-                           "plan: {gpu: toy, reserve_gib: 0.0}\n")
+        overlay.write_text(
+            f"gpus: {{toy: {{name: toy, memory_gib: {memory_gib}, bf16_tflops: 10, bandwidth_tb_s: 0.1}}}}\nplan: {{gpu: toy, reserve_gib: 0.0}}\n"
+        )
         return _plan("--configfile", str(ROOT / "config" / "mini.yaml"), str(overlay))
 
     roomy = plan_on(100.0)
     assert roomy.returncode == 0, roomy.stderr
     peak = max(float(m) for m in re.findall(r"^  \S+ .*?: ([\d.]+) of [\d.]+ on toy", roomy.stdout, re.M))
     assert plan_on(round(peak * (1 + PLAN_ERROR) * 1.02, 2)).returncode == 0
-    tight = plan_on(round(peak * (1 + PLAN_ERROR) * 0.98, 2))   # room for the peak, not for the check's tolerance
+    tight = plan_on(round(peak * (1 + PLAN_ERROR) * 0.98, 2))  # room for the peak, not for the check's tolerance
     assert tight.returncode == 2 and "do not fit their GPU" in tight.stderr, tight.stderr
 
 
@@ -373,10 +398,8 @@ def test_the_logged_peak_memory_is_the_current_process_image_s_so_a_restart_star
     """A training that restarts itself (os.execv) logs each new process's own peak, not the one the
     pid reached before the restart (ru_maxrss keeps that across execve)."""
     report = "from ricepo.memory_meter import process_rss_gib; print(process_rss_gib()[1])"
-    grow_then_exec = ("import os, sys; block = bytearray(600 * 2**20); "
-                      f"os.execv(sys.executable, [sys.executable, '-c', {report!r}])")
-    peak = float(subprocess.run([sys.executable, "-c", grow_then_exec], capture_output=True, text=True,
-                                check=True).stdout)
+    grow_then_exec = f"import os, sys; block = bytearray(600 * 2**20); os.execv(sys.executable, [sys.executable, '-c', {report!r}])"
+    peak = float(subprocess.run([sys.executable, "-c", grow_then_exec], capture_output=True, text=True, check=True).stdout)
     assert 0 < peak < 0.5, f"the peak after execve ({peak:.2f} GiB) still holds the 0.6 GiB block from before"
 
 
@@ -384,4 +407,5 @@ def test_query_files_that_hold_no_planned_task_are_an_error(tmp_path):
     out = _plan("--configfile", str(ROOT / "config" / "mini.yaml"), "--query-files", str(tmp_path / "typo"))
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         f"ricepo: error: --query-files {tmp_path / 'typo'}: no query file of any planned task there "
-        "(expected bright/examples/TASK.jsonl or beir/TASK/queries.jsonl)"], out.stderr
+        "(expected bright/examples/TASK.jsonl or beir/TASK/queries.jsonl)"
+    ], out.stderr

@@ -42,32 +42,42 @@ def test_evaluate_cli_with_excluded_file(tmp_path):
     (tmp_path / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
     (tmp_path / "run.trec").write_text("q1 Q0 x 1 3.0 t\nq1 Q0 d1 2 2.0 t\n")
     (tmp_path / "excl.tsv").write_text("q1\tx\n")
-    out = subprocess.run(["ricepo", "evaluate", "--qrels", str(tmp_path / "qrels.tsv"), "--run", str(tmp_path / "run.trec"),
-                          "--excluded", str(tmp_path / "excl.tsv")], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ricepo", "evaluate", "--qrels", str(tmp_path / "qrels.tsv"), "--run", str(tmp_path / "run.trec"), "--excluded", str(tmp_path / "excl.tsv")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(out.stdout)
     assert result["ndcg_cut_10"] == pytest.approx(1.0) and result["n_queries"] == 1
 
 
 def test_cli_error_is_one_line(tmp_path):
-    out = subprocess.run(["ricepo", "evaluate", "--qrels", str(tmp_path / "none.tsv"), "--run", "x"],
-                         capture_output=True, text=True)
+    out = subprocess.run(["ricepo", "evaluate", "--qrels", str(tmp_path / "none.tsv"), "--run", "x"], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "none.tsv: file not found" in out.stderr
 
 
-@pytest.mark.parametrize("k1, b, published", [
-    (0.9, 0.4, 0.676),     # bm25s' BEIR benchmark, Lucene BM25, k1=0.9 b=0.4 (bm25_published.md): 67.6
-    (1.2, 0.75, 0.680),    # the same benchmark at bm25s' defaults: 68.0
-])
+@pytest.mark.parametrize(
+    "k1, b, published",
+    [
+        (0.9, 0.4, 0.676),  # bm25s' BEIR benchmark, Lucene BM25, k1=0.9 b=0.4 (bm25_published.md): 67.6
+        (1.2, 0.75, 0.680),  # the same benchmark at bm25s' defaults: 68.0
+    ],
+)
 @pytest.mark.realdata
 def test_bm25_scifact_matches_the_published_bm25s_figure(tmp_path, k1, b, published):
     """Our BM25 (bm25s, its English stopwords and Snowball stemmer) on real SciFact test."""
     root = shared("beir", "scifact")
     run = tmp_path / "run.trec"
-    subprocess.run(["ricepo", "retrieve", "--dataset", str(root), "--split", "test", "--retriever", "bm25",
-                    "--k1", str(k1), "--b", str(b), "--out", str(run)], check=True, capture_output=True)
-    out = subprocess.run(["ricepo", "evaluate", "--qrels", str(root / "qrels" / "test.tsv"), "--run", str(run)],
-                         capture_output=True, text=True, check=True)
+    subprocess.run(
+        ["ricepo", "retrieve", "--dataset", str(root), "--split", "test", "--retriever", "bm25", "--k1", str(k1), "--b", str(b), "--out", str(run)],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        ["ricepo", "evaluate", "--qrels", str(root / "qrels" / "test.tsv"), "--run", str(run)], capture_output=True, text=True, check=True
+    )
     result = json.loads(out.stdout)
     assert result["n_queries"] == 300
     assert result["ndcg_cut_10"] == pytest.approx(published, abs=0.0015)
@@ -80,6 +90,11 @@ def test_a_process_that_searches_keeps_jax_off_the_gpu():
     import sys
 
     env = {**os.environ, "JAX_PLATFORMS": "cuda"}
-    out = subprocess.run([sys.executable, "-c", "import os, ricepo.retrieval.bm25, bm25s; print(os.environ['JAX_PLATFORMS'])"],
-                         capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import os, ricepo.retrieval.bm25, bm25s; print(os.environ['JAX_PLATFORMS'])"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     assert out.stdout.strip() == "cpu"

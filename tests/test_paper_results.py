@@ -6,6 +6,7 @@ printed cells may therefore differ from the printed average by up to one unit of
 A row whose average does not follow from its cells is flagged in the yaml with `avg_note` (and
 shown in the report), not corrected.
 """
+
 import yaml
 
 from conftest import ROOT
@@ -19,12 +20,10 @@ def decimals(x: float) -> int:
 
 
 def test_every_table_of_the_paper_is_transcribed():
-    assert set(TABLES) == {"table_bright_main", "table_beir_main", "table_ablation_credit", "table_ablation_trigger",
-                           "table_ablation_gates"}
+    assert set(TABLES) == {"table_bright_main", "table_beir_main", "table_ablation_credit", "table_ablation_trigger", "table_ablation_gates"}
     rows = {t: {(r["method"], r.get("variant")) for r in v["rows"]} for t, v in TABLES.items()}
     assert rows["table_ablation_gates"] == {("ricepo", "effect_only"), ("ricepo", "influence_only"), ("ricepo", None)}
-    assert rows["table_ablation_credit"] == {("ricepo", "case1"), ("ricepo", "case2"), ("ricepo", "random_case"),
-                                             ("ricepo", None)}
+    assert rows["table_ablation_credit"] == {("ricepo", "case1"), ("ricepo", "case2"), ("ricepo", "random_case"), ("ricepo", None)}
 
 
 def test_every_average_follows_from_its_cells_within_rounding():
@@ -33,8 +32,8 @@ def test_every_average_follows_from_its_cells_within_rounding():
         for row in table["rows"]:
             values = list(row["values"].values())
             mean = sum(values) / len(values)
-            digits = max(decimals(v) for v in values + [row["avg"]])   # YAML drops trailing zeros
-            tolerance = 10 ** -digits + 1e-9
+            digits = max(decimals(v) for v in values + [row["avg"]])  # YAML drops trailing zeros
+            tolerance = 10**-digits + 1e-9
             if row.get("avg_note"):
                 flagged.append((name, row["group"], row["method"]))
                 assert abs(mean - row["avg"]) > tolerance, f"{name} {row['method']}: avg_note but the average fits"

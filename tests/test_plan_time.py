@@ -1,5 +1,6 @@
 """GPU-hours from measured speed: a calibration file's decode rates carried to a job by hand,
 its basis named on every line, and the roofline assumption where no calibration exists."""
+
 import math
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from conftest import ROOT
 from ricepo.errors import RicepoError
 
-H200 = {8: 350.0, 32: 1225.0, 64: 2385.3}     # config/calibration/h200_141gb.yaml
+H200 = {8: 350.0, 32: 1225.0, 64: 2385.3}  # config/calibration/h200_141gb.yaml
 
 
 def test_the_committed_h200_calibration_reads_as_measured():
@@ -24,9 +25,9 @@ def test_a_decode_step_is_interpolated_between_measured_rows_and_extrapolated_ou
     from ricepo.plan.timing import load_calibration
 
     c = load_calibration("h200_141gb")
-    s8, s32, s64 = 8 / 350.0, 32 / 1225.0, 64 / 2385.3           # seconds a step: rows / tokens per second
+    s8, s32, s64 = 8 / 350.0, 32 / 1225.0, 64 / 2385.3  # seconds a step: rows / tokens per second
     assert c.decode_step_s(8) == pytest.approx(s8) and c.decode_step_s(64) == pytest.approx(s64)
-    assert c.decode_step_s(20) == pytest.approx((s8 + s32) / 2)   # halfway from 8 to 32 rows
+    assert c.decode_step_s(20) == pytest.approx((s8 + s32) / 2)  # halfway from 8 to 32 rows
     assert c.decode_step_s(128) == pytest.approx(s64 + 2 * (s64 - s32))
     assert c.decode_step_s(2) == pytest.approx(s8 - (s32 - s8) / 4)
 
@@ -55,8 +56,7 @@ def test_a_training_job_on_a_calibrated_gpu_prices_decode_from_the_measurement()
     arch = load_arch("r1_distill_qwen_1p5b", config["backbones"]["r1_distill_qwen_1p5b"]["model"])
     rollout = backbone_settings(config, "r1_distill_qwen_1p5b", "rollout")
     lens = measure_lengths([], [], "none", rollout, {"user": ""})
-    shape = train_shape(backbone_settings(config, "r1_distill_qwen_1p5b", "train"), rollout, {}, "grpo", None,
-                        arch, lens, {})
+    shape = train_shape(backbone_settings(config, "r1_distill_qwen_1p5b", "train"), rollout, {}, "grpo", None, arch, lens, {})
     calls = math.ceil(shape.rows_here / shape.call_rows)
     assert shape.call_rows == 32 and lens.generated == 3 * (512 + 128)
     assert hours == pytest.approx(config["train"]["steps"] * calls * lens.generated * (32 / 1225.0) / 3600)
@@ -69,8 +69,10 @@ def test_without_a_calibration_every_phase_says_it_is_assumed():
     _, plans = _plan("h100_80gb")
     job = plans["train bright/r1_distill_qwen_1p5b/grpo seed 0"]
     assert {k: b for k, (_, b) in job.hours.items()} == {
-        "decode": "assumed: 0.5 of memory bandwidth", "prefill": "assumed: 0.3 of bf16 peak",
-        "update": "assumed: 0.3 of bf16 peak"}
+        "decode": "assumed: 0.5 of memory bandwidth",
+        "prefill": "assumed: 0.3 of bf16 peak",
+        "update": "assumed: 0.3 of bf16 peak",
+    }
     assert job.gpu_hours == pytest.approx(sum(h for h, _ in job.hours.values()))
 
 
@@ -82,8 +84,9 @@ def test_a_written_calibration_loads_back_and_a_bad_one_is_one_line(tmp_path):
     assert gpu_kind("NVIDIA H200", gpus) == "h200_141gb" and gpu_kind("NVIDIA H100 80GB HBM3", gpus) == "h100_80gb"
     with pytest.raises(RicepoError, match="no single entry of the config's gpus is named like 'NVIDIA A100'"):
         gpu_kind("NVIDIA A100", gpus)
-    path = write_calibration(tmp_path, "h100_80gb", "NVIDIA H100 80GB HBM3", "abc1234", "bench", "compiled",
-                             "r1_distill_qwen_1p5b", {64: 5000.04, 8: 1600.0})
+    path = write_calibration(
+        tmp_path, "h100_80gb", "NVIDIA H100 80GB HBM3", "abc1234", "bench", "compiled", "r1_distill_qwen_1p5b", {64: 5000.04, 8: 1600.0}
+    )
     c = load_calibration("h100_80gb", tmp_path)
     assert c.decode_tokens_per_s == {8: 1600.0, 64: 5000.0} and c.sampler == "compiled" and c.commit == "abc1234"
     path.write_text(path.read_text().replace("gpu: h100_80gb", "gpu: h200_141gb"))

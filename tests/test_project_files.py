@@ -1,5 +1,6 @@
 """The files a user or a citation tool looks for beside the code: a license that says what
 pyproject.toml says, and a CITATION.cff with the keys the Citation File Format 1.2.0 requires."""
+
 from pathlib import Path
 
 import tomllib
@@ -22,5 +23,5 @@ def test_citation_cff_has_what_the_format_requires():
     assert all("name" in a or "family-names" in a for a in cff["authors"])
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert str(cff["version"]) == version
-    paper, = cff["references"]
+    (paper,) = cff["references"]
     assert paper["title"].startswith("RICE-PO:")

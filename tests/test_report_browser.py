@@ -4,6 +4,7 @@ own load-time check reports broken images; console errors and missing sections f
 The screenshot is written to results/browser/report.png of the test's folder and, when
 RICEPO_SCREENSHOT_DIR is set, copied there (CI keeps it as an artefact).
 """
+
 import json
 import os
 import re
@@ -17,9 +18,20 @@ import pytest
 from conftest import ROOT
 from ricepo.layout import ARTEFACTS, FIGURES, TABLES, metrics_file, runs
 
-SECTIONS = ["claims", "table-bright-main", "table-beir-main", "table-ablation-credit", "table-ablation-trigger",
-            "table-ablation-gates", "figure-entropy-cdf", "figure-reward-curves", "figure-branching-cost", "figure-ablation-bars", "figure-ceiling",
-            "provenance"]
+SECTIONS = [
+    "claims",
+    "table-bright-main",
+    "table-beir-main",
+    "table-ablation-credit",
+    "table-ablation-trigger",
+    "table-ablation-gates",
+    "figure-entropy-cdf",
+    "figure-reward-curves",
+    "figure-branching-cost",
+    "figure-ablation-bars",
+    "figure-ceiling",
+    "provenance",
+]
 
 
 def chromium() -> str:
@@ -30,8 +42,19 @@ def chromium() -> str:
 
 
 def headless(*args, url):
-    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--hide-scrollbars", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", *args, url]
+    cmd = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        *args,
+        url,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
@@ -41,9 +64,22 @@ def report(tmp_path_factory):
     BRIGHT (with NDCG@10 spread over two seeds, so cells show mean ± std) and the rest do not:
     the cells, the "not run" rows and the claims take the rendering path of a real run."""
     tmp = tmp_path_factory.mktemp("browser")
-    subprocess.run(["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp), "--cores", "1",
-                    "results/smoke/config.resolved.json", "--configfile", str(ROOT / "config" / "smoke.yaml")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(tmp),
+            "--cores",
+            "1",
+            "results/smoke/config.resolved.json",
+            "--configfile",
+            str(ROOT / "config" / "smoke.yaml"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     results = tmp / "results" / "smoke"
     config = str(results / "config.resolved.json")
     resolved = json.loads(Path(config).read_text())
@@ -54,16 +90,23 @@ def report(tmp_path_factory):
                 f = metrics_file(results, run, task)
                 f.parent.mkdir(parents=True, exist_ok=True)
                 f.write_text(json.dumps({"ndcg_cut_10": sum(per_query.values()) / 10, "per_query": per_query}))
-    made = [results / "tables" / "claims.json", *(results / "tables" / f"{t}.json" for t in TABLES),
-            *(results / "figures" / f"{f}.{ext}" for f in FIGURES for ext in ("json", "png"))]
-    jobs = ([("claims", "tables", ARTEFACTS["claims"].inputs(resolved, results))]
-            + [(t, "tables", ARTEFACTS[t].inputs(resolved, results)) for t in TABLES]
-            + [(f, "figures", ARTEFACTS[f].inputs(resolved, results)) for f in FIGURES]
-            + [("html", "../../reports/smoke/report.html", made)])
+    made = [
+        results / "tables" / "claims.json",
+        *(results / "tables" / f"{t}.json" for t in TABLES),
+        *(results / "figures" / f"{f}.{ext}" for f in FIGURES for ext in ("json", "png")),
+    ]
+    jobs = (
+        [("claims", "tables", ARTEFACTS["claims"].inputs(resolved, results))]
+        + [(t, "tables", ARTEFACTS[t].inputs(resolved, results)) for t in TABLES]
+        + [(f, "figures", ARTEFACTS[f].inputs(resolved, results)) for f in FIGURES]
+        + [("html", "../../reports/smoke/report.html", made)]
+    )
     for what, out, inputs in jobs:
-        subprocess.run(["ricepo", "report", what, "--config-json", config, "--inputs",
-                        *(str(p) for p in inputs if p.exists()), "--out", str(results / out)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["ricepo", "report", what, "--config-json", config, "--inputs", *(str(p) for p in inputs if p.exists()), "--out", str(results / out)],
+            check=True,
+            capture_output=True,
+        )
     return tmp, tmp / "reports" / "smoke" / "report.html"
 
 
@@ -73,7 +116,7 @@ def test_report_renders_in_chromium_without_broken_images_or_console_errors(repo
     shot.parent.mkdir(parents=True, exist_ok=True)
     out = headless(f"--screenshot={shot}", "--window-size=1400,2400", url=html.as_uri())
     assert shot.exists() and shot.stat().st_size > 20_000, out.stderr[-2000:]
-    width, height = struct.unpack(">II", shot.read_bytes()[16:24])      # PNG IHDR
+    width, height = struct.unpack(">II", shot.read_bytes()[16:24])  # PNG IHDR
     assert (width, height) == (1400, 2400)
     if os.environ.get("RICEPO_SCREENSHOT_DIR"):
         shutil.copy(shot, os.environ["RICEPO_SCREENSHOT_DIR"])
@@ -100,5 +143,5 @@ def test_report_fits_1280_pixels_and_folds_the_rows_not_measured_here(report):
     assert attrs["hidden-when-folded"] == attrs["unmeasured-rows"]
     assert attrs["shown-when-unfolded"] == attrs["unmeasured-rows"]
     measured_rows = dom.stdout.count('<tr class="measured">')
-    assert measured_rows >= 3        # prompting, GRPO and RICE-PO on BRIGHT stay in view
+    assert measured_rows >= 3  # prompting, GRPO and RICE-PO on BRIGHT stay in view
     assert 'class="banner">These verdicts are about the synthetic offline fixture data' in dom.stdout

@@ -1,4 +1,5 @@
 """A report job reads the files its rule declares and nothing else."""
+
 import json
 
 import pytest
@@ -29,7 +30,7 @@ def cell(table, run, task):
 
 def test_a_result_file_is_read_only_when_declared(smoke, tmp_path):
     config, run, task, path = smoke
-    assert path in ARTEFACTS["table_bright_main"].inputs(config, tmp_path)    # the rule declares it
+    assert path in ARTEFACTS["table_bright_main"].inputs(config, tmp_path)  # the rule declares it
     declared = build_table("table_bright_main", ResultFiles(config, tmp_path, [path]))
     assert cell(declared, run, task)["ours"] == pytest.approx(43.21)
     # the same file on disk, not handed over (as if left by another configuration): not read
@@ -52,18 +53,19 @@ def test_each_measured_cell_carries_its_provenance_and_grade(smoke, tmp_path):
     expected = {"grading": {"kind": "exact"}, "cells": {("table_bright_main", key, task): {"expected": 43.21, "tolerance": 0.1}}}
     table = build_table("table_bright_main", ResultFiles(config, tmp_path, [path]), expected)
     prov = cell(table, run, task)["provenance"]
-    assert prov == {"command": f"snakemake --cores all {path} --configfile config/smoke.yaml",
-                    "config_sha256": config_sha256(config), "metrics_files": [str(path)], "seeds": [run.seed],
-                    "check": "OK", "check_kind": "exact"}
-    assert cell(table, run, "avg")["provenance"]["command"] == \
-        "snakemake --cores all table_bright_main --configfile config/smoke.yaml"
-    moved = {"grading": {"kind": "tolerance"},
-             "cells": {("table_bright_main", key, task): {"expected": 43.11, "tolerance": 0.05}}}
+    assert prov == {
+        "command": f"snakemake --cores all {path} --configfile config/smoke.yaml",
+        "config_sha256": config_sha256(config),
+        "metrics_files": [str(path)],
+        "seeds": [run.seed],
+        "check": "OK",
+        "check_kind": "exact",
+    }
+    assert cell(table, run, "avg")["provenance"]["command"] == "snakemake --cores all table_bright_main --configfile config/smoke.yaml"
+    moved = {"grading": {"kind": "tolerance"}, "cells": {("table_bright_main", key, task): {"expected": 43.11, "tolerance": 0.05}}}
     table = build_table("table_bright_main", ResultFiles(config, tmp_path, [path]), moved)
-    assert (cell(table, run, task)["provenance"]["check"], cell(table, run, task)["provenance"]["check_kind"]) == \
-        ("FAIL", "±0.05")
-    assert cell(build_table("table_bright_main", ResultFiles(config, tmp_path, [path])), run, task)["provenance"][
-        "check"] == "no expected file"
+    assert (cell(table, run, task)["provenance"]["check"], cell(table, run, task)["provenance"]["check_kind"]) == ("FAIL", "±0.05")
+    assert cell(build_table("table_bright_main", ResultFiles(config, tmp_path, [path])), run, task)["provenance"]["check"] == "no expected file"
 
 
 def test_the_report_states_the_reward_choices_per_backbone():
@@ -72,11 +74,13 @@ def test_the_report_states_the_reward_choices_per_backbone():
     from ricepo.report.html import reward_choices
 
     config = load_config(ROOT / "config" / "config.yaml")
-    config["backbones"]["qwen3_4b_thinking"]["rollout"] = {"empty_summary_search": "last_summary",
-                                                          "format_penalty": 0.25}
+    config["backbones"]["qwen3_4b_thinking"]["rollout"] = {"empty_summary_search": "last_summary", "format_penalty": 0.25}
     first, second = reward_choices(config)
-    assert first == ("r1_distill_qwen_1p5b, qwen2p5_3b_instruct: a step without a summary searches with the "
-                     "question alone (so does the final reward, when it is the last step), and the final "
-                     "reward loses 0.5 when any step has no summary")
-    assert second.startswith("qwen3_4b_thinking: a step without a summary searches with the question with the "
-                             "trajectory's latest earlier summary") and second.endswith("loses 0.25 when any step has no summary")
+    assert first == (
+        "r1_distill_qwen_1p5b, qwen2p5_3b_instruct: a step without a summary searches with the "
+        "question alone (so does the final reward, when it is the last step), and the final "
+        "reward loses 0.5 when any step has no summary"
+    )
+    assert second.startswith(
+        "qwen3_4b_thinking: a step without a summary searches with the question with the trajectory's latest earlier summary"
+    ) and second.endswith("loses 0.25 when any step has no summary")

@@ -1,5 +1,6 @@
 """figure_reward_curves from hand-made step logs: the training reward, and the shares of each
 step's sampled searches above and below the query alone's, averaged over seeds and smoothed."""
+
 import json
 
 import pytest
@@ -23,8 +24,12 @@ def test_the_searches_better_and_worse_than_the_query_alone_are_averaged_over_se
     shares: its reward is drawn, its shares are None and it has no line in that panel."""
     config = load_config(ROOT / "config" / "smoke.yaml")
     for seed, better in zip(config["seeds"], ([0.5, 0.0, 0.25], [0.0, 0.0, 0.25])):
-        write_log(tmp_path, "grpo", seed, [{"reward_mean": 0.1 * i, "better_than_alone_rate": b, "worse_than_alone_rate": 0.5}
-                                           for i, b in enumerate(better)])
+        write_log(
+            tmp_path,
+            "grpo",
+            seed,
+            [{"reward_mean": 0.1 * i, "better_than_alone_rate": b, "worse_than_alone_rate": 0.5} for i, b in enumerate(better)],
+        )
         write_log(tmp_path, "ricepo", seed, [{"reward_mean": 0.2}] * 3)
     files = [p for p in ARTEFACTS["figure_reward_curves"].inputs(config, tmp_path) if p.exists()]
     data = build_figure("figure_reward_curves", ResultFiles(config, tmp_path, files), tmp_path / "fig")

@@ -32,13 +32,13 @@ def test_transcript_structure_and_loss_mask(rollouts):
         mask = t.loss_mask()
         kinds = [None] * len(t.tokens)
         for seg in t.segments:
-            kinds[seg.start:seg.end] = [seg.kind] * (seg.end - seg.start)
+            kinds[seg.start : seg.end] = [seg.kind] * (seg.end - seg.start)
         assert None not in kinds, "segments must tile the sequence"
         for i, (m, k) in enumerate(zip(mask, kinds)):
             assert m == (k in ("reasoning", "summary")), f"token {i} of kind {k} has mask {m}"
         obs = [s for s in t.segments if s.kind == "observation"]
         assert len(obs) == len(t.steps) - 1
-        assert all("<tool_response>" in tok.decode(t.tokens[s.start:s.end]) for s in obs)
+        assert all("<tool_response>" in tok.decode(t.tokens[s.start : s.end]) for s in obs)
         # sampled tokens carry log-probs and entropies; harness tokens carry none
         for i, m in enumerate(mask):
             assert math.isnan(t.logprobs[i]) != m
@@ -54,10 +54,10 @@ def test_spans_hold_exactly_the_sampled_tokens_of_their_text(rollouts):
         for i, step in enumerate(t.steps):
             for kind, text in (("reasoning", step.reasoning), ("summary", step.summary)):
                 seg = t.span(kind, i)
-                if seg is None:    # the reasoning ended the episode: no summary was sampled
+                if seg is None:  # the reasoning ended the episode: no summary was sampled
                     assert kind == "summary" and step.eos and text == "" and not step.parseable
                     continue
-                assert strip_tags(tok.decode(t.tokens[seg.start:seg.end], skip_special_tokens=True)) == text
+                assert strip_tags(tok.decode(t.tokens[seg.start : seg.end], skip_special_tokens=True)) == text
                 assert seg.end - seg.start <= ROLLOUT[f"max_{kind}_tokens"]
 
 
@@ -76,7 +76,7 @@ def test_sampled_logprobs_match_a_fresh_forward_pass(rollouts):
     start = t.loss_mask().index(True)
     tail = sequence_logprobs(model, ids, torch.ones_like(ids), agent.s.temperature, len(agent.tok), start)[0]
     assert tail.shape[0] == len(t.tokens) - start
-    assert torch.allclose(tail, logp[start - 1:], atol=1e-5)
+    assert torch.allclose(tail, logp[start - 1 :], atol=1e-5)
 
 
 def full_depth(trajs):
@@ -109,10 +109,10 @@ def test_harness_text_round_trips_and_policy_spans_keep_their_sampled_ids(rollou
     _, tok, _, _, trajs = rollouts
     for t in trajs:
         for seg in t.segments:
-            ids = t.tokens[seg.start:seg.end]
+            ids = t.tokens[seg.start : seg.end]
             if seg.kind in ("reasoning", "summary"):
-                assert not any(math.isnan(x) for x in t.logprobs[seg.start:seg.end])
-            elif seg.kind != "prompt":   # the prompt went through the chat template's special tokens
+                assert not any(math.isnan(x) for x in t.logprobs[seg.start : seg.end])
+            elif seg.kind != "prompt":  # the prompt went through the chat template's special tokens
                 assert tok(tok.decode(ids), add_special_tokens=False)["input_ids"] == ids, seg
 
 
@@ -146,12 +146,12 @@ def test_content_tokens_drop_every_piece_of_a_tag_and_eos_with_smollm2(smollm2_t
     from ricepo.agent.rollout import content_tokens
 
     tok = smollm2_tokenizer
-    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]   # noqa: E731
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     assert len(enc("</summary>")) == 3
     ids = enc("protein folding</summary>")
     assert content_tokens(tok, ids) == [True, True, False, False, False]
     assert content_tokens(tok, enc("protein folding") + [tok.eos_token_id]) == [True, True, False]
-    assert not any(content_tokens(tok, enc("<summary></summary>")))          # '></' belongs to two tags
+    assert not any(content_tokens(tok, enc("<summary></summary>")))  # '></' belongs to two tags
     # a token that carries content and the start of a tag ('></' after 'x') counts as tag
     mixed = enc("x") + enc("<summary></summary>")[2:]
     assert tok.decode(mixed) == "x></summary>" and content_tokens(tok, mixed) == [True, False, False, False]
@@ -172,10 +172,17 @@ class ScriptedSampler:
 
         self.calls.append(len(contexts))
         out = []
-        for ids in self.script.pop(0)[:len(contexts)]:
+        for ids in self.script.pop(0)[: len(contexts)]:
             keep = content_tokens(self.tok, ids)
-            out.append(Sampled(ids=ids, logprobs=[-1.0] * len(ids), entropies=[1.0 if k else 9.0 for k in keep],
-                               stopped=stop in self.tok.decode(ids), eos=ids[-1] == self.tok.eos_token_id))
+            out.append(
+                Sampled(
+                    ids=ids,
+                    logprobs=[-1.0] * len(ids),
+                    entropies=[1.0 if k else 9.0 for k in keep],
+                    stopped=stop in self.tok.decode(ids),
+                    eos=ids[-1] == self.tok.eos_token_id,
+                )
+            )
         return out
 
     def reset(self):
@@ -195,12 +202,12 @@ def test_tags_only_summaries_are_never_anchors_and_an_eos_ends_the_episode(smoll
     from ricepo.train.collect import group_for_credit
 
     tok = smollm2_tokenizer
-    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]   # noqa: E731
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     eos = tok.eos_token_id
     script = [
-        [enc("think</think>"), enc("think</think>"), enc("think</think>"), enc("think") + [eos]],   # round 1 reasoning
-        [enc("graph search</summary>"), enc("<summary></summary>"), enc("graph") + [eos]],       # summaries (A, B, C)
-        [enc("more</think>"), enc("more</think>")],                                                # round 2: A, B only
+        [enc("think</think>"), enc("think</think>"), enc("think</think>"), enc("think") + [eos]],  # round 1 reasoning
+        [enc("graph search</summary>"), enc("<summary></summary>"), enc("graph") + [eos]],  # summaries (A, B, C)
+        [enc("more</think>"), enc("more</think>")],  # round 2: A, B only
         [enc("shortest path</summary>"), enc("</summary>")],
     ]
     sampler = ScriptedSampler(tok, script)
@@ -229,17 +236,15 @@ def test_empty_summary_retrieves_with_the_query_and_is_flagged(smollm2_tokenizer
     assert strip_tags("<summary><summary> </summary>") == ""
     assert strip_tags(" foo <summary>bar ") == "foo bar"
     tok = smollm2_tokenizer
-    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]   # noqa: E731
-    sampler = ScriptedSampler(tok, [[enc("think</think>")] * 2,
-                                    [enc("graph search</summary>"), enc("<summary> </summary>")]])
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    sampler = ScriptedSampler(tok, [[enc("think</think>")] * 2, [enc("graph search</summary>"), enc("<summary> </summary>")]])
     env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
     qid, q = next(iter(queries.items()))
     searched = []
     rankings_for = env.rankings_for
     env.rankings_for = lambda items: searched.append([text for _, text in items]) or rankings_for(items)
     settings = RolloutSettings.from_config({**ROLLOUT, "max_depth": 1, "format_penalty": 0.25})
-    a, b = Agent(sampler, tok, TEMPLATE, settings).rollout([(name, "leetcode", qid, q["text"]) for name in "AB"],
-                                                            {"leetcode": env})
+    a, b = Agent(sampler, tok, TEMPLATE, settings).rollout([(name, "leetcode", qid, q["text"]) for name in "AB"], {"leetcode": env})
     # the prompt's search, then the step's
     assert searched == [[q["text"]] * 2, [f"{q['text']} graph search", q["text"]]]
     alone = env.ranking_for(qid, q["text"])
@@ -251,8 +256,7 @@ def test_empty_summary_retrieves_with_the_query_and_is_flagged(smollm2_tokenizer
 
 
 @pytest.mark.parametrize("mode", ["query", "last_summary"])
-def test_a_last_step_without_a_summary_scores_the_query_alone_or_the_last_summary(smollm2_tokenizer, fixture_task,
-                                                                               mode):
+def test_a_last_step_without_a_summary_scores_the_query_alone_or_the_last_summary(smollm2_tokenizer, fixture_task, mode):
     """Two steps: a summary, then only tags (A) or an eos inside the reasoning (B). The last step
     searches, and so the final reward scores, with the query alone (`empty_summary_search: query`)
     or with the query and step 0's summary (`last_summary`); the penalty applies either way."""
@@ -260,20 +264,24 @@ def test_a_last_step_without_a_summary_scores_the_query_alone_or_the_last_summar
     from ricepo.environments import load_environment
 
     tok = smollm2_tokenizer
-    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]   # noqa: E731
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
     qid, q = next(iter(queries.items()))
     # a summary in the corpus's own words (a far-down document's), so that it moves the ranking
     far = env.ranking_for(qid, q["text"])[30][0]
     summary = " ".join(env.corpus[far]["text"].split()[:4])
     assert env.ranking_for(qid, q["text"]) != env.ranking_for(qid, f"{q['text']} {summary}")
-    sampler = ScriptedSampler(tok, [[enc("think</think>")] * 2, [enc(f"{summary}</summary>")] * 2,
-                                    [enc("more</think>"), enc("more") + [tok.eos_token_id]],
-                                    [enc("<summary></summary>")]])
-    settings = RolloutSettings.from_config({**ROLLOUT, "max_depth": 2, "format_penalty": 0.25,
-                                            "empty_summary_search": mode})
-    a, b = Agent(sampler, tok, TEMPLATE, settings).rollout([(n, "leetcode", qid, q["text"]) for n in "AB"],
-                                                            {"leetcode": env})
+    sampler = ScriptedSampler(
+        tok,
+        [
+            [enc("think</think>")] * 2,
+            [enc(f"{summary}</summary>")] * 2,
+            [enc("more</think>"), enc("more") + [tok.eos_token_id]],
+            [enc("<summary></summary>")],
+        ],
+    )
+    settings = RolloutSettings.from_config({**ROLLOUT, "max_depth": 2, "format_penalty": 0.25, "empty_summary_search": mode})
+    a, b = Agent(sampler, tok, TEMPLATE, settings).rollout([(n, "leetcode", qid, q["text"]) for n in "AB"], {"leetcode": env})
     assert a.steps[0].summary == summary
     expected = env.ranking_for(qid, q["text"] if mode == "query" else f"{q['text']} {summary}")
     for t in (a, b):
@@ -294,7 +302,7 @@ def test_each_distinct_search_is_run_once_and_counted_once(rollouts, fixture_tas
     env.index.search = lambda text, k: ran.append(text) or search(text, k)
     jobs = [(f"{qid}#{g}", "leetcode", qid, q["text"]) for qid, q in list(queries.items())[:3] for g in range(2)]
     trajs = agent.rollout(jobs, {"leetcode": env}, torch.Generator().manual_seed(3))
-    requests = 3 * 2 + sum(len(t.steps) for t in trajs)     # the prompt's first search per row, one per step
+    requests = 3 * 2 + sum(len(t.steps) for t in trajs)  # the prompt's first search per row, one per step
     assert env.stats.searches == len(ran) == len(set(ran))
     assert env.stats.searches + env.stats.hits == requests
 
@@ -310,7 +318,7 @@ def test_streamed_evaluation_refills_slots_and_samples_what_the_model_gives(roll
     model, _, _, agent, _ = rollouts
     env, queries = load_environment("leetcode", fixture_task / "split", fixture_task / "index", "train")
     jobs = [(f"{qid}#{g}", "leetcode", qid, q["text"]) for qid, q in list(queries.items())[:4] for g in range(2)]
-    calls = []   # per sampler call: each context's cache row, None for a row starting there
+    calls = []  # per sampler call: each context's cache row, None for a row starting there
     sample = agent.sampler.sample
 
     def recorded(contexts, **kw):

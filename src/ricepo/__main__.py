@@ -1,4 +1,5 @@
 """`python -m ricepo ...` (what `accelerate launch -m ricepo train ...` runs)."""
+
 import sys
 
 from .cli import main

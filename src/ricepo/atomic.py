@@ -3,6 +3,7 @@
 A job killed at any moment (power, OOM, SIGKILL) leaves at most a `.partial` sibling, never a
 truncated file under the name that Snakemake, a resume or a later job would take as done.
 """
+
 from __future__ import annotations
 
 import contextlib

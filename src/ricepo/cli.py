@@ -3,6 +3,7 @@
 Expected failures (bad input, missing files, offline hub) print one line `ricepo: error: ...`
 and exit 2; anything else is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ from .summary_baselines import KINDS as SUMMARY_BASELINES
 
 def _read_json_input(source: str):
     if source == "-":
-        if sys.stdin.isatty():   # nothing piped in: say so rather than wait on the terminal
+        if sys.stdin.isatty():  # nothing piped in: say so rather than wait on the terminal
             raise RicepoError("credit: give a JSON file of one group or a list of groups (or pipe one in)")
         text = sys.stdin.read()
     elif Path(source).is_dir():
@@ -85,8 +86,7 @@ def _retriever_args(args):
 
 
 def cmd_retrieve(args) -> None:
-    _print(jobs.retrieve(args.dataset, args.split, args.out, args.k, _retriever_args(args), args.index_root,
-                         args.summary, args.shown))
+    _print(jobs.retrieve(args.dataset, args.split, args.out, args.k, _retriever_args(args), args.index_root, args.summary, args.shown))
 
 
 def cmd_index(args) -> None:
@@ -99,10 +99,10 @@ def cmd_data(args) -> None:
     elif args.data_cmd == "reasonir":
         _print(jobs.reasonir(json.loads(args.spec), args.out))
     elif args.data_cmd == "split":
-        _print(jobs.split(args.dataset, args.out, args.benchmark, args.task, args.train, args.test, args.seed,
-                          args.train_from))
+        _print(jobs.split(args.dataset, args.out, args.benchmark, args.task, args.train, args.test, args.seed, args.train_from))
     elif args.data_cmd == "inspect":
         from .data.inspect import inspect_source
+
         _print(inspect_source(args.source, args.benchmark, args.task))
 
 
@@ -173,8 +173,10 @@ def cmd_plan(args) -> None:
 
         tasks = [(b, t) for b, spec in config["benchmarks"].items() if spec for t in spec["tasks"]]
         if not any(query_file(query_files, b, t).exists() for b, t in tasks):
-            raise RicepoError(f"--query-files {query_files}: no query file of any planned task there "
-                              "(expected bright/examples/TASK.jsonl or beir/TASK/queries.jsonl)")
+            raise RicepoError(
+                f"--query-files {query_files}: no query file of any planned task there "
+                "(expected bright/examples/TASK.jsonl or beir/TASK/queries.jsonl)"
+            )
     plans = plan_config(config, results, query_files)
     text = format_plan(plans, f"plan {config['run_name']}")
     print(text)
@@ -203,15 +205,16 @@ def cmd_config(args) -> None:
 
     if args.config_cmd == "methods":
         from .credit.registry import describe_methods
+
         print(describe_methods())
         return
     if args.config_cmd == "defaults":
         from .config import describe_defaults
+
         print(describe_defaults())
         return
     config = load_config(*args.files)
-    print(json.dumps({"run_name": config["run_name"], "benchmarks": sorted(config["benchmarks"]),
-                      "runs": len(runs(config))}))
+    print(json.dumps({"run_name": config["run_name"], "benchmarks": sorted(config["benchmarks"]), "runs": len(runs(config))}))
 
 
 def cmd_gpu_run(args) -> None:
@@ -246,15 +249,13 @@ class _Version(argparse.Action):
 def _spec_arguments(parser: argparse.ArgumentParser, job: str) -> None:
     """What a training or evaluation job reads from the config (ricepo.layout.job_spec)."""
     given = parser.add_mutually_exclusive_group(required=True)
-    given.add_argument("--spec-file", help=f"the {job}'s spec, a JSON file (the workflow writes "
-                       "results/{run_name}/specs/{train,eval}/RUN.json)")
+    given.add_argument("--spec-file", help=f"the {job}'s spec, a JSON file (the workflow writes results/{{run_name}}/specs/{{train,eval}}/RUN.json)")
     given.add_argument("--spec", help=f"the {job}'s spec as JSON text")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ricepo", description=__doc__.splitlines()[0])
-    p.add_argument("--version", action=_Version, nargs=0,
-                   help="the package version and a hash of its source (what job identities record)")
+    p.add_argument("--version", action=_Version, nargs=0, help="the package version and a hash of its source (what job identities record)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     c = sub.add_parser("credit", help="span advantages of one group (or a list of groups), as JSON")
@@ -262,8 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--method", help="a registered method (`ricepo config methods` lists them)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method parameter (repeatable)")
     c.add_argument("--select", type=int, metavar="K", help="print the K anchors RICE-PO would choose")
-    c.add_argument("--trigger", choices=["entropy", "random"], default="entropy",
-                   help="with --select: anchors by step entropy, or at random (the random-trigger ablation)")
+    c.add_argument(
+        "--trigger",
+        choices=["entropy", "random"],
+        default="entropy",
+        help="with --select: anchors by step entropy, or at random (the random-trigger ablation)",
+    )
     c.add_argument("--seed", type=int, default=0, help="with --select --trigger random: the draw's seed")
     c.set_defaults(func=cmd_credit)
 
@@ -279,12 +284,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--split", default="test", help="the queries of this split (qrels/SPLIT.tsv)")
     r.add_argument("--out", required=True, help="the TREC run file to write")
     r.add_argument("--k", type=int, default=1000, help="documents per query in the run")
-    r.add_argument("--index-root", help="the dataset's index root (bm25/, dense/<model>/): read where present, "
-                                        "built and kept there where not (default: built in a temporary folder)")
-    r.add_argument("--summary", choices=list(SUMMARY_BASELINES),
-                   help="search with the query and a fixed summary: " + "; ".join(f"{k}: {v}" for k, v in SUMMARY_BASELINES.items()))
-    r.add_argument("--shown", type=int, default=3, help="with --summary: how many of the query alone's top documents "
-                                                         "the agent is shown first (rollout.docs_in_observation)")
+    r.add_argument(
+        "--index-root",
+        help="the dataset's index root (bm25/, dense/<model>/): read where present, "
+        "built and kept there where not (default: built in a temporary folder)",
+    )
+    r.add_argument(
+        "--summary",
+        choices=list(SUMMARY_BASELINES),
+        help="search with the query and a fixed summary: " + "; ".join(f"{k}: {v}" for k, v in SUMMARY_BASELINES.items()),
+    )
+    r.add_argument(
+        "--shown",
+        type=int,
+        default=3,
+        help="with --summary: how many of the query alone's top documents the agent is shown first (rollout.docs_in_observation)",
+    )
     _retriever_flags(r, with_weight=True)
     r.set_defaults(func=cmd_retrieve)
 
@@ -336,16 +351,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one policy (one benchmark, backbone, method, seed)")
     _spec_arguments(t, "training")
-    t.add_argument("--task", action="append", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT",
-                   help="a task to train on: its split folder and index root (repeatable)")
+    t.add_argument(
+        "--task",
+        action="append",
+        required=True,
+        metavar="TASK=SPLIT_DIR:INDEX_ROOT",
+        help="a task to train on: its split folder and index root (repeatable)",
+    )
     t.add_argument("--out", required=True, help="the run folder: model/, log.jsonl, validation, state.pt")
     t.set_defaults(func=cmd_train)
 
     a = sub.add_parser("agent-eval", help="run a policy on a task's test queries; TREC run + NDCG@10")
     _spec_arguments(a, "evaluation")
     a.add_argument("--model", required=True, help="Hub id or folder of the policy")
-    a.add_argument("--task", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT",
-                   help="the task: its split folder and index root")
+    a.add_argument("--task", required=True, metavar="TASK=SPLIT_DIR:INDEX_ROOT", help="the task: its split folder and index root")
     a.add_argument("--out", required=True, help="the evaluation folder: run.trec, metrics.json, transcripts")
     a.set_defaults(func=cmd_agent_eval)
 
@@ -373,22 +392,32 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="every GPU job's predicted peak memory and GPU-hours; fails if one does not fit")
     source = pl.add_mutually_exclusive_group()
     source.add_argument("--config-json", help="results/{run_name}/config.resolved.json")
-    source.add_argument("--configfile", nargs="*", default=[], metavar="FILE",
-                        help="overlay configs merged over config/config.yaml, as given to snakemake")
+    source.add_argument(
+        "--configfile", nargs="*", default=[], metavar="FILE", help="overlay configs merged over config/config.yaml, as given to snakemake"
+    )
     pl.add_argument("--results", help="the run's results folder, for its prepared splits (default results/{run_name})")
-    pl.add_argument("--query-files", help="where splits are not prepared: a folder with bright/examples/{task}.jsonl "
-                    "and beir/{task}/queries.jsonl (e.g. ../shared/data)")
+    pl.add_argument(
+        "--query-files",
+        help="where splits are not prepared: a folder with bright/examples/{task}.jsonl and beir/{task}/queries.jsonl (e.g. ../shared/data)",
+    )
     pl.add_argument("--out", help="also write the plan to this file")
     pl.set_defaults(func=cmd_plan)
 
     rp = sub.add_parser("report", help="tables, figures and the HTML report")
     rp.add_argument("what", help="a table or figure target name, or `html`")
     rp.add_argument("--config-json", required=True, help="results/{run_name}/config.resolved.json (its folder holds the results)")
-    rp.add_argument("--inputs", nargs="*", default=[], metavar="FILE",
-                    help="the files the rule declares: the only files read (a planned run not among them is 'not run')")
-    rp.add_argument("--results", action="store_true",
-                    help="also read every result file the table or figure reads (the files its rule declares), "
-                         "below the config's folder")
+    rp.add_argument(
+        "--inputs",
+        nargs="*",
+        default=[],
+        metavar="FILE",
+        help="the files the rule declares: the only files read (a planned run not among them is 'not run')",
+    )
+    rp.add_argument(
+        "--results",
+        action="store_true",
+        help="also read every result file the table or figure reads (the files its rule declares), below the config's folder",
+    )
     rp.add_argument("--out", required=True, help="the file to write")
     rp.set_defaults(func=cmd_report)
     return p
@@ -399,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
         sys.stdout.flush()
-    except BrokenPipeError:   # the reader left (`ricepo config methods | head`): nothing more to say
+    except BrokenPipeError:  # the reader left (`ricepo config methods | head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except RicepoError as e:

@@ -4,6 +4,7 @@ Snakemake's own `validate` fills the defaults; this module adds what a schema ca
 (cross references between sections) and turns a schema violation into one line that names
 the key, so a typo stops the run before any job starts.
 """
+
 from __future__ import annotations
 
 import copy
@@ -129,11 +130,9 @@ def _check_backbone_overlays(config: dict, schema: dict) -> None:
             where = f"backbones.{name}.{section}"
             unknown = sorted(set(bb[section]) - set(config[section]))
             if unknown:
-                raise RicepoError(f"config error at {where}: {unknown[0]!r} is not a setting of {section} "
-                                  f"({', '.join(sorted(config[section]))})")
+                raise RicepoError(f"config error at {where}: {unknown[0]!r} is not a setting of {section} ({', '.join(sorted(config[section]))})")
             merged = {**config[section], **bb[section]}
-            error = jsonschema.exceptions.best_match(
-                jsonschema.Draft202012Validator(schema["properties"][section]).iter_errors(merged))
+            error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema["properties"][section]).iter_errors(merged))
             if error:
                 key = ".".join(str(k) for k in error.absolute_path)
                 raise RicepoError(f"config error at {where}.{key}: {error.message}")
@@ -149,8 +148,10 @@ def _check_local_paths(bench: str, spec: dict) -> None:
     if bench == "beir":
         missing = [t for t in spec["tasks"] if not (root / t).is_dir()]
         if missing:
-            raise RicepoError(f"config error at benchmarks.beir.path: {root} has no folder for "
-                              f"{', '.join(missing)} (a local BEIR source holds one folder per dataset)")
+            raise RicepoError(
+                f"config error at benchmarks.beir.path: {root} has no folder for "
+                f"{', '.join(missing)} (a local BEIR source holds one folder per dataset)"
+            )
     if spec.get("reasonir_path") and not Path(spec["reasonir_path"]).exists():
         raise RicepoError(f"config error at benchmarks.{bench}.reasonir_path: {spec['reasonir_path']} does not exist")
 
@@ -161,39 +162,51 @@ def _check_references(config: dict) -> None:
     for bench, spec in config["benchmarks"].items():
         for i, bb in enumerate(spec["backbones"]):
             if bb not in backbones:
-                raise RicepoError(f"config error at benchmarks.{bench}.backbones[{i}]: unknown backbone {bb!r} "
-                                  f"(defined: {', '.join(sorted(backbones))})")
+                raise RicepoError(
+                    f"config error at benchmarks.{bench}.backbones[{i}]: unknown backbone {bb!r} (defined: {', '.join(sorted(backbones))})"
+                )
         for task in spec["tasks"]:
             if task not in spec["split_counts"]:
                 raise RicepoError(f"config error at benchmarks.{bench}.split_counts: no counts for task {task!r}")
         online = {"bright": "hub", "beir": "ir_datasets"}.get(bench)
         if spec["source"] in ("hub", "ir_datasets") and spec["source"] != online:
-            raise RicepoError(f"config error at benchmarks.{bench}.source: {bench} is not read from "
-                              f"{spec['source']!r} (sources: {online + ', ' if online else ''}local, fixture)")
+            raise RicepoError(
+                f"config error at benchmarks.{bench}.source: {bench} is not read from "
+                f"{spec['source']!r} (sources: {online + ', ' if online else ''}local, fixture)"
+            )
         if spec["source"] == "local":
             _check_local_paths(bench, spec)
-        if (bench == "bright" and spec["source"] == "local" and not spec.get("reasonir_path")
-                and any(spec["split_counts"][t]["train"] > 0 for t in spec["tasks"])):
-            raise RicepoError("config error at benchmarks.bright.reasonir_path: BRIGHT train queries come from "
-                              "ReasonIR; a local source needs a local copy of reasonir/reasonir-data (hq)")
+        if (
+            bench == "bright"
+            and spec["source"] == "local"
+            and not spec.get("reasonir_path")
+            and any(spec["split_counts"][t]["train"] > 0 for t in spec["tasks"])
+        ):
+            raise RicepoError(
+                "config error at benchmarks.bright.reasonir_path: BRIGHT train queries come from "
+                "ReasonIR; a local source needs a local copy of reasonir/reasonir-data (hq)"
+            )
         if spec.get("retriever", {}).get("name") in ("dense", "hybrid"):
             model = spec["retriever"].get("dense_model")
             if model not in config.get("dense_models", {}):
-                raise RicepoError(f"config error at benchmarks.{bench}.retriever.dense_model: {model!r} is not in "
-                                  f"dense_models ({', '.join(sorted(config.get('dense_models', {}))) or 'none'})")
+                raise RicepoError(
+                    f"config error at benchmarks.{bench}.retriever.dense_model: {model!r} is not in "
+                    f"dense_models ({', '.join(sorted(config.get('dense_models', {}))) or 'none'})"
+                )
     abl = config.get("ablations")
     if abl and abl.get("variants"):
         from .credit import get_method
+
         variants = get_method(abl["method"]).variants
         for i, v in enumerate(abl["variants"]):
             if v not in variants:
-                raise RicepoError(f"config error at ablations.variants[{i}]: {v!r} is not a variant of method "
-                                  f"{abl['method']!r} ({', '.join(variants) or 'none'})")
+                raise RicepoError(
+                    f"config error at ablations.variants[{i}]: {v!r} is not a variant of method {abl['method']!r} ({', '.join(variants) or 'none'})"
+                )
         if abl.get("benchmark") not in config["benchmarks"]:
             raise RicepoError(f"config error at ablations.benchmark: {abl.get('benchmark')!r} is not a configured benchmark")
         if abl.get("backbone") not in config["benchmarks"][abl["benchmark"]]["backbones"]:
-            raise RicepoError(f"config error at ablations.backbone: {abl.get('backbone')!r} is not a backbone "
-                              f"of benchmark {abl['benchmark']!r}")
+            raise RicepoError(f"config error at ablations.backbone: {abl.get('backbone')!r} is not a backbone of benchmark {abl['benchmark']!r}")
     for name, bb in backbones.items():
         if bb.get("build") == "gguf" and not bb.get("source"):
             raise RicepoError(f"config error at backbones.{name}.source: build 'gguf' needs a source (.gguf file or pkg:...)")
@@ -251,7 +264,11 @@ def configfile_of(run_name: str) -> Path | None:
 def snakemake_command(run_name: str, *targets: str) -> str:
     """The command that (re)builds `targets` of configuration `run_name`."""
     path = configfile_of(run_name)
-    where = ("" if path == DEFAULT_CONFIG else
-             f" --configfile {path.relative_to(DEFAULT_CONFIG.parents[1])}" if path else
-             f" --configfile <the file with run_name: {run_name}>")
+    where = (
+        ""
+        if path == DEFAULT_CONFIG
+        else f" --configfile {path.relative_to(DEFAULT_CONFIG.parents[1])}"
+        if path
+        else f" --configfile <the file with run_name: {run_name}>"
+    )
     return f"snakemake --cores all {' '.join(targets)}{where}"

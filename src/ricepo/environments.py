@@ -4,6 +4,7 @@ A task's indexes live under one root: `bm25/` and `dense/<model>/` (`RetrieverSe
 Training, evaluation, `ricepo index` and `ricepo retrieve` resolve a `RetrieverSettings` once from
 the config and open retrievers through `make_retriever`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,13 +22,14 @@ from .retrieval.retriever import TaskEnvironment
 class RetrieverSettings:
     """A benchmark's retriever, resolved once where a job starts (the schema's defaults filled,
     its dense model looked up in `dense_models`) and passed down to everything that opens it."""
-    name: str = "bm25"                 # bm25 | dense | hybrid
-    k1: float = 0.9                    # BM25 (the schema's defaults; `resolve` fills them from it)
+
+    name: str = "bm25"  # bm25 | dense | hybrid
+    k1: float = 0.9  # BM25 (the schema's defaults; `resolve` fills them from it)
     b: float = 0.4
     stemmer: str = "english"
-    dense_model: str | None = None     # a `dense_models` key (dense, hybrid)
-    dense_entry: dict = field(default_factory=dict)     # that key's `dense_models` entry
-    dense_weights: dict = field(default_factory=dict)   # hybrid: task -> weight of the dense list, and "default"
+    dense_model: str | None = None  # a `dense_models` key (dense, hybrid)
+    dense_entry: dict = field(default_factory=dict)  # that key's `dense_models` entry
+    dense_weights: dict = field(default_factory=dict)  # hybrid: task -> weight of the dense list, and "default"
 
     @classmethod
     def resolve(cls, retriever: dict | None = None, dense_models: dict | None = None) -> RetrieverSettings:
@@ -36,17 +38,25 @@ class RetrieverSettings:
         entry = {}
         if r["name"] in ("dense", "hybrid"):
             if r["dense_model"] not in (dense_models or {}):
-                raise RicepoError(f"retriever {r['name']!r}: dense model {r['dense_model']!r} is not in dense_models "
-                                  f"({', '.join(sorted(dense_models or {})) or 'none defined'})")
+                raise RicepoError(
+                    f"retriever {r['name']!r}: dense model {r['dense_model']!r} is not in dense_models "
+                    f"({', '.join(sorted(dense_models or {})) or 'none defined'})"
+                )
             entry = dict(dense_models[r["dense_model"]])
-        return cls(name=r["name"], k1=float(r["k1"]), b=float(r["b"]), stemmer=r["stemmer"],
-                   dense_model=r["dense_model"], dense_entry=entry, dense_weights=dict(r["dense_weight"]))
+        return cls(
+            name=r["name"],
+            k1=float(r["k1"]),
+            b=float(r["b"]),
+            stemmer=r["stemmer"],
+            dense_model=r["dense_model"],
+            dense_entry=entry,
+            dense_weights=dict(r["dense_weight"]),
+        )
 
     @property
     def parts(self) -> list[str]:
         """The folders under a task's index root that this retriever reads: `bm25`, `dense/<model>`."""
-        return ((["bm25"] if self.name in ("bm25", "hybrid") else [])
-                + ([f"dense/{self.dense_model}"] if self.name in ("dense", "hybrid") else []))
+        return (["bm25"] if self.name in ("bm25", "hybrid") else []) + ([f"dense/{self.dense_model}"] if self.name in ("dense", "hybrid") else [])
 
     @property
     def tag(self) -> str:
@@ -111,10 +121,16 @@ def parse_task_args(items: list[str]) -> dict[str, tuple[Path, Path]]:
     return out
 
 
-def load_environment(task: str, split_dir: Path, index_root: Path, split: str,
-                     settings: RetrieverSettings | None = None) -> tuple[TaskEnvironment, dict]:
+def load_environment(
+    task: str, split_dir: Path, index_root: Path, split: str, settings: RetrieverSettings | None = None
+) -> tuple[TaskEnvironment, dict]:
     """A task's environment over its `split` queries, its retriever opened once (default: BM25)."""
     ds = Dataset(split_dir)
-    env = TaskEnvironment(name=task, index=make_retriever(Path(index_root), task, settings or RetrieverSettings.resolve()),
-                          corpus=ds.corpus, qrels=ds.qrels.get(split, {}), excluded=ds.excluded)
+    env = TaskEnvironment(
+        name=task,
+        index=make_retriever(Path(index_root), task, settings or RetrieverSettings.resolve()),
+        corpus=ds.corpus,
+        qrels=ds.qrels.get(split, {}),
+        excluded=ds.excluded,
+    )
     return env, ds.split_queries(split)

@@ -12,6 +12,7 @@ else CUDA_VISIBLE_DEVICES as the scheduler set it (a Slurm allocation), else eve
 sees (none without an NVIDIA driver). Locks live in RICEPO_GPU_LOCK_DIR (default: a folder per
 user in the temp dir).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -28,7 +29,7 @@ def offered_gpus() -> list[str]:
         value = os.environ.get(var)
         if value is not None:
             return [g.strip() for g in value.split(",") if g.strip() and g.strip() != "-1"]
-    if not Path("/dev/nvidiactl").exists():   # no NVIDIA driver: skip importing torch (seconds per job)
+    if not Path("/dev/nvidiactl").exists():  # no NVIDIA driver: skip importing torch (seconds per job)
         return []
     try:
         import torch
@@ -47,8 +48,10 @@ def lock_dir() -> Path:
 def acquire(n: int, gpus: list[str], locks: Path, poll_s: float = 0.5) -> tuple[list[str], list[int]]:
     """Block until `n` of `gpus` are free; returns their ids and the open, locked descriptors."""
     if n > len(gpus):
-        raise RicepoError(f"gpu-run: the job asks for {n} GPU(s), this machine offers {len(gpus)} "
-                          f"({','.join(gpus) or 'none'}); lower train.processes or run on a bigger node")
+        raise RicepoError(
+            f"gpu-run: the job asks for {n} GPU(s), this machine offers {len(gpus)} "
+            f"({','.join(gpus) or 'none'}); lower train.processes or run on a bigger node"
+        )
     while True:
         held: list[tuple[str, int]] = []
         for gpu in gpus:
@@ -61,7 +64,7 @@ def acquire(n: int, gpus: list[str], locks: Path, poll_s: float = 0.5) -> tuple[
             held.append((gpu, fd))
             if len(held) == n:
                 return [g for g, _ in held], [fd for _, fd in held]
-        for _, fd in held:   # not enough free at once: let the others finish, try again
+        for _, fd in held:  # not enough free at once: let the others finish, try again
             os.close(fd)
         time.sleep(poll_s)
 
@@ -74,7 +77,7 @@ def exec_on_gpus(n: int, command: list[str]) -> None:
     gpus = offered_gpus()
     if n > 0 and gpus:
         ids, fds = acquire(n, gpus, lock_dir())
-        for fd in fds:   # the exec'd job keeps the locks until it exits
+        for fd in fds:  # the exec'd job keeps the locks until it exits
             os.set_inheritable(fd, True)
         env["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
         print(f"gpu-run: CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}", flush=True)

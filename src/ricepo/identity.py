@@ -10,6 +10,7 @@ changed (workflow/rules/common.smk). The identity of a training run holds
 - the code version: the package version and a hash of the package's source, the report code
   left out, so that editing a table or the page does not retrain anything.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,8 +69,7 @@ def training_identity(spec: dict, tasks: dict[str, tuple[Path, Path]], index_par
     return {
         "spec": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest(),
         **{f"split:{t}": tree_sha256(Path(split) / "manifest.json") for t, (split, _) in sorted(tasks.items())},
-        **{f"index:{t}/{part}": tree_sha256(Path(root) / part)
-           for t, (_, root) in sorted(tasks.items()) for part in index_parts},
+        **{f"index:{t}/{part}": tree_sha256(Path(root) / part) for t, (_, root) in sorted(tasks.items()) for part in index_parts},
         "backbone": backbone_identity(spec["backbone"]["model"]),
         "code": code_version(),
     }

@@ -3,6 +3,7 @@
 The Snakemake rules call these through `cli.py`, which only parses arguments; each function
 returns the summary the command prints (a dict, written as one JSON line).
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,16 @@ def index(dataset: Path, out: Path, part: str, settings: RetrieverSettings) -> d
     return {**info, "seconds": round(time.time() - t0, 2)}
 
 
-def retrieve(dataset: Path, split: str, out: Path, k: int, settings: RetrieverSettings,
-             index_root: Path | None = None, summary: str | None = None, shown: int = 3) -> dict:
+def retrieve(
+    dataset: Path,
+    split: str,
+    out: Path,
+    k: int,
+    settings: RetrieverSettings,
+    index_root: Path | None = None,
+    summary: str | None = None,
+    shown: int = 3,
+) -> dict:
     """A retriever alone over a split's queries, as a TREC run (rules bm25_baseline and
     summary_baseline, first half): with the query text, or with `summary` (summary_baselines.KINDS)
     the query and a fixed summary, as the agent retrieves with query and summary; `shown`: how many
@@ -85,20 +94,17 @@ def retrieve(dataset: Path, split: str, out: Path, k: int, settings: RetrieverSe
 
         run = search({qid: q["text"] for qid, q in queries.items()})
         if summary:
-            options = {qid: candidate_summaries(summary, judged.get(qid, {}), [d for d, _ in run[qid][:shown]], ds.corpus)
-                       for qid in queries}
+            options = {qid: candidate_summaries(summary, judged.get(qid, {}), [d for d, _ in run[qid][:shown]], ds.corpus) for qid in queries}
             best: dict[str, tuple[float, list]] = {}
             for j in range(max(map(len, options.values()), default=0)):
-                for qid, ranking in search({q: f"{queries[q]['text']} {o[j]}" for q, o in options.items()
-                                            if len(o) > j}).items():
+                for qid, ranking in search({q: f"{queries[q]['text']} {o[j]}" for q, o in options.items() if len(o) > j}).items():
                     score = ndcg10_single(judged.get(qid, {}), ranking[:10])
                     if qid not in best or score > best[qid][0]:
                         best[qid] = (score, ranking)
-            run.update({qid: ranking for qid, (_, ranking) in best.items()})   # a query with nothing shown keeps its own
+            run.update({qid: ranking for qid, (_, ranking) in best.items()})  # a query with nothing shown keeps its own
     tag = settings.tag
     write_run(out, run, tag)
-    return {"queries": len(run), "retriever": tag, "summary": summary, "out": str(out),
-            "seconds": round(time.time() - t0, 2)}
+    return {"queries": len(run), "retriever": tag, "summary": summary, "out": str(out), "seconds": round(time.time() - t0, 2)}
 
 
 def prepare(benchmark: str, task: str, spec: dict, out: Path, reasonir: Path | None = None) -> dict:
@@ -115,13 +121,11 @@ def reasonir(spec: dict, out: Path) -> dict:
     return prepare_reasonir(spec, out)
 
 
-def split(dataset: Path, out: Path, benchmark: str, task: str, train: int, test: int, seed: int,
-          train_from: str) -> dict:
+def split(dataset: Path, out: Path, benchmark: str, task: str, train: int, test: int, seed: int, train_from: str) -> dict:
     """A task's train/test split with its manifest (rule split)."""
     from .data.splits import build_split
 
-    manifest = build_split(dataset, out, benchmark=benchmark, task=task, counts={"train": train, "test": test},
-                           seed=seed, train_from=train_from)
+    manifest = build_split(dataset, out, benchmark=benchmark, task=task, counts={"train": train, "test": test}, seed=seed, train_from=train_from)
     return {k: manifest[k] for k in ("benchmark", "task", "counts", "judgments")}
 
 
@@ -157,7 +161,7 @@ def agent_eval(spec: dict, model: str, tasks: dict[str, tuple[Path, Path]], out:
 
     if len(tasks) != 1:
         raise RicepoError(f"agent-eval evaluates one task at a time, got {len(tasks)}")
-    (task, (split_dir, index_dir)), = tasks.items()
+    ((task, (split_dir, index_dir)),) = tasks.items()
     result = run_agent_eval(spec, model, task, split_dir, index_dir, out)
     return {k: result[k] for k in ("ndcg_cut_10", "n_queries", "parseable_rate")}
 
@@ -171,8 +175,7 @@ def report(what: str, config_json: Path, inputs: list[Path], out: Path) -> dict:
     return {"built": what, "out": str(out), "inputs": len(inputs)}
 
 
-def check(config_json: Path, inputs: list[Path], expected: Path | None = None, out: Path | None = None,
-          write: bool = False) -> dict:
+def check(config_json: Path, inputs: list[Path], expected: Path | None = None, out: Path | None = None, write: bool = False) -> dict:
     """Grade every reported cell against config/expected/{run_name}.yaml (rule check); with
     `write`, (re)write that file from these tables instead."""
     from .report import check as grading
@@ -187,7 +190,7 @@ def check(config_json: Path, inputs: list[Path], expected: Path | None = None, o
     expected = grading.load_expected(path)
     verdicts = grading.check(tables, expected)
     lines = grading.render_lines(verdicts, run_name)
-    lines[-1:-1] = grading.numerics_lines(expected, grading.run_numerics(tables))   # before the count
+    lines[-1:-1] = grading.numerics_lines(expected, grading.run_numerics(tables))  # before the count
     print("\n".join(lines), flush=True)
     if out:
         write_text(out, "\n".join(lines) + "\n")

@@ -6,6 +6,7 @@ set) and MKL for float32 matmuls, which picks by instruction set and by CPU vend
 skips the AVX-512 kernels it runs on an Intel CPU with the same flags, so the two add in another
 order (precision.py says what that does to a run).
 """
+
 from __future__ import annotations
 
 import shutil

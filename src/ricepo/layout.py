@@ -5,6 +5,7 @@ all of the benchmark's tasks and evaluated on each. The Snakemake rules build th
 outputs from the patterns and functions here, and the report reads results through them, so the
 two never disagree about a path.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ RUN_DIR = "{benchmark}/{backbone}/{method}/{variant}/seed{seed}"
 TRAIN_DIR = "train/" + RUN_DIR
 EVAL_DIR = "eval/" + RUN_DIR + "/{task}"
 BM25_DIR = "baselines/{benchmark}/bm25/{task}"
-SUMMARY_BASELINE_DIR = "baselines/{benchmark}/{summary}/{task}"   # evaluate.summary_baselines (summary_baselines.KINDS)
+SUMMARY_BASELINE_DIR = "baselines/{benchmark}/{summary}/{task}"  # evaluate.summary_baselines (summary_baselines.KINDS)
 SPLIT_DIR = "splits/{benchmark}/{task}"
 # A training run's held-out scorings (train/validation.py), one JSON line each; empty when it holds none out.
 VALIDATION_FILE = "validation.jsonl"
@@ -64,7 +65,7 @@ def runs(config: dict) -> list[Run]:
                 conditions += [(abl["method"], v) for v in abl.get("variants", [])]
             for method, variant in conditions:
                 deterministic = get_method(method).rollout is None and config["evaluate"]["decoding"] == "greedy"
-                for seed in ([0] if deterministic else config["seeds"]):
+                for seed in [0] if deterministic else config["seeds"]:
                     out.append(Run(bench, bb, method, variant, seed))
     return out
 
@@ -96,8 +97,11 @@ def job_spec(config: dict, run: Run, job: str = "train") -> dict:
     backbone = config["backbones"][run.backbone]
     train = backbone_settings(config, run.backbone, "train")
     return {
-        "benchmark": run.benchmark, "method": run.method, "variant": run.variant, "seed": int(run.seed),
-        "backbone": {k: v for k, v in backbone.items() if k not in config},   # its sections: merged below
+        "benchmark": run.benchmark,
+        "method": run.method,
+        "variant": run.variant,
+        "seed": int(run.seed),
+        "backbone": {k: v for k, v in backbone.items() if k not in config},  # its sections: merged below
         "template": template(config, run.backbone),
         "rollout": backbone_settings(config, run.backbone, "rollout"),
         "train": train if job == "train" else {k: train[k] for k in EVAL_TRAIN_KEYS},
@@ -143,12 +147,12 @@ ABLATION_GATES = [("ricepo", "effect_only"), ("ricepo", "influence_only"), ("ric
 @dataclass(frozen=True)
 class Artefact:
     name: str
-    kind: str                      # claims | table | figure
-    reads: str                     # metrics (eval metrics.json) | train_logs (log.jsonl, validation.jsonl) |
-                                   # ceiling (every main-table run's metrics, BM25 and the summary baselines) |
-                                   # all (every other's)
-    benchmark: str | None = None   # a main table's benchmark (with the BM25 row); None: the ablation benchmark
-    conditions: tuple = ()         # an ablation's (method, variant) rows, in the paper's order
+    kind: str  # claims | table | figure
+    reads: str  # metrics (eval metrics.json) | train_logs (log.jsonl, validation.jsonl) |
+    # ceiling (every main-table run's metrics, BM25 and the summary baselines) |
+    # all (every other's)
+    benchmark: str | None = None  # a main table's benchmark (with the BM25 row); None: the ablation benchmark
+    conditions: tuple = ()  # an ablation's (method, variant) rows, in the paper's order
     title: str = ""
 
     def runs(self, config: dict) -> list[Run]:
@@ -161,8 +165,11 @@ class Artefact:
             return [r for r in runs(config) if r.variant is None]
         if self.benchmark:
             return [r for r in runs(config) if r.benchmark == self.benchmark and r.variant is None]
-        return [r for r in runs(config) if r.benchmark == abl.get("benchmark") and r.backbone == abl.get("backbone")
-                and (r.method, r.variant) in self.conditions]
+        return [
+            r
+            for r in runs(config)
+            if r.benchmark == abl.get("benchmark") and r.backbone == abl.get("backbone") and (r.method, r.variant) in self.conditions
+        ]
 
     def inputs(self, config: dict, results: str | Path) -> list[Path]:
         """The result files this artefact reads (its rule's inputs)."""
@@ -170,37 +177,52 @@ class Artefact:
             return list(dict.fromkeys(f for a in ARTEFACTS.values() if a.reads != "all" for f in a.inputs(config, results)))
         if self.reads == "train_logs":
             return [f(results, r) for r in self.runs(config) for f in (train_log_file, validation_file)]
-        files = [metrics_file(results, r, t) for r in self.runs(config)
-                 for t in config["benchmarks"][r.benchmark]["tasks"]]
+        files = [metrics_file(results, r, t) for r in self.runs(config) for t in config["benchmarks"][r.benchmark]["tasks"]]
         if self.reads == "ceiling":
-            return files + [f for b, spec in config["benchmarks"].items() for t in spec["tasks"]
-                            for f in [bm25_metrics_file(results, b, t)] + [summary_baseline_metrics_file(results, b, s, t)
-                                                                          for s in config["evaluate"]["summary_baselines"]]]
+            return files + [
+                f
+                for b, spec in config["benchmarks"].items()
+                for t in spec["tasks"]
+                for f in [bm25_metrics_file(results, b, t)]
+                + [summary_baseline_metrics_file(results, b, s, t) for s in config["evaluate"]["summary_baselines"]]
+            ]
         if self.benchmark in config["benchmarks"]:
             files += [bm25_metrics_file(results, self.benchmark, t) for t in config["benchmarks"][self.benchmark]["tasks"]]
         return files
 
 
-ARTEFACTS = {a.name: a for a in [
-    Artefact("claims", "claims", "all", title="The paper's claims, checked"),
-    Artefact("table_bright_main", "table", "metrics", benchmark="bright", title="BRIGHT: NDCG@10 per task"),
-    Artefact("table_beir_main", "table", "metrics", benchmark="beir", title="BEIR: NDCG@10 per dataset"),
-    Artefact("table_ablation_credit", "table", "metrics", conditions=tuple(ABLATION_CREDIT),
-             title="Ablation: credit propagation (BRIGHT)"),
-    Artefact("table_ablation_trigger", "table", "metrics", conditions=tuple(ABLATION_TRIGGER),
-             title="Ablation: anchor trigger (BRIGHT)"),
-    Artefact("table_ablation_gates", "table", "metrics", conditions=tuple(ABLATION_GATES),
-             title="Ablation: gates (BRIGHT)"),
-    Artefact("figure_entropy_cdf", "figure", "metrics", conditions=tuple(ABLATION_TRIGGER),
-             title="Entropy-based triggering: per-task gain CDF (paper Figure 4)"),
-    Artefact("figure_ablation_bars", "figure", "metrics",
-             conditions=tuple(dict.fromkeys(ABLATION_CREDIT + ABLATION_GATES)),
-             title="Credit-propagation and gate ablations per task (paper Figures 2 and 3)"),
-    Artefact("figure_reward_curves", "figure", "train_logs", title="Training reward curves (paper appendix A.6)"),
-    Artefact("figure_branching_cost", "figure", "train_logs",
-             title="Training cost per step: tokens generated and retriever calls (ours)"),
-    Artefact("figure_ceiling", "figure", "ceiling",
-             title="Where the ceiling is: BM25, the agents and fixed summaries up to an oracle's; how often summaries restate the query (ours)"),
-]}
+ARTEFACTS = {
+    a.name: a
+    for a in [
+        Artefact("claims", "claims", "all", title="The paper's claims, checked"),
+        Artefact("table_bright_main", "table", "metrics", benchmark="bright", title="BRIGHT: NDCG@10 per task"),
+        Artefact("table_beir_main", "table", "metrics", benchmark="beir", title="BEIR: NDCG@10 per dataset"),
+        Artefact("table_ablation_credit", "table", "metrics", conditions=tuple(ABLATION_CREDIT), title="Ablation: credit propagation (BRIGHT)"),
+        Artefact("table_ablation_trigger", "table", "metrics", conditions=tuple(ABLATION_TRIGGER), title="Ablation: anchor trigger (BRIGHT)"),
+        Artefact("table_ablation_gates", "table", "metrics", conditions=tuple(ABLATION_GATES), title="Ablation: gates (BRIGHT)"),
+        Artefact(
+            "figure_entropy_cdf",
+            "figure",
+            "metrics",
+            conditions=tuple(ABLATION_TRIGGER),
+            title="Entropy-based triggering: per-task gain CDF (paper Figure 4)",
+        ),
+        Artefact(
+            "figure_ablation_bars",
+            "figure",
+            "metrics",
+            conditions=tuple(dict.fromkeys(ABLATION_CREDIT + ABLATION_GATES)),
+            title="Credit-propagation and gate ablations per task (paper Figures 2 and 3)",
+        ),
+        Artefact("figure_reward_curves", "figure", "train_logs", title="Training reward curves (paper appendix A.6)"),
+        Artefact("figure_branching_cost", "figure", "train_logs", title="Training cost per step: tokens generated and retriever calls (ours)"),
+        Artefact(
+            "figure_ceiling",
+            "figure",
+            "ceiling",
+            title="Where the ceiling is: BM25, the agents and fixed summaries up to an oracle's; how often summaries restate the query (ours)",
+        ),
+    ]
+}
 TABLES = [n for n, a in ARTEFACTS.items() if a.kind == "table"]
 FIGURES = [n for n, a in ARTEFACTS.items() if a.kind == "figure"]

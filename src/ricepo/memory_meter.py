@@ -9,6 +9,7 @@ scripts/plan_vs_measured.py (the plan against a measured step) and the memory te
 The process's host memory as the operating system counts it (`process_rss_gib`, logged at every
 training step), and the glibc settings that keep a CPU training job's from growing step by step.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -33,9 +34,9 @@ def process_rss_gib() -> tuple[float | None, float]:
     status = Path("/proc/self/status")
     if status.exists():
         fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
-        now, peak = (int(fields[k].split()[0]) / 2**20 for k in ("VmRSS", "VmHWM"))   # kB
+        now, peak = (int(fields[k].split()[0]) / 2**20 for k in ("VmRSS", "VmHWM"))  # kB
         return now, peak
-    return None, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # KiB on Linux
+    return None, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 # glibc's mallopt parameter and the size from which a block gets its own pages (mmap), returned
@@ -50,7 +51,7 @@ def process_rss_gib() -> tuple[float | None, float]:
 M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES = -3, 8 * 2**20
 
 
-@functools.cache   # find_library runs ldconfig in a subprocess: once per process, not once per step
+@functools.cache  # find_library runs ldconfig in a subprocess: once per process, not once per step
 def _libc():
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None

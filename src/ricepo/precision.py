@@ -17,6 +17,7 @@ numbers on every CPU"). `numerics()` is what each torch job records beside its r
 (metrics.json, the trained model's numerics.json) and the expected scores record beside theirs
 (`ricepo check` compares the two).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,7 +32,7 @@ from .kernels import KERNEL_ENV, KERNEL_FLAGS, cpu_flags, cpu_vendor
 SETTINGS = ("auto", "fp32", "bf16-mixed")
 REFERENCE_SETTINGS = ("auto", "fp32", "bf16")
 _CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-NUMERICS_FILE = "numerics.json"   # beside a trained policy's weights: the numerics it was trained under
+NUMERICS_FILE = "numerics.json"  # beside a trained policy's weights: the numerics it was trained under
 
 
 def cpu_bf16_flag() -> str | None:
@@ -45,18 +46,23 @@ def numerics(precision: Precision) -> dict:
     the libraries run (`cpu_capability` is torch's pick; the settings are as set, "unset" if not),
     the CPU's vendor (MKL's pick depends on it) and kernel-relevant flags, the intra-op threads."""
     flags = cpu_flags()
-    return {"precision": precision.name, "device": precision.device.type, "torch": torch.__version__,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            **{k: os.environ.get(k, "unset") for k in KERNEL_ENV},
-            "cpu_vendor": cpu_vendor(), "cpu_flags": [f for f in KERNEL_FLAGS if f in flags],
-            "threads": torch.get_num_threads()}
+    return {
+        "precision": precision.name,
+        "device": precision.device.type,
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        **{k: os.environ.get(k, "unset") for k in KERNEL_ENV},
+        "cpu_vendor": cpu_vendor(),
+        "cpu_flags": [f for f in KERNEL_FLAGS if f in flags],
+        "threads": torch.get_num_threads(),
+    }
 
 
 @dataclass(frozen=True)
 class Precision:
-    name: str              # fp32 | bf16-mixed (resolved)
+    name: str  # fp32 | bf16-mixed (resolved)
     device: torch.device
-    reason: str            # why this precision, for the log
+    reason: str  # why this precision, for the log
 
     @property
     def mixed(self) -> bool:

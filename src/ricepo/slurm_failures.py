@@ -2,6 +2,7 @@
 line each. The Slurm executor reports such a job as `FAILED` ("Reason: Unknown") or
 `OUT_OF_MEMORY` and buries the cause in the job's own Slurm log; the workflow's `onerror` handler
 (workflow/rules/cluster.smk) prints these lines last, where the user looks."""
+
 from __future__ import annotations
 
 import re
@@ -22,8 +23,9 @@ def _megabytes(value: str) -> float | None:
 
 def _accounting(slurm_id: str) -> dict:
     """sacct's state, requested memory (MB) and peak resident memory (MB, the job's largest step) of a job."""
-    out = subprocess.run(["sacct", "-n", "-P", "-j", slurm_id, "-o", "JobID,State,ReqMem,MaxRSS", "--noconvert"],
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["sacct", "-n", "-P", "-j", slurm_id, "-o", "JobID,State,ReqMem,MaxRSS", "--noconvert"], capture_output=True, text=True
+    ).stdout
     rows = [line.split("|") for line in out.splitlines() if line.count("|") == 3]
     job = next((r for r in rows if r[0] == slurm_id), ["", "", "", ""])
     peaks = [mb for r in rows if (mb := _megabytes(r[3])) is not None]
@@ -48,6 +50,8 @@ def memory_kills(log_text: str, accounting: Callable[[str], dict] = _accounting)
         had = "?" if acct["mem_mb"] is None else f"{acct['mem_mb']:.0f}"
         peak = "" if acct["peak_mb"] is None else f", peak {acct['peak_mb']:.0f} MB"
         where = output[1] if output else "no output"
-        lines.append(f"rule {rule[1]} ({where}): Slurm job {slurm_id[1]} was killed for going over its memory "
-                     f"(mem_mb={had}{peak}); give it more with --set-resources {rule[1]}:mem_mb=N")
+        lines.append(
+            f"rule {rule[1]} ({where}): Slurm job {slurm_id[1]} was killed for going over its memory "
+            f"(mem_mb={had}{peak}); give it more with --set-resources {rule[1]}:mem_mb=N"
+        )
     return lines

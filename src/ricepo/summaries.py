@@ -2,12 +2,13 @@
 searching better (restating the query; writing what the retriever ignores), measured on the test
 evaluation (`agent_eval`) and on the held-out validation set while training (`train.validation`);
 and how a training step's searches compare with the query alone's (`versus_alone`)."""
+
 from __future__ import annotations
 
 import re
 
 _WORD = re.compile(r"[a-z0-9]+")
-_SAME = 1e-9   # two NDCG@10s closer than this are the same score (pytrec_eval's float rounding)
+_SAME = 1e-9  # two NDCG@10s closer than this are the same score (pytrec_eval's float rounding)
 
 
 def query_overlap(summary: str, query: str) -> float:
@@ -25,15 +26,16 @@ def summary_overlaps(query: str, steps: list) -> list[float]:
 def overlap_figures(overlaps: list[float], restate_share: float) -> dict:
     """How the policy's summaries relate to the query, from their overlaps (`summary_overlaps`):
     the mean word overlap and the share that restate it (overlap >= `restate_share`)."""
-    return {"summary_query_overlap": sum(overlaps) / len(overlaps) if overlaps else None,
-            "summary_restate_rate": sum(o >= restate_share for o in overlaps) / len(overlaps) if overlaps else None,
-            "summaries": len(overlaps)}
+    return {
+        "summary_query_overlap": sum(overlaps) / len(overlaps) if overlaps else None,
+        "summary_restate_rate": sum(o >= restate_share for o in overlaps) / len(overlaps) if overlaps else None,
+        "summaries": len(overlaps),
+    }
 
 
 def summary_figures(steps_by_query: dict[str, tuple[str, list]], restate_share: float) -> dict:
     """`overlap_figures` over every step with a summary of {query id: (query, steps)}."""
-    return overlap_figures([o for query, steps in steps_by_query.values() for o in summary_overlaps(query, steps)],
-                           restate_share)
+    return overlap_figures([o for query, steps in steps_by_query.values() for o in summary_overlaps(query, steps)], restate_share)
 
 
 def same_top(final: list, alone: list, depth: int = 10) -> bool:
@@ -60,8 +62,10 @@ def shares_versus_alone(final: dict[str, float], alone: dict[str, float]) -> dic
     """The shares of queries whose final search scores above and below the query alone's, from
     their NDCG@10s by query (None for no queries)."""
     n = len(final)
-    return {"better_than_alone_rate": sum(above(v, alone[q]) for q, v in final.items()) / n if n else None,
-            "worse_than_alone_rate": sum(above(alone[q], v) for q, v in final.items()) / n if n else None}
+    return {
+        "better_than_alone_rate": sum(above(v, alone[q]) for q, v in final.items()) / n if n else None,
+        "worse_than_alone_rate": sum(above(alone[q], v) for q, v in final.items()) / n if n else None,
+    }
 
 
 def versus_alone(sampled: list[tuple[str, float, float]], trained: list[tuple[str, float]]) -> dict:
@@ -87,5 +91,8 @@ def versus_alone(sampled: list[tuple[str, float, float]], trained: list[tuple[st
     rewards: dict[str, list[float]] = {}
     for group, reward in trained:
         rewards.setdefault(group, []).append(reward)
-    return counts | {"groups": len(better), "groups_with_better": sum(better.values()),
-                     "groups_with_signal": sum(above(max(r), min(r)) for r in rewards.values())}
+    return counts | {
+        "groups": len(better),
+        "groups_with_better": sum(better.values()),
+        "groups_with_signal": sum(above(max(r), min(r)) for r in rewards.values()),
+    }

@@ -9,6 +9,7 @@ The agent searches with the query and its summary, and first sees the query alon
   the qrels: an agent that judges perfectly which of what it was shown is relevant;
 - `oracle_title`: the title of the query's best-judged relevant document, shown or not: the ceiling.
 """
+
 from __future__ import annotations
 
 from .errors import RicepoError

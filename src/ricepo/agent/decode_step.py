@@ -19,6 +19,7 @@ fixed address and of a fixed shape, and no host sync inside the step. So:
 The first token of a call comes from the prefill's logits, sampled by the same code outside the
 step. `sampling.py` chooses this loop or the eager one (`rollout.compile`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,14 +38,15 @@ from .kv_cache import ColumnCache
 @dataclass(frozen=True)
 class Rule:
     """What every step of one call applies (constants of a compiled graph, or its inputs)."""
+
     pad: int
     vocab: int
     temperature: float
     top_p: float
     top_k: int
-    eos: torch.Tensor              # end-of-sequence ids
-    table: torch.Tensor | None     # the stop string's automaton (None: no stop string)
-    done: torch.Tensor             # the automaton's accepting state (a tensor: both stop strings share a graph)
+    eos: torch.Tensor  # end-of-sequence ids
+    table: torch.Tensor | None  # the stop string's automaton (None: no stop string)
+    done: torch.Tensor  # the automaton's accepting state (a tensor: both stop strings share a graph)
 
 
 class Rows:
@@ -116,9 +118,14 @@ def decode_step(model, kv: ColumnCache, r: Rows, b: int, rule: Rule) -> None:
     sample and record each row's next token. Every tensor it touches keeps its shape and address."""
     going = r.running[:b]
     kv.mask[kv.row_index[:b], kv.write] = going.long()
-    out = model(input_ids=torch.where(going, r.tokens[:b], rule.pad)[:, None],
-                attention_mask=kv.mask[:b, None, None, :].bool(), position_ids=r.positions[:b, None],
-                use_cache=True, **{kv.keyword: kv.past}, logits_to_keep=1)
+    out = model(
+        input_ids=torch.where(going, r.tokens[:b], rule.pad)[:, None],
+        attention_mask=kv.mask[:b, None, None, :].bool(),
+        position_ids=r.positions[:b, None],
+        use_cache=True,
+        **{kv.keyword: kv.past},
+        logits_to_keep=1,
+    )
     kv.write += 1
     r.positions[:b] += going.long()
     u = r.u[r.where[:b]] if rule.temperature > 0 else None
@@ -129,6 +136,7 @@ def decode_step(model, kv: ColumnCache, r: Rows, b: int, rule: Rule) -> None:
 def _fixed(rule: Rule, buffers: dict) -> Rule:
     """`rule` with its tensors copied into buffers kept between calls: CUDA graphs read them at the
     addresses they were captured with (the two stop strings' tables take turns in one buffer)."""
+
     def kept(name: str, t: torch.Tensor | None) -> torch.Tensor | None:
         if t is None:
             return None
@@ -137,13 +145,23 @@ def _fixed(rule: Rule, buffers: dict) -> Rule:
             buf = buffers["rule", name] = torch.empty_like(t)
             torch._dynamo.mark_static_address(buf)
         return buf.copy_(t)
-    return dataclasses.replace(rule, eos=kept("eos", rule.eos), table=kept("table", rule.table),
-                               done=kept("done", rule.done))
+
+    return dataclasses.replace(rule, eos=kept("eos", rule.eos), table=kept("table", rule.table), done=kept("done", rule.done))
 
 
-def decode_static(model, kv: ColumnCache, logits: torch.Tensor, where: torch.Tensor, positions: torch.Tensor,
-                  max_new_tokens: int, rule: Rule, generator: torch.Generator | None, step, buffers: dict,
-                  check_every: int = 8):
+def decode_static(
+    model,
+    kv: ColumnCache,
+    logits: torch.Tensor,
+    where: torch.Tensor,
+    positions: torch.Tensor,
+    max_new_tokens: int,
+    rule: Rule,
+    generator: torch.Generator | None,
+    step,
+    buffers: dict,
+    check_every: int = 8,
+):
     """The decode loop over static steps (`step`: `decode_step`, compiled or not), from the
     prefill's `logits` for storage rows that hold contexts `where`. Returns, by context, the
     sampled ids, log-probs, entropies (rows × max_new_tokens), lengths, and whether each row ended
@@ -165,18 +183,18 @@ def decode_static(model, kv: ColumnCache, logits: torch.Tensor, where: torch.Ten
     draw_uniforms()
     first = logits.new_zeros((b, logits.shape[1]))
     first[:n] = logits
-    tokens, chosen, entropy = pick(first, rule.temperature, rule.vocab, rule.top_p, rule.top_k,
-                                   r.u[r.where[:b]] if rule.temperature > 0 else None)
+    tokens, chosen, entropy = pick(first, rule.temperature, rule.vocab, rule.top_p, rule.top_k, r.u[r.where[:b]] if rule.temperature > 0 else None)
     record(r, b, tokens, chosen, entropy, rule)
     drawn, rewind = 1, (1, generator.get_state() if generator is not None else None)
     while drawn < max_new_tokens:
-        if (drawn - 1) % check_every == 0:   # the one host sync: still running? fewer than half the bucket?
+        if (drawn - 1) % check_every == 0:  # the one host sync: still running? fewer than half the bucket?
             alive = int(r.running[:b].sum())
             if alive == 0:
                 break
             if rows_bucket(alive) < b:
-                order = torch.cat([r.running[:b].nonzero().squeeze(1), (~r.running[:b]).nonzero().squeeze(1),
-                                   torch.arange(b, storage, device=device)])
+                order = torch.cat(
+                    [r.running[:b].nonzero().squeeze(1), (~r.running[:b]).nonzero().squeeze(1), torch.arange(b, storage, device=device)]
+                )
                 kv.reorder_(order)
                 r.reorder_(order)
                 b = rows_bucket(alive)
@@ -194,8 +212,7 @@ def decode_static(model, kv: ColumnCache, logits: torch.Tensor, where: torch.Ten
     kv.reorder_(torch.argsort(r.where))
     kv.end_static(int(kv.write))
     kv.active = n
-    return (r.ids[:n, :max_new_tokens], r.logps[:n, :max_new_tokens], r.ents[:n, :max_new_tokens], lengths,
-            r.ended_stop[:n], r.ended_eos[:n])
+    return (r.ids[:n, :max_new_tokens], r.logps[:n, :max_new_tokens], r.ents[:n, :max_new_tokens], lengths, r.ended_stop[:n], r.ended_eos[:n])
 
 
 COMPILE_SETTINGS = ("auto", "on", "off")
@@ -215,19 +232,19 @@ class CompiledStep:
         # string, a few dozen over a run, past dynamo's default limit of 8 per function
         for limit in ("recompile_limit", "accumulated_recompile_limit"):
             setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 1024))
-        self.fn = torch.compile(decode_step, fullgraph=True, dynamic=False,
-                                mode="reduce-overhead" if self.cuda else "default")
+        self.fn = torch.compile(decode_step, fullgraph=True, dynamic=False, mode="reduce-overhead" if self.cuda else "default")
 
     def __call__(self, *args) -> None:
         if self.failed:
             return decode_step(*args)
         try:
             return self.fn(*args)
-        except Exception as e:   # dynamo, inductor, or the C++/Triton toolchain under them
+        except Exception as e:  # dynamo, inductor, or the C++/Triton toolchain under them
             cause = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
             if self.strict:
-                raise RicepoError(f"rollout.compile: on, and compiling the decode step failed ({cause}); "
-                                  "set rollout.compile: auto to fall back to the eager step") from e
+                raise RicepoError(
+                    f"rollout.compile: on, and compiling the decode step failed ({cause}); set rollout.compile: auto to fall back to the eager step"
+                ) from e
             self.failed = cause
             print(f"warning: compiling the decode step failed ({cause}); decoding eagerly", file=sys.stderr, flush=True)
             return decode_step(*args)
@@ -235,8 +252,7 @@ class CompiledStep:
     def describe(self) -> str:
         if self.failed:
             return f"eager decode step (rollout.compile: auto; compiling failed: {self.failed})"
-        return ("compiled decode step (torch.compile, static shapes, grouped-query heads packed"
-                + (", CUDA graphs)" if self.cuda else ")"))
+        return "compiled decode step (torch.compile, static shapes, grouped-query heads packed" + (", CUDA graphs)" if self.cuda else ")")
 
 
 def choose_step(model, setting: str) -> tuple[CompiledStep | None, str]:
@@ -251,8 +267,10 @@ def choose_step(model, setting: str) -> tuple[CompiledStep | None, str]:
     impl = getattr(model.config, "_attn_implementation", None)
     if impl not in ("sdpa", NAME):
         if setting == "on":
-            raise RicepoError(f"rollout.compile: on, but the model's attention is {impl!r}; the static step "
-                              "passes sdpa's boolean mask (load it with attn_implementation='sdpa')")
+            raise RicepoError(
+                f"rollout.compile: on, but the model's attention is {impl!r}; the static step "
+                "passes sdpa's boolean mask (load it with attn_implementation='sdpa')"
+            )
         return None, f"eager decode step (rollout.compile: auto; {impl} attention)"
     device = next(model.parameters()).device
     if setting == "auto" and device.type != "cuda":

@@ -1,6 +1,7 @@
 """The policy's distribution over the next token, and the draw from it: what the eager decode loop
 and the static decode step (`decode_step.py`) both compute, so that they sample alike, and what
 the trainer scores tokens with."""
+
 from __future__ import annotations
 
 import torch
@@ -16,7 +17,7 @@ def truncated(logp: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor:
     if top_k > 0:
         drop[:, top_k:] = True
     if top_p < 1.0:
-        before = ordered.exp().cumsum(-1) - ordered.exp()   # mass of the tokens ranked above
+        before = ordered.exp().cumsum(-1) - ordered.exp()  # mass of the tokens ranked above
         drop |= before >= top_p
     drop[:, 0] = False
     return logp.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
@@ -44,8 +45,9 @@ def policy_logprobs(logits: torch.Tensor, temperature: float, vocab: int) -> tor
     return torch.log_softmax(logits, dim=-1)
 
 
-def pick(logits: torch.Tensor, temperature: float, vocab: int, top_p: float, top_k: int,
-         u: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pick(
+    logits: torch.Tensor, temperature: float, vocab: int, top_p: float, top_k: int, u: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each row's next token (greedy at temperature 0, else drawn with the uniforms `u`), its
     log-prob and the entropy of the full distribution at `temperature`; `top_p`/`top_k` narrow only
     what is drawn from. No host sync: a compiled decode step runs it inside its graph."""

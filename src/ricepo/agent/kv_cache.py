@@ -15,6 +15,7 @@ The static decode step (`decode_step.py`) decodes in this storage too, padded to
 repacking rows work in place wherever the storage has room, so the addresses a compiled graph and
 CUDA graphs captured stay valid from call to call; storage rows past those in use are padding.
 """
+
 from __future__ import annotations
 
 import functools
@@ -42,7 +43,7 @@ def returned(out):
     return out.cache if hasattr(out, "cache") else out.past_key_values
 
 
-@functools.cache   # one class: a compiled step guards on its layers' type
+@functools.cache  # one class: a compiled step guards on its layers' type
 def _layer_class():
     from transformers.cache_utils import DynamicLayer
 
@@ -59,10 +60,10 @@ def _layer_class():
             if self.owner.write is not None:
                 # a static decode step: one column, at a position held in a tensor, into storage
                 # that keeps its shape and address (what a compiled graph and CUDA graphs need)
-                rows = self.owner.row_index[:key_states.shape[0]]
+                rows = self.owner.row_index[: key_states.shape[0]]
                 self.store_k[rows, :, self.owner.write] = key_states.squeeze(2)
                 self.store_v[rows, :, self.owner.write] = value_states.squeeze(2)
-                return self.store_k[:key_states.shape[0]], self.store_v[:key_states.shape[0]]
+                return self.store_k[: key_states.shape[0]], self.store_v[: key_states.shape[0]]
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
             rows, n = key_states.shape[0], key_states.shape[-2]
@@ -74,17 +75,17 @@ def _layer_class():
                 self.store_v = value_states.new_zeros(shape[:3] + (value_states.shape[-1],))
             elif room > self.store_k.shape[2]:
                 self.store_k, self.store_v = (_grown(s, room, self.filled) for s in (self.store_k, self.store_v))
-            self.store_k[:rows, :, self.filled:self.filled + n] = key_states
-            self.store_v[:rows, :, self.filled:self.filled + n] = value_states
+            self.store_k[:rows, :, self.filled : self.filled + n] = key_states
+            self.store_v[:rows, :, self.filled : self.filled + n] = value_states
             self.filled += n
-            self.keys, self.values = self.store_k[:rows, :, :self.filled], self.store_v[:rows, :, :self.filled]
+            self.keys, self.values = self.store_k[:rows, :, : self.filled], self.store_v[:rows, :, : self.filled]
             return self.keys, self.values
 
         def apply(self, fn) -> None:
             """Replace the storage's rows by `fn(storage)` (a row selection or permutation)."""
             if self.store_k is not None:
                 self.store_k, self.store_v = fn(self.store_k), fn(self.store_v)
-                self.keys, self.values = self.store_k[:, :, :self.filled], self.store_v[:, :, :self.filled]
+                self.keys, self.values = self.store_k[:, :, : self.filled], self.store_v[:, :, : self.filled]
 
         def replace(self, keys: torch.Tensor, values: torch.Tensor, filled: int) -> None:
             self.store_k, self.store_v, self.filled = keys, values, filled
@@ -114,19 +115,20 @@ class ColumnCache:
         if kinds != {DynamicLayer}:
             # sliding-window or linear-attention layers keep only part of the sequence: a layout of
             # whole columns would attend past their window
-            raise RicepoError(f"sampler: {type(model).__name__} has cache layers "
-                              f"{sorted(k.__name__ for k in kinds)}; the sampler supports full attention only")
+            raise RicepoError(
+                f"sampler: {type(model).__name__} has cache layers {sorted(k.__name__ for k in kinds)}; the sampler supports full attention only"
+            )
         layer = _layer_class()
         self.past.layers = [layer(self) for _ in self.past.layers]
-        self.keyword = _cache_keyword(type(getattr(model, "module", model)))   # the forward's cache argument
-        self.rows = rows              # rows in use (storage may hold more: a static decode's padding)
-        self.active = rows            # rows fed by the next forward pass: storage rows [0, active)
-        self.capacity = 0             # columns allocated
-        self.columns = 0              # columns written
+        self.keyword = _cache_keyword(type(getattr(model, "module", model)))  # the forward's cache argument
+        self.rows = rows  # rows in use (storage may hold more: a static decode's padding)
+        self.active = rows  # rows fed by the next forward pass: storage rows [0, active)
+        self.capacity = 0  # columns allocated
+        self.columns = 0  # columns written
         self.mask = torch.zeros((rows, 0), dtype=torch.long, device=device)
-        self.write: torch.Tensor | None = None   # static decode: the column the next step writes
+        self.write: torch.Tensor | None = None  # static decode: the column the next step writes
         self.row_index: torch.Tensor | None = None
-        self._index = self._position = None       # their tensors, kept between calls (fixed addresses)
+        self._index = self._position = None  # their tensors, kept between calls (fixed addresses)
 
     def reserve(self, columns: int) -> None:
         """Room for `columns` columns in all, allocated now for the mask and at each layer's next
@@ -134,7 +136,7 @@ class ColumnCache:
         if columns > self.capacity:
             self.capacity = columns
             mask = self.mask.new_zeros((self.mask.shape[0], columns))
-            mask[:, :self.columns] = self.mask[:, :self.columns]
+            mask[:, : self.columns] = self.mask[:, : self.columns]
             self.mask = mask
 
     def add_columns(self, mask: torch.Tensor) -> torch.Tensor:
@@ -142,13 +144,12 @@ class ColumnCache:
         the mask the forward pass attends with."""
         width = mask.shape[1]
         self.reserve(self.columns + width)
-        self.mask[:self.active, self.columns:self.columns + width] = mask
+        self.mask[: self.active, self.columns : self.columns + width] = mask
         self.columns += width
-        return self.mask[:self.active, :self.columns]
+        return self.mask[: self.active, : self.columns]
 
     def _tensors(self) -> list[torch.Tensor]:
-        return [self.mask] + [s for layer in self.past.layers if layer.store_k is not None
-                              for s in (layer.store_k, layer.store_v)]
+        return [self.mask] + [s for layer in self.past.layers if layer.store_k is not None for s in (layer.store_k, layer.store_v)]
 
     def permute(self, order: torch.Tensor) -> None:
         """Reorder the rows in use: row i of the result is row `order[i]` (a row named twice is
@@ -164,6 +165,7 @@ class ColumnCache:
 
         def fn(s):
             return s.index_select(0, order)
+
         self.mask = fn(self.mask)
         for layer in self.past.layers:
             layer.apply(fn)
@@ -180,12 +182,12 @@ class ColumnCache:
         rows = self.rows + other.rows
         if rows <= self.mask.shape[0] and all(t.shape[min(t.dim() - 1, 2)] >= capacity for t in self._tensors()):
             # in place (the storage keeps its address): continuous batching's usual case
-            self.mask[:self.rows, self.columns:columns] = 0
-            self.mask[self.rows:rows] = 0
-            self.mask[self.rows:rows, :other.columns] = other.mask[:other.rows, :other.columns]
+            self.mask[: self.rows, self.columns : columns] = 0
+            self.mask[self.rows : rows] = 0
+            self.mask[self.rows : rows, : other.columns] = other.mask[: other.rows, : other.columns]
             for mine, theirs in zip(self.past.layers, other.past.layers):
                 for s, o in ((mine.store_k, theirs.store_k), (mine.store_v, theirs.store_v)):
-                    s[self.rows:rows, :, :other.columns] = o[:other.rows, :, :other.columns]
+                    s[self.rows : rows, :, : other.columns] = o[: other.rows, :, : other.columns]
                 mine.replace(mine.store_k, mine.store_v, columns)
             self.rows = self.active = rows
             self.columns = columns
@@ -196,10 +198,8 @@ class ColumnCache:
             shape = list(a.shape)
             shape[0], shape[dim] = self.rows + other.rows, capacity
             out = a.new_zeros(shape)
-            out.narrow(0, 0, self.rows).narrow(dim, 0, self.columns).copy_(
-                a.narrow(0, 0, self.rows).narrow(dim, 0, self.columns))
-            out.narrow(0, self.rows, other.rows).narrow(dim, 0, other.columns).copy_(
-                b.narrow(0, 0, other.rows).narrow(dim, 0, other.columns))
+            out.narrow(0, 0, self.rows).narrow(dim, 0, self.columns).copy_(a.narrow(0, 0, self.rows).narrow(dim, 0, self.columns))
+            out.narrow(0, self.rows, other.rows).narrow(dim, 0, other.columns).copy_(b.narrow(0, 0, other.rows).narrow(dim, 0, other.columns))
             return out
 
         self.mask = joined(self.mask, other.mask, 1)
@@ -210,22 +210,22 @@ class ColumnCache:
 
     def holes(self) -> int:
         """Columns of the longest row's layout that hold none of its tokens."""
-        return self.columns - int(self.mask[:self.rows, :self.columns].sum(1).max())
+        return self.columns - int(self.mask[: self.rows, : self.columns].sum(1).max())
 
     def repack(self) -> None:
         """Move each row's tokens, in order, to the last columns of a layout as wide as the longest
         row (keys already carry their positions: attention does not see where a column sits). In
         place: the storage keeps its size and address."""
         n = self.rows
-        mask = self.mask[:n, :self.columns]
+        mask = self.mask[:n, : self.columns]
         width = int(mask.sum(1).max())
-        take = torch.sort(mask, dim=1, stable=True).indices[:, -width:]   # holes first, then the row's columns
+        take = torch.sort(mask, dim=1, stable=True).indices[:, -width:]  # holes first, then the row's columns
         self.mask[:n, :width] = mask.gather(1, take)
         self.mask[:n, width:] = 0
         for layer in self.past.layers:
             for s in (layer.store_k, layer.store_v):
                 index = take[:, None, :, None].expand(n, s.shape[1], width, s.shape[3])
-                s[:n, :, :width] = s[:n, :, :self.columns].gather(2, index)
+                s[:n, :, :width] = s[:n, :, : self.columns].gather(2, index)
             layer.replace(layer.store_k, layer.store_v, width)
         self.columns = width
 
@@ -238,17 +238,19 @@ class ColumnCache:
         store = self.past.layers[0].store_k
         if not (store.shape[0] >= rows and store.shape[2] >= columns and self.mask.shape == (store.shape[0], store.shape[2])):
             mask = self.mask.new_zeros((rows, columns))
-            mask[:self.rows, :self.columns] = self.mask[:self.rows, :self.columns]
+            mask[: self.rows, : self.columns] = self.mask[: self.rows, : self.columns]
             self.mask = mask
             for layer in self.past.layers:
+
                 def padded(s: torch.Tensor) -> torch.Tensor:
                     out = s.new_zeros((rows, s.shape[1], columns, s.shape[3]))
-                    out[:self.rows, :, :self.columns] = s[:self.rows, :, :self.columns]
+                    out[: self.rows, :, : self.columns] = s[: self.rows, :, : self.columns]
                     return out
+
                 layer.replace(padded(layer.store_k), padded(layer.store_v), self.columns)
             self.capacity = columns
-        self.mask[:, self.columns:] = 0
-        self.mask[self.rows:, 0] = 1
+        self.mask[:, self.columns :] = 0
+        self.mask[self.rows :, 0] = 1
         if self._index is None or len(self._index) != self.mask.shape[0]:
             self._index = torch.arange(self.mask.shape[0], device=self.mask.device)
             self._position = torch.zeros(1, dtype=torch.long, device=self.mask.device)

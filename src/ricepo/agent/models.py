@@ -5,6 +5,7 @@ tokenizer trained on the fixture corpus and a ChatML chat template. It is writte
 `save_pretrained` and read back through the same `from_pretrained` calls as a Hub backbone, so
 the smoke run exercises the real loading path.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,10 @@ def load_backbone(model: str, dtype: torch.dtype = torch.float32, device: torch.
     except OSError as e:
         where = "local folder" if local else "Hugging Face Hub"
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
-        raise RicepoError(f"backbone {model!r}: cannot load from the {where}{offline}: {str(e).splitlines()[0]} "
-                          f"- download it where the network exists and set the backbone's `model` to its folder") from None
+        raise RicepoError(
+            f"backbone {model!r}: cannot load from the {where}{offline}: {str(e).splitlines()[0]} "
+            f"- download it where the network exists and set the backbone's `model` to its folder"
+        ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return policy.to(device or pick_device()), tokenizer
@@ -71,8 +74,9 @@ def build_from_gguf(source: str, out_dir: str | Path) -> dict:
     return {"source": str(path), "parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer)}
 
 
-def build_tiny_backbone(out_dir: str | Path, texts: list[str], *, vocab_size: int = 1024, hidden_size: int = 64,
-                        layers: int = 2, heads: int = 4, seed: int = 0) -> dict:
+def build_tiny_backbone(
+    out_dir: str | Path, texts: list[str], *, vocab_size: int = 1024, hidden_size: int = 64, layers: int = 2, heads: int = 4, seed: int = 0
+) -> dict:
     """Train a tokenizer on `texts`, initialise a tiny Qwen2 at random, save both to `out_dir`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -83,18 +87,28 @@ def build_tiny_backbone(out_dir: str | Path, texts: list[str], *, vocab_size: in
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     bpe.train_from_iterator(texts, trainer=trainer)
     bpe.add_tokens(AGENT_TAGS)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tokenizer.chat_template = CHATML_TEMPLATE
 
     torch.manual_seed(seed)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
-                         max_position_embeddings=4096, tie_word_embeddings=True,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
     model = Qwen2ForCausalLM(config)
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)

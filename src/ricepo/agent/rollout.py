@@ -21,6 +21,7 @@ token list with typed segments, so any step's context can be sliced out and cont
 runs any mix of fresh and branched trajectories to the maximum depth in one batch (Tree-GRPO's
 expansions and RICE-PO's branches use this).
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,7 +57,7 @@ def content_tokens(tokenizer, ids: list[int]) -> list[bool]:
     keep, start = [], 0
     for i, token in enumerate(ids):
         # character span of token i in the decoded text (needed only where there are tags)
-        end = len(tokenizer.decode(ids[:i + 1], skip_special_tokens=False)) if tags else 0
+        end = len(tokenizer.decode(ids[: i + 1], skip_special_tokens=False)) if tags else 0
         keep.append(token not in special and not any(a < end and start < b for a, b in tags))
         start = max(start, end)
     return keep
@@ -66,18 +67,19 @@ def content_tokens(tokenizer, ids: list[int]) -> list[bool]:
 class RolloutSettings:
     """How the agent acts. No defaults here: the config schema's `rollout:` section holds them
     (workflow/schemas/config.schema.yaml); nucleus and top-k sampling are off in training."""
-    max_depth: int                     # D: retrieval rounds per trajectory
-    temperature: float                 # sampling temperature (0 = greedy)
-    max_reasoning_tokens: int          # budget before the harness closes </think>
-    max_summary_tokens: int            # budget before the harness closes </summary>
-    rows_per_call: int                 # trajectories per sampler call and KV cache (0: all at once)
-    docs_in_observation: int           # documents shown inside <tool_response>
-    doc_max_chars: int                 # characters kept of each shown document
-    format_penalty: float              # subtracted from the final reward if a step is unparseable
-    empty_summary_search: str          # what a step without a summary searches with: query | last_summary
-    compile: str                       # the sampler's decode step: auto | on | off (decode_step.choose_step)
-    top_p: float                       # nucleus sampling (1 = off); test time only, see for_evaluation
-    top_k: int                         # top-k sampling (0 = off); test time only
+
+    max_depth: int  # D: retrieval rounds per trajectory
+    temperature: float  # sampling temperature (0 = greedy)
+    max_reasoning_tokens: int  # budget before the harness closes </think>
+    max_summary_tokens: int  # budget before the harness closes </summary>
+    rows_per_call: int  # trajectories per sampler call and KV cache (0: all at once)
+    docs_in_observation: int  # documents shown inside <tool_response>
+    doc_max_chars: int  # characters kept of each shown document
+    format_penalty: float  # subtracted from the final reward if a step is unparseable
+    empty_summary_search: str  # what a step without a summary searches with: query | last_summary
+    compile: str  # the sampler's decode step: auto | on | off (decode_step.choose_step)
+    top_p: float  # nucleus sampling (1 = off); test time only, see for_evaluation
+    top_k: int  # top-k sampling (0 = off); test time only
 
     @classmethod
     def from_config(cls, rollout: dict, temperature: float | None = None) -> RolloutSettings:
@@ -87,8 +89,10 @@ class RolloutSettings:
         fields = set(cls.__dataclass_fields__) - {"top_p", "top_k"}
         if set(given) != fields:
             unknown, missing = sorted(set(given) - fields), sorted(fields - set(given))
-            raise RicepoError("rollout settings: " + "; ".join(
-                ([f"unknown key(s) {', '.join(unknown)}"] if unknown else []) + ([f"missing {', '.join(missing)}"] if missing else [])))
+            raise RicepoError(
+                "rollout settings: "
+                + "; ".join(([f"unknown key(s) {', '.join(unknown)}"] if unknown else []) + ([f"missing {', '.join(missing)}"] if missing else []))
+            )
         s = cls(**given, top_p=1.0, top_k=0)
         if temperature is not None:
             s.temperature = temperature
@@ -108,24 +112,24 @@ class RolloutSettings:
 
 @dataclass
 class Segment:
-    kind: str    # prompt | glue | reasoning | summary | observation
+    kind: str  # prompt | glue | reasoning | summary | observation
     start: int
     end: int
-    step: int    # -1 for the prompt
+    step: int  # -1 for the prompt
 
 
 @dataclass
 class Step:
     reasoning: str
     summary: str
-    closed_think: bool       # the policy closed </think> itself
-    closed_summary: bool     # the policy closed </summary> itself
-    parseable: bool          # a non-empty summary was produced
-    state: list[str]         # document ids returned before this step (GiGPO/HGPO anchor state)
+    closed_think: bool  # the policy closed </think> itself
+    closed_summary: bool  # the policy closed </summary> itself
+    parseable: bool  # a non-empty summary was produced
+    state: list[str]  # document ids returned before this step (GiGPO/HGPO anchor state)
     retrieved: list[str] = field(default_factory=list)
     local_reward: float = 0.0
-    summary_entropy: float = math.nan   # mean entropy over the summary's content tokens; NaN if none
-    eos: bool = False        # the policy ended its episode in this step
+    summary_entropy: float = math.nan  # mean entropy over the summary's content tokens; NaN if none
+    eos: bool = False  # the policy ended its episode in this step
 
 
 @dataclass
@@ -135,16 +139,16 @@ class Trajectory:
     task: str
     query: str
     tokens: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)   # NaN where not sampled by the policy
+    logprobs: list[float] = field(default_factory=list)  # NaN where not sampled by the policy
     entropies: list[float] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     final_reward: float = 0.0
-    final_ranking: list[tuple[str, float]] = field(default_factory=list)   # the latest step's ranking
-    next_state: list[str] = field(default_factory=list)   # anchor state of the next step
-    generated_from: int = 0    # first step this row sampled itself (earlier steps were copied)
-    trainable_from: int = 0    # first step whose spans enter the loss
-    tree: int = 0              # Tree-GRPO: which of the query's trees this leaf belongs to
+    final_ranking: list[tuple[str, float]] = field(default_factory=list)  # the latest step's ranking
+    next_state: list[str] = field(default_factory=list)  # anchor state of the next step
+    generated_from: int = 0  # first step this row sampled itself (earlier steps were copied)
+    trainable_from: int = 0  # first step whose spans enter the loss
+    tree: int = 0  # Tree-GRPO: which of the query's trees this leaf belongs to
 
     def append(self, kind: str, ids: list[int], step: int, logprobs=None, entropies=None) -> None:
         if not ids:
@@ -159,7 +163,7 @@ class Trajectory:
         mask = [False] * len(self.tokens)
         for seg in self.segments:
             if seg.kind in TRAINED_KINDS and seg.step >= self.trainable_from:
-                mask[seg.start:seg.end] = [True] * (seg.end - seg.start)
+                mask[seg.start : seg.end] = [True] * (seg.end - seg.start)
         return mask
 
     def span(self, kind: str, step: int) -> Segment | None:
@@ -176,12 +180,20 @@ class Trajectory:
         cut = self.span("reasoning", step)
         if cut is None:
             raise ValueError(f"trajectory {self.id} has no step {step} to branch at")
-        b = Trajectory(id=new_id, query_id=self.query_id, task=self.task, query=self.query,
-                       tokens=self.tokens[:cut.start], logprobs=self.logprobs[:cut.start],
-                       entropies=self.entropies[:cut.start],
-                       segments=[copy.copy(s) for s in self.segments if s.end <= cut.start],
-                       steps=copy.deepcopy(self.steps[:step]), next_state=list(self.steps[step].state),
-                       generated_from=step, trainable_from=trainable_from)
+        b = Trajectory(
+            id=new_id,
+            query_id=self.query_id,
+            task=self.task,
+            query=self.query,
+            tokens=self.tokens[: cut.start],
+            logprobs=self.logprobs[: cut.start],
+            entropies=self.entropies[: cut.start],
+            segments=[copy.copy(s) for s in self.segments if s.end <= cut.start],
+            steps=copy.deepcopy(self.steps[:step]),
+            next_state=list(self.steps[step].state),
+            generated_from=step,
+            trainable_from=trainable_from,
+        )
         return b
 
     @property
@@ -192,8 +204,7 @@ class Trajectory:
     @property
     def generated_tokens(self) -> int:
         """Tokens this row sampled itself: the cost of producing it."""
-        return sum(s.end - s.start for s in self.segments
-                   if s.kind in TRAINED_KINDS and s.step >= self.generated_from)
+        return sum(s.end - s.start for s in self.segments if s.kind in TRAINED_KINDS and s.step >= self.generated_from)
 
 
 def _rankings(trajs: list[Trajectory], envs: dict[str, TaskEnvironment], texts: list[str]) -> list[list]:
@@ -220,22 +231,21 @@ class Agent:
         for traj, first in zip(trajs, _rankings(trajs, envs, [t.query for t in trajs])):
             env = envs[traj.task]
             docs = format_documents(first, env.corpus, self.s.docs_in_observation, self.s.doc_max_chars)
-            text = self.tok.apply_chat_template(build_messages(self.template, traj.query, docs),
-                                                tokenize=False, add_generation_prompt=True)
+            text = self.tok.apply_chat_template(build_messages(self.template, traj.query, docs), tokenize=False, add_generation_prompt=True)
             traj.append("prompt", self._encode(text), -1)
             # R1-distill and Qwen3-thinking templates already open the reasoning block.
             traj.append("glue", self._encode("" if text.rstrip().endswith("<think>") else "<think>\n"), 0)
             traj.next_state = [f"query:{traj.query_id}"]
 
-    def rollout(self, jobs: list[tuple[str, str, str, str]], envs: dict[str, TaskEnvironment],
-                generator: torch.Generator | None = None) -> list[Trajectory]:
+    def rollout(
+        self, jobs: list[tuple[str, str, str, str]], envs: dict[str, TaskEnvironment], generator: torch.Generator | None = None
+    ) -> list[Trajectory]:
         """jobs: (trajectory id, task, query id, query text). Returns finished trajectories."""
         trajs = [Trajectory(id=tid, query_id=qid, task=task, query=q) for tid, task, qid, q in jobs]
         self._prompt(trajs, envs)
         return self.advance(trajs, envs, generator)
 
-    def advance(self, trajs: list[Trajectory], envs: dict[str, TaskEnvironment],
-                generator: torch.Generator | None = None) -> list[Trajectory]:
+    def advance(self, trajs: list[Trajectory], envs: dict[str, TaskEnvironment], generator: torch.Generator | None = None) -> list[Trajectory]:
         """Run every trajectory (fresh, or cut by `branch` at any step) to the maximum depth,
         batching the unfinished ones of each group of `rows_per_call` in each round (a group runs
         to the end before the next starts, so only its KV cache is held), then score them."""
@@ -243,7 +253,7 @@ class Agent:
         for first in range(0, len(trajs), group):
             self.sampler.reset()
             while True:
-                active = [t for t in trajs[first:first + group] if self._unfinished(t)]
+                active = [t for t in trajs[first : first + group] if self._unfinished(t)]
                 if not active:
                     break
                 self.step(active, envs, generator)
@@ -255,16 +265,16 @@ class Agent:
     def _unfinished(self, t: Trajectory) -> bool:
         return len(t.steps) < self.s.max_depth and not t.ended
 
-    def stream(self, jobs: Iterable[tuple[str, str, str, str]], envs: dict[str, TaskEnvironment],
-               generator: torch.Generator | None, slots: int) -> Iterator[Trajectory]:
+    def stream(
+        self, jobs: Iterable[tuple[str, str, str, str]], envs: dict[str, TaskEnvironment], generator: torch.Generator | None, slots: int
+    ) -> Iterator[Trajectory]:
         """Run `jobs` (as `rollout`'s) with `slots` trajectories in flight, yielding each when it
         is finished: when a trajectory ends, the next job takes its slot at the next round
         (continuous batching), its prompt prefilled beside the others' cached rows."""
         pending, active = iter(jobs), []
         self.sampler.reset()
         while True:
-            joining = [Trajectory(id=tid, query_id=qid, task=task, query=q)
-                       for tid, task, qid, q in islice(pending, slots - len(active))]
+            joining = [Trajectory(id=tid, query_id=qid, task=task, query=q) for tid, task, qid, q in islice(pending, slots - len(active))]
             self._prompt(joining, envs)
             active += joining
             if not active:
@@ -278,12 +288,17 @@ class Agent:
         self.sampler.reset()
 
     def _sample(self, trajs: list[Trajectory], generator, budget: int, stop: str) -> list[Sampled]:
-        return self.sampler.sample([t.tokens for t in trajs], max_new_tokens=budget, stop=stop,
-                                   temperature=self.s.temperature, top_p=self.s.top_p, top_k=self.s.top_k,
-                                   generator=generator)
+        return self.sampler.sample(
+            [t.tokens for t in trajs],
+            max_new_tokens=budget,
+            stop=stop,
+            temperature=self.s.temperature,
+            top_p=self.s.top_p,
+            top_k=self.s.top_k,
+            generator=generator,
+        )
 
-    def step(self, trajs: list[Trajectory], envs: dict[str, TaskEnvironment],
-             generator: torch.Generator | None) -> None:
+    def step(self, trajs: list[Trajectory], envs: dict[str, TaskEnvironment], generator: torch.Generator | None) -> None:
         """One round for every trajectory (each at its own next step): reasoning, summary (unless
         the reasoning ended the episode), one retrieval, and the observation if another round follows."""
         steps = [len(t.steps) for t in trajs]
@@ -308,10 +323,20 @@ class Agent:
             env = envs[t.task]
             reasoning_text = strip_tags(self.tok.decode(r.ids, skip_special_tokens=True))
             content = [h for h, keep in zip(s.entropies, content_tokens(self.tok, s.ids)) if keep]
-            t.steps.append(Step(reasoning=reasoning_text, summary=summary_text, closed_think=r.stopped,
-                                closed_summary=s.stopped, parseable=bool(summary_text), state=t.next_state,
-                                retrieved=[d for d, _ in ranking[:10]], local_reward=env.score(t.query_id, ranking),
-                                summary_entropy=sum(content) / len(content) if content else math.nan, eos=eos))
+            t.steps.append(
+                Step(
+                    reasoning=reasoning_text,
+                    summary=summary_text,
+                    closed_think=r.stopped,
+                    closed_summary=s.stopped,
+                    parseable=bool(summary_text),
+                    state=t.next_state,
+                    retrieved=[d for d, _ in ranking[:10]],
+                    local_reward=env.score(t.query_id, ranking),
+                    summary_entropy=sum(content) / len(content) if content else math.nan,
+                    eos=eos,
+                )
+            )
             t.final_ranking = ranking
             if step + 1 < self.s.max_depth and not eos:
                 docs = format_documents(ranking, env.corpus, self.s.docs_in_observation, self.s.doc_max_chars)

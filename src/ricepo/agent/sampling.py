@@ -18,6 +18,7 @@ feeds only each row's new tokens (harness glue, observations, the last sampled t
 are rows of one cache with holes: each row's new tokens are right-aligned in the chunk,
 masked padding fills the rest, and position ids count each row's own tokens.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,15 +39,16 @@ class Sampled:
     ids: list[int]
     logprobs: list[float]
     entropies: list[float]
-    stopped: bool        # ended with the stop string
-    eos: bool = False    # ended with the policy's end-of-sequence token: its episode is over
+    stopped: bool  # ended with the stop string
+    eos: bool = False  # ended with the policy's end-of-sequence token: its episode is over
 
 
 @dataclass
 class PrefixCache:
     """The model's KV cache for a batch of rows, and which tokens of each row it holds."""
+
     kv: ColumnCache
-    held: list[list[int]]    # each row's tokens in the cache, in order
+    held: list[list[int]]  # each row's tokens in the cache, in order
 
     def plan(self, contexts: list[list[int]]) -> list[int | None]:
         """For each context, the cache row it continues, or None for a row that starts here (a
@@ -55,8 +57,7 @@ class PrefixCache:
         by at least one token."""
         rows, r = [], 0
         for c in contexts:
-            j = next((j for j in range(r, len(self.held))
-                      if len(c) > len(self.held[j]) and c[:len(self.held[j])] == self.held[j]), None)
+            j = next((j for j in range(r, len(self.held)) if len(c) > len(self.held[j]) and c[: len(self.held[j])] == self.held[j]), None)
             rows.append(j)
             r = r if j is None else j + 1
         return rows
@@ -95,11 +96,17 @@ def _prefill(model, pad: int, kv: ColumnCache, new: list[list[int]], starts: lis
     chunk_mask = torch.zeros((n, width), dtype=torch.long)
     positions = torch.zeros((n, width), dtype=torch.long)
     for i, (x, s) in enumerate(zip(new, starts)):
-        ids[i, width - len(x):] = torch.tensor(x)
-        chunk_mask[i, width - len(x):] = 1
-        positions[i, width - len(x):] = torch.arange(s, s + len(x))
-    out = model(input_ids=ids.to(device), attention_mask=kv.add_columns(chunk_mask.to(device)),
-                position_ids=positions.to(device), use_cache=True, **passing(model, kv.past), logits_to_keep=1)
+        ids[i, width - len(x) :] = torch.tensor(x)
+        chunk_mask[i, width - len(x) :] = 1
+        positions[i, width - len(x) :] = torch.arange(s, s + len(x))
+    out = model(
+        input_ids=ids.to(device),
+        attention_mask=kv.add_columns(chunk_mask.to(device)),
+        position_ids=positions.to(device),
+        use_cache=True,
+        **passing(model, kv.past),
+        logits_to_keep=1,
+    )
     return out.logits[:, -1, :]
 
 
@@ -109,7 +116,7 @@ def _shared_prefill(model, pad: int, contexts: list[list[int]], max_new_tokens: 
     the prefix every context starts with (the system prompt) once for all, then copied."""
     distinct = list(dict.fromkeys(map(tuple, contexts)))
     which = {c: i for i, c in enumerate(distinct)}
-    shared = min(len(c) for c in distinct) - 1          # each row keeps a token to score
+    shared = min(len(c) for c in distinct) - 1  # each row keeps a token to score
     for i in range(shared):
         if any(c[i] != distinct[0][i] for c in distinct[1:]):
             shared = i
@@ -132,15 +139,23 @@ def _compact_every(live: int) -> int:
     return max(1, live // 4)
 
 
-def _decode_eager(model, kv: ColumnCache, logits: torch.Tensor, where: torch.Tensor, positions: torch.Tensor,
-                  max_new_tokens: int, rule: Rule, generator: torch.Generator | None):
+def _decode_eager(
+    model,
+    kv: ColumnCache,
+    logits: torch.Tensor,
+    where: torch.Tensor,
+    positions: torch.Tensor,
+    max_new_tokens: int,
+    rule: Rule,
+    generator: torch.Generator | None,
+):
     """The eager decode loop (as `decode_step.decode_static`, which it is the fallback of): rows
     that end leave the forward pass once a quarter of them have; every step reads back whether
     any row still runs."""
     device, n = logits.device, len(where)
-    states = torch.zeros(n, dtype=torch.long, device=device)      # stop-string automaton, storage order
-    running = torch.ones(n, dtype=torch.bool, device=device)      # storage order
-    ids = torch.zeros((n, max_new_tokens), dtype=torch.long, device=device)   # context order from here on
+    states = torch.zeros(n, dtype=torch.long, device=device)  # stop-string automaton, storage order
+    running = torch.ones(n, dtype=torch.bool, device=device)  # storage order
+    ids = torch.zeros((n, max_new_tokens), dtype=torch.long, device=device)  # context order from here on
     logps = torch.zeros((n, max_new_tokens), device=device)
     ents = torch.zeros((n, max_new_tokens), device=device)
     lengths = torch.zeros(n, dtype=torch.long, device=device)
@@ -168,11 +183,10 @@ def _decode_eager(model, kv: ColumnCache, logits: torch.Tensor, where: torch.Ten
             ended_stop[rows_fed] |= going & is_stop
             running[:live] = going & ~(is_eos | is_stop)
             still = int(running[:live].sum())
-            if still == 0 or step == max_new_tokens - 1:   # the last token is fed by the next call
+            if still == 0 or step == max_new_tokens - 1:  # the last token is fed by the next call
                 break
             if live - still >= _compact_every(live):
-                order = torch.cat([running[:live].nonzero().squeeze(1), (~running[:live]).nonzero().squeeze(1),
-                                   torch.arange(live, n, device=device)])
+                order = torch.cat([running[:live].nonzero().squeeze(1), (~running[:live]).nonzero().squeeze(1), torch.arange(live, n, device=device)])
                 kv.permute(order)
                 where, positions, states, running = where[order], positions[order], states[order], running[order]
                 tokens, live = tokens[order[:still]], still
@@ -181,20 +195,37 @@ def _decode_eager(model, kv: ColumnCache, logits: torch.Tensor, where: torch.Ten
             feed = torch.where(going, tokens, rule.pad)[:, None]
             attend = kv.add_columns(going[:, None].long())
         with record_function("decode/forward"):
-            out = model(input_ids=feed, attention_mask=attend, position_ids=positions[:live, None], use_cache=True,
-                        **passing(model, kv.past), logits_to_keep=1)
+            out = model(
+                input_ids=feed,
+                attention_mask=attend,
+                position_ids=positions[:live, None],
+                use_cache=True,
+                **passing(model, kv.past),
+                logits_to_keep=1,
+            )
             logits = out.logits[:, -1, :]
         positions[:live] += going
-    kv.permute(torch.argsort(where))   # back to context order
+    kv.permute(torch.argsort(where))  # back to context order
     kv.active = n
     return ids, logps, ents, lengths, ended_stop, ended_eos
 
 
 @torch.inference_mode()
-def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, stop: str | StopMatcher | None,
-           temperature: float, generator: torch.Generator | None, top_p: float = 1.0, top_k: int = 0,
-           cache: PrefixCache | None = None, step=None, buffers: dict | None = None
-           ) -> tuple[list[Sampled], PrefixCache]:
+def sample(
+    model,
+    tokenizer,
+    contexts: list[list[int]],
+    *,
+    max_new_tokens: int,
+    stop: str | StopMatcher | None,
+    temperature: float,
+    generator: torch.Generator | None,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    cache: PrefixCache | None = None,
+    step=None,
+    buffers: dict | None = None,
+) -> tuple[list[Sampled], PrefixCache]:
     """Continue every context until `stop` appears, eos, or `max_new_tokens` (temperature 0: greedy).
     `top_p`/`top_k` truncate the distribution tokens are drawn from; the recorded log-prob and
     entropy are always those of the full distribution at `temperature` (the policy's own).
@@ -226,8 +257,8 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
         if starting:
             fresh, fresh_logits = _shared_prefill(model, pad, [contexts[i] for i in starting], max_new_tokens, device)
             kv.append(fresh)
-            kv.active = len(going_on)   # the rows that started here have been fed
-        new = [contexts[i][len(h):] for i, h in zip(going_on, cache.held)]
+            kv.active = len(going_on)  # the rows that started here have been fed
+        new = [contexts[i][len(h) :] for i, h in zip(going_on, cache.held)]
         kv.reserve(kv.columns + max(map(len, new)) + max_new_tokens - 1)
         logits = _prefill(model, pad, kv, new, [len(h) for h in cache.held], device)
         kv.active = kv.rows
@@ -236,19 +267,28 @@ def sample(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, 
     else:
         kv, logits = _shared_prefill(model, pad, contexts, max_new_tokens, device)
 
-    order = torch.tensor(going_on + starting, device=device)   # the context each storage row holds
+    order = torch.tensor(going_on + starting, device=device)  # the context each storage row holds
     positions = torch.tensor([len(contexts[i]) for i in going_on + starting], device=device)
-    rule = Rule(pad, vocab, temperature, top_p, top_k, eos, None if matcher is None else matcher.table,
-                torch.tensor(matcher.done if matcher is not None else -1, device=device))
+    rule = Rule(
+        pad,
+        vocab,
+        temperature,
+        top_p,
+        top_k,
+        eos,
+        None if matcher is None else matcher.table,
+        torch.tensor(matcher.done if matcher is not None else -1, device=device),
+    )
     if step is None:
         out = _decode_eager(model, kv, logits, order, positions, max_new_tokens, rule, generator)
     else:
-        out = decode_static(model, kv, logits, order, positions, max_new_tokens, rule, generator, step,
-                            {} if buffers is None else buffers)
+        out = decode_static(model, kv, logits, order, positions, max_new_tokens, rule, generator, step, {} if buffers is None else buffers)
     ids, logps, ents, lengths, ended_stop, ended_eos = out
     ids_l, lp_l, ent_l, len_l = ids.tolist(), logps.tolist(), ents.tolist(), lengths.tolist()
-    results = [Sampled(ids_l[i][:k], lp_l[i][:k], ent_l[i][:k], stopped=bool(s), eos=bool(e))
-               for i, (k, s, e) in enumerate(zip(len_l, ended_stop.tolist(), ended_eos.tolist()))]
+    results = [
+        Sampled(ids_l[i][:k], lp_l[i][:k], ent_l[i][:k], stopped=bool(s), eos=bool(e))
+        for i, (k, s, e) in enumerate(zip(len_l, ended_stop.tolist(), ended_eos.tolist()))
+    ]
     held = [c + r.ids[:-1] for c, r in zip(contexts, results)]
     return results, PrefixCache(kv=kv, held=held)
 
@@ -275,8 +315,17 @@ class Sampler(Protocol):
     `sync_weights` loads the trainer's weights after an update. The transformers sampler below
     is the one shipped and tested; a vLLM or SGLang one would implement the same three methods."""
 
-    def sample(self, contexts: list[list[int]], *, max_new_tokens: int, stop: str | None, temperature: float,
-               generator: torch.Generator | None, top_p: float = 1.0, top_k: int = 0) -> list[Sampled]: ...
+    def sample(
+        self,
+        contexts: list[list[int]],
+        *,
+        max_new_tokens: int,
+        stop: str | None,
+        temperature: float,
+        generator: torch.Generator | None,
+        top_p: float = 1.0,
+        top_k: int = 0,
+    ) -> list[Sampled]: ...
 
     def reset(self) -> None: ...
 
@@ -291,15 +340,14 @@ class TransformersSampler:
     (`rollout.compile`: auto | on | off) chooses the compiled static decode step or the eager
     loop (`decode_step.choose_step`)."""
 
-    def __init__(self, model, tokenizer, dtype: torch.dtype | None = None, separate: bool = False,
-                 compile: str = "auto"):
+    def __init__(self, model, tokenizer, dtype: torch.dtype | None = None, separate: bool = False, compile: str = "auto"):
         self.tokenizer = tokenizer
         self.copied = separate or (dtype is not None and dtype != next(model.parameters()).dtype)
         self.model = cast_parameters(copy.deepcopy(model), dtype).eval().requires_grad_(False) if self.copied else model
         self._cache: PrefixCache | None = None
         self._stops: dict[str, StopMatcher] = {}
         self._step, self._eager_why = choose_step(self.model, compile)
-        self._buffers: dict = {}   # the static loop's per-row tensors, kept between calls (fixed addresses)
+        self._buffers: dict = {}  # the static loop's per-row tensors, kept between calls (fixed addresses)
 
     @property
     def device(self) -> torch.device:
@@ -314,16 +362,28 @@ class TransformersSampler:
         """One line for the logs: how this sampler decodes, and why."""
         dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         how = self._step.describe() if self._step is not None else self._eager_why
-        return (f"sampler: transformers {type(self.model).__name__}, {dtype}, {how}, preallocated KV "
-                f"cache, stop strings on token ids, finished rows leave the batch")
+        return (
+            f"sampler: transformers {type(self.model).__name__}, {dtype}, {how}, preallocated KV "
+            f"cache, stop strings on token ids, finished rows leave the batch"
+        )
 
     def sample(self, contexts, *, max_new_tokens, stop, temperature, generator, top_p=1.0, top_k=0):
         if stop is not None and stop not in self._stops:
             self._stops[stop] = StopMatcher(self.tokenizer, stop).to(self.device)
-        results, self._cache = sample(self.model, self.tokenizer, contexts, max_new_tokens=max_new_tokens,
-                                      stop=self._stops.get(stop), temperature=temperature, generator=generator,
-                                      top_p=top_p, top_k=top_k, cache=self._cache, step=self.step,
-                                      buffers=self._buffers)
+        results, self._cache = sample(
+            self.model,
+            self.tokenizer,
+            contexts,
+            max_new_tokens=max_new_tokens,
+            stop=self._stops.get(stop),
+            temperature=temperature,
+            generator=generator,
+            top_p=top_p,
+            top_k=top_k,
+            cache=self._cache,
+            step=self.step,
+            buffers=self._buffers,
+        )
         return results
 
     def reset(self) -> None:

@@ -7,6 +7,7 @@ after a token is a table lookup, `table[state, token]`, whatever pieces the toke
 stop string into (SmolLM2 writes `</think>` as `</`, `think`, `>`) and wherever inside a token
 it ends. The state `len(stop)` means the text now contains the stop string.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,7 @@ def token_texts(tokenizer) -> list[str]:
     anchor = tokenizer("a", add_special_tokens=False)["input_ids"][-1:]
     lead = tokenizer.decode(anchor, skip_special_tokens=False)
     pairs = tokenizer.batch_decode([anchor + [i] for i in range(len(tokenizer))], skip_special_tokens=False)
-    return [t[len(lead):] if t.startswith(lead) else tokenizer.decode([i], skip_special_tokens=False)
-            for i, t in enumerate(pairs)]
+    return [t[len(lead) :] if t.startswith(lead) else tokenizer.decode([i], skip_special_tokens=False) for i, t in enumerate(pairs)]
 
 
 def _failure(stop: str) -> list[int]:
@@ -55,7 +55,7 @@ class StopMatcher:
         # rows past the accepting state are never reached; 16 at least, so that the agent's stop
         # strings share one shape (a compiled decode step takes the table as an input)
         table = torch.zeros((max(16, self.done + 1), len(tokenizer)), dtype=torch.long)
-        table[self.done] = self.done          # a row that has matched stays matched
+        table[self.done] = self.done  # a row that has matched stays matched
         for token, text in enumerate(token_texts(tokenizer)):
             if stop[0] not in text and text not in pieces and not text.startswith(endings):
                 continue

@@ -1,4 +1,5 @@
 """The agent's prompt: a chat template entry per backbone family (config `templates`)."""
+
 from __future__ import annotations
 
 
@@ -17,4 +18,3 @@ def build_messages(template: dict, query: str, documents: str) -> list[dict]:
         messages.append({"role": "system", "content": template["system"]})
     messages.append({"role": "user", "content": template["user"].format(query=query, documents=documents)})
     return messages
-

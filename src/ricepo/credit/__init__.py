@@ -5,6 +5,7 @@ Every credit function takes one *group* in the JSON form of DESIGN.md's credit C
 `ricepo credit` CLI call the same functions. Every module of this package is imported here, so a
 new method is one new file.
 """
+
 import importlib
 import pkgutil
 

@@ -7,6 +7,7 @@ Step advantage A^S: steps whose `state` is identical, at any time step, form an 
 A^S = z-score (n-1) of the discounted return G over that group, 0 for a group of one.
 A = A^E + ω·A^S on both spans of the step. `mode: mean_norm` drops the std in both terms.
 """
+
 from __future__ import annotations
 
 from .registry import Method, Param, register
@@ -49,8 +50,16 @@ def gigpo(group: dict, gamma: float, omega: float, mode: str, step_reward: str) 
     return out
 
 
-register(Method("gigpo", "GiGPO", rollout="independent", credit=gigpo, params={
-    **RETURN_PARAMS,
-    "omega": Param({"type": "number", "default": 1.0}, doc="weight of the step advantage"),
-    "mode": Param({"enum": ["std_norm", "mean_norm"], "default": "std_norm"}, doc="mean_norm drops the std"),
-}))
+register(
+    Method(
+        "gigpo",
+        "GiGPO",
+        rollout="independent",
+        credit=gigpo,
+        params={
+            **RETURN_PARAMS,
+            "omega": Param({"type": "number", "default": 1.0}, doc="weight of the step advantage"),
+            "mode": Param({"enum": ["std_norm", "mean_norm"], "default": "std_norm"}, doc="mean_norm drops the std"),
+        },
+    )
+)

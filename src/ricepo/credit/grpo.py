@@ -5,6 +5,7 @@ A group of one has mean 0 and std 1 in verl, so its advantage is R itself. `norm
 Dr. GRPO (A_i = R_i - mean). Every span (reasoning and summary) of every step of trajectory i
 receives A_i.
 """
+
 from __future__ import annotations
 
 from .registry import Method, Param, register
@@ -27,8 +28,7 @@ def trajectory_advantages(group: dict, norm_by_std: bool) -> dict[str, float]:
 
 def grpo(group: dict, norm_by_std: bool) -> dict[str, list[dict]]:
     adv = trajectory_advantages(group, norm_by_std)
-    return {t["id"]: [{"reasoning": adv[t["id"]], "summary": adv[t["id"]]} for _ in t["steps"]]
-            for t in group["trajectories"]}
+    return {t["id"]: [{"reasoning": adv[t["id"]], "summary": adv[t["id"]]} for _ in t["steps"]] for t in group["trajectories"]}
 
 
 NORM_BY_STD = Param({"type": "boolean", "default": True}, doc="false: Dr. GRPO (no division by the std)")
@@ -38,10 +38,21 @@ register(Method("grpo", "GRPO", rollout="independent", credit=grpo, params={"nor
 # comparison with RICE-PO separates its credit from its extra samples. The group size that matches
 # depends on where anchors fall; the claim that compares the two (config/paper_claims.yaml) checks
 # the generated tokens per step measured in both runs' logs.
-register(Method("grpo_equal_cost", "GRPO at RICE-PO's tokens", rollout="independent", credit=grpo, params={
-    "norm_by_std": NORM_BY_STD,
-    "group_size": Param({"type": "integer", "minimum": 1, "default": 12}, "rollout",
-                        "trajectories per query, in place of rollout.group_size: set it so that a step generates as "
-                        "many tokens as RICE-PO's (default: the paper config's G 8 plus 2 anchors x 3 branches, each "
-                        "regrowing about 2 of 3 rounds)"),
-}))
+register(
+    Method(
+        "grpo_equal_cost",
+        "GRPO at RICE-PO's tokens",
+        rollout="independent",
+        credit=grpo,
+        params={
+            "norm_by_std": NORM_BY_STD,
+            "group_size": Param(
+                {"type": "integer", "minimum": 1, "default": 12},
+                "rollout",
+                "trajectories per query, in place of rollout.group_size: set it so that a step generates as "
+                "many tokens as RICE-PO's (default: the paper config's G 8 plus 2 anchors x 3 branches, each "
+                "regrowing about 2 of 3 rounds)",
+            ),
+        },
+    )
+)

@@ -10,6 +10,7 @@ and take a share of the weights. A = Σ_k w_k a_k with
 w_k = (k+1)^α / Σ_j (k_j+1)^α over the kept items; 0 when none is kept. `base_group: true` adds
 the GRPO trajectory advantage as level k = 0.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -20,8 +21,7 @@ from .stats import EPS, mean, std
 from .steps import RETURN_PARAMS, returns, step_rewards
 
 
-def hgpo(group: dict, gamma: float, history: int, alpha: float, base_group: bool,
-         step_reward: str) -> dict[str, list[dict]]:
+def hgpo(group: dict, gamma: float, history: int, alpha: float, base_group: bool, step_reward: str) -> dict[str, list[dict]]:
     g, states = {}, {}
     for t in group["trajectories"]:
         states[t["id"]] = [str(s["state"]) for s in t["steps"]]
@@ -31,7 +31,7 @@ def hgpo(group: dict, gamma: float, history: int, alpha: float, base_group: bool
     for tid, sts in states.items():
         for s in range(len(sts)):
             for k in range(1, min(history + 1, s + 1) + 1):
-                keyed.setdefault((k, tuple(sts[s - k + 1: s + 1])), []).append((tid, s))
+                keyed.setdefault((k, tuple(sts[s - k + 1 : s + 1])), []).append((tid, s))
     levels: dict[tuple[str, int], list[tuple[int, float]]] = {row: [] for row in g}
     for (k, _), members in keyed.items():
         if len(members) < 2:
@@ -43,7 +43,7 @@ def hgpo(group: dict, gamma: float, history: int, alpha: float, base_group: bool
             levels[row].append((k, 0.0 if Fraction(v) == exact_mean else (v - m) / (sd + EPS)))
     if base_group:
         base = trajectory_advantages(group, norm_by_std=True)
-        for (tid, s) in levels:
+        for tid, s in levels:
             levels[(tid, s)].append((0, base[tid]))
 
     out = {t["id"]: [] for t in group["trajectories"]}
@@ -56,9 +56,17 @@ def hgpo(group: dict, gamma: float, history: int, alpha: float, base_group: bool
     return out
 
 
-register(Method("hgpo", "HGPO", rollout="independent", credit=hgpo, params={
-    **RETURN_PARAMS,
-    "history": Param({"type": "integer", "minimum": 0, "default": 2}, doc="K: levels of history beyond the current state"),
-    "alpha": Param({"type": "number", "default": 1.0}, doc="level weight exponent, w_k ∝ (k+1)^α"),
-    "base_group": Param({"type": "boolean", "default": False}, doc="add the GRPO advantage as level 0"),
-}))
+register(
+    Method(
+        "hgpo",
+        "HGPO",
+        rollout="independent",
+        credit=hgpo,
+        params={
+            **RETURN_PARAMS,
+            "history": Param({"type": "integer", "minimum": 0, "default": 2}, doc="K: levels of history beyond the current state"),
+            "alpha": Param({"type": "number", "default": 1.0}, doc="level weight exponent, w_k ∝ (k+1)^α"),
+            "base_group": Param({"type": "boolean", "default": False}, doc="add the GRPO advantage as level 0"),
+        },
+    )
+)

@@ -13,6 +13,7 @@ A method is what a config's `methods:` list names. It bundles
 A new method is one module in this package that calls `register(Method(...))`: the package imports
 every module in it (credit/__init__.py).
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,15 +25,15 @@ from ..errors import RicepoError
 
 @dataclass(frozen=True)
 class Param:
-    schema: dict          # JSON schema of the value, with its `default`
+    schema: dict  # JSON schema of the value, with its `default`
     role: str = "credit"  # credit: a keyword of the credit function; rollout: an option of the collector
-    doc: str = ""         # one line for the config reference
+    doc: str = ""  # one line for the config reference
 
 
 @dataclass(frozen=True)
 class Variant:
-    label: str            # row label in the ablation tables
-    overlay: dict         # settings that differ from the method's
+    label: str  # row label in the ablation tables
+    overlay: dict  # settings that differ from the method's
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Method:
     credit: Callable | None = None
     params: dict[str, Param] = field(default_factory=dict)
     variants: dict[str, Variant] = field(default_factory=dict)
-    runtime: tuple[str, ...] = ()   # credit keywords the caller supplies per call (a seed), not settings
+    runtime: tuple[str, ...] = ()  # credit keywords the caller supplies per call (a seed), not settings
 
     def defaults(self) -> dict:
         return {k: copy.deepcopy(p.schema["default"]) for k, p in self.params.items()}
@@ -52,12 +53,12 @@ class Method:
         """(credit keywords, collector options): defaults, then `options` (the config's
         `credit.<name>`), then the variant's overlay."""
         if variant is not None and variant not in self.variants:
-            raise RicepoError(f"method {self.name!r} has no variant {variant!r}; "
-                              f"its variants: {', '.join(self.variants) or 'none'}")
+            raise RicepoError(f"method {self.name!r} has no variant {variant!r}; its variants: {', '.join(self.variants) or 'none'}")
         unknown = set(options) - set(self.params)
         if unknown:
-            raise RicepoError(f"method {self.name!r} takes no setting(s) {', '.join(sorted(unknown))}; "
-                              f"it takes: {', '.join(sorted(self.params)) or 'none'}")
+            raise RicepoError(
+                f"method {self.name!r} takes no setting(s) {', '.join(sorted(unknown))}; it takes: {', '.join(sorted(self.params)) or 'none'}"
+            )
         merged = {**self.defaults(), **options, **(self.variants[variant].overlay if variant else {})}
         split = {"credit": {}, "rollout": {}}
         for key, value in merged.items():

@@ -21,6 +21,7 @@ random_case (case1 or case2 per anchor, seeded), effect_only (g = 1[U ≤ τ_R])
 (g = 1[I ≥ τ_I]); and random_trigger, the rollout's `trigger: random` (anchors drawn at random,
 full gate).
 """
+
 from __future__ import annotations
 
 import math
@@ -68,15 +69,13 @@ def anchor_credit(anchor: dict, query_id, rule: str, tau_I: float, tau_R: float,
     return g, propagated, stats
 
 
-def ricepo(group: dict, rule: str, tau_I: float, tau_R: float, combine: str, norm_by_std: bool,
-           seed: int = 0) -> dict[str, list[dict]]:
+def ricepo(group: dict, rule: str, tau_I: float, tau_R: float, combine: str, norm_by_std: bool, seed: int = 0) -> dict[str, list[dict]]:
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}, not {rule!r}")
     if combine not in ("replace", "add"):
         raise ValueError(f"combine must be replace or add, not {combine!r}")
     traj_adv = trajectory_advantages(group, norm_by_std)
-    out = {t["id"]: [{"reasoning": traj_adv[t["id"]], "summary": traj_adv[t["id"]]} for _ in t["steps"]]
-           for t in group["trajectories"]}
+    out = {t["id"]: [{"reasoning": traj_adv[t["id"]], "summary": traj_adv[t["id"]]} for _ in t["steps"]] for t in group["trajectories"]}
     depth = {t["id"]: len(t["steps"]) for t in group["trajectories"]}
     r_mean, r_std = group_reward_stats(group)
     for anchor in group.get("anchors", []):
@@ -93,11 +92,11 @@ def ricepo(group: dict, rule: str, tau_I: float, tau_R: float, combine: str, nor
                 # a branch runs on from the anchor by itself: it may end (EOS) before or after the original
                 steps = int(branch.get("steps", 0))
                 if steps <= step:
-                    raise ValueError(f"branch {rid!r} of anchor ({tid!r}, {step}) needs its step count "
-                                     f"'steps' > {step}, not {branch.get('steps')!r}")
+                    raise ValueError(f"branch {rid!r} of anchor ({tid!r}, {step}) needs its step count 'steps' > {step}, not {branch.get('steps')!r}")
                 base = (float(branch["final_reward"]) - r_mean) / ((r_std + EPS) if norm_by_std else 1.0)
-                out[rid] = [{"reasoning": 0.0, "summary": 0.0} for _ in range(step)] + \
-                           [{"reasoning": base, "summary": base} for _ in range(step, steps)]
+                out[rid] = [{"reasoning": 0.0, "summary": 0.0} for _ in range(step)] + [
+                    {"reasoning": base, "summary": base} for _ in range(step, steps)
+                ]
             else:
                 continue
             if combine == "replace":
@@ -127,29 +126,37 @@ def select_anchors(group: dict, k: int, trigger: str = "entropy", seed: int = 0)
     return [[tid, step] for _, step, _, tid in chosen]
 
 
-register(Method(
-    "ricepo", "RICE-PO", rollout="branches", credit=ricepo, runtime=("seed",),
-    params={
-        "anchors": Param({"type": "integer", "minimum": 1, "default": 2}, "rollout", "k anchors per group (paper blank)"),
-        "branches": Param({"type": "integer", "minimum": 2, "default": 4}, "rollout",
-                          "M branches per anchor, the original included (paper blank)"),
-        "trigger": Param({"enum": ["entropy", "random"], "default": "entropy"}, "rollout",
-                         "anchors at the top-k summary entropy, or drawn at random"),
-        "train_branches": Param({"type": "boolean", "default": False}, "rollout",
-                                "train branch rows too (from the anchor step on)"),
-        "tau_I": Param({"type": "number", "minimum": 0, "default": 0.05}, doc="influence threshold τ_I (paper blank)"),
-        "tau_R": Param({"type": "number", "minimum": 0, "default": 0.10}, doc="residual-effect threshold τ_R (paper blank)"),
-        "combine": Param({"enum": ["replace", "add"], "default": "replace"},
-                         doc="replace (the literal reading of Eq. 9) or add the gated credit to A_traj"),
-        "rule": Param({"enum": list(RULES), "default": "full"}, doc="credit rule: full gate, or an ablation's"),
-        "norm_by_std": Param({"type": "boolean", "default": True}, doc="A_traj divided by the group's std"),
-    },
-    variants={
-        "case1": Variant("Case 1", {"rule": "case1"}),
-        "case2": Variant("Case 2", {"rule": "case2"}),
-        "random_case": Variant("Random", {"rule": "random_case"}),
-        "random_trigger": Variant("Random Trigger", {"trigger": "random"}),
-        "effect_only": Variant("Effect Only", {"rule": "effect_only"}),
-        "influence_only": Variant("Influence Only", {"rule": "influence_only"}),
-    },
-))
+register(
+    Method(
+        "ricepo",
+        "RICE-PO",
+        rollout="branches",
+        credit=ricepo,
+        runtime=("seed",),
+        params={
+            "anchors": Param({"type": "integer", "minimum": 1, "default": 2}, "rollout", "k anchors per group (paper blank)"),
+            "branches": Param(
+                {"type": "integer", "minimum": 2, "default": 4}, "rollout", "M branches per anchor, the original included (paper blank)"
+            ),
+            "trigger": Param(
+                {"enum": ["entropy", "random"], "default": "entropy"}, "rollout", "anchors at the top-k summary entropy, or drawn at random"
+            ),
+            "train_branches": Param({"type": "boolean", "default": False}, "rollout", "train branch rows too (from the anchor step on)"),
+            "tau_I": Param({"type": "number", "minimum": 0, "default": 0.05}, doc="influence threshold τ_I (paper blank)"),
+            "tau_R": Param({"type": "number", "minimum": 0, "default": 0.10}, doc="residual-effect threshold τ_R (paper blank)"),
+            "combine": Param(
+                {"enum": ["replace", "add"], "default": "replace"}, doc="replace (the literal reading of Eq. 9) or add the gated credit to A_traj"
+            ),
+            "rule": Param({"enum": list(RULES), "default": "full"}, doc="credit rule: full gate, or an ablation's"),
+            "norm_by_std": Param({"type": "boolean", "default": True}, doc="A_traj divided by the group's std"),
+        },
+        variants={
+            "case1": Variant("Case 1", {"rule": "case1"}),
+            "case2": Variant("Case 2", {"rule": "case2"}),
+            "random_case": Variant("Random", {"rule": "random_case"}),
+            "random_trigger": Variant("Random Trigger", {"trigger": "random"}),
+            "effect_only": Variant("Effect Only", {"rule": "effect_only"}),
+            "influence_only": Variant("Influence Only", {"rule": "influence_only"}),
+        },
+    )
+)

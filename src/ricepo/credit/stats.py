@@ -1,4 +1,5 @@
 """The z-score of docs/methods.md (Notation): (x - mean) / (std + 1e-6), std with n-1 (Bessel) or n."""
+
 from __future__ import annotations
 
 import math
@@ -16,4 +17,3 @@ def std(xs: list[float], bessel: bool) -> float:
         return 0.0
     m = mean(xs)
     return math.sqrt(sum((x - m) ** 2 for x in xs) / (n - int(bessel)))
-

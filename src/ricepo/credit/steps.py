@@ -1,4 +1,5 @@
 """Step rows shared by GiGPO and HGPO: per-step rewards and discounted returns."""
+
 from __future__ import annotations
 
 from .registry import Param
@@ -6,8 +7,9 @@ from .registry import Param
 # The settings of the step return, shared by both methods.
 RETURN_PARAMS = {
     "gamma": Param({"type": "number", "minimum": 0, "maximum": 1, "default": 0.95}, doc="discount of the step return G"),
-    "step_reward": Param({"enum": ["final_only", "local"], "default": "final_only"},
-                         doc="final_only: R at the last step; local: each step's retrieval reward"),
+    "step_reward": Param(
+        {"enum": ["final_only", "local"], "default": "final_only"}, doc="final_only: R at the last step; local: each step's retrieval reward"
+    ),
 }
 
 

@@ -12,6 +12,7 @@ SciFact 802): BEIR publishes qrels/train.tsv for FiQA-2018 (5,500 queries) and S
 DBPedia-Entity has only dev (67 queries) and test, so its train queries are sampled from dev
 (`benchmarks.beir.train_from`). TREC-COVID and Touché-2020 have no train data (0 in the paper).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,7 @@ from .canonical import read_qrels
 from .hub import probe
 
 # Corpus sizes of the BEIR paper (Thakur et al. 2021, Table 1), checked as a warning.
-KNOWN_DOCS = {"scifact": 5183, "fiqa": 57638, "trec-covid": 171332, "webis-touche2020": 382545,
-              "dbpedia-entity": 4635922, "nfcorpus": 3633}
+KNOWN_DOCS = {"scifact": 5183, "fiqa": 57638, "trec-covid": 171332, "webis-touche2020": 382545, "dbpedia-entity": 4635922, "nfcorpus": 3633}
 SPLITS = ("train", "dev", "test")
 # Our task name -> the ir_datasets id and the splits it publishes qrels for. Touché-2020 is v2,
 # the corrected release BEIR's leaderboard (and the paper's 49 test queries) use.
@@ -38,8 +38,10 @@ IR_DATASETS = {
 
 def _ir_datasets_id(task: str) -> tuple[str, tuple[str, ...]]:
     if task not in IR_DATASETS:
-        raise RicepoError(f"beir/{task}: not a BEIR dataset this harness maps to ir_datasets "
-                          f"(known: {', '.join(sorted(IR_DATASETS))}); use benchmarks.beir.source: local")
+        raise RicepoError(
+            f"beir/{task}: not a BEIR dataset this harness maps to ir_datasets "
+            f"(known: {', '.join(sorted(IR_DATASETS))}); use benchmarks.beir.source: local"
+        )
     return IR_DATASETS[task]
 
 
@@ -62,9 +64,12 @@ def load_ir_datasets(task: str) -> tuple[dict, dict, dict, str, dict]:
     dataset_id, splits = _ir_datasets_id(task)
     cached, url = _source_zip(dataset_id)
     if not cached.exists():
-        probe(url, f"BEIR {task} (ir_datasets {dataset_id})",
-              f"place BEIR's {task}.zip at {cached} (IR_DATASETS_HOME), or set benchmarks.beir.source: local "
-              f"with benchmarks.beir.path: a folder holding {task}/ unzipped")
+        probe(
+            url,
+            f"BEIR {task} (ir_datasets {dataset_id})",
+            f"place BEIR's {task}.zip at {cached} (IR_DATASETS_HOME), or set benchmarks.beir.source: local "
+            f"with benchmarks.beir.path: a folder holding {task}/ unzipped",
+        )
     try:
         base = ir_datasets.load(dataset_id)
         corpus = {}
@@ -78,9 +83,10 @@ def load_ir_datasets(task: str) -> tuple[dict, dict, dict, str, dict]:
             for r in subset.qrels_iter():
                 split_qrels.setdefault(r.query_id, {})[r.doc_id] = r.relevance
             qrels[split] = split_qrels
-    except Exception as e:     # ir_datasets raises many types (network, zip, md5); all mean the same here
-        raise RicepoError(f"beir/{task}: ir_datasets {dataset_id} failed ({e.__class__.__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    except Exception as e:  # ir_datasets raises many types (network, zip, md5); all mean the same here
+        raise RicepoError(
+            f"beir/{task}: ir_datasets {dataset_id} failed ({e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     revision = f"ir_datasets {ir_datasets.__version__}:{dataset_id}"
     return corpus, queries, qrels, revision, {"source.zip": sha256(cached)}
 

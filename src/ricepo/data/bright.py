@@ -11,6 +11,7 @@ example of the task; their judgments are `gold_ids` (short documents) or `gold_i
 per `benchmarks.bright.document_setting`. `excluded_ids` is kept in each query's metadata with
 BRIGHT's "N/A" sentinel dropped, and an excluded id that is also gold is an error.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -19,17 +20,40 @@ from pathlib import Path
 from ..errors import RicepoError
 from .canonical import iter_jsonl
 
-TASKS = ("biology", "earth_science", "economics", "psychology", "robotics", "stackoverflow",
-         "sustainable_living", "leetcode", "pony", "aops", "theoremqa_questions", "theoremqa_theorems")
+TASKS = (
+    "biology",
+    "earth_science",
+    "economics",
+    "psychology",
+    "robotics",
+    "stackoverflow",
+    "sustainable_living",
+    "leetcode",
+    "pony",
+    "aops",
+    "theoremqa_questions",
+    "theoremqa_theorems",
+)
 # Which task a ReasonIR positive belongs to when its id is in two corpora: aops and
 # theoremqa_questions share one corpus, and the paper's appendix trains on aops (384 queries),
 # never on theoremqa_questions (0).
 DOMAIN_PRIORITY = tuple(t for t in TASKS if t != "theoremqa_questions") + ("theoremqa_questions",)
 NO_LONG_DOCUMENTS = {"leetcode", "aops", "theoremqa_questions", "theoremqa_theorems"}
 # Document counts of the Hub card (../shared/data/README.md), checked as a warning.
-KNOWN_DOCS = {"biology": 57359, "earth_science": 121249, "economics": 50220, "psychology": 52835,
-              "robotics": 61961, "stackoverflow": 107081, "sustainable_living": 60792, "pony": 7894,
-              "leetcode": 413932, "aops": 188177, "theoremqa_questions": 188177, "theoremqa_theorems": 23839}
+KNOWN_DOCS = {
+    "biology": 57359,
+    "earth_science": 121249,
+    "economics": 50220,
+    "psychology": 52835,
+    "robotics": 61961,
+    "stackoverflow": 107081,
+    "sustainable_living": 60792,
+    "pony": 7894,
+    "leetcode": 413932,
+    "aops": 188177,
+    "theoremqa_questions": 188177,
+    "theoremqa_theorems": 23839,
+}
 EXAMPLE_FIELDS = ("query", "id", "excluded_ids", "gold_ids", "gold_ids_long")
 
 
@@ -50,8 +74,9 @@ def task_file(root: Path, config: str, task: str) -> Path:
     for pattern in (f"{task}.jsonl", f"{task}.parquet", f"{task}-*.parquet"):
         found = sorted(folder.glob(pattern))
         if len(found) > 1:
-            raise RicepoError(f"{folder}: several files for task {task!r} ({', '.join(f.name for f in found)}); "
-                              f"sharded splits are not expected in BRIGHT")
+            raise RicepoError(
+                f"{folder}: several files for task {task!r} ({', '.join(f.name for f in found)}); sharded splits are not expected in BRIGHT"
+            )
         if found:
             return found[0]
     raise RicepoError(f"{folder}: no file for BRIGHT task {task!r} (expected {task}.jsonl or {task}-*.parquet)")
@@ -101,8 +126,7 @@ def read_examples(path: Path, setting: str) -> tuple[dict[str, dict], dict[str, 
 def load_task(root: Path, task: str, setting: str) -> tuple[dict, dict, dict]:
     """(corpus, queries, test qrels) of one task from a folder in the published layout."""
     if setting == "long" and task in NO_LONG_DOCUMENTS:
-        raise RicepoError(f"bright/{task}: BRIGHT has no long documents for this task; "
-                          f"use benchmarks.bright.document_setting: short")
+        raise RicepoError(f"bright/{task}: BRIGHT has no long documents for this task; use benchmarks.bright.document_setting: short")
     config = {"short": "documents", "long": "long_documents"}[setting]
     docs_path = task_file(root, config, task)
     corpus = read_documents(docs_path)

@@ -7,6 +7,7 @@
 QRELS may also be TREC's four columns (`qid Q0 docid rel`), which is how several BEIR topic
 files are distributed.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -84,8 +85,7 @@ def read_queries(path: str | Path) -> dict[str, dict]:
     return _records(path, "query", _query)
 
 
-def iter_columns(path: str | Path, what: str = "file", sep: str | None = None,
-                 header: bool = False) -> Iterator[tuple[int, list[str]]]:
+def iter_columns(path: str | Path, what: str = "file", sep: str | None = None, header: bool = False) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of a column file (whitespace-separated, or by `sep`); blank lines and,
     with `header`, a first line naming the query-id column are skipped; a missing file is an error
     naming it (`what`: how the message calls it)."""
@@ -179,8 +179,7 @@ class Dataset:
             for split_qrels in self.qrels.values():
                 gold = {d for d, r in split_qrels.get(qid, {}).items() if r > 0}
                 if gold & ids:
-                    raise RicepoError(f"{self.root}/queries.jsonl: query {qid!r} excludes its own gold "
-                                      f"document(s) {sorted(gold & ids)}")
+                    raise RicepoError(f"{self.root}/queries.jsonl: query {qid!r} excludes its own gold document(s) {sorted(gold & ids)}")
 
     def split_queries(self, split: str) -> dict[str, dict]:
         if split not in self.qrels:

@@ -9,6 +9,7 @@ better, which is what gives the RL methods something to learn. With `excluded=Tr
 also gets a near-duplicate of its relevant documents listed in `metadata.excluded_ids`, as BRIGHT
 does; scoring must drop it.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,9 @@ def _words(rng: random.Random, n: int, taken: set) -> list[str]:
     return out
 
 
-def make_fixture(out_dir: str | Path, benchmark: str, task: str, *, n_docs: int, n_topics: int,
-                 n_train: int, n_test: int, excluded: bool, seed: int) -> dict:
+def make_fixture(
+    out_dir: str | Path, benchmark: str, task: str, *, n_docs: int, n_topics: int, n_train: int, n_test: int, excluded: bool, seed: int
+) -> dict:
     """Write corpus.jsonl, queries.jsonl, qrels/{train,test}.tsv; return the counts."""
     rng = random.Random(f"ricepo-fixture:{seed}:{benchmark}:{task}")
     taken: set = set()

@@ -5,6 +5,7 @@ one of the published layouts (BEIR's zip layout; BEIR topics + TREC qrels; BRIGH
 documents/; ReasonIR hq files). A collection folder, as `benchmarks.<name>.path` names it, takes
 `--task`: BRIGHT's holds every task's files, BEIR's one folder per dataset.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,14 +25,13 @@ def _bright_counts(root: Path, task: str | None) -> dict:
     try:
         out["docs"] = len(bright.read_documents(bright.task_file(root, "documents", task)))
     except RicepoError:
-        pass    # an examples-only copy (as ../shared/data) has no documents
+        pass  # an examples-only copy (as ../shared/data) has no documents
     return out
 
 
 def _beir_datasets(path: Path) -> list[str]:
     """The dataset folders of a BEIR collection folder (benchmarks.beir.path)."""
-    return sorted(p.name for p in path.iterdir() if p.is_dir() and
-                  ((p / "corpus.jsonl").exists() or any(p.glob("qrels.*.trec"))))
+    return sorted(p.name for p in path.iterdir() if p.is_dir() and ((p / "corpus.jsonl").exists() or any(p.glob("qrels.*.trec"))))
 
 
 def _beir_folder(path: Path, task: str | None) -> dict:
@@ -74,8 +74,11 @@ def _from_ir_datasets(benchmark: str, task: str | None) -> dict:
     if benchmark != "beir" or not task:
         raise RicepoError("ir_datasets: inspect a BEIR dataset (--benchmark beir --task NAME)")
     corpus, queries, qrels, _, _ = beir.load_ir_datasets(task)
-    return {"docs": len(corpus), "queries": {s: sum(1 for q in r if q in queries) for s, r in qrels.items()},
-            "qrels": {s: sum(len(d) for d in r.values()) for s, r in qrels.items()}}
+    return {
+        "docs": len(corpus),
+        "queries": {s: sum(1 for q in r if q in queries) for s, r in qrels.items()},
+        "qrels": {s: sum(len(d) for d in r.values()) for s, r in qrels.items()},
+    }
 
 
 def inspect_source(source: str, benchmark: str, task: str | None = None) -> dict:

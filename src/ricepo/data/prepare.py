@@ -5,6 +5,7 @@ Output folder (written atomically): corpus.jsonl, queries.jsonl, qrels/{train,de
 the source has them, and source.json (where it came from, its revision, the document count and
 the published count it was checked against).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,7 @@ REASONIR_HUB = "reasonir/reasonir-data"
 
 
 def local_hint(benchmark: str) -> str:
-    return (f"download it where the network exists and set benchmarks.{benchmark}.source: local "
-            f"with benchmarks.{benchmark}.path pointing at the copy")
+    return f"download it where the network exists and set benchmarks.{benchmark}.source: local with benchmarks.{benchmark}.path pointing at the copy"
 
 
 def bright_root(spec: dict, patterns: list[str]) -> tuple[Path, str]:
@@ -39,8 +39,10 @@ def prepare_reasonir(spec: dict, out_dir: str | Path) -> dict:
     root, bright_rev = bright_root(spec, ["documents/*"])
     if spec["source"] == "local":
         if not spec.get("reasonir_path"):
-            raise RicepoError("config error at benchmarks.bright.reasonir_path: a local BRIGHT source with train "
-                              "queries needs a local copy of reasonir/reasonir-data (hq)")
+            raise RicepoError(
+                "config error at benchmarks.bright.reasonir_path: a local BRIGHT source with train "
+                "queries needs a local copy of reasonir/reasonir-data (hq)"
+            )
         files, rev = reasonir.row_files(Path(spec["reasonir_path"])), f"local:{Path(spec['reasonir_path']).resolve()}"
     else:
         folder, rev = download_hub(REASONIR_HUB, ["hq/*"], local_hint("bright") + " (reasonir_path for ReasonIR)")
@@ -58,8 +60,7 @@ def _bright(task: str, spec: dict, reasonir_dir: Path | None) -> tuple[dict, dic
         if reasonir_dir is None:
             raise RicepoError(f"bright/{task}: train queries need the ReasonIR folder (--reasonir)")
         if setting == "long":
-            raise RicepoError(f"bright/{task}: ReasonIR positives are short-document ids; train with "
-                              f"document_setting: short")
+            raise RicepoError(f"bright/{task}: ReasonIR positives are short-document ids; train with document_setting: short")
         train_queries, qrels["train"] = reasonir.read_domain(reasonir_dir, task)
         clash = sorted(set(train_queries) & set(queries))
         if clash:
@@ -80,11 +81,11 @@ def _beir(task: str, spec: dict) -> tuple[dict, dict, dict, str, dict]:
         return beir.load_ir_datasets(task)
     folder = Path(spec["path"]) / task
     if not folder.is_dir():
-        raise RicepoError(f"beir/{task}: local folder {folder} not found (benchmarks.beir.path must hold "
-                          f"one folder per dataset in BEIR's zip layout)")
+        raise RicepoError(
+            f"beir/{task}: local folder {folder} not found (benchmarks.beir.path must hold one folder per dataset in BEIR's zip layout)"
+        )
     ds = Dataset(folder, splits=beir.SPLITS)
-    return (ds.corpus, beir.without_metadata(ds.queries), ds.qrels, f"local:{folder.resolve()}",
-            _source_checksums(folder))
+    return (ds.corpus, beir.without_metadata(ds.queries), ds.qrels, f"local:{folder.resolve()}", _source_checksums(folder))
 
 
 def prepare(benchmark: str, task: str, spec: dict, out_dir: str | Path, reasonir_dir: str | Path | None = None) -> dict:
@@ -97,9 +98,17 @@ def prepare(benchmark: str, task: str, spec: dict, out_dir: str | Path, reasonir
             fx = spec.get("fixture", {})
             counts = spec["split_counts"][task]
             n_train, n_test = fixture_pool_sizes(counts["train"], counts["test"])
-            make_fixture(tmp, benchmark, task, n_docs=fx.get("docs_per_task", 240), n_topics=fx.get("topics", 12),
-                         n_train=n_train, n_test=n_test, excluded=task in fx.get("excluded_tasks", []),
-                         seed=fx.get("seed", 0))
+            make_fixture(
+                tmp,
+                benchmark,
+                task,
+                n_docs=fx.get("docs_per_task", 240),
+                n_topics=fx.get("topics", 12),
+                n_train=n_train,
+                n_test=n_test,
+                excluded=task in fx.get("excluded_tasks", []),
+                seed=fx.get("seed", 0),
+            )
             revision = f"fixture:seed={fx.get('seed', 0)}"
         else:
             if benchmark == "bright":
@@ -114,10 +123,16 @@ def prepare(benchmark: str, task: str, spec: dict, out_dir: str | Path, reasonir
                 write_qrels(tmp / "qrels" / f"{split}.tsv", split_qrels)
         ds = Dataset(tmp, splits=beir.SPLITS)
         if known is not None and len(ds.corpus) != known:
-            print(f"warning: {benchmark}/{task}: {len(ds.corpus)} documents, the published corpus has {known}",
-                  file=sys.stderr)
-        info = {"benchmark": benchmark, "task": task, "source": source, "revision": revision,
-                "docs": len(ds.corpus), "known_docs": known,
-                "queries": {s: len(q) for s, q in ds.qrels.items()}, "source_sha256": source_sha}
+            print(f"warning: {benchmark}/{task}: {len(ds.corpus)} documents, the published corpus has {known}", file=sys.stderr)
+        info = {
+            "benchmark": benchmark,
+            "task": task,
+            "source": source,
+            "revision": revision,
+            "docs": len(ds.corpus),
+            "known_docs": known,
+            "queries": {s: len(q) for s, q in ds.qrels.items()},
+            "source_sha256": source_sha,
+        }
         (tmp / "source.json").write_text(json.dumps(info, indent=2))
     return info

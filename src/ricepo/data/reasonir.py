@@ -11,6 +11,7 @@ Output (`resources/data/reasonir/hq`): one `{task}.jsonl` per BRIGHT task with r
 `{"_id", "text", "metadata": {"instruction", "source_row"}, "positives": [doc ids]}`, and
 `report.json` with the per-domain counts, the unresolved count and the source revision.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,9 +69,14 @@ def resolve(files: list[Path], domain: dict[str, str]) -> tuple[dict[str, list[d
                 unresolved += 1
                 continue
             task = min(tasks, key=DOMAIN_PRIORITY.index)
-            by_task[task].append({"_id": f"reasonir-{rows - 1}", "text": query,
-                                  "metadata": {"instruction": instruction, "source_row": rows - 1},
-                                  "positives": [i for i in ids if domain.get(i) == task]})
+            by_task[task].append(
+                {
+                    "_id": f"reasonir-{rows - 1}",
+                    "text": query,
+                    "metadata": {"instruction": instruction, "source_row": rows - 1},
+                    "positives": [i for i in ids if domain.get(i) == task],
+                }
+            )
     report = {"rows": rows, "unresolved": unresolved, "per_domain": {t: len(v) for t, v in by_task.items()}}
     return by_task, report
 

@@ -7,6 +7,7 @@ sha256("{seed}:{benchmark}/{task}:{query id}") and the first N kept, which gives
 sample on every machine and Python version. A source that holds fewer queries than the config
 asks for is refused with the shortfall named.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,9 @@ def stable_sample(ids: list[str], n: int, seed: int, scope: str) -> list[str]:
     return sorted(sorted(ids, key=key)[:n], key=ids.index)
 
 
-def build_split(dataset_dir: str | Path, out_dir: str | Path, *, benchmark: str, task: str,
-                counts: dict[str, int], seed: int, train_from: str = "train") -> dict:
+def build_split(
+    dataset_dir: str | Path, out_dir: str | Path, *, benchmark: str, task: str, counts: dict[str, int], seed: int, train_from: str = "train"
+) -> dict:
     ds = Dataset(dataset_dir, splits=tuple(dict.fromkeys((train_from, "test"))))
     scope = f"{benchmark}/{task}"
     source = {"train": train_from, "test": "test"}
@@ -44,11 +46,15 @@ def build_split(dataset_dir: str | Path, out_dir: str | Path, *, benchmark: str,
         pool = list(ds.qrels.get(source[split], {}))
         if split == "test" and len(pool) != want:
             short = f"short by {want - len(pool)}" if len(pool) < want else f"{len(pool) - want} more"
-            raise RicepoError(f"split {split} of {scope}: config wants {want} queries, the source has "
-                              f"{len(pool)} ({short}); fix benchmarks.{benchmark}.split_counts.{task}.{split}")
+            raise RicepoError(
+                f"split {split} of {scope}: config wants {want} queries, the source has "
+                f"{len(pool)} ({short}); fix benchmarks.{benchmark}.split_counts.{task}.{split}"
+            )
         if len(pool) < want:
-            raise RicepoError(f"split {split} of {scope}: config wants {want} queries, the source's "
-                              f"{source[split]} split has {len(pool)} (short by {want - len(pool)})")
+            raise RicepoError(
+                f"split {split} of {scope}: config wants {want} queries, the source's "
+                f"{source[split]} split has {len(pool)} (short by {want - len(pool)})"
+            )
         chosen[split] = stable_sample(pool, want, seed, scope) if split == "train" else pool
 
     out_dir = Path(out_dir)
@@ -62,8 +68,12 @@ def build_split(dataset_dir: str | Path, out_dir: str | Path, *, benchmark: str,
         files = ["corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv", "excluded.tsv"]
         origin = json.loads((Path(dataset_dir) / "source.json").read_text()) if (Path(dataset_dir) / "source.json").exists() else {}
         manifest = {
-            "benchmark": benchmark, "task": task, "seed": seed, "source": str(dataset_dir),
-            "source_revision": origin.get("revision"), "source_sha256": origin.get("source_sha256", {}),
+            "benchmark": benchmark,
+            "task": task,
+            "seed": seed,
+            "source": str(dataset_dir),
+            "source_revision": origin.get("revision"),
+            "source_sha256": origin.get("source_sha256", {}),
             "train_from": train_from,
             "counts": {s: len(ids) for s, ids in chosen.items()},
             "judgments": {s: sum(len(ds.qrels[source[s]][q]) for q in ids) for s, ids in chosen.items()},

@@ -1,8 +1,9 @@
 """TREC run files and BRIGHT's excluded-ids files, read with line-level errors.
 
-    RUN.trec    qid Q0 docid rank score tag       (6 columns; ranks from 1)
-    EXCL.tsv    query-id<TAB>corpus-id             (one pair a line; a header line is allowed)
+RUN.trec    qid Q0 docid rank score tag       (6 columns; ranks from 1)
+EXCL.tsv    query-id<TAB>corpus-id             (one pair a line; a header line is allowed)
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """`ricepo agent-eval`: run a policy (trained, or the untrained backbone for prompting) on test
 queries with the training rollout code, write the TREC run of the final retrieval and NDCG@10."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,7 @@ from ..precision import NUMERICS_FILE, numerics, resolve_precision
 from ..summaries import shares_versus_alone, summary_figures, unchanged_rate
 
 
-def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path,
-                   keep_transcripts: int = 5) -> dict:
+def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, index_dir: Path, out_dir: str | Path, keep_transcripts: int = 5) -> dict:
     out_dir = Path(out_dir)
     retriever = RetrieverSettings.resolve(spec.get("retriever"), spec.get("dense_models"))
     env, queries = load_environment(task, split_dir, index_dir, "test", retriever)
@@ -33,31 +33,33 @@ def run_agent_eval(spec: dict, model_path: str, task: str, split_dir: Path, inde
     print(precision.describe(), flush=True)
     # the weights sampling runs in training are what evaluation runs (bf16 under bf16-mixed)
     model, tokenizer = load_backbone(model_path, device=device)
-    settings = RolloutSettings.for_evaluation(spec["rollout"], spec["evaluate"]["decoding"],
-                                              spec["backbone"].get("generation", {}))
-    sampler = TransformersSampler(cast_parameters(model, precision.sampler_dtype).eval(), tokenizer,
-                                  compile=settings.compile)
+    settings = RolloutSettings.for_evaluation(spec["rollout"], spec["evaluate"]["decoding"], spec["backbone"].get("generation", {}))
+    sampler = TransformersSampler(cast_parameters(model, precision.sampler_dtype).eval(), tokenizer, compile=settings.compile)
     agent = Agent(sampler, tokenizer, spec["template"], settings)
     generator = torch.Generator(device=device).manual_seed(spec["seed"])
     run, transcripts, steps, by_query = {}, [], [], {}
     jobs = [(qid, task, qid, q["text"]) for qid, q in queries.items()]
     slots = spec["evaluate"]["slots"]
     print(f"{sampler.describe()}; {slots} slots, continuous batching", flush=True)
-    for t in tqdm(agent.stream(jobs, {task: env}, generator, slots), total=len(jobs), desc=f"eval {task}",
-                  mininterval=5):
+    for t in tqdm(agent.stream(jobs, {task: env}, generator, slots), total=len(jobs), desc=f"eval {task}", mininterval=5):
         run[t.query_id] = t.final_ranking
         steps += t.steps
         by_query[t.query_id] = (t.query, t.steps)
         if len(transcripts) < keep_transcripts:
-            transcripts.append({"query_id": t.query_id, "query": t.query,
-                                "transcript": tokenizer.decode(t.tokens[t.segments[0].end:]),
-                                "final_reward": t.final_reward})
+            transcripts.append(
+                {
+                    "query_id": t.query_id,
+                    "query": t.query,
+                    "transcript": tokenizer.decode(t.tokens[t.segments[0].end :]),
+                    "final_reward": t.final_reward,
+                }
+            )
     tag = f"{spec['method']}-{spec['seed']}"
     write_run(out_dir / "run.trec", run, tag)
     result = evaluate_run(env.qrels, {q: dict(r) for q, r in run.items()}, env.excluded)
     result["parseable_rate"] = sum(s.parseable for s in steps) / max(1, len(steps))
     result.update(summary_figures(by_query, spec["evaluate"]["restate_overlap"]))
-    alone = dict(zip(run, env.rankings_for([(qid, by_query[qid][0]) for qid in run])))   # cached: the first prompts'
+    alone = dict(zip(run, env.rankings_for([(qid, by_query[qid][0]) for qid in run])))  # cached: the first prompts'
     result["unchanged_rate"] = unchanged_rate(run, alone)
     result.update(shares_versus_alone(result["per_query"], {q: env.score(q, alone[q]) for q in result["per_query"]}))
     result["model"] = model_path

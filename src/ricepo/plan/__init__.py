@@ -41,12 +41,32 @@ The parts: arch.py (a backbone's architecture), lengths.py (its rows' token leng
 training job's settings), memory.py (GPU and host memory), timing.py (GPU-seconds and their
 basis), jobs.py (every job of a configuration, printed, and refused when it does not fit).
 """
+
 from .arch import Arch, load_arch, read_arch
 from .jobs import PLAN_ERROR, JobPlan, check_training_fits, format_plan, plan_config, usable_gib
 from .lengths import Lengths, measure_lengths, split_texts
 from .memory import GIB, host_mb, smallest_processes, train_memory, train_peak_gib
 from .shape import TrainShape, rows_per_query, train_shape
 
-__all__ = ["GIB", "PLAN_ERROR", "Arch", "JobPlan", "Lengths", "TrainShape", "check_training_fits", "format_plan", "host_mb",
-           "load_arch", "measure_lengths", "plan_config", "read_arch", "rows_per_query", "smallest_processes",
-           "split_texts", "train_memory", "train_peak_gib", "train_shape", "usable_gib"]
+__all__ = [
+    "GIB",
+    "PLAN_ERROR",
+    "Arch",
+    "JobPlan",
+    "Lengths",
+    "TrainShape",
+    "check_training_fits",
+    "format_plan",
+    "host_mb",
+    "load_arch",
+    "measure_lengths",
+    "plan_config",
+    "read_arch",
+    "rows_per_query",
+    "smallest_processes",
+    "split_texts",
+    "train_memory",
+    "train_peak_gib",
+    "train_shape",
+    "usable_gib",
+]

@@ -1,4 +1,5 @@
 """A backbone's architecture as the plan needs it, read from its config.json without loading it."""
+
 from __future__ import annotations
 
 import functools
@@ -14,6 +15,7 @@ ARCHITECTURES = Path(__file__).resolve().parents[3] / "config" / "architectures"
 @dataclass(frozen=True)
 class Arch:
     """What the plan needs from a model's config.json; `params` counted exactly (meta device)."""
+
     name: str
     params: int
     layers: int
@@ -23,7 +25,7 @@ class Arch:
     kv_heads: int
     head_dim: int
     vocab: int
-    tied: bool          # the output head shares the input embedding's weights
+    tied: bool  # the output head shares the input embedding's weights
 
     @property
     def layer_params(self) -> int:
@@ -46,11 +48,18 @@ def read_arch(name: str, config: dict, causal_lm: bool = True) -> Arch:
     with torch.device("meta"):
         model = (AutoModelForCausalLM if causal_lm else AutoModel).from_config(cfg)
     heads = cfg.num_attention_heads
-    return Arch(name=name, params=sum(p.numel() for p in model.parameters()), layers=cfg.num_hidden_layers,
-                hidden=cfg.hidden_size, intermediate=cfg.intermediate_size, heads=heads,
-                kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
-                head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // heads, vocab=cfg.vocab_size,
-                tied=bool(getattr(cfg, "tie_word_embeddings", False)))
+    return Arch(
+        name=name,
+        params=sum(p.numel() for p in model.parameters()),
+        layers=cfg.num_hidden_layers,
+        hidden=cfg.hidden_size,
+        intermediate=cfg.intermediate_size,
+        heads=heads,
+        kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
+        head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // heads,
+        vocab=cfg.vocab_size,
+        tied=bool(getattr(cfg, "tie_word_embeddings", False)),
+    )
 
 
 def arch_file(name: str, model: str) -> Path:
@@ -62,12 +71,13 @@ def arch_file(name: str, model: str) -> Path:
 
     try:
         folder = Path(resolve(model))
-    except Exception:   # a pkg: source that is not installed
+    except Exception:  # a pkg: source that is not installed
         folder = Path(model)
     if (folder / "config.json").exists():
         return folder / "config.json"
-    raise RicepoError(f"plan: no architecture for {name!r}: add config/architectures/{name}.json (the model's "
-                      f"config.json) or build/download {model} first")
+    raise RicepoError(
+        f"plan: no architecture for {name!r}: add config/architectures/{name}.json (the model's config.json) or build/download {model} first"
+    )
 
 
 @functools.cache

@@ -1,4 +1,5 @@
 """Every GPU job of a configuration planned, printed, and refused before it starts when it does not fit."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,17 +25,17 @@ def usable_gib(free_gib: float) -> float:
 
 @dataclass
 class JobPlan:
-    job: str                          # e.g. train bright/r1_distill_qwen_1p5b/grpo seed 0
-    kind: str                         # train | agent_eval | dense_index
+    job: str  # e.g. train bright/r1_distill_qwen_1p5b/grpo seed 0
+    kind: str  # train | agent_eval | dense_index
     gpu: str
-    capacity_gib: float               # usable_gib of the GPU's memory less the reserve
-    parts: dict[str, float]           # component -> GiB at the peak phase
-    phase: str                        # which phase peaks (rollout | update | forward)
-    hours: dict[str, tuple[float, str]]   # phase -> (GPU-hours, basis): estimates, from a measured rate or assumed
+    capacity_gib: float  # usable_gib of the GPU's memory less the reserve
+    parts: dict[str, float]  # component -> GiB at the peak phase
+    phase: str  # which phase peaks (rollout | update | forward)
+    hours: dict[str, tuple[float, str]]  # phase -> (GPU-hours, basis): estimates, from a measured rate or assumed
     lengths_source: str
-    advice: list[str] = field(default_factory=list)   # cheapest changes first
-    spread: str = ""                  # how a training job spreads over its GPUs and the fewest that fit;
-                                      # an evaluation's most slots that fit
+    advice: list[str] = field(default_factory=list)  # cheapest changes first
+    spread: str = ""  # how a training job spreads over its GPUs and the fewest that fit;
+    # an evaluation's most slots that fit
 
     @property
     def gpu_hours(self) -> float:
@@ -50,8 +51,10 @@ class JobPlan:
 
     def refusal(self) -> str:
         fix = self.advice[0] if self.advice else "use a GPU with more memory"
-        return (f"{self.job}: needs {self.peak_gib:.1f} GiB at its {self.phase} peak, {self.gpu} has "
-                f"{self.capacity_gib:.1f} GiB usable; cheapest change: {fix}")
+        return (
+            f"{self.job}: needs {self.peak_gib:.1f} GiB at its {self.phase} peak, {self.gpu} has "
+            f"{self.capacity_gib:.1f} GiB usable; cheapest change: {fix}"
+        )
 
 
 def _gpu(config: dict, backbone: str) -> tuple[str, dict]:
@@ -89,19 +92,19 @@ def _train_advice(s: TrainShape, need: float, capacity: float) -> list[str]:
     for chunk in (512, 256):
         if chunk < s.logprob_chunk_tokens:
             tries.append((f"set train.logprob_chunk_tokens: {chunk}", dataclasses.replace(s, logprob_chunk_tokens=chunk)))
-    both = dataclasses.replace(s, micro_batch_tokens=min(s.micro_batch_tokens or 2048, 2048),
-                               logprob_chunk_tokens=min(s.logprob_chunk_tokens, 256))
+    both = dataclasses.replace(s, micro_batch_tokens=min(s.micro_batch_tokens or 2048, 2048), logprob_chunk_tokens=min(s.logprob_chunk_tokens, 256))
     if both != s:
-        tries.append((f"set train.micro_batch_tokens: {both.micro_batch_tokens} and train.logprob_chunk_tokens: "
-                      f"{both.logprob_chunk_tokens}", both))
+        tries.append((f"set train.micro_batch_tokens: {both.micro_batch_tokens} and train.logprob_chunk_tokens: {both.logprob_chunk_tokens}", both))
     if s.reference_bytes == 4:
         tries.append(("set train.reference_precision: bf16", dataclasses.replace(s, reference_bytes=2)))
     fitting = [what for what, shape in tries if peak(shape) <= capacity]
     n = smallest_processes(s, capacity)
     if n and n > s.processes:
         fitting.append(f"set train.processes: {n} and train.distributed: fsdp (this backbone's `train:`)")
-    return fitting or [f"no setting tried fits: {need:.0f} GiB of which {(16 * s.arch.params) / GIB:.0f} GiB is "
-                       f"weights, gradients and optimizer state; use a larger GPU"]
+    return fitting or [
+        f"no setting tried fits: {need:.0f} GiB of which {(16 * s.arch.params) / GIB:.0f} GiB is "
+        f"weights, gradients and optimizer state; use a larger GPU"
+    ]
 
 
 def plan_config(config: dict, results: Path, query_files: Path | None = None) -> list[JobPlan]:
@@ -112,8 +115,11 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
     plans, archs, lens_cache, evaluations = [], {}, {}, {}
 
     def _retriever(benchmark: str, tasks: list[str]) -> dict:
-        return retriever_bytes(config["benchmarks"][benchmark]["retriever"], config["dense_models"],
-                               {t: corpus_docs(splits / benchmark / t, benchmark, t) for t in tasks})
+        return retriever_bytes(
+            config["benchmarks"][benchmark]["retriever"],
+            config["dense_models"],
+            {t: corpus_docs(splits / benchmark / t, benchmark, t) for t in tasks},
+        )
 
     def lens_for(benchmark: str, tasks: list[str], split: str, backbone: str) -> Lengths:
         key = (benchmark, tuple(tasks), split, backbone)
@@ -126,9 +132,9 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
                 sources.append(src)
             model = config["backbones"][backbone]["model"]
             source = sources[0] if len(set(sources)) == 1 else f"{len(tasks)} tasks' splits or query files"
-            lens_cache[key] = measure_lengths(queries, docs, source, backbone_settings(config, backbone, "rollout"),
-                                              template(config, backbone),
-                                              tokenizer_of(model))
+            lens_cache[key] = measure_lengths(
+                queries, docs, source, backbone_settings(config, backbone, "rollout"), template(config, backbone), tokenizer_of(model)
+            )
         return lens_cache[key]
 
     for run in runs(config):
@@ -143,20 +149,33 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
             tasks = train_tasks(config, run.benchmark)
             lens = lens_for(run.benchmark, tasks, "train", run.backbone)
             train = backbone_settings(config, run.backbone, "train")
-            shape = train_shape(train, backbone_settings(config, run.backbone, "rollout"),
-                                config["credit"].get(run.method, {}), run.method, run.variant, arch, lens,
-                                _retriever(run.benchmark, tasks))
+            shape = train_shape(
+                train,
+                backbone_settings(config, run.backbone, "rollout"),
+                config["credit"].get(run.method, {}),
+                run.method,
+                run.variant,
+                arch,
+                lens,
+                _retriever(run.benchmark, tasks),
+            )
             rollout, update = (sum(p.values()) / GIB for p in train_memory(shape))
             parts = train_memory(shape)[0 if rollout >= update else 1]
             per_step = train_seconds(shape, _rates(config, gpu_key))
             hours = {k: (train["steps"] * s * shape.processes / 3600, basis) for k, (s, basis) in per_step.items()}
             fewest = smallest_processes(shape, capacity)
-            job = JobPlan(job=f"train {label}", kind="train", gpu=gpu_key, capacity_gib=capacity, parts=gib(parts),
-                          phase="rollout" if rollout >= update else "update", hours=hours,
-                          lengths_source=lens.source,
-                          spread=(f"{shape.processes} GPUs, {'fsdp' if shape.sharded else 'ddp'}; "
-                                  if shape.processes > 1 else "")
-                          + f"fewest GPUs that fit: {fewest or 'none up to 8'}")
+            job = JobPlan(
+                job=f"train {label}",
+                kind="train",
+                gpu=gpu_key,
+                capacity_gib=capacity,
+                parts=gib(parts),
+                phase="rollout" if rollout >= update else "update",
+                hours=hours,
+                lengths_source=lens.source,
+                spread=(f"{shape.processes} GPUs, {'fsdp' if shape.sharded else 'ddp'}; " if shape.processes > 1 else "")
+                + f"fewest GPUs that fit: {fewest or 'none up to 8'}",
+            )
             if not job.fits:
                 job.advice = _train_advice(shape, job.peak_gib, capacity)
             plans.append(job)
@@ -172,12 +191,18 @@ def plan_config(config: dict, results: Path, query_files: Path | None = None) ->
         seconds = eval_seconds(arch, lens, queries, slots, mixed, _rates(config, gpu_key))
         hours = {k: (s * len(evaluated) / 3600, basis) for k, (s, basis) in seconds.items()}
         capacity = _capacity(config, gpu)
-        most = most_rows(lambda r: sum(gib(eval_memory(arch, lens, r, mixed, _retriever(benchmark, [task]))).values()),
-                         capacity)
-        job = JobPlan(job=f"agent_eval {benchmark}/{backbone} {task} (x{len(evaluated)} runs)", kind="agent_eval",
-                      gpu=gpu_key, capacity_gib=capacity, parts=gib(parts), phase="rollout",
-                      hours=hours, lengths_source=lens.source,
-                      spread=f"{slots} slots; most that fit: {most or 'none'}")
+        most = most_rows(lambda r: sum(gib(eval_memory(arch, lens, r, mixed, _retriever(benchmark, [task]))).values()), capacity)
+        job = JobPlan(
+            job=f"agent_eval {benchmark}/{backbone} {task} (x{len(evaluated)} runs)",
+            kind="agent_eval",
+            gpu=gpu_key,
+            capacity_gib=capacity,
+            parts=gib(parts),
+            phase="rollout",
+            hours=hours,
+            lengths_source=lens.source,
+            spread=f"{slots} slots; most that fit: {most or 'none'}",
+        )
         if not job.fits:
             job.advice = [f"lower evaluate.slots (now {slots})"]
         plans.append(job)
@@ -204,25 +229,37 @@ def _index_plans(config: dict, splits: Path) -> list[JobPlan]:
             # each document at up to 512 tokens (most BRIGHT and BEIR documents are shorter); an encoder's
             # forward is priced as a prefill, never from a backbone's calibration
             seconds, basis = Rates(gpu, config["plan"], None).prefill(enc, docs * min(s.max_length, 512))
-            out.append(JobPlan(job=f"dense_index {benchmark}/{task} {retriever['dense_model']}", kind="dense_index",
-                               gpu=key, capacity_gib=_capacity(config, gpu),
-                               parts=gib(parts), phase="forward", hours={"forward": (seconds / 3600, basis)},
-                               lengths_source=f"{docs} documents"))
+            out.append(
+                JobPlan(
+                    job=f"dense_index {benchmark}/{task} {retriever['dense_model']}",
+                    kind="dense_index",
+                    gpu=key,
+                    capacity_gib=_capacity(config, gpu),
+                    parts=gib(parts),
+                    phase="forward",
+                    hours={"forward": (seconds / 3600, basis)},
+                    lengths_source=f"{docs} documents",
+                )
+            )
     return out
 
 
 def format_plan(plans: list[JobPlan], title: str) -> str:
     """One line per job: peak and its parts, GPU-hours per phase; then the basis of each phase's
     hours, the totals and the refusals."""
-    lines = [f"{title}: {len(plans)} GPU jobs; peak accelerator memory per process (GiB) and GPU-hours per phase "
-             f"(estimates: each phase priced from a rate measured on its GPU kind, or assumed; basis below)"]
+    lines = [
+        f"{title}: {len(plans)} GPU jobs; peak accelerator memory per process (GiB) and GPU-hours per phase "
+        f"(estimates: each phase priced from a rate measured on its GPU kind, or assumed; basis below)"
+    ]
     for p in plans:
         parts = ", ".join(f"{k} {v:.1f}" for k, v in p.parts.items())
         verdict = "fits" if p.fits else "DOES NOT FIT"
         spread = f"{p.spread}; " if p.spread else ""
         phases = ", ".join(f"{k} {h:.2f}" for k, (h, _) in p.hours.items())
-        lines.append(f"  {p.job}: {p.peak_gib:.1f} of {p.capacity_gib:.1f} on {p.gpu} ({verdict}; {spread}{p.phase} "
-                     f"peak; {parts}) ~{p.gpu_hours:.2f} GPU-h ({phases})")
+        lines.append(
+            f"  {p.job}: {p.peak_gib:.1f} of {p.capacity_gib:.1f} on {p.gpu} ({verdict}; {spread}{p.phase} "
+            f"peak; {parts}) ~{p.gpu_hours:.2f} GPU-h ({phases})"
+        )
     sources = sorted({p.lengths_source for p in plans if p.kind != "dense_index"})
     shown = "; ".join(sources) if len(sources) <= 3 else f"{len(sources)} sources, e.g. {sources[0]}"
     lines.append(f"token lengths from: {shown}")
@@ -230,16 +267,19 @@ def format_plan(plans: list[JobPlan], title: str) -> str:
     for p in plans:
         for phase, (_, basis) in p.hours.items():
             bases.setdefault((p.gpu, basis), set()).add(phase)
-    lines.append("GPU-hours basis: " + "; ".join(f"{', '.join(sorted(phases))} on {gpu}: {basis}"
-                                                 for (gpu, basis), phases in sorted(bases.items())))
+    lines.append("GPU-hours basis: " + "; ".join(f"{', '.join(sorted(phases))} on {gpu}: {basis}" for (gpu, basis), phases in sorted(bases.items())))
     total = {}
     for p in plans:
         for phase, (h, _) in p.hours.items():
             total[phase] = total.get(phase, 0.0) + h
     by_kind = {k: sum(p.gpu_hours for p in plans if p.kind == k) for k in ("train", "agent_eval", "dense_index")}
-    lines.append("estimated GPU-hours: " + ", ".join(f"{k} {v:.0f}" for k, v in by_kind.items())
-                 + "; by phase: " + ", ".join(f"{k} {v:.0f}" for k, v in total.items())
-                 + f"; total {sum(p.gpu_hours for p in plans):.0f}")
+    lines.append(
+        "estimated GPU-hours: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in by_kind.items())
+        + "; by phase: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in total.items())
+        + f"; total {sum(p.gpu_hours for p in plans):.0f}"
+    )
     refused = [p for p in plans if not p.fits]
     lines.append(f"{len(plans) - len(refused)} of {len(plans)} jobs fit" + ("" if not refused else "; refused:"))
     lines += ["  " + p.refusal() for p in refused]
@@ -259,15 +299,22 @@ def check_training_fits(spec: dict, envs: dict, queries: list[str], free_gib: fl
         raise RicepoError(f"plan: cannot read the architecture of {model!r}: {str(e).splitlines()[0]}") from None
     docs = [f"{d.get('title', '')}: {d['text']}" for env in envs.values() for d in list(env.corpus.values())[:200]]
     lens = measure_lengths(queries, docs, "the job's train splits", spec["rollout"], spec["template"], tokenizer_of(model))
-    retriever = retriever_bytes(spec.get("retriever") or {"name": "bm25"}, spec.get("dense_models") or {},
-                                {task: len(env.corpus) for task, env in envs.items()})
-    shape = train_shape(spec["train"], spec["rollout"], spec.get("credit", {}), spec["method"], spec.get("variant"),
-                        arch, lens, retriever)
+    retriever = retriever_bytes(
+        spec.get("retriever") or {"name": "bm25"}, spec.get("dense_models") or {}, {task: len(env.corpus) for task, env in envs.items()}
+    )
+    shape = train_shape(spec["train"], spec["rollout"], spec.get("credit", {}), spec["method"], spec.get("variant"), arch, lens, retriever)
     rollout, update = train_memory(shape)
     peak = max((rollout, update), key=lambda p: sum(p.values()))
-    job = JobPlan(job=f"train {spec['benchmark']}/{Path(model).name}/{spec['method']} seed {spec['seed']}",
-                  kind="train", gpu=gpu, capacity_gib=usable_gib(free_gib), parts=gib(peak),
-                  phase="rollout" if peak is rollout else "update", hours={}, lengths_source=lens.source)
+    job = JobPlan(
+        job=f"train {spec['benchmark']}/{Path(model).name}/{spec['method']} seed {spec['seed']}",
+        kind="train",
+        gpu=gpu,
+        capacity_gib=usable_gib(free_gib),
+        parts=gib(peak),
+        phase="rollout" if peak is rollout else "update",
+        hours={},
+        lengths_source=lens.source,
+    )
     if not job.fits:
         job.advice = _train_advice(shape, job.peak_gib, job.capacity_gib)
         raise RicepoError(job.refusal())

@@ -1,5 +1,6 @@
 """Peak accelerator memory of a job's phases, component by component, and the host memory a job
 asks the cluster for (module docstring of ricepo.plan: the model)."""
+
 from __future__ import annotations
 
 import functools
@@ -12,7 +13,7 @@ from .arch import Arch, load_arch
 from .lengths import Lengths
 from .shape import TrainShape
 
-GIB = 2 ** 30
+GIB = 2**30
 
 # Bytes the update's forward and backward pass holds beyond the weights, gradients and optimizer
 # state, measured with ricepo.memory_meter on Qwen2 decoder layers (hidden 256, intermediate 2.75
@@ -31,14 +32,17 @@ ACTIVATIONS = {
     (2, True): {"per_param": 0, "per_layer_token": (4.0, 0.0), "per_token": (34.6, 10.0)},
     (4, True): {"per_param": 0, "per_layer_token": (4.0, 0.0), "per_token": (36.6, 24.0)},
 }
-LOGIT_BYTES = 12          # per position and vocabulary id of a log-prob chunk (log-softmax output and its gradient)
+LOGIT_BYTES = 12  # per position and vocabulary id of a log-prob chunk (log-softmax output and its gradient)
 
 
 def activation_bytes(a: Arch, tokens: int, dtype_bytes: int, checkpointing: bool) -> int:
     """The update pass's memory beyond weights, gradients and optimizer state for `tokens` tokens."""
     c = ACTIVATIONS[(dtype_bytes, checkpointing)]
-    per_token = (a.layers * (c["per_layer_token"][0] * a.hidden + c["per_layer_token"][1] * a.intermediate)
-                 + c["per_token"][0] * a.hidden + c["per_token"][1] * a.intermediate)
+    per_token = (
+        a.layers * (c["per_layer_token"][0] * a.hidden + c["per_layer_token"][1] * a.intermediate)
+        + c["per_token"][0] * a.hidden
+        + c["per_token"][1] * a.intermediate
+    )
     return int(c["per_param"] * a.params + tokens * per_token)
 
 
@@ -51,36 +55,38 @@ def sampling_bytes(a: Arch, rows: int) -> int:
 def prefill_bytes(a: Arch, tokens: int, dtype_bytes: int) -> int:
     """The widest moment of a no-grad forward over `tokens` tokens: the MLP's gate, up and
     activation side by side, plus the hidden state and the attention's q/k/v/output."""
-    return tokens * dtype_bytes * (3 * a.intermediate + 2 * a.hidden + 2 * a.heads * a.head_dim
-                                   + 2 * a.kv_heads * a.head_dim)
+    return tokens * dtype_bytes * (3 * a.intermediate + 2 * a.hidden + 2 * a.heads * a.head_dim + 2 * a.kv_heads * a.head_dim)
 
 
 def train_memory(s: TrainShape) -> tuple[dict, dict]:
     """(rollout parts, update parts) in bytes, of one process."""
     a, P = s.arch, s.arch.params
     dt = 2 if s.mixed else 4
-    n = s.processes if s.sharded else 1   # FSDP keeps 1/N of the weights, gradients, AdamW state and reference
+    n = s.processes if s.sharded else 1  # FSDP keeps 1/N of the weights, gradients, AdamW state and reference
     # the sampler's own copy: under bf16-mixed, and always under FSDP (it cannot sample from shards)
     sampler = 2 * P if s.mixed else (4 * P if s.sharded else 0)
-    fixed = {"weights": 4 * P // n, "optimizer": 8 * P // n, "reference": s.reference_bytes * P // n,
-             "sampler copy": sampler, **s.retriever}
+    fixed = {"weights": 4 * P // n, "optimizer": 8 * P // n, "reference": s.reference_bytes * P // n, "sampler copy": sampler, **s.retriever}
     # at the static decode step's storage size (bucketed rows and columns), which the eager loop's
     # exactly sized storage never exceeds
     kv = rows_bucket(s.call_rows) * columns_bucket(s.lengths.context) * a.kv_bytes_per_token * dt
-    rollout = {**fixed, "KV cache": kv,
-               "sampling": max(sampling_bytes(a, s.call_rows), prefill_bytes(a, s.call_rows * s.lengths.prompt, dt))}
+    rollout = {**fixed, "KV cache": kv, "sampling": max(sampling_bytes(a, s.call_rows), prefill_bytes(a, s.call_rows * s.lengths.prompt, dt))}
     T = max(s.micro_tokens, s.lengths.context)
-    trained = (T // s.lengths.context) * s.lengths.generated      # trained positions of a micro-batch
+    trained = (T // s.lengths.context) * s.lengths.generated  # trained positions of a micro-batch
     chunk = min(s.logprob_chunk_tokens, max(trained, 1))
-    batch = s.rows_here * s.lengths.context * 8 * 7    # ids, mask, advantages, log-probs ...
+    batch = s.rows_here * s.lengths.context * 8 * 7  # ids, mask, advantages, log-probs ...
     # A vocabulary-sized float32 gradient (the head's, from a log-prob chunk) is allocated before it
     # is added to the accumulated one while the activations are alive; at the end of the backward
     # pass, with the activations gone, the embedding's contribution and its sum with the accumulated
     # gradient are two such tensors at once.
     vocab_grad = 4 * a.vocab * a.hidden
     activations, logits = activation_bytes(a, T, dt, s.gradient_checkpointing) + batch, chunk * a.vocab * LOGIT_BYTES
-    update = {**fixed, "gradients": 4 * P // n, "activations": activations, "logits": logits + vocab_grad,
-              "gradient accumulation": max(0, 2 * vocab_grad - (activations + logits + vocab_grad))}
+    update = {
+        **fixed,
+        "gradients": 4 * P // n,
+        "activations": activations,
+        "logits": logits + vocab_grad,
+        "gradient accumulation": max(0, 2 * vocab_grad - (activations + logits + vocab_grad)),
+    }
     if s.sharded:
         # gathered while they run: the root's embedding (and head) for the whole pass, the running
         # and the prefetched layer, and one layer's float32 gradient before its reduce-scatter
@@ -91,10 +97,14 @@ def train_memory(s: TrainShape) -> tuple[dict, dict]:
 
 def eval_memory(a: Arch, lengths: Lengths, rows: int, mixed: bool, retriever: dict) -> dict:
     dt = 2 if mixed else 4
-    columns = 2 * lengths.context   # holes left by finished rows, up to half the layout before a repack
-    kv = rows_bucket(rows) * columns_bucket(columns) * a.kv_bytes_per_token * dt   # as train_memory's
-    return {"weights": dt * a.params, **retriever, "KV cache": kv,
-            "sampling": max(sampling_bytes(a, rows), prefill_bytes(a, rows * lengths.prompt, dt))}
+    columns = 2 * lengths.context  # holes left by finished rows, up to half the layout before a repack
+    kv = rows_bucket(rows) * columns_bucket(columns) * a.kv_bytes_per_token * dt  # as train_memory's
+    return {
+        "weights": dt * a.params,
+        **retriever,
+        "KV cache": kv,
+        "sampling": max(sampling_bytes(a, rows), prefill_bytes(a, rows * lengths.prompt, dt)),
+    }
 
 
 def most_rows(peak_gib, capacity: float, ceiling: int = 4096) -> int:
@@ -107,8 +117,7 @@ def most_rows(peak_gib, capacity: float, ceiling: int = 4096) -> int:
 
 
 def index_memory(a: Arch, batch: int, max_length: int) -> dict:
-    return {"encoder": 2 * a.params, "activations": prefill_bytes(a, batch * max_length, 2)
-            + batch * max_length * a.hidden * 4}
+    return {"encoder": 2 * a.params, "activations": prefill_bytes(a, batch * max_length, 2) + batch * max_length * a.hidden * 4}
 
 
 def gib(parts: dict) -> dict:
@@ -160,14 +169,13 @@ def smallest_processes(s: TrainShape, capacity: float, most: int = 8) -> int | N
 
 
 # Host (CPU) memory of a job, for the cluster's memory request (estimates, with room to spare).
-HOST_RUNTIME_GIB = 6.0          # Python, torch, transformers, the CUDA context: per process
+HOST_RUNTIME_GIB = 6.0  # Python, torch, transformers, the CUDA context: per process
 # a document's text, its BM25 tokens and postings, its id, per process: 11.5 KiB measured on BEIR
 # SciFact (1.6 KB per document on disk: the corpus dict 2.4 KiB, tokens and bm25s index 8.8 KiB)
 HOST_BYTES_PER_DOC = 16 * 1024
 
 
-def host_mb(config: dict, results: Path, kind: str, benchmark: str, backbone: str | None = None,
-            tasks: list[str] | None = None) -> int:
+def host_mb(config: dict, results: Path, kind: str, benchmark: str, backbone: str | None = None, tasks: list[str] | None = None) -> int:
     """Host memory (MB) a train, agent_eval or dense_index job asks the cluster for: per process
     the runtime, the backbone's float32 weights as they load (and, in the main process, gathered
     whole to be saved), each task's corpus and float32 corpus embeddings (which stay in host memory
@@ -177,7 +185,7 @@ def host_mb(config: dict, results: Path, kind: str, benchmark: str, backbone: st
     bench = config["benchmarks"][benchmark]
     tasks = tasks if tasks is not None else bench["tasks"]
     docs = {t: corpus_docs(results / "splits" / benchmark / t, benchmark, t) for t in tasks}
-    retriever = bench["retriever"]   # a checked config: its defaults are filled
+    retriever = bench["retriever"]  # a checked config: its defaults are filled
     dim = 0
     if retriever["name"] != "bm25":
         name = retriever["dense_model"]

@@ -9,6 +9,7 @@ linear interpolation between the measured ones (extrapolated from the nearest tw
 it is never priced below the roofline, which governs long contexts and many rows. Measured prefill
 and update rates (tokens per second) are carried by parameter count.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,12 +31,13 @@ PHASES = ("decode", "prefill", "update")
 @dataclass(frozen=True)
 class Calibration:
     """What the GPU check measured on one GPU kind."""
-    gpu: str                          # a `gpus` key of the config
+
+    gpu: str  # a `gpus` key of the config
     date: str
     commit: str
-    sampler: str                      # which decode step ran: eager | compiled
-    arch: Arch                        # the architecture it ran
-    decode_tokens_per_s: dict[int, float]   # rows per sampler call -> tokens per second
+    sampler: str  # which decode step ran: eager | compiled
+    arch: Arch  # the architecture it ran
+    decode_tokens_per_s: dict[int, float]  # rows per sampler call -> tokens per second
     prefill_tokens_per_s: float | None
     update_tokens_per_s: float | None
 
@@ -66,10 +68,16 @@ def load_calibration(gpu: str, folder: Path = CALIBRATIONS) -> Calibration | Non
         if not decode or min(decode.values()) <= 0:
             raise RicepoError(f"{path}: decode_tokens_per_s: needs positive rates, one per row count")
         name = data["architecture"]
-        return Calibration(gpu=gpu, date=str(data["date"]), commit=str(data["commit"]), sampler=data["sampler"],
-                           arch=load_arch(name, name), decode_tokens_per_s=decode,
-                           prefill_tokens_per_s=data.get("prefill_tokens_per_s"),
-                           update_tokens_per_s=data.get("update_tokens_per_s"))
+        return Calibration(
+            gpu=gpu,
+            date=str(data["date"]),
+            commit=str(data["commit"]),
+            sampler=data["sampler"],
+            arch=load_arch(name, name),
+            decode_tokens_per_s=decode,
+            prefill_tokens_per_s=data.get("prefill_tokens_per_s"),
+            update_tokens_per_s=data.get("update_tokens_per_s"),
+        )
     except KeyError as e:
         raise RicepoError(f"{path}: missing {e.args[0]}") from None
 
@@ -83,30 +91,42 @@ def gpu_kind(device_name: str, gpus: dict) -> str:
     return found[0]
 
 
-def write_calibration(folder: Path, gpu: str, device: str, commit: str, command: str, sampler: str,
-                      architecture: str, decode_tokens_per_s: dict[int, float]) -> Path:
+def write_calibration(
+    folder: Path, gpu: str, device: str, commit: str, command: str, sampler: str, architecture: str, decode_tokens_per_s: dict[int, float]
+) -> Path:
     """config/calibration/<gpu>.yaml from a measurement (today the sampler's decode rates; prefill
     and update stay assumed until a measurement gives them)."""
     import datetime
 
     from ..atomic import write_text
 
-    data = {"gpu": gpu, "device": device, "date": datetime.date.today().isoformat(), "commit": commit,
-            "command": command, "sampler": sampler, "architecture": architecture,
-            "decode_tokens_per_s": {int(r): round(float(t), 1) for r, t in sorted(decode_tokens_per_s.items())},
-            "prefill_tokens_per_s": None, "update_tokens_per_s": None}
+    data = {
+        "gpu": gpu,
+        "device": device,
+        "date": datetime.date.today().isoformat(),
+        "commit": commit,
+        "command": command,
+        "sampler": sampler,
+        "architecture": architecture,
+        "decode_tokens_per_s": {int(r): round(float(t), 1) for r, t in sorted(decode_tokens_per_s.items())},
+        "prefill_tokens_per_s": None,
+        "update_tokens_per_s": None,
+    }
     path = folder / f"{gpu}.yaml"
-    write_text(path, "# What the GPU check measured on this GPU kind: `ricepo plan` prices a job planned for it from\n"
-                     "# these rates (src/ricepo/plan/timing.py). Written by scripts/bench_sampler.py --calibration.\n"
-                     + yaml.safe_dump(data, sort_keys=False))
+    write_text(
+        path,
+        "# What the GPU check measured on this GPU kind: `ricepo plan` prices a job planned for it from\n"
+        "# these rates (src/ricepo/plan/timing.py). Written by scripts/bench_sampler.py --calibration.\n" + yaml.safe_dump(data, sort_keys=False),
+    )
     return path
 
 
 @dataclass(frozen=True)
 class Rates:
     """How one job's phases are priced on its GPU."""
-    gpu: dict                         # the config's `gpus` entry
-    plan: dict                        # the config's `plan` section
+
+    gpu: dict  # the config's `gpus` entry
+    plan: dict  # the config's `plan` section
     calibration: Calibration | None
 
     def decode_step(self, a: Arch, rows: int, context_mean: float, dtype_bytes: int) -> tuple[float, str]:
@@ -145,17 +165,17 @@ def train_seconds(s: TrainShape, rates: Rates) -> dict[str, tuple[float, str]]:
     queries = math.ceil(s.queries_per_step / s.processes) if s.queries_per_step else s.rows_here
     once = queries * s.lengths.prompt_mean + s.rows_here * (s.lengths.context_mean - s.lengths.prompt_mean)
     share = s.shared_prefix and not s.sharded
-    scoring = (2 if s.old_pass else 0) + (2 if s.reference_bytes else 0)     # old, ref: forward only
-    backward = 6 + (2 if s.gradient_checkpointing else 0)                     # forward+backward, recompute
+    scoring = (2 if s.old_pass else 0) + (2 if s.reference_bytes else 0)  # old, ref: forward only
+    backward = 6 + (2 if s.gradient_checkpointing else 0)  # forward+backward, recompute
     # the scoring passes are priced as forward tokens of the update (a third of its FLOPs per token)
-    update_tokens = (once if share else whole) * scoring / backward + (
-        once if share and not s.gradient_checkpointing else whole)
-    return {"decode": (calls * s.lengths.generated * step, decode_basis),
-            "prefill": rates.prefill(a, s.rows_here * s.lengths.prompt_mean),
-            "update": rates.update(a, update_tokens, backward)}
+    update_tokens = (once if share else whole) * scoring / backward + (once if share and not s.gradient_checkpointing else whole)
+    return {
+        "decode": (calls * s.lengths.generated * step, decode_basis),
+        "prefill": rates.prefill(a, s.rows_here * s.lengths.prompt_mean),
+        "update": rates.update(a, update_tokens, backward),
+    }
 
 
 def eval_seconds(a: Arch, lengths: Lengths, queries: int, rows: int, mixed: bool, rates: Rates) -> dict[str, tuple[float, str]]:
     step, basis = rates.decode_step(a, rows, lengths.context_mean, 2 if mixed else 4)
-    return {"decode": (math.ceil(queries / rows) * lengths.generated * step, basis),
-            "prefill": rates.prefill(a, queries * lengths.prompt_mean)}
+    return {"decode": (math.ceil(queries / rows) * lengths.generated * step, basis), "prefill": rates.prefill(a, queries * lengths.prompt_mean)}

@@ -1,4 +1,5 @@
 """`ricepo report WHAT`: one table, one figure, or the HTML page, from the files its rule declares."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,7 @@ def run(what: str, *, config_json: Path, inputs: list[Path], out: Path) -> None:
         write_claims(grade_claims(ResultFiles(config, Path(config_json).parent, inputs)), out)
     elif what in TABLES:
         expected = [Path(p) for p in inputs if Path(p).suffix == ".yaml"]
-        write_table(build_table(what, ResultFiles(config, Path(config_json).parent, inputs),
-                                load_expected(expected[0]) if expected else None), out)
+        write_table(build_table(what, ResultFiles(config, Path(config_json).parent, inputs), load_expected(expected[0]) if expected else None), out)
     elif what in FIGURES:
         build_figure(what, ResultFiles(config, Path(config_json).parent, inputs), out)
     elif what == "html":

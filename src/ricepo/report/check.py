@@ -20,6 +20,7 @@ is derived from a measured spread, the derivation written in the file (`grading.
 The numerics the run recorded (precision/numerics()) are printed beside the expected file's, with
 the keys that differ.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -34,8 +35,8 @@ from ..layout import TABLES
 from .provenance import git_commit, machine
 
 EXPECTED_DIR = Path(__file__).resolve().parents[3] / "config" / "expected"
-DEFAULT_TOLERANCE = 0.1   # NDCG@10 points (our choice): a cell of a deterministic run moves by float noise
-                          # only (far less); one metrics file moved by 0.01 moves its cell by 1/seeds points
+DEFAULT_TOLERANCE = 0.1  # NDCG@10 points (our choice): a cell of a deterministic run moves by float noise
+# only (far less); one metrics file moved by 0.01 moves its cell by 1/seeds points
 
 
 def expected_file(run_name: str) -> Path:
@@ -75,8 +76,10 @@ GRADINGS = {
 
 def load_expected(path: Path) -> dict:
     if not path.exists():
-        raise RicepoError(f"{path}: no expected scores for this configuration; run it, then write them with "
-                          f"`ricepo check --write` (see docs/numerics.md, 'Expected scores')")
+        raise RicepoError(
+            f"{path}: no expected scores for this configuration; run it, then write them with "
+            f"`ricepo check --write` (see docs/numerics.md, 'Expected scores')"
+        )
     data = yaml.safe_load(path.read_text()) or {}
     sources = data.get("sources") or {}
     grading = data.get("grading") or {}
@@ -99,8 +102,13 @@ def run_numerics(tables: list[dict]) -> list[dict]:
     """The distinct numerics (precision.numerics) the run's torch jobs recorded in the metrics
     files behind its cells: each evaluation's own and its policy's training's."""
     seen: dict[str, dict] = {}
-    files = {f for table in tables for row in table["rows"] for cell in row["cells"].values()
-             for f in (cell.get("provenance") or {}).get("metrics_files", [])}
+    files = {
+        f
+        for table in tables
+        for row in table["rows"]
+        for cell in row["cells"].values()
+        for f in (cell.get("provenance") or {}).get("metrics_files", [])
+    }
     for f in sorted(files):
         path = Path(f)
         if not path.exists():
@@ -117,8 +125,7 @@ def _merged(records: list[dict]) -> dict[str, str]:
     keys = list(dict.fromkeys(k for r in records for k in r))
     out = {}
     for k in keys:
-        values = list(dict.fromkeys(",".join(v) if isinstance(v, list) else str(v)
-                                    for v in (r.get(k, "-") for r in records)))
+        values = list(dict.fromkeys(",".join(v) if isinstance(v, list) else str(v) for v in (r.get(k, "-") for r in records)))
         out[k] = " | ".join(values)
     return out
 
@@ -128,9 +135,11 @@ def numerics_lines(expected: dict, ours: list[dict]) -> list[str]:
     theirs = [n for src in expected["sources"].values() for n in (src.get("numerics") or [])]
     a, b = _merged(theirs), _merged(ours)
     kind = expected["grading"]["kind"]
-    lines = [f"grading  {kind}: {GRADINGS[kind]}",
-             "numerics expected file: " + (" · ".join(f"{k} {v}" for k, v in a.items()) or "not recorded"),
-             "numerics this run:      " + (" · ".join(f"{k} {v}" for k, v in b.items()) or "not recorded")]
+    lines = [
+        f"grading  {kind}: {GRADINGS[kind]}",
+        "numerics expected file: " + (" · ".join(f"{k} {v}" for k, v in a.items()) or "not recorded"),
+        "numerics this run:      " + (" · ".join(f"{k} {v}" for k, v in b.items()) or "not recorded"),
+    ]
     differ = [f"{k} ({a.get(k, '-')} → {b.get(k, '-')})" for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
     if not theirs or not ours:
         return lines
@@ -172,13 +181,22 @@ def check(tables: list[dict], expected: dict) -> list[dict]:
     for key in keys:
         value, cell = ours.get(key), expected["cells"].get(key)
         if value is None and cell is None:
-            continue        # not run, and not expected to run
+            continue  # not run, and not expected to run
         status = grade(value, cell)
-        why = ("no expected value" if cell is None else "not run" if value is None else "")
-        verdicts.append({"table": key[0], "row": key[1], "column": key[2], "ours": value,
-                         "expected": cell["expected"] if cell else None,
-                         "tolerance": cell["tolerance"] if cell else None,
-                         "source": cell["source"] if cell else None, "status": status, "why": why})
+        why = "no expected value" if cell is None else "not run" if value is None else ""
+        verdicts.append(
+            {
+                "table": key[0],
+                "row": key[1],
+                "column": key[2],
+                "ours": value,
+                "expected": cell["expected"] if cell else None,
+                "tolerance": cell["tolerance"] if cell else None,
+                "source": cell["source"] if cell else None,
+                "status": status,
+                "why": why,
+            }
+        )
     return verdicts
 
 
@@ -187,17 +205,17 @@ def fmt4(value) -> str:
 
 
 def render_lines(verdicts: list[dict], run_name: str) -> list[str]:
-    lines = [f"{v['status']:<6} {v['table']}  {v['row']}  {v['column']}: ours {fmt4(v['ours'])}, expected "
-             f"{fmt4(v['expected'])} ± {v['tolerance'] if v['tolerance'] is not None else '-'}"
-             + (f" ({v['why']})" if v["why"] else "") for v in verdicts]
+    lines = [
+        f"{v['status']:<6} {v['table']}  {v['row']}  {v['column']}: ours {fmt4(v['ours'])}, expected "
+        f"{fmt4(v['expected'])} ± {v['tolerance'] if v['tolerance'] is not None else '-'}" + (f" ({v['why']})" if v["why"] else "")
+        for v in verdicts
+    ]
     counts = {s: sum(v["status"] == s for v in verdicts) for s in ("OK", "OKish", "FAIL")}
-    lines.append(f"check {run_name}: {counts['OK']} OK, {counts['OKish']} OKish, {counts['FAIL']} FAIL "
-                 f"of {len(verdicts)} cells")
+    lines.append(f"check {run_name}: {counts['OK']} OK, {counts['OKish']} OKish, {counts['FAIL']} FAIL of {len(verdicts)} cells")
     return lines
 
 
-def write_expected(tables: list[dict], path: Path, run_name: str, source: dict,
-                   tolerance: float = DEFAULT_TOLERANCE) -> int:
+def write_expected(tables: list[dict], path: Path, run_name: str, source: dict, tolerance: float = DEFAULT_TOLERANCE) -> int:
     """The expected file from a run's tables: every measured cell, measured at `source` under the
     numerics the run recorded. A file already there keeps its grading and its cells' tolerances
     (a bf16 configuration's are derived by hand: docs/experiments.md, "The 8-step check"); a new one is graded `exact` when every
@@ -209,27 +227,35 @@ def write_expected(tables: list[dict], path: Path, run_name: str, source: dict,
     elif all(n.get("precision") == "fp32" for n in numerics):
         grading = {"kind": "exact", "derivation": f"float32; {tolerance} points absorb float noise only"}
     else:
-        grading = {"kind": "tolerance", "derivation": f"not derived yet: {tolerance} points per cell is a placeholder; "
-                                                      f"measure the spread across kernel paths and seeds (docs/numerics.md)"}
+        grading = {
+            "kind": "tolerance",
+            "derivation": f"not derived yet: {tolerance} points per cell is a placeholder; "
+            f"measure the spread across kernel paths and seeds (docs/numerics.md)",
+        }
     cells: dict[str, list] = {}
     for (table, row, column), value in reported_cells(tables).items():
         if value is not None:
             tol = old["cells"][(table, row, column)]["tolerance"] if old and (table, row, column) in old["cells"] else tolerance
-            cells.setdefault(table, []).append({"row": row, "column": column, "expected": round(value, 4),
-                                                "tolerance": tol, "source": "measured"})
-    header = (f"# Expected scores of the `{run_name}` configuration (NDCG@10 x 100, as the tables show them),\n"
-              f"# graded by `snakemake check` and `ricepo check`: OK at four decimals, OKish within the\n"
-              f"# tolerance, else FAIL. Written by `ricepo check --write`; update it in the commit that moves a\n"
-              f"# number, with the reason in the commit message.\n")
+            cells.setdefault(table, []).append({"row": row, "column": column, "expected": round(value, 4), "tolerance": tol, "source": "measured"})
+    header = (
+        f"# Expected scores of the `{run_name}` configuration (NDCG@10 x 100, as the tables show them),\n"
+        f"# graded by `snakemake check` and `ricepo check`: OK at four decimals, OKish within the\n"
+        f"# tolerance, else FAIL. Written by `ricepo check --write`; update it in the commit that moves a\n"
+        f"# number, with the reason in the commit message.\n"
+    )
     # other sources (the runs a tolerance was derived from) stay
     others = {k: v for k, v in old["sources"].items() if k != "measured"} if old else {}
-    body = {"run_name": run_name, "grading": grading,
-            "sources": {"measured": {**source, "numerics": numerics}, **others}, "cells": cells}
+    body = {"run_name": run_name, "grading": grading, "sources": {"measured": {**source, "numerics": numerics}, **others}, "cells": cells}
     text = header + yaml.safe_dump(body, sort_keys=False, width=120, default_flow_style=None)
     write_text(path, text)
     return sum(len(v) for v in cells.values())
 
 
 def measured_source(command: str) -> dict:
-    return {"kind": "measured", "commit": git_commit(), "machine": machine(), "command": command,
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")}
+    return {
+        "kind": "measured",
+        "commit": git_commit(),
+        "machine": machine(),
+        "command": command,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+    }

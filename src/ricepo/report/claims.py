@@ -6,6 +6,7 @@ side has no result here, and does not hold otherwise. A claim holds when all of 
 hold, does not hold when any does not, and is "not run" otherwise (or when it has none). The
 paper's side is read from config/paper_results.yaml (tables) or quoted from the claim (figures).
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,9 +24,12 @@ from .results import PAPER_CLAIMS, ResultFiles
 from .significance import ALPHA, paired_bootstrap
 from .tables import build_table
 
-KINDS = {"beats": {"table", "column", "target", "against"}, "curve_above": {"target", "against", "paper_evidence"},
-         "cost_bound": {"target", "measure", "paper_evidence"},
-         "validation_improves": {"targets", "paper_evidence"}}
+KINDS = {
+    "beats": {"table", "column", "target", "against"},
+    "curve_above": {"target", "against", "paper_evidence"},
+    "cost_bound": {"target", "measure", "paper_evidence"},
+    "validation_improves": {"targets", "paper_evidence"},
+}
 VERDICTS = ("holds", "does not hold", "not run")
 
 
@@ -81,8 +85,13 @@ def _beats(claim: dict, results: ResultFiles, tables: dict) -> tuple[str, list[d
     rows = {(r["group"], condition_key(r)): r for r in table["rows"]}
     paper_groups = [g for g in dict.fromkeys(r["group"] for r in table["rows"]) if g != "cited"]
     method, _, variant = target.partition("/")
-    planned = [g for g in dict.fromkeys(r.backbone for r in runs(results.config) if r.benchmark == table["benchmark"]
-                                        and (r.method, r.variant) == (method, variant or None)) if (g, target) in rows]
+    planned = [
+        g
+        for g in dict.fromkeys(
+            r.backbone for r in runs(results.config) if r.benchmark == table["benchmark"] and (r.method, r.variant) == (method, variant or None)
+        )
+        if (g, target) in rows
+    ]
 
     paper = []
     for group in paper_groups:
@@ -92,8 +101,10 @@ def _beats(claim: dict, results: ResultFiles, tables: dict) -> tuple[str, list[d
         if mine and mine["cells"][column]["paper"] is not None and others:
             best_key, best = max(others, key=lambda kv: kv[1])
             value = mine["cells"][column]["paper"]
-            paper.append(f"{group}: {_label(target)} {value:.2f} vs {'best other ' if len(others) > 1 else ''}"
-                         f"{best:.2f} ({_label(best_key)})" + ("" if value > best else ", not above it"))
+            paper.append(
+                f"{group}: {_label(target)} {value:.2f} vs {'best other ' if len(others) > 1 else ''}"
+                f"{best:.2f} ({_label(best_key)})" + ("" if value > best else ", not above it")
+            )
     parts = []
     for group in planned:
         mine = rows[(group, target)]
@@ -116,9 +127,14 @@ def _beats(claim: dict, results: ResultFiles, tables: dict) -> tuple[str, list[d
             x, y = _pooled(ours_q, tasks), _pooled(theirs_q, tasks)
             shared = sorted(set(x) & set(y))
             verdict, p = _compare([x[k] for k in shared], [y[k] for k in shared], a - b)
-            parts.append({**part, "verdict": verdict, "p": p,
-                          "detail": f"{_label(target)} {a:.2f} vs {_label(key)} {b:.2f} ({a - b:+.2f}, p = {p:.3f}, "
-                                    f"{len(shared)} queries)"})
+            parts.append(
+                {
+                    **part,
+                    "verdict": verdict,
+                    "p": p,
+                    "detail": f"{_label(target)} {a:.2f} vs {_label(key)} {b:.2f} ({a - b:+.2f}, p = {p:.3f}, {len(shared)} queries)",
+                }
+            )
     return "; ".join(paper) or "no paper values for these rows", parts or _nothing_run(target, f"not run in {claim['table']}")
 
 
@@ -139,9 +155,15 @@ def _curve_above(claim: dict, results: ResultFiles) -> tuple[str, list[dict]]:
             a, b = mine["raw"][:n], other["raw"][:n]
             diff = (sum(a) - sum(b)) / n
             verdict, p = _compare(a, b, diff)
-            parts.append({**part, "verdict": verdict, "p": p,
-                          "detail": f"mean training reward {_label(claim['target'])} {sum(a) / n:.3f} vs "
-                                    f"{_label(other_method)} {sum(b) / n:.3f} ({diff:+.3f}, p = {p:.3f}, {n} steps)"})
+            parts.append(
+                {
+                    **part,
+                    "verdict": verdict,
+                    "p": p,
+                    "detail": f"mean training reward {_label(claim['target'])} {sum(a) / n:.3f} vs "
+                    f"{_label(other_method)} {sum(b) / n:.3f} ({diff:+.3f}, p = {p:.3f}, {n} steps)",
+                }
+            )
     return claim["paper_evidence"], parts or _nothing_run(claim["target"], "not trained")
 
 
@@ -149,22 +171,22 @@ def _cost_apart(claim: dict, results: ResultFiles, benchmark: str, backbone: str
     """Why two runs are not at equal cost (their measured `equal_cost.measure` per step differs by
     more than `equal_cost.tolerance`), or "" when they are."""
     spec = claim["equal_cost"]
-    rows = {condition_key(r): r for r in branching_cost(results)["rows"]
-            if (r["benchmark"], r["backbone"]) == (benchmark, backbone)}
+    rows = {condition_key(r): r for r in branching_cost(results)["rows"] if (r["benchmark"], r["backbone"]) == (benchmark, backbone)}
     if target not in rows or other not in rows:
         return f"no training logs to compare {spec['measure']} per step"
     ratio = rows[target][spec["measure"]] / rows[other][spec["measure"]]
     if abs(ratio - 1) > spec["tolerance"]:
-        return (f"not at equal cost: {_label(target)} {spec['measure']} per step {ratio:.2f}x {_label(other)}'s "
-                f"(tolerance {spec['tolerance']:.0%}); set its budget to match")
+        return (
+            f"not at equal cost: {_label(target)} {spec['measure']} per step {ratio:.2f}x {_label(other)}'s "
+            f"(tolerance {spec['tolerance']:.0%}); set its budget to match"
+        )
     return ""
 
 
 def _validation_improves(claim: dict, results: ResultFiles) -> tuple[str, list[dict]]:
     """Each target's held-out reward after its last step against before its first, paired over
     the validation queries."""
-    curves = {(c["benchmark"], c["backbone"], c["method"]): c
-              for c in reward_curves(results)["validation"] if c["variant"] is None}
+    curves = {(c["benchmark"], c["backbone"], c["method"]): c for c in reward_curves(results)["validation"] if c["variant"] is None}
     parts = []
     for (bench, backbone, method), c in curves.items():
         if method not in claim["targets"]:
@@ -176,23 +198,34 @@ def _validation_improves(claim: dict, results: ResultFiles) -> tuple[str, list[d
         # the reward moves with the format penalty as well as the retrieval, and a policy that stops
         # writing summaries searches with the question alone: both beside its gain
         ends = [c[k][0] for k in ("ndcg", "parseable")] + [c[k][-1] for k in ("ndcg", "parseable")]
-        written = "" if None in ends else \
-            f"; NDCG@10 {ends[0]:.4f} → {ends[2]:.4f}, steps with a summary {ends[1]:.0%} → {ends[3]:.0%}"
+        written = "" if None in ends else f"; NDCG@10 {ends[0]:.4f} → {ends[2]:.4f}, steps with a summary {ends[1]:.0%} → {ends[3]:.0%}"
         # a policy that restates the query, or writes what the retriever ignores, searches as the query alone
         if written and None not in (c["restate"][0], c["restate"][-1]):
             written += f", summaries restating the query {c['restate'][0]:.0%} → {c['restate'][-1]:.0%}"
         if written and None not in (c["unchanged"][0], c["unchanged"][-1]):
             written += f", final top 10 the query alone's {c['unchanged'][0]:.0%} → {c['unchanged'][-1]:.0%}"
         if written and None not in (c["better"][0], c["better"][-1]):
-            written += (f", searches better / worse than the query alone {c['better'][0]:.0%} / {c['worse'][0]:.0%} → "
-                        f"{c['better'][-1]:.0%} / {c['worse'][-1]:.0%}")
-        parts.append({"group": f"{bench}/{backbone}", "against": f"{_label(method)} at step 0", "verdict": verdict,
-                      "p": p, "detail": f"{_label(method)}: validation reward {sum(b) / len(b):.4f} at step 0, "
-                                        f"{sum(a) / len(a):.4f} at step {c['steps'][-1]} ({diff:+.4f}, p = {p:.3f}, "
-                                        f"{len(shared)} held-out queries{written})"})
+            written += (
+                f", searches better / worse than the query alone {c['better'][0]:.0%} / {c['worse'][0]:.0%} → "
+                f"{c['better'][-1]:.0%} / {c['worse'][-1]:.0%}"
+            )
+        parts.append(
+            {
+                "group": f"{bench}/{backbone}",
+                "against": f"{_label(method)} at step 0",
+                "verdict": verdict,
+                "p": p,
+                "detail": f"{_label(method)}: validation reward {sum(b) / len(b):.4f} at step 0, "
+                f"{sum(a) / len(a):.4f} at step {c['steps'][-1]} ({diff:+.4f}, p = {p:.3f}, "
+                f"{len(shared)} held-out queries{written})",
+            }
+        )
     trained = {r.method for r in runs(results.config) if r.trained}
-    parts += [{"group": "-", "verdict": "not run", "detail": f"{_label(m)} held no validation queries out"}
-              for m in claim["targets"] if m in trained and not any(k[2] == m for k in curves)]
+    parts += [
+        {"group": "-", "verdict": "not run", "detail": f"{_label(m)} held no validation queries out"}
+        for m in claim["targets"]
+        if m in trained and not any(k[2] == m for k in curves)
+    ]
     return claim["paper_evidence"], parts or _nothing_run(claim["targets"][0], "not trained")
 
 
@@ -212,8 +245,14 @@ def _cost_bound(claim: dict, results: ResultFiles) -> tuple[str, list[dict]]:
             parts.append({**part, "verdict": "not run", "detail": "GRPO not trained"})
             continue
         ratio = row["relative_to_grpo"][claim["measure"]]
-        parts.append({**part, "verdict": "holds" if ratio <= bound else "does not hold", "ratio": ratio,
-                      "detail": f"{claim['measure']} per step {ratio:.2f}x GRPO's; budget 1 + {k}({m}-1)/{g} = {bound:.2f}x"})
+        parts.append(
+            {
+                **part,
+                "verdict": "holds" if ratio <= bound else "does not hold",
+                "ratio": ratio,
+                "detail": f"{claim['measure']} per step {ratio:.2f}x GRPO's; budget 1 + {k}({m}-1)/{g} = {bound:.2f}x",
+            }
+        )
     return claim["paper_evidence"], parts or _nothing_run(claim["target"], "not trained")
 
 
@@ -230,12 +269,25 @@ def grade_claims(results: ResultFiles, claims: list[dict] | None = None) -> dict
             paper, parts = _validation_improves(claim, results)
         else:
             paper, parts = _cost_bound(claim, results)
-        out.append({"id": claim["id"], "statement": claim["statement"], "source": claim["source"], "paper": paper,
-                    "parts": parts, "verdict": _overall(parts)})
+        out.append(
+            {
+                "id": claim["id"],
+                "statement": claim["statement"],
+                "source": claim["source"],
+                "paper": paper,
+                "parts": parts,
+                "verdict": _overall(parts),
+            }
+        )
     sources = {spec.get("source") for spec in results.config["benchmarks"].values() if spec}
-    return {"id": "claims", "claims": out, "counts": {v: sum(c["verdict"] == v for c in out) for v in VERDICTS},
-            "data_note": ("These verdicts are about the synthetic offline fixture data: they test the harness, "
-                          "not the paper." if "fixture" in sources else "")}
+    return {
+        "id": "claims",
+        "claims": out,
+        "counts": {v: sum(c["verdict"] == v for c in out) for v in VERDICTS},
+        "data_note": (
+            "These verdicts are about the synthetic offline fixture data: they test the harness, not the paper." if "fixture" in sources else ""
+        ),
+    }
 
 
 def write_claims(graded: dict, out_dir: Path) -> None:
@@ -245,12 +297,9 @@ def write_claims(graded: dict, out_dir: Path) -> None:
         w.writerow(["claim", "verdict", "group", "against", "part_verdict", "detail", "statement", "paper"])
         for c in graded["claims"]:
             for p in c["parts"]:
-                w.writerow([c["id"], c["verdict"], p["group"], p.get("against", ""), p["verdict"], p["detail"],
-                            c["statement"], c["paper"]])
-    lines = ["# The paper's claims, checked", "", graded["data_note"], "",
-             "| claim | paper | ours | verdict |", "|---|---|---|---|"]
+                w.writerow([c["id"], c["verdict"], p["group"], p.get("against", ""), p["verdict"], p["detail"], c["statement"], c["paper"]])
+    lines = ["# The paper's claims, checked", "", graded["data_note"], "", "| claim | paper | ours | verdict |", "|---|---|---|---|"]
     for c in graded["claims"]:
-        ours = "<br>".join(("" if p["group"] == "-" else f"{p['group']}: ") + f"{p['detail']} ({p['verdict']})"
-                           for p in c["parts"])
+        ours = "<br>".join(("" if p["group"] == "-" else f"{p['group']}: ") + f"{p['detail']} ({p['verdict']})" for p in c["parts"])
         lines.append(f"| {c['statement']} ({c['source']}) | {c['paper']} | {ours} | **{c['verdict']}** |")
     write_text(out_dir / "claims.md", "\n".join(lines) + "\n")

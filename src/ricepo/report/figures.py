@@ -5,6 +5,7 @@ step logs), and where the ceiling is (BM25, the agents, fixed summaries up to an
 Each figure is written as SVG and PNG, plus a JSON file holding exactly the plotted numbers
 (what the report and the tests read).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ from .results import ResultFiles, load_paper  # noqa: E402
 
 def smooth(values: list[float], window: int) -> list[float]:
     """Trailing moving average (the first points average what exists so far)."""
-    return [statistics.fmean(values[max(0, i - window + 1): i + 1]) for i in range(len(values))]
+    return [statistics.fmean(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
 
 
 def _trained_cells(results: ResultFiles, order=None, read=ResultFiles.train_log) -> list[tuple[tuple, list[list[dict]]]]:
@@ -61,15 +62,31 @@ def validation_curves(results: ResultFiles) -> list[dict]:
         def per_query(step: int) -> dict[str, float]:
             return {q: statistics.fmean(a[step]["rewards"][q] for a in at) for q in at[0][step]["rewards"]}
 
-        curves.append({"benchmark": key[0], "backbone": key[1], "method": key[2], "variant": key[3],
-                       "seeds": len(scorings), "queries": len(at[0][steps[0]]["rewards"]), "steps": steps,
-                       "mean": [statistics.fmean(a[s]["reward_mean"] for a in at) for s in steps],
-                       **{name: [statistics.fmean(a[s][key] for a in at) if all(key in a[s] for a in at) else None
-                                 for s in steps] for name, key in (("ndcg", "ndcg_mean"), ("parseable", "parseable_rate"),
-                                                   ("unchanged", "unchanged_rate"), ("restate", "summary_restate_rate"),
-                                                   ("better", "better_than_alone_rate"),
-                                                   ("worse", "worse_than_alone_rate"))},
-                       "first": per_query(steps[0]), "last": per_query(steps[-1])})
+        curves.append(
+            {
+                "benchmark": key[0],
+                "backbone": key[1],
+                "method": key[2],
+                "variant": key[3],
+                "seeds": len(scorings),
+                "queries": len(at[0][steps[0]]["rewards"]),
+                "steps": steps,
+                "mean": [statistics.fmean(a[s]["reward_mean"] for a in at) for s in steps],
+                **{
+                    name: [statistics.fmean(a[s][key] for a in at) if all(key in a[s] for a in at) else None for s in steps]
+                    for name, key in (
+                        ("ndcg", "ndcg_mean"),
+                        ("parseable", "parseable_rate"),
+                        ("unchanged", "unchanged_rate"),
+                        ("restate", "summary_restate_rate"),
+                        ("better", "better_than_alone_rate"),
+                        ("worse", "worse_than_alone_rate"),
+                    )
+                },
+                "first": per_query(steps[0]),
+                "last": per_query(steps[-1]),
+            }
+        )
     return curves
 
 
@@ -87,16 +104,30 @@ def reward_curves(results: ResultFiles) -> dict:
         window = max(3, n // 10)
 
         def mean_of(field: str) -> list[float] | None:
-            return [statistics.fmean(lg[i][field] for lg in logs) for i in range(n)] \
-                if all(field in lg[i] for lg in logs for i in range(n)) else None
+            return [statistics.fmean(lg[i][field] for lg in logs) for i in range(n)] if all(field in lg[i] for lg in logs for i in range(n)) else None
 
         raw, better, worse = mean_of("reward_mean"), mean_of("better_than_alone_rate"), mean_of("worse_than_alone_rate")
-        curves.append({"benchmark": key[0], "backbone": key[1], "method": key[2], "variant": key[3], "seeds": len(logs),
-                       "steps": list(range(1, n + 1)), "raw": raw, "smoothed": smooth(raw, window),
-                       "better": better and smooth(better, window), "worse": worse and smooth(worse, window)})
+        curves.append(
+            {
+                "benchmark": key[0],
+                "backbone": key[1],
+                "method": key[2],
+                "variant": key[3],
+                "seeds": len(logs),
+                "steps": list(range(1, n + 1)),
+                "raw": raw,
+                "smoothed": smooth(raw, window),
+                "better": better and smooth(better, window),
+                "worse": worse and smooth(worse, window),
+            }
+        )
     planned = dict.fromkeys(r.method for r in runs(results.config) if r.trained)
-    return {"id": "figure_reward_curves", "curves": curves, "validation": validation_curves(results),
-            "not_run": [m for m in planned if not any(c["method"] == m for c in curves)]}
+    return {
+        "id": "figure_reward_curves",
+        "curves": curves,
+        "validation": validation_curves(results),
+        "not_run": [m for m in planned if not any(c["method"] == m for c in curves)],
+    }
 
 
 def plot_reward_curves(data: dict, out_dir: Path) -> None:
@@ -116,8 +147,14 @@ def plot_reward_curves(data: dict, out_dir: Path) -> None:
             ax.legend(fontsize=7, loc="upper left")
     for ax, bench in zip(axes[-1] if data["validation"] else [], benches):
         for c in [c for c in data["validation"] if c["benchmark"] == bench]:
-            ax.plot(c["steps"], c["mean"], color=palette[c["method"]], marker="o", linewidth=2,
-                    label=f"{label(c)} ({c['backbone']}, {c['seeds']} seed(s))")
+            ax.plot(
+                c["steps"],
+                c["mean"],
+                color=palette[c["method"]],
+                marker="o",
+                linewidth=2,
+                label=f"{label(c)} ({c['backbone']}, {c['seeds']} seed(s))",
+            )
         ax.set_title(f"{bench}: validation reward, greedy ({data['validation'][0]['queries']} held-out queries)")
         ax.set_xlabel("training step (0: before training)")
         ax.set_ylabel("reward")
@@ -133,8 +170,9 @@ def plot_reward_curves(data: dict, out_dir: Path) -> None:
         ax.set_xlabel("training step")
         ax.set_ylabel("reward")
         if data["not_run"]:
-            ax.text(0.01, 0.01, "not run: " + ", ".join(get_method(m).label for m in data["not_run"]),
-                    transform=ax.transAxes, fontsize=7, color="gray")
+            ax.text(
+                0.01, 0.01, "not run: " + ", ".join(get_method(m).label for m in data["not_run"]), transform=ax.transAxes, fontsize=7, color="gray"
+            )
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="upper left")
     _save(fig, out_dir, "figure_reward_curves")
@@ -157,8 +195,12 @@ def entropy_cdf(results: ResultFiles) -> dict:
                 ours_gain[task] = statistics.fmean(a) - statistics.fmean(b)
 
     def summary(gain: dict) -> dict:
-        return {"gain": gain, "median": statistics.median(gain.values()) if gain else None,
-                "positive": sum(v > 0 for v in gain.values()), "tasks": len(gain)}
+        return {
+            "gain": gain,
+            "median": statistics.median(gain.values()) if gain else None,
+            "positive": sum(v > 0 for v in gain.values()),
+            "tasks": len(gain),
+        }
 
     return {"id": "figure_entropy_cdf", "paper": summary(paper_gain), "ours": summary(ours_gain)}
 
@@ -199,12 +241,15 @@ def ablation_bars(results: ResultFiles) -> dict:
         tasks = list(rows[0]["values"])
         series = []
         for r in rows:
-            seeds = (results.measured(abl["benchmark"], abl["backbone"], r["method"], r.get("variant"))
-                     if abl.get("benchmark") in config["benchmarks"] else {})
-            ours = {t: statistics.fmean(v[t] for v in seeds.values() if t in v)
-                    for t in tasks if any(t in v for v in seeds.values())}
-            series.append({"method": r["method"], "variant": r.get("variant"), "label": label(r),
-                           "paper": r["values"], "ours": ours, "seeds": sorted(seeds)})
+            seeds = (
+                results.measured(abl["benchmark"], abl["backbone"], r["method"], r.get("variant"))
+                if abl.get("benchmark") in config["benchmarks"]
+                else {}
+            )
+            ours = {t: statistics.fmean(v[t] for v in seeds.values() if t in v) for t in tasks if any(t in v for v in seeds.values())}
+            series.append(
+                {"method": r["method"], "variant": r.get("variant"), "label": label(r), "paper": r["values"], "ours": ours, "seeds": sorted(seeds)}
+            )
         panels.append({"table": table, "title": title, "tasks": tasks, "series": series})
     return {"id": "figure_ablation_bars", "backbone": abl.get("backbone"), "panels": panels}
 
@@ -217,17 +262,22 @@ def plot_ablation_bars(data: dict, out_dir: Path) -> None:
         colors = sns.color_palette("tab10")
         for i, s in enumerate(panel["series"]):
             xs = [j + (i - (n - 1) / 2) * width for j in range(len(tasks))]
-            ax.bar(xs, [s["paper"][t] for t in tasks], width, color="none", edgecolor=colors[i], hatch="//",
-                   linewidth=0.8, label=f"{s['label']} (paper)")
+            ax.bar(
+                xs, [s["paper"][t] for t in tasks], width, color="none", edgecolor=colors[i], hatch="//", linewidth=0.8, label=f"{s['label']} (paper)"
+            )
             measured_x = [(x, s["ours"][t]) for x, t in zip(xs, tasks) if t in s["ours"]]
             if measured_x:
-                ax.bar([x for x, _ in measured_x], [v for _, v in measured_x], width * 0.6, color=colors[i],
-                       label=f"{s['label']} (ours, seeds {s['seeds']})")
+                ax.bar(
+                    [x for x, _ in measured_x],
+                    [v for _, v in measured_x],
+                    width * 0.6,
+                    color=colors[i],
+                    label=f"{s['label']} (ours, seeds {s['seeds']})",
+                )
         ax.set_xticks(range(len(tasks)))
         ax.set_xticklabels(tasks, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("NDCG@10")
-        ax.set_title(f"{panel['title']} ablation per BRIGHT task (hatched: paper; solid: ours, {data['backbone']})",
-                     fontsize=9)
+        ax.set_title(f"{panel['title']} ablation per BRIGHT task (hatched: paper; solid: ours, {data['backbone']})", fontsize=9)
         ax.legend(fontsize=6, ncol=2, loc="upper right")
     _save(fig, out_dir, "figure_ablation_bars")
 
@@ -242,33 +292,42 @@ def branching_cost(results: ResultFiles) -> dict:
     rows = []
     methods = [m for b in config["benchmarks"].values() for m in b["methods"]]
 
-    def order(kv):   # the config's method order, each method's variants after it in their declared order
+    def order(kv):  # the config's method order, each method's variants after it in their declared order
         (bench, backbone, method, variant), _ = kv
         variants = list(get_method(method).variants)
-        return (bench, backbone, methods.index(method) if method in methods else len(methods), method,
-                variants.index(variant) + 1 if variant else 0)
+        return (bench, backbone, methods.index(method) if method in methods else len(methods), method, variants.index(variant) + 1 if variant else 0)
 
     for key, logs in _trained_cells(results, order):
         steps = [s for lg in logs if lg for s in lg]
         if not steps:
             continue
-        row = {"benchmark": key[0], "backbone": key[1], "method": key[2], "variant": key[3],
-               "seeds": sum(1 for lg in logs if lg),
-               "steps": len(steps)}
+        row = {
+            "benchmark": key[0],
+            "backbone": key[1],
+            "method": key[2],
+            "variant": key[3],
+            "seeds": sum(1 for lg in logs if lg),
+            "steps": len(steps),
+        }
         for k, _ in COST_KEYS + (("retriever_cache_hits", ""), ("wall_s", "")):
             row[k] = statistics.fmean(s[k] for s in steps)
         rows.append(row)
     for row in rows:
-        base = next((r for r in rows if (r["method"], r["variant"]) == ("grpo", None) and r["benchmark"] == row["benchmark"]
-                     and r["backbone"] == row["backbone"]), None)
+        base = next(
+            (
+                r
+                for r in rows
+                if (r["method"], r["variant"]) == ("grpo", None) and r["benchmark"] == row["benchmark"] and r["backbone"] == row["backbone"]
+            ),
+            None,
+        )
         row["relative_to_grpo"] = {k: row[k] / base[k] for k, _ in COST_KEYS + (("wall_s", ""),)} if base else None
     return {"id": "figure_branching_cost", "rows": rows}
 
 
 def plot_branching_cost(data: dict, out_dir: Path) -> None:
     groups = sorted({(r["benchmark"], r["backbone"]) for r in data["rows"]}) or [("(none)", "")]
-    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 0.4 + 0.32 * max(len(data["rows"]), 4) + 1.2 * len(groups)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 0.4 + 0.32 * max(len(data["rows"]), 4) + 1.2 * len(groups)), squeeze=False)
     for (bench, backbone), ax_row in zip(groups, axes):
         rows = [r for r in data["rows"] if (r["benchmark"], r["backbone"]) == (bench, backbone)]
         labels = [label(r) for r in rows]
@@ -302,8 +361,11 @@ def ceiling(results: ResultFiles) -> dict:
             got = [read(t) for t in tasks]
             return 100 * statistics.fmean(g["ndcg_cut_10"] for g in got) if got and all(got) else None
 
-        fixed = [{"row": label, "summary": kind, "ndcg": baseline(lambda t, k=kind: results.summary_baseline(bench, k, t))}
-                 for kind, label in SUMMARY_BASELINES.items() if kind in config["evaluate"]["summary_baselines"]]
+        fixed = [
+            {"row": label, "summary": kind, "ndcg": baseline(lambda t, k=kind: results.summary_baseline(bench, k, t))}
+            for kind, label in SUMMARY_BASELINES.items()
+            if kind in config["evaluate"]["summary_baselines"]
+        ]
         for backbone in spec["backbones"]:
             rows = [{"row": "BM25, the query alone", "ndcg": baseline(lambda t: results.bm25(bench, t))}]
             for method in spec["methods"]:
@@ -311,12 +373,18 @@ def ceiling(results: ResultFiles) -> dict:
                 if not got:
                     rows.append({"row": get_method(method).label, "method": method, "ndcg": None})
                     continue
-                figures = {k: [m[k] for m in got if m.get(k) is not None]
-                           for k in ("summary_query_overlap", "summary_restate_rate", "unchanged_rate",
-                                     "better_than_alone_rate", "worse_than_alone_rate")}
-                rows.append({"row": get_method(method).label, "method": method,
-                             "ndcg": 100 * statistics.fmean(m["ndcg_cut_10"] for m in got),
-                             **{k: statistics.fmean(v) if v else None for k, v in figures.items()}})
+                figures = {
+                    k: [m[k] for m in got if m.get(k) is not None]
+                    for k in ("summary_query_overlap", "summary_restate_rate", "unchanged_rate", "better_than_alone_rate", "worse_than_alone_rate")
+                }
+                rows.append(
+                    {
+                        "row": get_method(method).label,
+                        "method": method,
+                        "ndcg": 100 * statistics.fmean(m["ndcg_cut_10"] for m in got),
+                        **{k: statistics.fmean(v) if v else None for k, v in figures.items()},
+                    }
+                )
             groups.append({"benchmark": bench, "backbone": backbone, "tasks": tasks, "rows": rows + fixed})
     return {"id": "figure_ceiling", "restate_overlap": config["evaluate"]["restate_overlap"], "groups": groups}
 
@@ -324,8 +392,7 @@ def ceiling(results: ResultFiles) -> dict:
 def plot_ceiling(data: dict, out_dir: Path) -> None:
     measured = [g for g in data["groups"] if any(r["ndcg"] is not None for r in g["rows"])]
     groups = measured or [{"benchmark": "(none)", "backbone": "", "rows": []}]
-    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 0.8 + 0.4 * max(len(g["rows"]) for g in groups) * len(groups)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 0.8 + 0.4 * max(len(g["rows"]) for g in groups) * len(groups)), squeeze=False)
     for g, (left, right) in zip(groups, axes):
         rows = [r for r in g["rows"] if r["ndcg"] is not None]
         left.barh([r["row"] for r in rows], [r["ndcg"] for r in rows], color=sns.color_palette("tab10")[0])
@@ -335,15 +402,21 @@ def plot_ceiling(data: dict, out_dir: Path) -> None:
         left.margins(x=0.2)
         left.set_title(f"{g['benchmark']} ({g['backbone']}): NDCG@10, mean over tasks", fontsize=9)
         agents = [r for r in rows if r.get("summary_restate_rate") is not None or r.get("unchanged_rate") is not None]
-        shares = [(f"summaries restating the query (>= {data['restate_overlap']:.0%} of their words)",
-                   "summary_restate_rate"), ("queries whose final top 10 is the query alone's", "unchanged_rate"),
-                  ("queries searched better than the query alone", "better_than_alone_rate"),
-                  ("queries searched worse than the query alone", "worse_than_alone_rate")]
+        shares = [
+            (f"summaries restating the query (>= {data['restate_overlap']:.0%} of their words)", "summary_restate_rate"),
+            ("queries whose final top 10 is the query alone's", "unchanged_rate"),
+            ("queries searched better than the query alone", "better_than_alone_rate"),
+            ("queries searched worse than the query alone", "worse_than_alone_rate"),
+        ]
         height = 0.8 / len(shares)
         for k, (label, key) in enumerate(shares):
-            right.barh([y + height * k for y in range(len(agents))],
-                       [math.nan if r.get(key) is None else 100 * r[key] for r in agents], height=height, label=label,
-                       color=sns.color_palette("tab10")[1 + k])
+            right.barh(
+                [y + height * k for y in range(len(agents))],
+                [math.nan if r.get(key) is None else 100 * r[key] for r in agents],
+                height=height,
+                label=label,
+                color=sns.color_palette("tab10")[1 + k],
+            )
         right.set_yticks([y + 0.4 - height / 2 for y in range(len(agents))], [r["row"] for r in agents])
         right.invert_yaxis()
         right.set_xlim(0, 100)
@@ -364,11 +437,13 @@ def _save(fig, out_dir: Path, name: str) -> None:
     plt.close(fig)
 
 
-FIGURES = {"figure_reward_curves": (reward_curves, plot_reward_curves),
-           "figure_entropy_cdf": (entropy_cdf, plot_entropy_cdf),
-           "figure_branching_cost": (branching_cost, plot_branching_cost),
-           "figure_ablation_bars": (ablation_bars, plot_ablation_bars),
-           "figure_ceiling": (ceiling, plot_ceiling)}
+FIGURES = {
+    "figure_reward_curves": (reward_curves, plot_reward_curves),
+    "figure_entropy_cdf": (entropy_cdf, plot_entropy_cdf),
+    "figure_branching_cost": (branching_cost, plot_branching_cost),
+    "figure_ablation_bars": (ablation_bars, plot_ablation_bars),
+    "figure_ceiling": (ceiling, plot_ceiling),
+}
 
 
 def build_figure(name: str, results: ResultFiles, out_dir: Path) -> dict:

@@ -1,4 +1,5 @@
 """reports/report.html: one self-contained page (figures inline) rendered with jinja2."""
+
 from __future__ import annotations
 
 import base64
@@ -16,8 +17,7 @@ from .provenance import git_commit, machine
 from .results import config_sha256
 from .tables import cell_text, fmt
 
-PACKAGES = ["torch", "transformers", "bm25s", "pytrec-eval-terrier", "snakemake", "pandas", "matplotlib",
-            "seaborn", "jinja2", "ricepo"]
+PACKAGES = ["torch", "transformers", "bm25s", "pytrec-eval-terrier", "snakemake", "pandas", "matplotlib", "seaborn", "jinja2", "ricepo"]
 
 
 def _versions() -> dict[str, str]:
@@ -33,12 +33,19 @@ def _versions() -> dict[str, str]:
 def provenance_text(p: dict) -> str:
     """A cell's provenance as its tooltip."""
     check = f"{p['check']}, graded {p['check_kind']}" if p.get("check_kind") else p["check"]
-    return "\n".join([f"check: {check}", f"command: {p['command']}", f"config sha256: {p['config_sha256'][:16]}",
-                      f"seeds: {', '.join(map(str, p['seeds'])) or '-'}", "metrics files:", *p["metrics_files"]])
+    return "\n".join(
+        [
+            f"check: {check}",
+            f"command: {p['command']}",
+            f"config sha256: {p['config_sha256'][:16]}",
+            f"seeds: {', '.join(map(str, p['seeds'])) or '-'}",
+            "metrics files:",
+            *p["metrics_files"],
+        ]
+    )
 
 
-EMPTY_SUMMARY_SEARCH = {"query": "the question alone",
-                        "last_summary": "the question with the trajectory's latest earlier summary"}
+EMPTY_SUMMARY_SEARCH = {"query": "the question alone", "last_summary": "the question with the trajectory's latest earlier summary"}
 
 
 def reward_choices(config: dict) -> list[str]:
@@ -47,18 +54,27 @@ def reward_choices(config: dict) -> list[str]:
     out: dict[str, list[str]] = {}
     for backbone in dict.fromkeys(r.backbone for r in runs(config) if r.trained):
         rollout = backbone_settings(config, backbone, "rollout")
-        text = (f"a step without a summary searches with {EMPTY_SUMMARY_SEARCH[rollout['empty_summary_search']]} "
-                f"(so does the final reward, when it is the last step), and the final reward loses "
-                f"{rollout['format_penalty']:g} when any step has no summary")
+        text = (
+            f"a step without a summary searches with {EMPTY_SUMMARY_SEARCH[rollout['empty_summary_search']]} "
+            f"(so does the final reward, when it is the last step), and the final reward loses "
+            f"{rollout['format_penalty']:g} when any step has no summary"
+        )
         out.setdefault(text, []).append(backbone)
     return [f"{', '.join(backbones)}: {text}" for text, backbones in out.items()]
 
 
 def provenance(config: dict, config_path: Path) -> dict:
-    return {"commit": git_commit(), "config_file": str(config_path), "config_sha256": config_sha256(config),
-            "run_name": config.get("run_name"), "seeds": config.get("seeds"), "packages": _versions(),
-            "machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "reward": reward_choices(config)}
+    return {
+        "commit": git_commit(),
+        "config_file": str(config_path),
+        "config_sha256": config_sha256(config),
+        "run_name": config.get("run_name"),
+        "seeds": config.get("seeds"),
+        "packages": _versions(),
+        "machine": machine(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "reward": reward_choices(config),
+    }
 
 
 def render(config: dict, config_path: Path, inputs: list[Path], out: Path) -> None:
@@ -75,13 +91,16 @@ def render(config: dict, config_path: Path, inputs: list[Path], out: Path) -> No
     figures = []
     for name in FIGURES:
         png = base64.b64encode(handed(f"{name}.png").read_bytes()).decode()
-        figures.append({"id": name, "title": ARTEFACTS[name].title, "png": png,
-                        "data": json.loads(handed(f"{name}.json").read_text())})
-    env = jinja2.Environment(loader=jinja2.PackageLoader("ricepo.report", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
+        figures.append({"id": name, "title": ARTEFACTS[name].title, "png": png, "data": json.loads(handed(f"{name}.json").read_text())})
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("ricepo.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
     env.filters["fmt"] = fmt
     env.filters["cell_text"] = cell_text
     env.filters["provenance_text"] = provenance_text
-    html = env.get_template("report.html.j2").render(claims=claims, tables=tables, figures=figures,
-                                                     prov=provenance(config, config_path), config=config)
+    html = env.get_template("report.html.j2").render(
+        claims=claims, tables=tables, figures=figures, prov=provenance(config, config_path), config=config
+    )
     write_text(out, html)

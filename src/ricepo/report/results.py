@@ -4,6 +4,7 @@ A report job is handed its rule's declared inputs (`ricepo report NAME --inputs 
 those files and nothing else: a planned run whose file was not handed over is "not run", even if
 the file happens to lie on disk (a stale result of an earlier configuration never leaks in).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -86,8 +87,7 @@ class ResultFiles:
                 if result is not None:
                     yield r.seed, task, result
 
-    def metrics_files(self, benchmark: str, backbone: str, method: str,
-                      variant: str | None = None) -> dict[str, dict[int, Path]]:
+    def metrics_files(self, benchmark: str, backbone: str, method: str, variant: str | None = None) -> dict[str, dict[int, Path]]:
         """{task: {seed: metrics.json}} of this cell's runs that were handed over."""
         out: dict[str, dict[int, Path]] = {}
         for r in runs(self.config):
@@ -98,16 +98,14 @@ class ResultFiles:
                         out.setdefault(task, {})[r.seed] = f
         return out
 
-    def measured(self, benchmark: str, backbone: str, method: str,
-                 variant: str | None = None) -> dict[int, dict[str, float]]:
+    def measured(self, benchmark: str, backbone: str, method: str, variant: str | None = None) -> dict[int, dict[str, float]]:
         """{seed: {task: NDCG@10 x 100}} of this cell's runs."""
         out: dict[int, dict[str, float]] = {}
         for seed, task, result in self._metrics_of(benchmark, backbone, method, variant):
             out.setdefault(seed, {})[task] = 100 * float(result["ndcg_cut_10"])
         return out
 
-    def per_query(self, benchmark: str, backbone: str, method: str,
-                  variant: str | None = None) -> dict[str, dict[str, float]]:
+    def per_query(self, benchmark: str, backbone: str, method: str, variant: str | None = None) -> dict[str, dict[str, float]]:
         """{task: {query id: NDCG@10 x 100 averaged over the seeds that ran}}."""
         out: dict[str, dict[str, list[float]]] = {}
         for _, task, result in self._metrics_of(benchmark, backbone, method, variant):

@@ -5,6 +5,7 @@ the seeds that ran. The two-sided p-value is the share of B bootstrap means of t
 differences (d - mean d, resampled with replacement, seeded) at least as far from 0 as the observed
 mean (Efron & Tibshirani's paired bootstrap). B = 10,000; a cell is marked when p < 0.05.
 """
+
 from __future__ import annotations
 
 import numpy as np

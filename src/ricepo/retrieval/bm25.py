@@ -7,6 +7,7 @@ Lucene BM25 (bm25s `method="lucene"`) with the benchmark's k1 and b. The analyze
 the index, so queries are always analysed as the documents were. Ties are broken by the
 document's position in corpus.jsonl, so the same query always gives the same ranking.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,7 @@ class BM25Index:
         self.model = model
         self.doc_ids = doc_ids
         self.stemmer = stemmer
-        self.threads = len(os.sched_getaffinity(0))   # search_many's threads
+        self.threads = len(os.sched_getaffinity(0))  # search_many's threads
 
     @classmethod
     def build(cls, corpus: dict[str, dict], k1: float, b: float, stemmer: str = "english") -> BM25Index:
@@ -79,8 +80,7 @@ class BM25Index:
     def load(cls, index_dir: str | Path) -> BM25Index:
         index_dir = Path(index_dir)
         if not (index_dir / "doc_ids.json").exists() or not (index_dir / "analyzer.json").exists():
-            raise RicepoError(f"{index_dir}: not a BM25 index of this version (no doc_ids.json or analyzer.json); "
-                              f"build it with `ricepo index`")
+            raise RicepoError(f"{index_dir}: not a BM25 index of this version (no doc_ids.json or analyzer.json); build it with `ricepo index`")
         model = bm25s.BM25.load(str(index_dir))
         stemmer = json.loads((index_dir / "analyzer.json").read_text())["stemmer"]
         return cls(model, json.loads((index_dir / "doc_ids.json").read_text()), stemmer)

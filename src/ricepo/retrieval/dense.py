@@ -12,6 +12,7 @@ encoded once per (model, corpus) in length-sorted batches (bf16 on a GPU, float3
 saved as `embeddings.npy` with the document ids and the encoder settings, so a changed model or
 setting is never mistaken for a cached one.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,12 +32,12 @@ from .ranking import top_k
 
 @dataclass
 class EncoderSettings:
-    model: str                 # Hub id or local folder
-    pooling: str = "mean"      # mean | last_token
-    normalize: bool = True     # L2-normalise embeddings (cosine similarity)
-    query_prefix: str = ""     # prepended to queries (the instruction of instruction-tuned embedders)
-    max_length: int = 512      # tokens per text (longer texts are truncated)
-    batch_size: int = 32       # texts per forward pass
+    model: str  # Hub id or local folder
+    pooling: str = "mean"  # mean | last_token
+    normalize: bool = True  # L2-normalise embeddings (cosine similarity)
+    query_prefix: str = ""  # prepended to queries (the instruction of instruction-tuned embedders)
+    max_length: int = 512  # tokens per text (longer texts are truncated)
+    batch_size: int = 32  # texts per forward pass
 
 
 def settings_for(model: str, **overrides) -> EncoderSettings:
@@ -58,8 +59,7 @@ def settings_for(model: str, **overrides) -> EncoderSettings:
             settings.max_length = json.loads(sbert.read_text()).get("max_seq_length", settings.max_length)
     for key, value in overrides.items():
         if key not in EncoderSettings.__dataclass_fields__:
-            raise RicepoError(f"dense model setting {key!r} is unknown; known: "
-                              f"{', '.join(EncoderSettings.__dataclass_fields__)}")
+            raise RicepoError(f"dense model setting {key!r} is unknown; known: {', '.join(EncoderSettings.__dataclass_fields__)}")
         setattr(settings, key, value)
     return settings
 
@@ -78,7 +78,7 @@ class DenseEncoder:
         except OSError as e:
             raise RicepoError(f"dense model {settings.model!r} could not be loaded ({str(e).splitlines()[0]})") from None
         if settings.pooling == "last_token":
-            self.tok.padding_side = "left"    # the last position is then every sequence's last token
+            self.tok.padding_side = "left"  # the last position is then every sequence's last token
 
     @torch.no_grad()
     def encode(self, texts: list[str], desc: str = "encode", progress: bool = True) -> np.ndarray:
@@ -86,9 +86,10 @@ class DenseEncoder:
         out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
         batches = range(0, len(texts), self.s.batch_size)
         for start in tqdm(batches, desc=desc, disable=not progress, mininterval=5):
-            idx = order[start:start + self.s.batch_size]
-            batch = self.tok([texts[i] for i in idx], padding=True, truncation=True, max_length=self.s.max_length,
-                             return_tensors="pt").to(self.device)
+            idx = order[start : start + self.s.batch_size]
+            batch = self.tok([texts[i] for i in idx], padding=True, truncation=True, max_length=self.s.max_length, return_tensors="pt").to(
+                self.device
+            )
             hidden = self.model(**batch).last_hidden_state.float()
             if self.s.pooling == "mean":
                 mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -108,7 +109,7 @@ class DenseEncoder:
 
 # Corpus embeddings up to this size live on the GPU in bf16 (DenseIndex._scores); ricepo plan counts them.
 DEVICE_EMBEDDINGS_MAX_GIB = 8.0
-SCORE_BLOCK = 65536   # documents scored per float32 block on the GPU
+SCORE_BLOCK = 65536  # documents scored per float32 block on the GPU
 _ENCODERS: dict[str, DenseEncoder] = {}
 
 
@@ -150,8 +151,7 @@ class DenseIndex:
             raise RicepoError(f"{index_dir}: not a dense index (no encoder.json); build it with `ricepo index --retriever dense`")
         settings = EncoderSettings(**json.loads((index_dir / "encoder.json").read_text()))
         if expect is not None and settings != expect:
-            raise RicepoError(f"{index_dir}: embeddings were made with {asdict(settings)}, not {asdict(expect)}; "
-                              f"delete the folder to re-encode")
+            raise RicepoError(f"{index_dir}: embeddings were made with {asdict(settings)}, not {asdict(expect)}; delete the folder to re-encode")
         return cls(np.load(index_dir / "embeddings.npy"), json.loads((index_dir / "doc_ids.json").read_text()), settings)
 
     def encoder(self) -> DenseEncoder:
@@ -170,8 +170,7 @@ class DenseIndex:
         if self._device_embeddings is None:
             self._device_embeddings = torch.from_numpy(self.embeddings).to(device, torch.bfloat16)
         q = torch.from_numpy(queries).to(device)
-        blocks = [q @ self._device_embeddings[i:i + SCORE_BLOCK].float().T
-                  for i in range(0, len(self._device_embeddings), SCORE_BLOCK)]
+        blocks = [q @ self._device_embeddings[i : i + SCORE_BLOCK].float().T for i in range(0, len(self._device_embeddings), SCORE_BLOCK)]
         return torch.cat(blocks, dim=1).cpu().numpy()
 
     def search_many(self, queries: list[str], k: int) -> list[list[tuple[str, float]]]:
@@ -183,8 +182,7 @@ class DenseIndex:
         return self.search_many([query], k)[0]
 
 
-def fuse(bm25: list[tuple[str, float]], dense: list[tuple[str, float]], dense_weight: float,
-         k: int = 100) -> list[tuple[str, float]]:
+def fuse(bm25: list[tuple[str, float]], dense: list[tuple[str, float]], dense_weight: float, k: int = 100) -> list[tuple[str, float]]:
     """Diver's hybrid: over the union of both lists, a document missing from a list scores 0 there;
     each list is min-max normalised per query (0 and the list's scores together), then
     dense_weight · dense + (1 - dense_weight) · bm25; the top k, ties broken by BM25 rank then id."""
@@ -210,8 +208,7 @@ class HybridRetriever:
 
     def search_many(self, queries: list[str], k: int) -> list[list[tuple[str, float]]]:
         dense = self.dense.search_many(queries, self.depth)
-        return [fuse(b, d, self.dense_weight, min(k, self.depth))
-                for b, d in zip(self.bm25.search_many(queries, self.depth), dense)]
+        return [fuse(b, d, self.dense_weight, min(k, self.depth)) for b, d in zip(self.bm25.search_many(queries, self.depth), dense)]
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         return self.search_many([query], k)[0]

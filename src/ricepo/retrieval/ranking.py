@@ -1,4 +1,5 @@
 """Deterministic top-k over a score vector, shared by every retriever."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The agent's retriever: one interface, a cache keyed on the exact query text, NDCG@10 rewards."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -17,8 +18,8 @@ class Retriever(Protocol):
 
 @dataclass
 class CacheStats:
-    searches: int = 0   # searches the retriever actually ran (distinct texts, while cached)
-    hits: int = 0       # requests answered from the cache
+    searches: int = 0  # searches the retriever actually ran (distinct texts, while cached)
+    hits: int = 0  # requests answered from the cache
 
 
 @dataclass
@@ -26,7 +27,7 @@ class TaskEnvironment:
     """One benchmark task as the agent sees it: a retriever over its corpus and its judgments."""
 
     name: str
-    index: Retriever          # BM25Index, DenseIndex or HybridRetriever
+    index: Retriever  # BM25Index, DenseIndex or HybridRetriever
     corpus: dict[str, dict]
     qrels: dict[str, dict[str, int]]
     excluded: dict[str, set[str]]

@@ -18,6 +18,7 @@ A method names its collector (`Method.rollout`, credit/):
 A collector returns the rows to train on, their span advantages, and what it cost: every token
 sampled (also for discarded leaves and untrained branches) counts.
 """
+
 from __future__ import annotations
 
 import random
@@ -33,10 +34,10 @@ from ..retrieval.retriever import TaskEnvironment
 
 @dataclass
 class Collected:
-    rows: list[Trajectory]             # trajectories that enter the loss
-    spans: dict[str, list[dict]]       # row id -> per step {"reasoning": A, "summary": A}
-    rollouts: list[Trajectory]         # every row sampled this step (cost), trained or not
-    extra: dict = field(default_factory=dict)   # method-specific figures for the step log
+    rows: list[Trajectory]  # trajectories that enter the loss
+    spans: dict[str, list[dict]]  # row id -> per step {"reasoning": A, "summary": A}
+    rollouts: list[Trajectory]  # every row sampled this step (cost), trained or not
+    extra: dict = field(default_factory=dict)  # method-specific figures for the step log
 
 
 @dataclass
@@ -47,27 +48,30 @@ class StepContext:
     method: str
     credit_params: dict
     group_size: int
-    seed: int          # training seed
-    step: int          # training step (0-based), so seeded draws differ between steps
+    seed: int  # training seed
+    step: int  # training step (0-based), so seeded draws differ between steps
 
 
 def group_for_credit(trajs: list[Trajectory]) -> dict:
     """The CLI's JSON group form of one query's trajectories."""
     return {
         "query_id": trajs[0].query_id,
-        "trajectories": [{
-            "id": t.id, "final_reward": t.final_reward, "tree": t.tree,
-            "steps": [{"state": "|".join(s.state), "local_reward": s.local_reward,
-                       "summary_entropy": s.summary_entropy} for s in t.steps],
-        } for t in trajs],
+        "trajectories": [
+            {
+                "id": t.id,
+                "final_reward": t.final_reward,
+                "tree": t.tree,
+                "steps": [{"state": "|".join(s.state), "local_reward": s.local_reward, "summary_entropy": s.summary_entropy} for s in t.steps],
+            }
+            for t in trajs
+        ],
     }
 
 
 def _jobs(batch: list[tuple[str, str, str]], copies: int, tag: str = "") -> list[tuple[str, str, str, str]]:
     """Row ids `<batch position>/<task>/<query id>#<tag><copy>`: unique even when a batch holds a
     query twice; the part before '#' names the group."""
-    return [(f"{i}/{task}/{qid}#{tag}{c}", task, qid, text)
-            for i, (task, qid, text) in enumerate(batch) for c in range(copies)]
+    return [(f"{i}/{task}/{qid}#{tag}{c}", task, qid, text) for i, (task, qid, text) in enumerate(batch) for c in range(copies)]
 
 
 def batch_position(row: Trajectory) -> int:
@@ -100,11 +104,10 @@ def independent(ctx: StepContext, batch: list[tuple[str, str, str]], group_size:
     return Collected(rows=trajs, spans=spans, rollouts=trajs)
 
 
-def trees(ctx: StepContext, batch: list[tuple[str, str, str]], trees: int, expansions: int, rounds: int,
-          leaves: int) -> Collected:
+def trees(ctx: StepContext, batch: list[tuple[str, str, str]], trees: int, expansions: int, rounds: int, leaves: int) -> Collected:
     chains = ctx.agent.rollout(_jobs(batch, trees, "t"), ctx.envs, ctx.generator)
     forest: dict[tuple[str, int], list[Trajectory]] = {}
-    nodes: dict[str, list[str]] = {}     # row id -> id of the tree node of each of its turns
+    nodes: dict[str, list[str]] = {}  # row id -> id of the tree node of each of its turns
     for i, t in enumerate(chains):
         t.tree = i % trees
         forest.setdefault((group_of(t), t.tree), []).append(t)
@@ -136,15 +139,13 @@ def trees(ctx: StepContext, batch: list[tuple[str, str, str]], trees: int, expan
     spans: dict[str, list[dict]] = {}
     for members in _by_query(kept).values():
         spans.update(_credit(ctx, group_for_credit(members)))
-    return Collected(rows=kept, spans=spans, rollouts=everything,
-                     extra={"leaves_per_query": len(kept) / max(len(batch), 1)})
+    return Collected(rows=kept, spans=spans, rollouts=everything, extra={"leaves_per_query": len(kept) / max(len(batch), 1)})
 
 
-def branches(ctx: StepContext, batch: list[tuple[str, str, str]], anchors: int, branches: int, trigger: str,
-             train_branches: bool) -> Collected:
+def branches(ctx: StepContext, batch: list[tuple[str, str, str]], anchors: int, branches: int, trigger: str, train_branches: bool) -> Collected:
     trajs = ctx.agent.rollout(_jobs(batch, ctx.group_size), ctx.envs, ctx.generator)
     draw_seed = ctx.seed * 1_000_003 + ctx.step
-    plan = []      # (group key, original, step, branch rows)
+    plan = []  # (group key, original, step, branch rows)
     groups = _by_query(trajs)
     for key, members in groups.items():
         by_id = {t.id: t for t in members}
@@ -159,8 +160,7 @@ def branches(ctx: StepContext, batch: list[tuple[str, str, str]], anchors: int, 
     gates, influence = [], []
     for key, orig, step, rows in plan:
         arms = [{"local_reward": orig.steps[step].local_reward, "final_reward": orig.final_reward}]
-        arms += [{"id": b.id, "steps": len(b.steps), "local_reward": b.steps[step].local_reward,
-                  "final_reward": b.final_reward} for b in rows]
+        arms += [{"id": b.id, "steps": len(b.steps), "local_reward": b.steps[step].local_reward, "final_reward": b.final_reward} for b in rows]
         anchor = {"trajectory": orig.id, "step": step, "branches": arms}
         group_json[key].setdefault("anchors", []).append(anchor)
         p = ctx.credit_params
@@ -172,8 +172,7 @@ def branches(ctx: StepContext, batch: list[tuple[str, str, str]], anchors: int, 
     for group in group_json.values():
         spans.update(_credit(ctx, group, seed=draw_seed))
     rows = trajs + (grown if train_branches else [])
-    extra = {"anchors": len(plan), "branch_rows": len(grown),
-             "anchor_influence_mean": sum(influence) / len(influence) if influence else 0.0}
+    extra = {"anchors": len(plan), "branch_rows": len(grown), "anchor_influence_mean": sum(influence) / len(influence) if influence else 0.0}
     if gates:
         extra["gate_open_rate"] = sum(gates) / len(gates)
     return Collected(rows=rows, spans=spans, rollouts=trajs + grown, extra=extra)
@@ -184,11 +183,14 @@ def sampled_step_sums(rollouts: list[Trajectory]) -> dict:
     branch or a leaf copies its steps before the cut from the row it grew from, and those are
     counted with that row (counting them again would weight RICE-PO's and Tree-GRPO's rates
     toward early steps against GRPO's)."""
-    steps = [s for t in rollouts for s in t.steps[t.generated_from:]]
-    return {"n_steps": len(steps), "local_reward_sum": sum(s.local_reward for s in steps),
-            "parseable_sum": sum(s.parseable for s in steps),
-            "closed_sum": sum(s.closed_think and s.closed_summary for s in steps),
-            "eos_sum": sum(s.eos for s in steps)}
+    steps = [s for t in rollouts for s in t.steps[t.generated_from :]]
+    return {
+        "n_steps": len(steps),
+        "local_reward_sum": sum(s.local_reward for s in steps),
+        "parseable_sum": sum(s.parseable for s in steps),
+        "closed_sum": sum(s.closed_think and s.closed_summary for s in steps),
+        "eos_sum": sum(s.eos for s in steps),
+    }
 
 
 COLLECTORS = {"independent": independent, "trees": trees, "branches": branches}

@@ -24,6 +24,7 @@ update equals the one-process update on the same rows (tests/test_distributed.py
   after the model's forward (trainer.sequence_logprobs): that works because FSDP2 leaves the root
   unit (embedding and head) gathered from its forward until its backward is done.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,12 +37,39 @@ import torch.distributed as dist
 from ..agent.sampling import full_tensor
 
 # Per-step log fields that add up across processes; the rest are means or rates (see merge_records).
-SUMMED = ("trajectories", "rollouts", "trained_tokens", "tokens_generated", "retriever_calls",
-          "retriever_cache_hits", "anchors", "branch_rows", "n_rows", "n_steps", "reward_sum", "reward_sq_sum",
-          "local_reward_sum", "parseable_sum", "closed_sum", "eos_sum", "searches_better", "searches_worse",
-          "groups", "groups_with_better", "groups_with_signal")
-SHARED = ("loss", "pg_loss", "kl", "clip_frac", "grad_norm", "ppo_updates",   # already whole-step numbers
-          "logprob_gap_mean", "logprob_gap_max")
+SUMMED = (
+    "trajectories",
+    "rollouts",
+    "trained_tokens",
+    "tokens_generated",
+    "retriever_calls",
+    "retriever_cache_hits",
+    "anchors",
+    "branch_rows",
+    "n_rows",
+    "n_steps",
+    "reward_sum",
+    "reward_sq_sum",
+    "local_reward_sum",
+    "parseable_sum",
+    "closed_sum",
+    "eos_sum",
+    "searches_better",
+    "searches_worse",
+    "groups",
+    "groups_with_better",
+    "groups_with_signal",
+)
+SHARED = (
+    "loss",
+    "pg_loss",
+    "kl",
+    "clip_frac",
+    "grad_norm",
+    "ppo_updates",  # already whole-step numbers
+    "logprob_gap_mean",
+    "logprob_gap_max",
+)
 # Timings and memory, which differ from run to run: the largest process's.
 MEASURED = ("rollout_s", "old_ref_s", "update_s", "wall_s", "rss_gib", "peak_rss_gib")
 # A step's figures that a resumed run does not reproduce: what was measured, and the retrieval
@@ -104,8 +132,9 @@ def fully_shard_per_layer(model, device_type: str, compute_dtype: torch.dtype | 
 @dataclass
 class Parallel:
     """How this run spreads the policy over its processes (the module docstring says how)."""
-    acc: object          # accelerate.Accelerator: the process group, the device, which process is main
-    fsdp: bool           # train.distributed is fsdp and there is more than one process
+
+    acc: object  # accelerate.Accelerator: the process group, the device, which process is main
+    fsdp: bool  # train.distributed is fsdp and there is more than one process
 
     @classmethod
     def start(cls, mode: str, acc=None) -> Parallel:
@@ -131,7 +160,7 @@ class Parallel:
         device = self.acc.device.type
         model = fully_shard_per_layer(model, device, compute_dtype)
         if ref is not None:
-            ref = fully_shard_per_layer(ref, device, None)   # already in its own dtype
+            ref = fully_shard_per_layer(ref, device, None)  # already in its own dtype
         return model, ref, make_optimizer(model.parameters())
 
     def grad_sync(self, model, last: bool):

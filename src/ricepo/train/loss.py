@@ -12,12 +12,13 @@ aggregated over the masked tokens as `token-mean` (all tokens of the batch weigh
 `seq-mean-token-mean` or `seq-mean-token-sum`; the `seq-mean` modes divide by the rows that have
 at least one trained token, as verl does (`trained_rows`).
 """
+
 from __future__ import annotations
 
 import torch
 
-LOG_RATIO_CLAMP = 20.0      # |log-ratio| at most this before e^ (verl: the policy ratio and `low_var_kl`)
-KL_CLAMP = 10.0             # k3 per token at most this (verl)
+LOG_RATIO_CLAMP = 20.0  # |log-ratio| at most this before e^ (verl: the policy ratio and `low_var_kl`)
+KL_CLAMP = 10.0  # k3 per token at most this (verl)
 
 
 def token_losses(logp, old_logp, ref_logp, adv, *, clip_eps: float, dual_clip: float, kl_coef: float):

@@ -9,6 +9,7 @@ beside what tells a better search from a hollow gain: the NDCG alone, the share 
 a summary, the share of summaries that restate the query, and the share of queries whose final top
 10 is the query alone's (the measures of the test evaluation, `summaries`).
 """
+
 from __future__ import annotations
 
 import random
@@ -25,7 +26,7 @@ from .distributed import gather_objects, shard
 # The draw's seed: fixed, so the held-out set depends on the train queries alone.
 HOLD_OUT_SEED = "ricepo-validation"
 
-Query = tuple[str, str, str]   # (task, query id, text)
+Query = tuple[str, str, str]  # (task, query id, text)
 
 
 def hold_out(queries: list[Query], n: int) -> tuple[list[Query], list[Query]]:
@@ -34,8 +35,7 @@ def hold_out(queries: list[Query], n: int) -> tuple[list[Query], list[Query]]:
     if n == 0:
         return queries, []
     if n >= len(queries):
-        raise RicepoError(f"train.validation_queries: {n} held out of {len(queries)} train queries leaves none "
-                          "to train on")
+        raise RicepoError(f"train.validation_queries: {n} held out of {len(queries)} train queries leaves none to train on")
     picked = set(random.Random(HOLD_OUT_SEED).sample(sorted(queries), n))
     return [q for q in queries if q not in picked], [q for q in queries if q in picked]
 
@@ -47,11 +47,11 @@ def due(step: int, steps: int, every: int) -> bool:
 
 @dataclass
 class Validator:
-    agent: Agent                       # the policy's sampler with test-time (greedy) settings
+    agent: Agent  # the policy's sampler with test-time (greedy) settings
     envs: dict[str, TaskEnvironment]
     queries: list[Query]
-    slots: int                         # trajectories in flight (evaluate.slots)
-    restate_share: float               # a summary restates the query from this word overlap on (evaluate.restate_overlap)
+    slots: int  # trajectories in flight (evaluate.slots)
+    restate_share: float  # a summary restates the query from this word overlap on (evaluate.restate_overlap)
 
     def score(self, step: int, rank: int = 0, world: int = 1) -> dict:
         """One scoring: {"step", "reward_mean", "ndcg_mean", "parseable_rate", "unchanged_rate",
@@ -67,22 +67,35 @@ class Validator:
         share = shard(self.queries, rank, world)
         jobs = [(f"{task}/{qid}", task, qid, text) for task, qid, text in share]
         alone = self._alone(share)
-        generator = torch.Generator(device=self.agent.sampler.device).manual_seed(0)   # greedy draws nothing
-        mine = {t.id: (t.final_reward, t.steps[-1].local_reward, sum(s.parseable for s in t.steps), len(t.steps),
-                       same_top(t.final_ranking, alone[t.id]), summary_overlaps(t.query, t.steps),
-                       self.envs[t.task].score(t.query_id, alone[t.id]))
-                for t in self.agent.stream(jobs, self.envs, generator, self.slots)}
+        generator = torch.Generator(device=self.agent.sampler.device).manual_seed(0)  # greedy draws nothing
+        mine = {
+            t.id: (
+                t.final_reward,
+                t.steps[-1].local_reward,
+                sum(s.parseable for s in t.steps),
+                len(t.steps),
+                same_top(t.final_ranking, alone[t.id]),
+                summary_overlaps(t.query, t.steps),
+                self.envs[t.task].score(t.query_id, alone[t.id]),
+            )
+            for t in self.agent.stream(jobs, self.envs, generator, self.slots)
+        }
         scored = {k: v for part in gather_objects(mine) for k, v in part.items()}
         keys = [f"{task}/{qid}" for task, qid, _ in self.queries]
         rewards, ndcg = {k: scored[k][0] for k in keys}, {k: scored[k][1] for k in keys}
         summaries = overlap_figures([o for k in keys for o in scored[k][5]], self.restate_share)
-        return {"step": step, "reward_mean": sum(rewards.values()) / len(keys), "ndcg_mean": sum(ndcg.values()) / len(keys),
-                "parseable_rate": sum(scored[k][2] for k in keys) / max(1, sum(scored[k][3] for k in keys)),
-                "unchanged_rate": sum(scored[k][4] for k in keys) / len(keys),
-                **shares_versus_alone(ndcg, {k: scored[k][6] for k in keys}),
-                "summary_restate_rate": summaries["summary_restate_rate"],
-                "summary_query_overlap": summaries["summary_query_overlap"],
-                "rewards": rewards, "ndcg": ndcg}
+        return {
+            "step": step,
+            "reward_mean": sum(rewards.values()) / len(keys),
+            "ndcg_mean": sum(ndcg.values()) / len(keys),
+            "parseable_rate": sum(scored[k][2] for k in keys) / max(1, sum(scored[k][3] for k in keys)),
+            "unchanged_rate": sum(scored[k][4] for k in keys) / len(keys),
+            **shares_versus_alone(ndcg, {k: scored[k][6] for k in keys}),
+            "summary_restate_rate": summaries["summary_restate_rate"],
+            "summary_query_overlap": summaries["summary_query_overlap"],
+            "rewards": rewards,
+            "ndcg": ndcg,
+        }
 
     def _alone(self, queries: list[Query]) -> dict[str, list]:
         """The query alone's ranking for each query, by "task/query id" (after the first scoring
