@@ -182,7 +182,7 @@ def render(schema: dict | None = None) -> str:
         "Every key is listed by its dotted path, at every depth; `<name>`, `<task>`, `<family>` and",
         "`<backbone>` stand for the entries of a map (a benchmark, a task, a backbone family, a backbone).",
         "`config/config.yaml` is the paper's configuration; an overlay (`--configfile`) merges dicts into it",
-        "and replaces lists. A key left out takes its default; `ricepo config check FILE` validates a file.",
+        "and replaces lists. A key left out takes its default; `ricepo config check --configfile FILE` validates a file.",
         "",
         "Sections: " + ", ".join(f"`{name}`" for name in schema["properties"]) + ".",
     ]

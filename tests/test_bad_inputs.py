@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROLLOUT, TEMPLATE, train_settings
+from conftest import ROLLOUT, ROOT, TEMPLATE, train_settings
 from ricepo.cli import main
 
 GOOD_RUN = "q1 Q0 d1 1 2.5 bm25\n"
@@ -42,52 +42,62 @@ def config_rows():
         (
             "config: unknown top-level key",
             {"c.yaml": "seedz: [0]\n"},
-            ["config", "check", "{d}/c.yaml"],
+            ["config", "check", "--configfile", "{d}/c.yaml"],
             "c.yaml: config error at <top level>: unknown key(s) 'seedz'",
         ),
         (
             "config: unknown nested key",
             {"c.yaml": "train: {learnin_rate: 0.1}\n"},
-            ["config", "check", "{d}/c.yaml"],
+            ["config", "check", "--configfile", "{d}/c.yaml"],
             "config error at train: unknown key(s) 'learnin_rate'",
         ),
         (
             "config: wrong type",
             {"c.yaml": "train: {steps: ten}\n"},
-            ["config", "check", "{d}/c.yaml"],
+            ["config", "check", "--configfile", "{d}/c.yaml"],
             "config error at train.steps: 'ten' is not of type 'integer'",
         ),
         (
             "config: unknown backbone",
             {"c.yaml": "benchmarks: {beir: {backbones: [gpt5]}}\n"},
-            ["config", "check", "{d}/c.yaml"],
+            ["config", "check", "--configfile", "{d}/c.yaml"],
             "config error at benchmarks.beir.backbones[0]: unknown backbone 'gpt5'",
         ),
         (
             "config: unknown method",
             {"c.yaml": "benchmarks: {beir: {methods: [ppo]}}\n"},
-            ["config", "check", "{d}/c.yaml"],
+            ["config", "check", "--configfile", "{d}/c.yaml"],
             "config error at benchmarks.beir.methods[0]: 'ppo' is not one of",
         ),
         (
             "config: task without counts",
             {"c.yaml": "benchmarks: {beir: {tasks: [nfcorpus]}}\n"},
-            ["config", "check", "{d}/c.yaml"],
+            ["config", "check", "--configfile", "{d}/c.yaml"],
             "config error at benchmarks.beir.split_counts: no counts for task 'nfcorpus'",
         ),
         (
             "config: unknown precision",
             {"c.yaml": "train: {precision: fp8}\n"},
-            ["config", "check", "{d}/c.yaml"],
+            ["config", "check", "--configfile", "{d}/c.yaml"],
             "config error at train.precision: 'fp8' is not one of",
         ),
-        ("config: invalid YAML", {"c.yaml": "seeds: [0\nrun_name: x\n"}, ["config", "check", "{d}/c.yaml"], "c.yaml line 2: invalid YAML"),
-        ("config: missing file", {}, ["config", "check", "{d}/nope.yaml"], "config file {d}/nope.yaml not found"),
-        ("config: not a mapping", {"c.yaml": "- a\n- b\n"}, ["config", "check", "{d}/c.yaml"], "c.yaml: expected a mapping of keys, got list"),
+        (
+            "config: invalid YAML",
+            {"c.yaml": "seeds: [0\nrun_name: x\n"},
+            ["config", "check", "--configfile", "{d}/c.yaml"],
+            "c.yaml line 2: invalid YAML",
+        ),
+        ("config: missing file", {}, ["config", "check", "--configfile", "{d}/nope.yaml"], "config file {d}/nope.yaml not found"),
+        (
+            "config: not a mapping",
+            {"c.yaml": "- a\n- b\n"},
+            ["config", "check", "--configfile", "{d}/c.yaml"],
+            "c.yaml: expected a mapping of keys, got list",
+        ),
         (
             "config: bad run name",
             {"c.yaml": "run_name: ../x\n"},
-            ["config", "check", "{d}/c.yaml"],
+            ["config", "check", "--configfile", "{d}/c.yaml"],
             "config error at run_name: '../x' does not match",
         ),
     ]
@@ -367,3 +377,36 @@ def test_every_option_of_every_command_says_what_it_is():
 
     silent = [where for where, text in walk(build_parser(), "ricepo") if not text]
     assert silent == [], silent
+
+
+def test_every_command_takes_a_configuration_one_way(tmp_path, capsys):
+    """`--configfile FILE...`, as Snakemake takes it, is the only way into a command that reads a
+    configuration; a run's config.resolved.json (JSON: `1e-05` stays a number) is one such file."""
+    import argparse
+    import json
+
+    from ricepo.cli import build_parser, main
+    from ricepo.config import load_config
+
+    def takes_config(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from takes_config(sub, f"{path} {name}")
+            elif any("config" in s for s in action.option_strings) or "config" in action.dest and action.dest != "config_cmd":
+                yield path, tuple(action.option_strings)
+
+    found = {}
+    for path, options in takes_config(build_parser(), "ricepo"):
+        found.setdefault(path, []).append(options)
+    assert found == {f"ricepo {c}": [("--configfile",)] for c in ("config check", "check", "plan", "report")}, found
+
+    resolved = load_config(ROOT / "config" / "smoke.yaml")
+    resolved["train"]["learning_rate"] = 1e-05  # the paper's; JSON writes it `1e-05`, which YAML 1.1 reads as a string
+    (tmp_path / "config.resolved.json").write_text(json.dumps(resolved))
+    assert '"learning_rate": 1e-05' in (tmp_path / "config.resolved.json").read_text()
+    assert load_config(tmp_path / "config.resolved.json") == resolved
+    assert main(["config", "check", "--configfile", str(tmp_path / "config.resolved.json")]) == 0
+    assert json.loads(capsys.readouterr().out)["run_name"] == "smoke"
+    assert main(["config", "check", "--configfile", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"ricepo: error: config file {tmp_path} is a folder"

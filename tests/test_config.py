@@ -65,11 +65,15 @@ def test_defaults_are_filled():
             lambda c: c["benchmarks"]["beir"].update(source="local", path="/nonexistent"),
             "config error at benchmarks.beir.path: /nonexistent does not exist",
         ),
-        (
+        pytest.param(
             lambda c: c["benchmarks"]["beir"].update(
                 source="local", path=str(SHARED_BEIR), tasks=["scifact", "nq"], split_counts={t: {"train": 1, "test": 1} for t in ("scifact", "nq")}
             ),
             f"config error at benchmarks.beir.path: {SHARED_BEIR} has no folder for nq",
+            marks=[
+                pytest.mark.realdata,
+                pytest.mark.skipif(not SHARED_BEIR.exists(), reason=f"real data not available: {SHARED_BEIR} (../shared/data beside the project)"),
+            ],
         ),
     ],
 )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROLLOUT, ROOT, TEMPLATE, train_cfg
+from conftest import ROLLOUT, ROOT, TEMPLATE, shared, train_cfg
 
 
 def _model(vocab=4000, hidden=32, layers=2, seed=0):
@@ -257,8 +257,6 @@ def _plan(*args, cwd=ROOT):
 
 @pytest.mark.realdata
 def test_the_paper_configuration_fits_its_gpus():
-    from conftest import shared
-
     out = _plan("--query-files", str(shared()))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -334,8 +332,10 @@ def test_a_backbone_overlay_names_only_settings_of_its_section():
         check_config(bad)
 
 
+@pytest.mark.realdata
 def test_a_job_too_large_is_refused_in_one_line(tmp_path):
     """SmolLM2-135M's training planned for a 2 GiB GPU: refused, naming the job, its need and a change."""
+    shared("beir")  # config/mini.yaml reads BEIR there
     overlay = tmp_path / "small_gpu.yaml"
     overlay.write_text(
         "gpus: {toy_2gb: {name: toy, memory_gib: 2.0, bf16_tflops: 10, bandwidth_tb_s: 0.1}}\nplan: {gpu: toy_2gb, reserve_gib: 0.0}\n"
@@ -348,9 +348,11 @@ def test_a_job_too_large_is_refused_in_one_line(tmp_path):
     assert "cheapest change: " in error[0]
 
 
+@pytest.mark.realdata
 def test_a_job_fits_only_with_the_headroom_the_gpu_check_tolerates(tmp_path):
     """The GPU check accepts a measured peak up to PLAN_ERROR above the plan's: a job whose planned
     peak leaves less headroom than that is refused, one that leaves it fits."""
+    shared("beir")  # config/mini.yaml reads BEIR there
     from ricepo.plan import PLAN_ERROR
 
     def plan_on(memory_gib: float):
@@ -403,7 +405,9 @@ def test_the_logged_peak_memory_is_the_current_process_image_s_so_a_restart_star
     assert 0 < peak < 0.5, f"the peak after execve ({peak:.2f} GiB) still holds the 0.6 GiB block from before"
 
 
+@pytest.mark.realdata
 def test_query_files_that_hold_no_planned_task_are_an_error(tmp_path):
+    shared("beir")  # config/mini.yaml reads BEIR there
     out = _plan("--configfile", str(ROOT / "config" / "mini.yaml"), "--query-files", str(tmp_path / "typo"))
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         f"ricepo: error: --query-files {tmp_path / 'typo'}: no query file of any planned task there "

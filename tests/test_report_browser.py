@@ -103,7 +103,19 @@ def report(tmp_path_factory):
     )
     for what, out, inputs in jobs:
         subprocess.run(
-            ["ricepo", "report", what, "--config-json", config, "--inputs", *(str(p) for p in inputs if p.exists()), "--out", str(results / out)],
+            [
+                "ricepo",
+                "report",
+                what,
+                "--configfile",
+                config,
+                "--results",
+                str(results),
+                "--inputs",
+                *(str(p) for p in inputs if p.exists()),
+                "--out",
+                str(results / out),
+            ],
             check=True,
             capture_output=True,
         )

@@ -148,25 +148,47 @@ def cmd_agent_eval(args) -> None:
     _print(jobs.agent_eval(_job_spec(args), args.model, parse_task_args([args.task]), args.out))
 
 
+def _config_arguments(p: argparse.ArgumentParser, results: str | bool) -> None:
+    """The one way every command takes a configuration: Snakemake's `--configfile` (overlays merged
+    over config/config.yaml; a run's config.resolved.json is a complete one), and where the command
+    reads a run's results, their folder."""
+    p.add_argument(
+        "--configfile",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="config files merged over config/config.yaml, as given to snakemake (YAML, or JSON such as results/RUN/config.resolved.json); "
+        "none: config/config.yaml alone",
+    )
+    if results:
+        p.add_argument("--results", metavar="DIR", help=f"the run's results folder, {results} (default results/{{run_name}})")
+
+
+def _configuration(args) -> tuple[dict, Path]:
+    """The validated configuration of `--configfile` and its results folder."""
+    from .config import load_config
+
+    config = load_config(*args.configfile)
+    return config, Path(getattr(args, "results", None) or f"results/{config['run_name']}")
+
+
 def cmd_report(args) -> None:
+    config, results = _configuration(args)
     inputs = [Path(p) for p in args.inputs]
-    if args.results:
+    if args.all_results:
         from .layout import ARTEFACTS
 
-        config_json = Path(args.config_json)
         if args.what not in ARTEFACTS:
-            raise RicepoError(f"report {args.what}: --results names a table's or figure's result files; give {args.what}'s with --inputs")
-        inputs = ARTEFACTS[args.what].inputs(json.loads(config_json.read_text()), config_json.parent) + inputs
-    _print(jobs.report(args.what, Path(args.config_json), inputs, Path(args.out)))
+            raise RicepoError(f"report {args.what}: --all-results names a table's or figure's result files; give {args.what}'s with --inputs")
+        inputs = ARTEFACTS[args.what].inputs(config, results) + inputs
+    _print(jobs.report(args.what, config, args.configfile, results, inputs, Path(args.out)))
 
 
 def cmd_plan(args) -> None:
     from .atomic import write_text
-    from .config import load_config
     from .plan import format_plan, plan_config
 
-    config = json.loads(Path(args.config_json).read_text()) if args.config_json else load_config(*args.configfile)
-    results = Path(args.results or f"results/{config['run_name']}")
+    config, results = _configuration(args)
     query_files = Path(args.query_files) if args.query_files else None
     if query_files is not None:
         from .plan.lengths import query_file
@@ -188,7 +210,8 @@ def cmd_plan(args) -> None:
 
 
 def cmd_check(args) -> None:
-    summary = jobs.check(Path(args.config_json), [Path(p) for p in args.inputs], args.expected, args.out, args.write)
+    config, _ = _configuration(args)
+    summary = jobs.check(config, [Path(p) for p in args.inputs], args.expected, args.out, args.write)
     if summary.get("failed"):
         raise CheckFailed(f"check: {summary['failed']} of {summary['cells']} cells FAIL against {summary['expected']}")
     if args.write:
@@ -200,7 +223,6 @@ class CheckFailed(Exception):
 
 
 def cmd_config(args) -> None:
-    from .config import load_config
     from .layout import runs
 
     if args.config_cmd == "methods":
@@ -213,7 +235,7 @@ def cmd_config(args) -> None:
 
         print(describe_defaults())
         return
-    config = load_config(*args.files)
+    config, _ = _configuration(args)
     print(json.dumps({"run_name": config["run_name"], "benchmarks": sorted(config["benchmarks"]), "runs": len(runs(config))}))
 
 
@@ -371,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     cf = sub.add_parser("config", help="check a configuration as the workflow reads it")
     cfsub = cf.add_subparsers(dest="config_cmd", required=True)
     cc = cfsub.add_parser("check", help="config/config.yaml with FILE(s) merged over it, validated")
-    cc.add_argument("files", nargs="*", metavar="FILE", help="overlay configs, as given to --configfile")
+    _config_arguments(cc, results=False)
     cfsub.add_parser("methods", help="every registered method: its settings (default, role) and variants")
     cfsub.add_parser("defaults", help="the rollout, train and evaluate settings: default and meaning of each")
     cf.set_defaults(func=cmd_config)
@@ -382,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_gpu_run)
 
     ck = sub.add_parser("check", help="grade every reported cell against config/expected/{run_name}.yaml: OK / OKish / FAIL")
-    ck.add_argument("--config-json", required=True, help="results/{run_name}/config.resolved.json")
+    _config_arguments(ck, results=False)
     ck.add_argument("--inputs", nargs="*", default=[], metavar="FILE", help="the tables' JSON files")
     ck.add_argument("--expected", help="default: config/expected/{run_name}.yaml")
     ck.add_argument("--out", help="also write the verdicts to this file")
@@ -390,12 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck.set_defaults(func=cmd_check)
 
     pl = sub.add_parser("plan", help="every GPU job's predicted peak memory and GPU-hours; fails if one does not fit")
-    source = pl.add_mutually_exclusive_group()
-    source.add_argument("--config-json", help="results/{run_name}/config.resolved.json")
-    source.add_argument(
-        "--configfile", nargs="*", default=[], metavar="FILE", help="overlay configs merged over config/config.yaml, as given to snakemake"
-    )
-    pl.add_argument("--results", help="the run's results folder, for its prepared splits (default results/{run_name})")
+    _config_arguments(pl, results="for its prepared splits")
     pl.add_argument(
         "--query-files",
         help="where splits are not prepared: a folder with bright/examples/{task}.jsonl and beir/{task}/queries.jsonl (e.g. ../shared/data)",
@@ -405,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="tables, figures and the HTML report")
     rp.add_argument("what", help="a table or figure target name, or `html`")
-    rp.add_argument("--config-json", required=True, help="results/{run_name}/config.resolved.json (its folder holds the results)")
+    _config_arguments(rp, results="the result files that --inputs and --all-results name")
     rp.add_argument(
         "--inputs",
         nargs="*",
@@ -414,9 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the files the rule declares: the only files read (a planned run not among them is 'not run')",
     )
     rp.add_argument(
-        "--results",
+        "--all-results",
         action="store_true",
-        help="also read every result file the table or figure reads (the files its rule declares), below the config's folder",
+        help="also read every result file the table or figure reads for this configuration (the files its rule declares), below --results",
     )
     rp.add_argument("--out", required=True, help="the file to write")
     rp.set_defaults(func=cmd_report)

@@ -215,13 +215,19 @@ def _check_references(config: dict) -> None:
 
 
 def read_yaml(path: str | Path) -> dict:
-    """A YAML mapping; a missing file or a syntax error is one line naming the file (and line)."""
+    """A config file's mapping: JSON for a .json file, as Snakemake reads it (YAML 1.1 would read
+    JSON's `1e-05` as a string), else YAML; a missing file or a syntax error is one line naming the
+    file (and line)."""
     path = Path(path)
     try:
         with open(path) as f:
-            raw = yaml.safe_load(f)
+            raw = json.load(f) if path.suffix == ".json" else yaml.safe_load(f)
     except FileNotFoundError:
         raise RicepoError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise RicepoError(f"config file {path} is a folder") from None
+    except json.JSONDecodeError as e:
+        raise RicepoError(f"config file {path} line {e.lineno}: invalid JSON ({e.msg})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""

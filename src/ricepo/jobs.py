@@ -166,21 +166,21 @@ def agent_eval(spec: dict, model: str, tasks: dict[str, tuple[Path, Path]], out:
     return {k: result[k] for k in ("ndcg_cut_10", "n_queries", "parseable_rate")}
 
 
-def report(what: str, config_json: Path, inputs: list[Path], out: Path) -> dict:
+def report(what: str, config: dict, config_files: list[str], results: Path, inputs: list[Path], out: Path) -> dict:
     """One table, one figure or the HTML page from the files the rule declares (rules table,
     figure, report)."""
     from .report import build
 
-    build.run(what, config_json=config_json, inputs=inputs, out=out)
+    build.run(what, config=config, config_files=config_files, results=results, inputs=inputs, out=out)
     return {"built": what, "out": str(out), "inputs": len(inputs)}
 
 
-def check(config_json: Path, inputs: list[Path], expected: Path | None = None, out: Path | None = None, write: bool = False) -> dict:
+def check(config: dict, inputs: list[Path], expected: Path | None = None, out: Path | None = None, write: bool = False) -> dict:
     """Grade every reported cell against config/expected/{run_name}.yaml (rule check); with
     `write`, (re)write that file from these tables instead."""
     from .report import check as grading
 
-    run_name = json.loads(Path(config_json).read_text())["run_name"]
+    run_name = config["run_name"]
     path = Path(expected) if expected else grading.expected_file(run_name)
     tables = grading.read_tables(inputs)
     if write:

@@ -17,4 +17,4 @@ rule plan:
     log:
         f"{R}/logs/plan.log",
     shell:
-        "ricepo plan --config-json {input.config} --results {params.results} --out {output} > {log} 2>&1"
+        "ricepo plan --configfile {input.config} --results {params.results} --out {output} > {log} 2>&1"

@@ -34,7 +34,7 @@ rule claims:
     log:
         f"{R}/logs/report/claims.log",
     shell:
-        "ricepo report claims --config-json {input.config} --results --out {params.out} > {log} 2>&1"
+        "ricepo report claims --configfile {input.config} --all-results --out {params.out} > {log} 2>&1"
 
 
 rule table:
@@ -54,7 +54,7 @@ rule table:
     log:
         f"{R}/logs/report/{{name}}.log",
     shell:
-        "ricepo report {wildcards.name} --config-json {input.config} --results --inputs {input.expected} "
+        "ricepo report {wildcards.name} --configfile {input.config} --all-results --inputs {input.expected} "
         "--out {params.out} > {log} 2>&1"
 
 
@@ -74,7 +74,7 @@ rule figure:
     log:
         f"{R}/logs/report/{{name}}.log",
     shell:
-        "ricepo report {wildcards.name} --config-json {input.config} --results --out {params.out} > {log} 2>&1"
+        "ricepo report {wildcards.name} --configfile {input.config} --all-results --out {params.out} > {log} 2>&1"
 
 
 rule report:
@@ -90,7 +90,7 @@ rule report:
     log:
         f"{R}/logs/report/report.log",
     shell:
-        "ricepo report html --config-json {input.config} --inputs {input.claims} {input.tables} {input.figures} "
+        "ricepo report html --configfile {input.config} --inputs {input.claims} {input.tables} {input.figures} "
         "--out {output} > {log} 2>&1"
 
 
@@ -159,5 +159,5 @@ rule check:
     log:
         f"{R}/logs/report/check.log",
     shell:
-        "ricepo check --config-json {input.config} --inputs {input.tables} --expected {params.expected} "
+        "ricepo check --configfile {input.config} --inputs {input.tables} --expected {params.expected} "
         "--out {output} 2>&1 | tee {log}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import RicepoError
@@ -15,20 +14,19 @@ from .results import ResultFiles
 from .tables import build_table, write_table
 
 
-def run(what: str, *, config_json: Path, inputs: list[Path], out: Path) -> None:
-    """`config_json` is results/{run_name}/config.resolved.json (its folder holds the results);
-    `inputs` the files the rule declares: result files for a table or figure (and, for a table,
+def run(what: str, *, config: dict, config_files: list[str], results: Path, inputs: list[Path], out: Path) -> None:
+    """`config` is the run's validated configuration, read from `config_files`; `results` the folder
+    of its result files; `inputs` the files the rule declares: result files for a table or figure (and, for a table,
     the configuration's expected scores where it has them), the tables' and figures' JSON and PNG
     files for the page."""
-    config = json.loads(Path(config_json).read_text())
     if what == "claims":
-        write_claims(grade_claims(ResultFiles(config, Path(config_json).parent, inputs)), out)
+        write_claims(grade_claims(ResultFiles(config, results, inputs)), out)
     elif what in TABLES:
         expected = [Path(p) for p in inputs if Path(p).suffix == ".yaml"]
-        write_table(build_table(what, ResultFiles(config, Path(config_json).parent, inputs), load_expected(expected[0]) if expected else None), out)
+        write_table(build_table(what, ResultFiles(config, results, inputs), load_expected(expected[0]) if expected else None), out)
     elif what in FIGURES:
-        build_figure(what, ResultFiles(config, Path(config_json).parent, inputs), out)
+        build_figure(what, ResultFiles(config, results, inputs), out)
     elif what == "html":
-        render(config, Path(config_json), inputs, out)
+        render(config, config_files, inputs, out)
     else:
         raise RicepoError(f"report: unknown artefact {what!r}; known: {', '.join(['claims', *TABLES, *FIGURES, 'html'])}")

@@ -63,10 +63,10 @@ def reward_choices(config: dict) -> list[str]:
     return [f"{', '.join(backbones)}: {text}" for text, backbones in out.items()]
 
 
-def provenance(config: dict, config_path: Path) -> dict:
+def provenance(config: dict, config_files: list[str]) -> dict:
     return {
         "commit": git_commit(),
-        "config_file": str(config_path),
+        "config_file": " ".join(map(str, config_files)) or "config/config.yaml",
         "config_sha256": config_sha256(config),
         "run_name": config.get("run_name"),
         "seeds": config.get("seeds"),
@@ -77,7 +77,7 @@ def provenance(config: dict, config_path: Path) -> dict:
     }
 
 
-def render(config: dict, config_path: Path, inputs: list[Path], out: Path) -> None:
+def render(config: dict, config_files: list[str], inputs: list[Path], out: Path) -> None:
     """The page from the claims' and tables' JSON and the figures' JSON and PNG files among `inputs`."""
     by_name = {Path(p).name: Path(p) for p in inputs}
 
@@ -101,6 +101,6 @@ def render(config: dict, config_path: Path, inputs: list[Path], out: Path) -> No
     env.filters["cell_text"] = cell_text
     env.filters["provenance_text"] = provenance_text
     html = env.get_template("report.html.j2").render(
-        claims=claims, tables=tables, figures=figures, prov=provenance(config, config_path), config=config
+        claims=claims, tables=tables, figures=figures, prov=provenance(config, config_files), config=config
     )
     write_text(out, html)
