@@ -157,8 +157,8 @@ def _config_arguments(p: argparse.ArgumentParser, results: str | bool) -> None:
         nargs="+",
         default=[],
         metavar="FILE",
-        help="config files merged over config/config.yaml, as given to snakemake (YAML, or JSON such as results/RUN/config.resolved.json); "
-        "none: config/config.yaml alone",
+        help="config files merged over config/config.yaml, as given to snakemake; a run's results/RUN/config.resolved.json is complete "
+        "and replaces it; none: config/config.yaml alone",
     )
     if results:
         p.add_argument("--results", metavar="DIR", help=f"the run's results folder, {results} (default results/{{run_name}})")

@@ -247,10 +247,14 @@ def overlay(base: dict, top: dict) -> dict:
 
 def load_config(*overlays: str | Path) -> dict:
     """The validated config the workflow runs with `--configfile OVERLAY`: config/config.yaml with
-    each overlay merged over it. An error names the last overlay file and the key."""
+    each overlay merged over it. A JSON file is a run's resolved configuration
+    (results/RUN/config.resolved.json): complete, it replaces what came before instead of merging
+    over it (merged, it would bring back a benchmark its run left out). An error names the last
+    overlay file and the key."""
     config = read_yaml(DEFAULT_CONFIG)
     for path in overlays:
-        config = overlay(config, read_yaml(path))
+        top = read_yaml(path)
+        config = top if Path(path).suffix == ".json" else overlay(config, top)
     try:
         return check_config(config)
     except RicepoError as e:
