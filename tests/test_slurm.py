@@ -65,6 +65,15 @@ def _snakemake(workdir, *args, check=True):
 
 
 @pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """The same subset run on this machine without Slurm: the numbers a cluster run must equal."""
+    workdir = tmp_path_factory.mktemp("local")
+    out = subprocess.run(_command(workdir, "reproduce_all", "--cores", "2", slurm=False), cwd=workdir, capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return workdir
+
+
+@pytest.fixture(scope="module")
 def clean_run(tmp_path_factory):
     """The subset, run through once without faults: its log and its folder."""
     workdir = tmp_path_factory.mktemp("clean")
@@ -113,23 +122,31 @@ def test_the_gpu_smoke_subset_runs_through_slurm_asking_for_what_the_rules_mean(
         assert "training processes: 2 (ddp)" in _read(workdir / TRAIN_LOG.format(method))
 
 
-def test_the_cluster_run_grades_all_ok_against_the_expected_scores(clean_run):
-    """Every cell of the subset's tables, run through Slurm, equals the local run's: `ricepo check`
-    against config/expected/gpu_smoke.yaml, written from a local run of the same subset (exact)."""
-    results = clean_run[0] / "results" / "gpu_smoke"
-    graded = subprocess.run(
-        [
-            "ricepo",
-            "check",
-            "--configfile",
-            str(results / "config.resolved.json"),
-            "--inputs",
-            *map(str, sorted((results / "tables").glob("*.json"))),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+def test_the_cluster_run_grades_all_ok_against_the_local_run(clean_run, local_run, tmp_path):
+    """Every cell of the subset's tables, run through Slurm, equals the local run's (`ricepo check`
+    against an expected file written from the local run: exact)."""
+
+    def check(workdir, *args):
+        results = workdir / "results" / "gpu_smoke"
+        return subprocess.run(
+            [
+                "ricepo",
+                "check",
+                "--config-json",
+                str(results / "config.resolved.json"),
+                "--inputs",
+                *map(str, sorted((results / "tables").glob("*.json"))),
+                "--expected",
+                str(tmp_path / "expected.yaml"),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+        )
+
+    written = check(local_run, "--write")
+    assert written.returncode == 0, written.stderr
+    graded = check(clean_run[0])
     last = graded.stdout.strip().splitlines()[-1]
     cells = int(re.search(r"of (\d+) cells", last)[1])
     assert graded.returncode == 0 and cells >= 10 and last.endswith(f"{cells} OK, 0 OKish, 0 FAIL of {cells} cells"), (
