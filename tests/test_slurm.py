@@ -132,7 +132,7 @@ def test_the_cluster_run_grades_all_ok_against_the_local_run(clean_run, local_ru
             [
                 "ricepo",
                 "check",
-                "--config-json",
+                "--configfile",
                 str(results / "config.resolved.json"),
                 "--inputs",
                 *map(str, sorted((results / "tables").glob("*.json"))),
