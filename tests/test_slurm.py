@@ -232,12 +232,12 @@ def _states(job: str) -> list[str]:
 
 
 @pytest.mark.slurm_drill
-def test_trainings_stopped_by_slurm_resume_from_their_sigterm_checkpoints_to_the_same_numbers(clean_run, tmp_path):
+def test_trainings_stopped_by_slurm_resume_from_their_sigterm_checkpoints_to_the_same_numbers(local_run, tmp_path):
     """Both trainings (2 processes each) stopped by Slurm after step 2: the first requeued; the
     second cancelled with `scancel`, then, under the reruns, with `scancel --signal=TERM` and by its
     node set DOWN. Each time Slurm's SIGTERM ends the training after its step with a checkpoint (no
     other: save_every is above the run's 6 steps), the requeued job or the rerun command resumes it,
-    and both end with the numbers of the clean run, never stopped (which equal a local run's)."""
+    and both end with the numbers of the local run, never stopped."""
     seen = {}
 
     def requeue_then_cancel(run):
@@ -299,7 +299,7 @@ def test_trainings_stopped_by_slurm_resume_from_their_sigterm_checkpoints_to_the
     assert _run(tmp_path, log_file, node_down) == 0, _read(log_file)[-3000:]
     assert _states(seen["node_down"]) == ["NODE_FAIL", "COMPLETED"]
     for method in ("grpo", "ricepo"):
-        assert _trained(tmp_path, method) == _trained(clean_run[0], method), method
+        assert _trained(tmp_path, method) == _trained(local_run, method), method
 
     # a job over its memory: Slurm kills it, and the run's last lines say which and with how much
     out = _snakemake(
