@@ -39,8 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KINDS = [
     ("prepare_data", "ricepo data prepare"),
     ("build_tiny_backbone", "ricepo model build"),
-    ("split", "ricepo data split"),
-    ("bm25_index", "ricepo index"),
+    ("split", "ricepo data split"),  # and its BM25 index
     ("bm25_baseline", "ricepo retrieve"),
     ("train", " train --spec-file"),
     ("agent_eval", " agent-eval "),

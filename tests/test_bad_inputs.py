@@ -409,5 +409,10 @@ def test_every_command_takes_a_configuration_one_way(tmp_path, capsys):
     assert load_config(tmp_path / "config.resolved.json") == resolved and list(resolved["benchmarks"]) == ["bright"]
     assert main(["config", "check", "--configfile", str(tmp_path / "config.resolved.json")]) == 0
     assert json.loads(capsys.readouterr().out)["run_name"] == "gpu_smoke"
+    # any other JSON file is an overlay, merged as Snakemake merges it
+    (tmp_path / "overlay.json").write_text(json.dumps({"run_name": "lr", "train": {"learning_rate": 2e-05}}))
+    merged = load_config(ROOT / "config" / "smoke.yaml", tmp_path / "overlay.json")
+    assert merged["train"]["learning_rate"] == 2e-05 and merged["train"]["steps"] == resolved["train"]["steps"]
+    assert list(merged["benchmarks"]) == ["bright", "beir"]
     assert main(["config", "check", "--configfile", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"ricepo: error: config file {tmp_path} is a folder"

@@ -179,7 +179,7 @@ def test_the_ceiling_figure_orders_bm25_the_agents_and_the_fixed_summaries_up_to
             better_than_alone_rate=0.2 * seed,
             worse_than_alone_rate=0.5,
         )
-    files = [p for p in ARTEFACTS["figure_ceiling"].inputs(config, tmp_path) if p.exists()]
+    files = [p for p in ARTEFACTS["figure_ceiling"].result_files(config, tmp_path) if p.exists()]
     data = build_figure("figure_ceiling", ResultFiles(config, tmp_path, files), tmp_path / "fig")
     (group,) = [g for g in data["groups"] if g["benchmark"] == "beir"]
     rows = {r["row"]: r for r in group["rows"]}

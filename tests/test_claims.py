@@ -54,7 +54,7 @@ def write_log(root, method, seed, rewards, tokens):
 
 
 def graded(config, root, claims):
-    files = [p for p in ARTEFACTS["claims"].inputs(config, root) if p.exists()]
+    files = [p for p in ARTEFACTS["claims"].result_files(config, root) if p.exists()]
     return {c["id"]: c for c in grade_claims(ResultFiles(config, root, files), claims)["claims"]}
 
 

@@ -351,8 +351,8 @@ def test_beir_ir_datasets_without_the_zip_or_a_route_fails_fast_with_one_line(tm
 
 @pytest.mark.parametrize("bench, source", [("beir", "hub"), ("bright", "ir_datasets")])
 def test_a_benchmark_from_the_other_ones_download_is_a_config_error(bench, source):
-    from ricepo.config import check_config, overlay, read_yaml
+    from ricepo.config import check_config, overlay, read_config_file
 
-    config = overlay(read_yaml(ROOT / "config" / "config.yaml"), {"benchmarks": {bench: {"source": source}}})
+    config = overlay(read_config_file(ROOT / "config" / "config.yaml"), {"benchmarks": {bench: {"source": source}}})
     with pytest.raises(RicepoError, match=rf"benchmarks\.{bench}\.source: {bench} is not read from '{source}'"):
         check_config(config)

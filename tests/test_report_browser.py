@@ -96,9 +96,9 @@ def report(tmp_path_factory):
         *(results / "figures" / f"{f}.{ext}" for f in FIGURES for ext in ("json", "png")),
     ]
     jobs = (
-        [("claims", "tables", ARTEFACTS["claims"].inputs(resolved, results))]
-        + [(t, "tables", ARTEFACTS[t].inputs(resolved, results)) for t in TABLES]
-        + [(f, "figures", ARTEFACTS[f].inputs(resolved, results)) for f in FIGURES]
+        [("claims", "tables", ARTEFACTS["claims"].result_files(resolved, results))]
+        + [(t, "tables", ARTEFACTS[t].result_files(resolved, results)) for t in TABLES]
+        + [(f, "figures", ARTEFACTS[f].result_files(resolved, results)) for f in FIGURES]
         + [("html", "../../reports/smoke/report.html", made)]
     )
     for what, out, inputs in jobs:

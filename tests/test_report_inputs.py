@@ -7,8 +7,16 @@ import pytest
 from conftest import ROOT
 from ricepo.config import load_config
 from ricepo.errors import RicepoError
-from ricepo.layout import ARTEFACTS, metrics_file, runs
-from ricepo.report.results import ResultFiles
+from ricepo.layout import (
+    ARTEFACTS,
+    baseline_result_files,
+    group_results_file,
+    metrics_file,
+    run_result_files,
+    run_results_file,
+    runs,
+)
+from ricepo.report.results import ResultFiles, collect
 from ricepo.report.tables import build_table
 
 
@@ -30,12 +38,44 @@ def cell(table, run, task):
 
 def test_a_result_file_is_read_only_when_declared(smoke, tmp_path):
     config, run, task, path = smoke
-    assert path in ARTEFACTS["table_bright_main"].inputs(config, tmp_path)  # the rule declares it
+    assert path in ARTEFACTS["table_bright_main"].result_files(config, tmp_path)  # the rule declares it
     declared = build_table("table_bright_main", ResultFiles(config, tmp_path, [path]))
     assert cell(declared, run, task)["ours"] == pytest.approx(43.21)
     # the same file on disk, not handed over (as if left by another configuration): not read
     undeclared = build_table("table_bright_main", ResultFiles(config, tmp_path, []))
     assert cell(undeclared, run, task)["status"] == "not run"
+
+
+def test_a_table_reads_its_results_through_the_collections_its_rule_declares(smoke, tmp_path):
+    """A run's files gathered into one, the runs of a (benchmark, backbone) into another: the table
+    reads the same numbers through them, cites the evaluation's own file, and keeps them when that
+    file is deleted afterwards."""
+    config, run, task, path = smoke
+    assert collect(tmp_path, [path], run_results_file(tmp_path, run)) == 1
+    group = group_results_file(tmp_path, run.benchmark, run.backbone)
+    assert collect(tmp_path, [run_results_file(tmp_path, run)], group) == 1
+    assert group in ARTEFACTS["table_bright_main"].inputs(config, tmp_path)
+    path.unlink()
+    table = build_table("table_bright_main", ResultFiles(config, tmp_path, [group]))
+    assert cell(table, run, task)["ours"] == pytest.approx(43.21)
+    assert cell(table, run, task)["provenance"]["metrics_files"] == [str(path)]
+    other = next(r for r in runs(config) if r.benchmark == "bright" and r.method == "prompting")
+    assert cell(table, other, task)["status"] == "not run"
+
+
+@pytest.mark.parametrize("name", list(ARTEFACTS))
+def test_every_result_file_an_artefact_reads_is_in_a_collection_it_declares(name):
+    config = load_config(ROOT / "config" / "config.yaml")
+    held = set()
+    for f in ARTEFACTS[name].inputs(config, "R"):
+        kind, *key = f.relative_to("R/collected").with_suffix("").parts
+        if kind == "baselines":
+            held |= set(baseline_result_files(config, "R", *key))
+        else:
+            held |= {g for r in runs(config) if (r.benchmark, r.backbone) == (kind, *key) for g in run_result_files(config, "R", r)}
+    files = ARTEFACTS[name].result_files(config, "R")
+    assert files and set(files) <= held
+    assert len(ARTEFACTS[name].inputs(config, "R")) <= 8  # a dry run's line, not hundreds of paths
 
 
 def test_a_declared_file_that_is_missing_is_an_error(smoke, tmp_path):

@@ -31,7 +31,7 @@ def test_the_searches_better_and_worse_than_the_query_alone_are_averaged_over_se
             [{"reward_mean": 0.1 * i, "better_than_alone_rate": b, "worse_than_alone_rate": 0.5} for i, b in enumerate(better)],
         )
         write_log(tmp_path, "ricepo", seed, [{"reward_mean": 0.2}] * 3)
-    files = [p for p in ARTEFACTS["figure_reward_curves"].inputs(config, tmp_path) if p.exists()]
+    files = [p for p in ARTEFACTS["figure_reward_curves"].result_files(config, tmp_path) if p.exists()]
     data = build_figure("figure_reward_curves", ResultFiles(config, tmp_path, files), tmp_path / "fig")
     curves = {c["method"]: c for c in data["curves"] if c["benchmark"] == "bright"}
     assert curves["grpo"]["better"] == pytest.approx([0.25, 0.125, 0.5 / 3])

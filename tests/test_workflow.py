@@ -13,7 +13,15 @@ import yaml
 
 from conftest import ROOT, shared
 from ricepo.kernels import FORCED_KERNEL_PATHS, other_vendor_mkl
-from ricepo.layout import bm25_metrics_file, metrics_file, runs, summary_baseline_metrics_file, train_log_file
+from ricepo.layout import (
+    bm25_metrics_file,
+    group_results_file,
+    metrics_file,
+    run_results_file,
+    runs,
+    summary_baseline_metrics_file,
+    train_log_file,
+)
 
 
 def snakemake(*args, cwd, check=True, env=None, snakefile=ROOT / "Snakefile"):
@@ -55,7 +63,10 @@ def test_default_config_plans_the_full_paper_matrix(tmp_path):
     assert counts["agent_eval"] == (2 * 6 + 6) * 12 + 2 * 6 * 5
     assert counts["split"] == 17 and counts["table"] == 5 and counts["figure"] == 5
     assert counts["prepare_reasonir"] == 1 and counts["prepare_data"] == 17
-    assert counts["dense_index"] == 17 and counts["bm25_index"] == 17  # hybrid: Diver-4B + BM25 per task
+    assert counts["dense_index"] == 17 and "bm25_index" not in counts  # hybrid: Diver-4B per task; BM25 with its split
+    # a plan a person can read: no job prints its configuration or hundreds of result files
+    longest = max(out.stdout.splitlines(), key=len)
+    assert len(longest) <= 2000, longest[:300]
 
 
 @pytest.mark.realdata
@@ -298,7 +309,7 @@ def test_smoke_workflow_end_to_end(tmp_path):
     changed["benchmarks"]["bright"]["retriever"]["k1"] = 1.2  # a retriever setting of one benchmark
     (tmp_path / "k1.yaml").write_text(yaml.safe_dump(changed))
     counts = job_counts(snakemake("-n", "--cores", "1", "reproduce_all", "--configfile", str(tmp_path / "k1.yaml"), cwd=tmp_path).stdout)
-    assert counts["bm25_index"] == 2 and "prepare_data" not in counts  # BRIGHT's only
+    assert counts["split"] == 2 and "prepare_data" not in counts  # BRIGHT's BM25 indexes (built with the split) only
     assert counts["train"] == sum(r.trained for r in plan if r.benchmark == "bright")
     # a training setting reruns every training and the evaluations of trained policies, not the
     # prompting agent's
@@ -353,12 +364,15 @@ def test_smoke_workflow_end_to_end(tmp_path):
         next(r for r in plan if (r.benchmark, r.method, r.variant, r.seed) == key)
         for key in [("bright", "hgpo", None, 0), ("bright", "ricepo", "random_trigger", 1)]
     ]
-    # their policies, their evaluations and everything graded from them: Snakemake reruns a deleted
-    # intermediate file only when something downstream of it is missing too
+    # their policies, their evaluations and everything graded from them (their collections, which
+    # hold their numbers): Snakemake reruns a deleted intermediate file only when something
+    # downstream of it is missing too
     for run in forced:
         shutil.rmtree(train_log_file(results, run).parent)
         for task in config["benchmarks"]["bright"]["tasks"]:
             shutil.rmtree(metrics_file(results, run, task).parent)
+        run_results_file(results, run).unlink()
+        group_results_file(results, run.benchmark, run.backbone).unlink(missing_ok=True)
     shutil.rmtree(results / "tables")
     (results / "check.txt").unlink()
     env = {**FORCED_KERNEL_PATHS["avx2"], **other_vendor_mkl(tmp_path / "shim")}

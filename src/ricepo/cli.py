@@ -157,8 +157,8 @@ def _config_arguments(p: argparse.ArgumentParser, results: str | bool) -> None:
         nargs="+",
         default=[],
         metavar="FILE",
-        help="config files merged over config/config.yaml, as given to snakemake; a run's results/RUN/config.resolved.json is complete "
-        "and replaces it; none: config/config.yaml alone",
+        help="config files (YAML or JSON) merged over config/config.yaml, as given to snakemake; a run's "
+        "results/RUN/config.resolved.json is complete and replaces it; none: config/config.yaml alone",
     )
     if results:
         p.add_argument("--results", metavar="DIR", help=f"the run's results folder, {results} (default results/{{run_name}})")
@@ -433,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "--all-results",
         action="store_true",
-        help="also read every result file the table or figure reads for this configuration (the files its rule declares), below --results",
+        help="also read every result file the table or figure reads for this configuration, from the collections its rule "
+        "declares below --results (results/RUN/collected/, written by the workflow's collect_* jobs)",
     )
     rp.add_argument("--out", required=True, help="the file to write")
     rp.set_defaults(func=cmd_report)

@@ -214,7 +214,7 @@ def _check_references(config: dict) -> None:
             raise RicepoError(f"config error at backbones.{name}.family: no template for {bb['family']!r}")
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_config_file(path: str | Path) -> dict:
     """A config file's mapping: JSON for a .json file, as Snakemake reads it (YAML 1.1 would read
     JSON's `1e-05` as a string), else YAML; a missing file or a syntax error is one line naming the
     file (and line)."""
@@ -245,16 +245,19 @@ def overlay(base: dict, top: dict) -> dict:
     return out
 
 
+# A run's configuration as it ran, defaults filled (results/RUN/<this>, written by the workflow).
+RESOLVED_CONFIG = "config.resolved.json"
+
+
 def load_config(*overlays: str | Path) -> dict:
     """The validated config the workflow runs with `--configfile OVERLAY`: config/config.yaml with
-    each overlay merged over it. A JSON file is a run's resolved configuration
-    (results/RUN/config.resolved.json): complete, it replaces what came before instead of merging
-    over it (merged, it would bring back a benchmark its run left out). An error names the last
-    overlay file and the key."""
-    config = read_yaml(DEFAULT_CONFIG)
+    each overlay (YAML or JSON) merged over it. A run's resolved configuration (a file named
+    RESOLVED_CONFIG) is complete: it replaces what came before instead of merging over it (merged,
+    it would bring back a benchmark its run left out). An error names the last overlay file and the key."""
+    config = read_config_file(DEFAULT_CONFIG)
     for path in overlays:
-        top = read_yaml(path)
-        config = top if Path(path).suffix == ".json" else overlay(config, top)
+        top = read_config_file(path)
+        config = top if Path(path).name == RESOLVED_CONFIG else overlay(config, top)
     try:
         return check_config(config)
     except RicepoError as e:
@@ -266,7 +269,7 @@ def configfile_of(run_name: str) -> Path | None:
     """The file under config/ that runs `run_name` (config.yaml itself for its own run_name), or None
     for a configuration kept elsewhere."""
     for path in [DEFAULT_CONFIG, *sorted(DEFAULT_CONFIG.parent.glob("*.yaml"))]:
-        if read_yaml(path).get("run_name") == run_name:
+        if read_config_file(path).get("run_name") == run_name:
             return path
     return None
 

@@ -25,6 +25,13 @@ SPLIT_DIR = "splits/{benchmark}/{task}"
 # A training run's held-out scorings (train/validation.py), one JSON line each; empty when it holds none out.
 VALIDATION_FILE = "validation.jsonl"
 INDEX_DIR = "index/{benchmark}/{task}"
+# The report's inputs, each result file gathered with its text into a few (ricepo.report.results):
+# a run's evaluations and training logs, then every run of a (benchmark, backbone), and a baseline's
+# retrievals of every task of a benchmark. A table reads a handful of files instead of hundreds,
+# and still holds every number when an evaluation's own files are deleted.
+RUN_RESULTS = "collected/runs/" + RUN_DIR + ".json"
+GROUP_RESULTS = "collected/{benchmark}/{backbone}.json"
+BASELINE_RESULTS = "collected/baselines/{benchmark}/{baseline}.json"  # baseline: bm25 or a summary baseline
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,31 @@ def validation_file(results: str | Path, run: Run) -> Path:
     return Path(results) / path(TRAIN_DIR, run) / VALIDATION_FILE
 
 
+def run_results_file(results: str | Path, run: Run) -> Path:
+    return Path(results) / path(RUN_RESULTS, run)
+
+
+def group_results_file(results: str | Path, benchmark: str, backbone: str) -> Path:
+    return Path(results) / path(GROUP_RESULTS, benchmark=benchmark, backbone=backbone)
+
+
+def baseline_results_file(results: str | Path, benchmark: str, baseline: str) -> Path:
+    return Path(results) / path(BASELINE_RESULTS, benchmark=benchmark, baseline=baseline)
+
+
+def run_result_files(config: dict, results: str | Path, run: Run) -> list[Path]:
+    """What a run produced that a report reads: its evaluations' metrics and, when trained, its logs."""
+    files = [metrics_file(results, run, t) for t in config["benchmarks"][run.benchmark]["tasks"]]
+    return files + ([train_log_file(results, run), validation_file(results, run)] if run.trained else [])
+
+
+def baseline_result_files(config: dict, results: str | Path, benchmark: str, baseline: str) -> list[Path]:
+    tasks = config["benchmarks"][benchmark]["tasks"]
+    if baseline == "bm25":
+        return [bm25_metrics_file(results, benchmark, t) for t in tasks]
+    return [summary_baseline_metrics_file(results, benchmark, baseline, t) for t in tasks]
+
+
 def bm25_metrics_file(results: str | Path, benchmark: str, task: str) -> Path:
     return Path(results) / path(BM25_DIR, benchmark=benchmark, task=task) / "metrics.json"
 
@@ -171,24 +203,27 @@ class Artefact:
             if r.benchmark == abl.get("benchmark") and r.backbone == abl.get("backbone") and (r.method, r.variant) in self.conditions
         ]
 
-    def inputs(self, config: dict, results: str | Path) -> list[Path]:
-        """The result files this artefact reads (its rule's inputs)."""
+    def baselines(self, config: dict) -> list[tuple[str, str]]:
+        """The (benchmark, baseline) retrievals without an agent that this artefact shows."""
         if self.reads == "all":
-            return list(dict.fromkeys(f for a in ARTEFACTS.values() if a.reads != "all" for f in a.inputs(config, results)))
-        if self.reads == "train_logs":
-            return [f(results, r) for r in self.runs(config) for f in (train_log_file, validation_file)]
-        files = [metrics_file(results, r, t) for r in self.runs(config) for t in config["benchmarks"][r.benchmark]["tasks"]]
+            return list(dict.fromkeys(b for a in ARTEFACTS.values() if a.reads != "all" for b in a.baselines(config)))
         if self.reads == "ceiling":
-            return files + [
-                f
-                for b, spec in config["benchmarks"].items()
-                for t in spec["tasks"]
-                for f in [bm25_metrics_file(results, b, t)]
-                + [summary_baseline_metrics_file(results, b, s, t) for s in config["evaluate"]["summary_baselines"]]
-            ]
-        if self.benchmark in config["benchmarks"]:
-            files += [bm25_metrics_file(results, self.benchmark, t) for t in config["benchmarks"][self.benchmark]["tasks"]]
-        return files
+            return [(b, kind) for b in config["benchmarks"] for kind in ["bm25", *config["evaluate"]["summary_baselines"]]]
+        return [(self.benchmark, "bm25")] if self.benchmark in config["benchmarks"] else []
+
+    def result_files(self, config: dict, results: str | Path) -> list[Path]:
+        """Every result file whose numbers this artefact reads."""
+        runs_ = self.runs(config)
+        if self.reads == "train_logs":
+            return [f(results, r) for r in runs_ for f in (train_log_file, validation_file)]
+        files = [f for r in runs_ for f in run_result_files(config, results, r) if self.reads == "all" or f.name == "metrics.json"]
+        return files + [f for b, kind in self.baselines(config) for f in baseline_result_files(config, results, b, kind)]
+
+    def inputs(self, config: dict, results: str | Path) -> list[Path]:
+        """The files its rule declares: the collected results of its runs' (benchmark, backbone)s and
+        of its baselines, which hold its result files."""
+        groups = dict.fromkeys((r.benchmark, r.backbone) for r in self.runs(config))
+        return [group_results_file(results, *g) for g in groups] + [baseline_results_file(results, *b) for b in self.baselines(config)]
 
 
 ARTEFACTS = {

@@ -8,13 +8,13 @@ from snakemake.exceptions import WorkflowError
 
 from ricepo import layout
 from ricepo.atomic import write_text
-from ricepo.config import check_config
+from ricepo.config import RESOLVED_CONFIG, check_config
 from ricepo.environments import RetrieverSettings
 from ricepo.errors import RicepoError
 from ricepo.identity import code_version
 from ricepo.kernels import CPU_KERNELS
 from ricepo.report.check import expected_file
-from ricepo.report.results import PAPER_CLAIMS
+from ricepo.report.results import PAPER_CLAIMS, collect
 from ricepo.summary_baselines import KINDS as SUMMARY_BASELINES
 
 try:
@@ -29,10 +29,12 @@ config.update(_checked)
 RUN = config["run_name"]
 R = f"results/{RUN}"
 REPORT = f"reports/{RUN}/report.html"
+RESOLVED = f"{R}/{RESOLVED_CONFIG}"
 DATA = f"{config['data']['root']}/{RUN}"
 # Every job that computes a number takes the code version as a parameter, so Snakemake reruns it
 # when the package's code changes (report jobs: the report code too; ricepo/identity.py).
 CODE = code_version()
+REPORT_CODE = code_version(with_report=True)
 BENCHMARKS = list(config["benchmarks"])
 RUNS = layout.runs(config)
 ALL_TASKS = sorted({t for b in config["benchmarks"].values() for t in b["tasks"]})
@@ -116,9 +118,9 @@ def index_dir(benchmark, task):
 
 
 def index_inputs(benchmark, task):
-    """The index folders the benchmark's retriever reads."""
+    """The index folders the benchmark's retriever reads that its split job does not write (BM25)."""
     retriever = RetrieverSettings.resolve(config["benchmarks"][benchmark]["retriever"], config.get("dense_models"))
-    return [f"{index_dir(benchmark, task)}/{part}" for part in retriever.parts]
+    return [f"{index_dir(benchmark, task)}/{part}" for part in retriever.parts if part != "bm25"]
 
 
 def bm25_flags(wc):
@@ -129,6 +131,11 @@ def bm25_flags(wc):
 
 def report_inputs(name):
     return [str(p) for p in layout.ARTEFACTS[name].inputs(config, R)]
+
+
+def log_collected(files, out, log):
+    """A collect_* job: `files` gathered into `out`, and how many it holds in its log."""
+    write_text(Path(log), f"{out}: {collect(R, files, out)} result files\n")
 
 
 # --- inputs and params of the rules -------------------------------------------------------

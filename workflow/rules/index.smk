@@ -1,26 +1,12 @@
-# Retrieval indexes, built once per corpus and reused by training and evaluation.
-
-
-rule bm25_index:
-    input:
-        out(layout.SPLIT_DIR),
-    output:
-        directory(out(f"{layout.INDEX_DIR}/bm25")),
-    params:
-        bm25=bm25_flags,
-        code=CODE,
-    log:
-        f"{R}/logs/index/{{benchmark}}/{{task}}.log",
-    benchmark:
-        f"{R}/benchmarks/index/{{benchmark}}/{{task}}.tsv"
-    shell:
-        "ricepo index --dataset {input} {params.bm25} --out {output} > {log} 2>&1"
+# Corpus embeddings for dense retrieval, built once per corpus and reused by training and
+# evaluation (the BM25 index is built with the split, in data.smk).
 
 
 rule dense_index:
-    # Corpus embeddings, once per (task, dense model); the encoder settings are saved beside them.
+    # Once per (task, dense model), from the prepared corpus, which the split links to: a new split
+    # does not embed the corpus again. The encoder settings are saved beside the embeddings.
     input:
-        out(layout.SPLIT_DIR),
+        f"{DATA}/{{benchmark}}/{{task}}",
     output:
         directory(out(f"{layout.INDEX_DIR}/dense/{{dense_model}}")),
     params:

@@ -6,7 +6,7 @@
 
 rule plan:
     input:
-        config=f"{R}/config.resolved.json",
+        config=RESOLVED,
         splits=[split_dir(b, t) for b, spec in config["benchmarks"].items() for t in spec["tasks"]],
         backbones=[p for name in ALL_BACKBONES for p in backbone_inputs(name)],
     output:

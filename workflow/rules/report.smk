@@ -1,6 +1,54 @@
 # Tables, figures and the HTML report. Each artefact is its own target and reads only the result
 # files its rule declares (handed over with --inputs), so it rebuilds without retraining and never
-# picks up a file the configuration did not plan.
+# picks up a file the configuration did not plan. It declares them gathered into a few collections
+# (layout.RUN_RESULTS and the two below it), which the collect_* jobs write on the machine that
+# runs Snakemake: copying text takes less than submitting a job.
+
+
+rule collect_run:
+    localrule: True
+    input:
+        lambda wc: [str(p) for p in layout.run_result_files(config, R, run_of(wc))],
+    output:
+        out(layout.RUN_RESULTS),
+    params:
+        code=REPORT_CODE,
+    log:
+        out(f"logs/{layout.RUN_RESULTS}.log"),
+    run:
+        log_collected(input, output[0], log[0])
+
+
+rule collect_group:
+    # Every run of one (benchmark, backbone), ablation variants included.
+    localrule: True
+    input:
+        lambda wc: [str(layout.run_results_file(R, r)) for r in RUNS if (r.benchmark, r.backbone) == (wc.benchmark, wc.backbone)],
+    output:
+        out(layout.GROUP_RESULTS),
+    params:
+        code=REPORT_CODE,
+    log:
+        out(f"logs/{layout.GROUP_RESULTS}.log"),
+    run:
+        log_collected(input, output[0], log[0])
+
+
+rule collect_baseline:
+    # One retrieval without an agent (BM25, or BM25 with a fixed summary) on each task of a benchmark.
+    localrule: True
+    input:
+        lambda wc: [str(p) for p in layout.baseline_result_files(config, R, wc.benchmark, wc.baseline)],
+    output:
+        out(layout.BASELINE_RESULTS),
+    wildcard_constraints:
+        baseline=_alternatives(["bm25", *SUMMARY_BASELINES]),
+    params:
+        code=REPORT_CODE,
+    log:
+        out(f"logs/{layout.BASELINE_RESULTS}.log"),
+    run:
+        log_collected(input, output[0], log[0])
 
 
 rule resolved_config:
@@ -8,7 +56,7 @@ rule resolved_config:
     # training and evaluation jobs rebuild their spec from.
     localrule: True
     output:
-        f"{R}/config.resolved.json",
+        RESOLVED,
     params:
         # its hash: a dry run after a change prints two hashes, not the config twice
         sha=lambda wc: hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
@@ -21,7 +69,7 @@ rule resolved_config:
 rule claims:
     # The paper's claims (config/paper_claims.yaml) graded against every result of the configuration.
     input:
-        config=f"{R}/config.resolved.json",
+        config=RESOLVED,
         claims=str(PAPER_CLAIMS),
         results=lambda wc: report_inputs("claims"),
     output:
@@ -30,7 +78,7 @@ rule claims:
         md=f"{R}/tables/claims.md",
     params:
         out=lambda wc, output: str(Path(output.json).parent),
-        code=code_version(with_report=True),
+        code=REPORT_CODE,
     log:
         f"{R}/logs/report/claims.log",
     shell:
@@ -39,7 +87,7 @@ rule claims:
 
 rule table:
     input:
-        config=f"{R}/config.resolved.json",
+        config=RESOLVED,
         results=lambda wc: report_inputs(wc.name),
         expected=lambda wc: [p for p in [expected_file(RUN)] if p.exists()],
     output:
@@ -50,7 +98,7 @@ rule table:
         name="|".join(TABLES),
     params:
         out=lambda wc, output: str(Path(output.csv).parent),
-        code=code_version(with_report=True),
+        code=REPORT_CODE,
     log:
         f"{R}/logs/report/{{name}}.log",
     shell:
@@ -60,7 +108,7 @@ rule table:
 
 rule figure:
     input:
-        config=f"{R}/config.resolved.json",
+        config=RESOLVED,
         results=lambda wc: report_inputs(wc.name),
     output:
         svg=f"{R}/figures/{{name}}.svg",
@@ -70,7 +118,7 @@ rule figure:
         name="|".join(FIGURES),
     params:
         out=lambda wc, output: str(Path(output.svg).parent),
-        code=code_version(with_report=True),
+        code=REPORT_CODE,
     log:
         f"{R}/logs/report/{{name}}.log",
     shell:
@@ -79,14 +127,14 @@ rule figure:
 
 rule report:
     input:
-        config=f"{R}/config.resolved.json",
+        config=RESOLVED,
         claims=f"{R}/tables/claims.json",
         tables=expand(f"{R}/tables/{{name}}.json", name=TABLES),
         figures=expand(f"{R}/figures/{{name}}.{{ext}}", name=FIGURES, ext=["json", "png"]),
     output:
         REPORT,
     params:
-        code=code_version(with_report=True),
+        code=REPORT_CODE,
     log:
         f"{R}/logs/report/report.log",
     shell:
@@ -148,14 +196,14 @@ rule check:
     # Every reported cell graded against config/expected/{run_name}.yaml: OK / OKish / FAIL, one
     # line per cell on the terminal and in the output; any FAIL fails the job (and the target).
     input:
-        config=f"{R}/config.resolved.json",
+        config=RESOLVED,
         tables=expand(f"{R}/tables/{{name}}.json", name=TABLES),
         expected=lambda wc: [p for p in [expected_file(RUN)] if p.exists()],
     output:
         f"{R}/check.txt",
     params:
         expected=expected_file(RUN),
-        code=code_version(with_report=True),
+        code=REPORT_CODE,
     log:
         f"{R}/logs/report/check.log",
     shell:

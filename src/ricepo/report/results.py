@@ -3,6 +3,10 @@
 A report job is handed its rule's declared inputs (`ricepo report NAME --inputs ...`) and reads
 those files and nothing else: a planned run whose file was not handed over is "not run", even if
 the file happens to lie on disk (a stale result of an earlier configuration never leaks in).
+
+Its rule declares collections (`collect`): one JSON file holding the text of many result files
+(a run's, a (benchmark, backbone)'s runs', a baseline's), keyed by their path below the results
+folder, so a table has a handful of inputs and a deleted evaluation cannot change it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from ..atomic import write_text
 from ..errors import RicepoError
 from ..layout import Run, bm25_metrics_file, metrics_file, runs, summary_baseline_metrics_file, train_log_file, validation_file
 
@@ -37,23 +42,64 @@ def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+COLLECTED = "collected"  # a collection is {"collected": {path below the results folder: text}}
+_HEAD = json.dumps({COLLECTED: 0})[:-2].encode()  # how its text begins: '{"collected": '
+
+
+def _collection(path: Path) -> dict[str, str] | None:
+    """The members of a collection file, or None if `path` is a result file of its own."""
+    with open(path, "rb") as f:
+        if f.read(len(_HEAD)) != _HEAD:
+            return None
+    return json.loads(path.read_text())[COLLECTED]
+
+
+def collect(root: str | Path, files: list[str | Path], out: str | Path) -> int:
+    """Write the result files `files` (or the members of collections among them) into one
+    collection at `out`; how many result files it holds."""
+    root, members = Path(root).resolve(), {}
+    for f in map(Path, files):
+        inner = _collection(f)
+        members.update(inner if inner is not None else {str(f.resolve().relative_to(root)): f.read_text()})
+    write_text(Path(out), json.dumps({COLLECTED: dict(sorted(members.items()))}) + "\n")
+    return len(members)
+
+
 class ResultFiles:
     """The results of one configuration, as far as a report job was handed them.
 
-    `root` is the configuration's results folder (results/{run_name}); `files` the declared inputs.
+    `root` is the configuration's results folder (results/{run_name}); `files` the declared inputs:
+    result files or collections of them.
     """
 
     def __init__(self, config: dict, root: str | Path, files: list[str | Path]):
         self.config, self.root = config, Path(root)
-        self.files = {Path(f).resolve() for f in files}
+        self.texts: dict[Path, str | None] = {}  # None: a declared result file, read when asked for
+        for f in map(Path, files):
+            try:
+                inner = _collection(f)
+            except FileNotFoundError:
+                raise RicepoError(f"{f}: declared as an input of this report job but missing") from None
+            except json.JSONDecodeError as e:
+                raise RicepoError(f"{f}: not JSON ({e})") from None
+            if inner is None:
+                self.texts[f.resolve()] = None
+            else:
+                self.texts.update({(self.root / rel).resolve(): text for rel, text in inner.items()})
+
+    def handed(self, path: Path) -> bool:
+        return path.resolve() in self.texts
 
     def _read(self, path: Path) -> str | None:
-        if path.resolve() not in self.files:
+        path = path.resolve()
+        if path not in self.texts:
             return None
-        try:
-            return path.read_text()
-        except FileNotFoundError:
-            raise RicepoError(f"{path}: declared as an input of this report job but missing") from None
+        if self.texts[path] is None:
+            try:
+                self.texts[path] = path.read_text()
+            except FileNotFoundError:
+                raise RicepoError(f"{path}: declared as an input of this report job but missing") from None
+        return self.texts[path]
 
     def metrics(self, run: Run, task: str) -> dict | None:
         """metrics.json of one evaluation (NDCG@10 and per-query values), or None if not handed over."""
@@ -94,7 +140,7 @@ class ResultFiles:
             if (r.benchmark, r.backbone, r.method, r.variant) == (benchmark, backbone, method, variant):
                 for task in self.config["benchmarks"][benchmark]["tasks"]:
                     f = metrics_file(self.root, r, task)
-                    if f.resolve() in self.files:
+                    if self.handed(f):
                         out.setdefault(task, {})[r.seed] = f
         return out
 

@@ -115,7 +115,7 @@ def build_table(name: str, results: ResultFiles, expected: dict | None = None) -
         files[row_key(rows[-1])] = {
             t: {None: f}
             for t in tasks  # BM25 has no seed
-            if (f := bm25_metrics_file(results.root, benchmark, t)).resolve() in results.files
+            if results.handed(f := bm25_metrics_file(results.root, benchmark, t))
         }
     planned = {(x.backbone, x.method, x.variant) for x in runs(config) if x.benchmark == benchmark}
     for group in paper_groups + [g for g in ours_groups if g not in paper_groups]:
