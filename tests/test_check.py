@@ -5,6 +5,7 @@ import json
 import pytest
 import yaml
 
+from conftest import ROOT
 from ricepo.errors import RicepoError
 from ricepo.report.check import check, check_kind, load_expected, numerics_lines, render_lines, run_numerics, write_expected
 
@@ -179,3 +180,10 @@ def test_tolerances_are_derived_from_measured_runs_by_kind(tmp_path):
     assert tol[("tiny/grpo", "biology")] == tol[("tiny/grpo", "avg")] == 2.5  # 2 x 1.23 = 2.46 -> 2.5
     assert exp["grading"]["kind"] == "tolerance" and "trained 1.2300" in exp["grading"]["derivation"]
     assert [exp["sources"][k]["run"] for k in ("spread_1", "spread_2")] == ["avx2", "seed 1"]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config" / "expected").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_expected_file_loads_and_names_its_configuration(path):
+    """Each file grades the configuration it is named for; one that does not parse would fail that
+    configuration's tables, found only when a run reaches them."""
+    assert load_expected(path)["run_name"] == path.stem
